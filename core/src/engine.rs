@@ -1,0 +1,449 @@
+//! The budget rules, as pure functions over rows read from a store.
+//!
+//! Both stores load the rows a call touches (under a row lock for charges), hand
+//! them here with "now", and write back what this module decides. Keeping the rules
+//! out of SQL makes SQLite and Postgres behave identically by construction, and
+//! lets a batch of charges be decided in arrival order exactly as if each had been
+//! run alone: [`plan_charges`] threads each key's state from one charge to the next.
+//!
+//! Reconciling agentkey's columns: `budget_cents` / `budget_used_cents` are whole-cent
+//! mirrors of keyleash's exact `budget_micros` / `budget_used_micros`. When a mirror
+//! no longer matches the exact value it was written from, someone edited it in SQL
+//! (or the row predates keyleash) and the mirror wins. When the exact column is NULL
+//! the mirror is used as well.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::amount::{cap_mirror, micros_to_cents, used_mirror, whole_cents_to_micros};
+use crate::model::{ChargeRefusal, ChargeResult, InvalidReason, KeyInfo, KeySummary, Validation};
+use crate::period::Period;
+
+/// A keys-table row as both stores load it. Integer columns are widened to `i64`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyRow {
+    pub id: i64,
+    pub key_hash: String,
+    pub account_id: Option<String>,
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub key_prefix: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub budget_cents: Option<i64>,
+    pub budget_used_cents: Option<i64>,
+    pub budget_micros: Option<i64>,
+    pub budget_used_micros: Option<i64>,
+    pub budget_held_micros: i64,
+    pub budget_period: Option<String>,
+    pub budget_reset_at: Option<DateTime<Utc>>,
+    pub budget_anchor_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub delegated_by: Option<String>,
+    pub external_subject: Option<String>,
+    pub metadata: Option<String>,
+}
+
+/// A key's live budget after reconciling mirrors and rolling elapsed periods.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Budget {
+    pub cap: Option<i64>,
+    pub used: i64,
+    pub held: i64,
+    pub period: Option<Period>,
+    pub reset_at: Option<DateTime<Utc>>,
+    pub anchor: Option<DateTime<Utc>>,
+}
+
+impl Budget {
+    /// Whether `extra` more micro-cents fit under the cap (used + held + extra ≤ cap).
+    fn fits(&self, extra: i64) -> bool {
+        self.cap.is_none_or(|cap| i128::from(self.used) + i128::from(self.held) + i128::from(extra) <= i128::from(cap))
+    }
+
+    fn exhausted(&self) -> bool {
+        self.cap.is_some_and(|cap| i128::from(self.used) + i128::from(self.held) >= i128::from(cap))
+    }
+
+    fn remaining(&self) -> Option<i64> {
+        self.cap.map(|cap| cap.saturating_sub(self.used).saturating_sub(self.held).max(0))
+    }
+}
+
+/// The values written back to a keys row after a charge or a rollover.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct KeyUpdate {
+    pub id: i64,
+    pub budget_micros: Option<i64>,
+    pub budget_cents: Option<i32>,
+    pub used_micros: i64,
+    pub used_cents: i32,
+    pub held_micros: i64,
+    pub reset_at: Option<DateTime<Utc>>,
+    pub anchor_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl KeyUpdate {
+    fn new(id: i64, b: &Budget, last_used_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            id,
+            budget_micros: b.cap,
+            budget_cents: b.cap.map(cap_mirror),
+            used_micros: b.used,
+            used_cents: used_mirror(b.used),
+            held_micros: b.held,
+            reset_at: b.reset_at,
+            anchor_at: b.anchor,
+            last_used_at,
+        }
+    }
+}
+
+/// A ledger row to insert.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct LedgerInsert {
+    pub key_id: i64,
+    pub account_id: Option<String>,
+    pub amount_micros: i64,
+    pub created_at: DateTime<Utc>,
+    pub idempotency_key: Option<String>,
+    pub used_after_micros: i64,
+    pub remaining_after_micros: Option<i64>,
+}
+
+/// An earlier charge found in the ledger under an idempotency key.
+#[derive(Clone, Debug)]
+pub(crate) struct PriorCharge {
+    pub key_id: i64,
+    pub idempotency_key: String,
+    pub used_after_micros: i64,
+    pub remaining_after_micros: Option<i64>,
+}
+
+/// How a charge names its key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Lookup {
+    /// SHA-256 hex of a raw key.
+    Hash(String),
+    /// An external subject.
+    Subject(String),
+}
+
+impl Lookup {
+    /// Whether `row` is the key this lookup names.
+    pub fn matches(&self, row: &KeyRow) -> bool {
+        match self {
+            Lookup::Hash(h) => &row.key_hash == h,
+            Lookup::Subject(s) => row.external_subject.as_deref() == Some(s),
+        }
+    }
+}
+
+/// One positive, validated charge of a batch.
+#[derive(Clone, Debug)]
+pub(crate) struct ChargeReq {
+    pub lookup: Lookup,
+    pub micros: i64,
+    pub idempotency_key: Option<String>,
+}
+
+/// What a batch of charges decided: one outcome per request, and the writes.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub outcomes: Vec<ChargeResult>,
+    pub updates: Vec<KeyUpdate>,
+    pub ledger: Vec<LedgerInsert>,
+}
+
+impl KeyRow {
+    fn period(&self) -> Option<Period> {
+        // An unknown period written by hand in SQL is treated as a lifetime cap.
+        self.budget_period.as_deref().and_then(|p| Period::parse(p).ok())
+    }
+
+    /// The reconciled budget at `now`, and whether an elapsed period was rolled.
+    pub fn budget(&self, now: DateTime<Utc>) -> (Budget, bool) {
+        let cap = match (self.budget_cents, self.budget_micros) {
+            (None, _) => None,
+            (Some(c), Some(m)) if i64::from(cap_mirror(m)) == c => Some(m),
+            (Some(c), _) => Some(whole_cents_to_micros(c.max(0))),
+        };
+        let mirror_used = self.budget_used_cents.unwrap_or(0);
+        let used = match self.budget_used_micros {
+            Some(m) if i64::from(used_mirror(m)) == mirror_used => m,
+            _ => whole_cents_to_micros(mirror_used.max(0)),
+        };
+        let period = self.period();
+        let mut b = Budget {
+            cap,
+            used,
+            held: self.budget_held_micros.max(0),
+            period,
+            reset_at: self.budget_reset_at,
+            anchor: self.budget_anchor_at,
+        };
+        let Some(period) = period else {
+            return (b, false);
+        };
+        match self.budget_reset_at {
+            Some(reset) if now >= reset => {
+                // Boundaries count from the anchor; a row without one (from agentkey)
+                // counts from its last reset time, which is itself a boundary.
+                let anchor = self.budget_anchor_at.unwrap_or(reset);
+                b.used = 0;
+                b.anchor = Some(anchor);
+                b.reset_at = Some(period.next_after(anchor, now));
+                (b, true)
+            }
+            Some(_) => (b, false),
+            None => {
+                // A period without a reset time (cleared by hand): start counting again.
+                let anchor = self.budget_anchor_at.or(self.created_at).unwrap_or(now);
+                b.anchor = Some(anchor);
+                b.reset_at = Some(period.next_after(anchor, now));
+                (b, true)
+            }
+        }
+    }
+
+    /// Revoked beats expired; `None` when neither.
+    fn status(&self, now: DateTime<Utc>) -> Option<InvalidReason> {
+        if self.revoked_at.is_some() {
+            Some(InvalidReason::Revoked)
+        } else if self.expires_at.is_some_and(|e| now >= e) {
+            Some(InvalidReason::Expired)
+        } else {
+            None
+        }
+    }
+
+    /// `validate`'s answer for this row at `now`, and the rollover to persist, if any.
+    pub fn validate(&self, now: DateTime<Utc>) -> (Validation, Option<KeyUpdate>) {
+        let (b, rolled) = self.budget(now);
+        let roll = rolled.then(|| KeyUpdate::new(self.id, &b, self.last_used_at));
+        if let Some(reason) = self.status(now) {
+            return (Validation::Invalid(reason), roll);
+        }
+        if b.exhausted() {
+            return (Validation::Invalid(InvalidReason::BudgetExceeded), roll);
+        }
+        let info = KeyInfo {
+            id: self.id,
+            account_id: self.account_id.clone().unwrap_or_default(),
+            user_id: self.user_id.clone(),
+            scopes: self.scopes.clone(),
+            budget_cents: b.cap.map(micros_to_cents),
+            budget_used_cents: micros_to_cents(b.used),
+            budget_held_cents: micros_to_cents(b.held),
+            budget_remaining_cents: b.remaining().map(micros_to_cents),
+            budget_period: b.period.map(|p| p.as_str().to_string()),
+            budget_reset_at: b.reset_at.filter(|_| b.period.is_some()),
+            expires_at: self.expires_at,
+            delegated_by: self.delegated_by.clone(),
+            name: self.name.clone().unwrap_or_else(|| "default".into()),
+        };
+        (Validation::Valid(Box::new(info)), roll)
+    }
+
+    /// The row as `list` shows it at `now` (rolled over, no secret).
+    pub fn summary(&self, now: DateTime<Utc>) -> KeySummary {
+        let (b, _) = self.budget(now);
+        KeySummary {
+            id: self.id,
+            account_id: self.account_id.clone().unwrap_or_default(),
+            user_id: self.user_id.clone(),
+            name: self.name.clone().unwrap_or_else(|| "default".into()),
+            key_prefix: self.key_prefix.clone().unwrap_or_default(),
+            scopes: self.scopes.clone(),
+            budget_cents: b.cap.map(micros_to_cents),
+            budget_used_cents: micros_to_cents(b.used),
+            budget_held_cents: micros_to_cents(b.held),
+            budget_period: b.period.map(|p| p.as_str().to_string()),
+            budget_reset_at: b.reset_at.filter(|_| b.period.is_some()),
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            delegated_by: self.delegated_by.clone(),
+            external_subject: self.external_subject.clone(),
+            metadata: self.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+        }
+    }
+}
+
+/// Decides a batch of charges in arrival order against `rows` (locked by the
+/// caller), with `priors` the ledger rows already stored under the batch's
+/// idempotency keys. Each request sees the state every earlier request left.
+pub(crate) fn plan_charges(rows: &[KeyRow], priors: &[PriorCharge], reqs: &[ChargeReq], now: DateTime<Utc>) -> Plan {
+    struct State {
+        budget: Budget,
+        dirty: bool,
+        charged: bool,
+    }
+    let mut states: HashMap<i64, State> = HashMap::new();
+    let mut seen: HashMap<(i64, String), ChargeResult> = priors
+        .iter()
+        .map(|p| {
+            let result = ChargeResult::Charged {
+                budget_used_cents: micros_to_cents(p.used_after_micros),
+                budget_remaining_cents: p.remaining_after_micros.map(micros_to_cents),
+            };
+            ((p.key_id, p.idempotency_key.clone()), result)
+        })
+        .collect();
+    let mut plan = Plan::default();
+    let mut order = Vec::new();
+
+    for req in reqs {
+        let Some(row) = rows.iter().find(|r| req.lookup.matches(r)) else {
+            plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::InvalidKey));
+            continue;
+        };
+        if let Some(prior) = req.idempotency_key.as_ref().and_then(|k| seen.get(&(row.id, k.clone()))) {
+            plan.outcomes.push(prior.clone());
+            continue;
+        }
+        match row.status(now) {
+            Some(InvalidReason::Revoked) => {
+                plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::Revoked));
+                continue;
+            }
+            Some(_) => {
+                plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::Expired));
+                continue;
+            }
+            None => {}
+        }
+        let state = states.entry(row.id).or_insert_with(|| {
+            order.push(row.id);
+            let (budget, rolled) = row.budget(now);
+            State { budget, dirty: rolled, charged: false }
+        });
+        if !state.budget.fits(req.micros) {
+            plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::BudgetExceeded));
+            continue;
+        }
+        let b = &mut state.budget;
+        b.used = b.used.saturating_add(req.micros);
+        state.dirty = true;
+        state.charged = true;
+        let result = ChargeResult::Charged {
+            budget_used_cents: micros_to_cents(b.used),
+            budget_remaining_cents: b.remaining().map(micros_to_cents),
+        };
+        plan.ledger.push(LedgerInsert {
+            key_id: row.id,
+            account_id: row.account_id.clone(),
+            amount_micros: req.micros,
+            created_at: now,
+            idempotency_key: req.idempotency_key.clone(),
+            used_after_micros: b.used,
+            remaining_after_micros: b.remaining(),
+        });
+        if let Some(k) = &req.idempotency_key {
+            seen.insert((row.id, k.clone()), result.clone());
+        }
+        plan.outcomes.push(result);
+    }
+    for id in order {
+        let state = &states[&id];
+        if state.dirty {
+            let row = rows.iter().find(|r| r.id == id);
+            let last_used = if state.charged { Some(now) } else { row.and_then(|r| r.last_used_at) };
+            plan.updates.push(KeyUpdate::new(id, &state.budget, last_used));
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn row(cap_cents: Option<i64>) -> KeyRow {
+        KeyRow {
+            id: 1,
+            key_hash: "h".into(),
+            budget_cents: cap_cents,
+            budget_micros: cap_cents.map(|c| c * 1_000_000),
+            budget_used_cents: Some(0),
+            budget_used_micros: Some(0),
+            ..KeyRow::default()
+        }
+    }
+
+    fn req(cents: i64) -> ChargeReq {
+        ChargeReq { lookup: Lookup::Hash("h".into()), micros: cents * 1_000_000, idempotency_key: None }
+    }
+
+    // Pins arrival-order semantics inside one batch: the cap holds exactly and each outcome sees the previous ones.
+    #[test]
+    fn batch_is_sequential() {
+        let now = t("2026-01-15T12:00:00Z");
+        let reqs: Vec<_> = (0..7).map(|_| req(20)).collect();
+        let plan = plan_charges(&[row(Some(100))], &[], &reqs, now);
+        let ok = plan.outcomes.iter().filter(|o| o.success()).count();
+        assert_eq!(ok, 5);
+        assert_eq!(plan.outcomes[4], ChargeResult::Charged { budget_used_cents: 100.0, budget_remaining_cents: Some(0.0) });
+        assert_eq!(plan.outcomes[5], ChargeResult::Refused(ChargeRefusal::BudgetExceeded));
+        assert_eq!(plan.ledger.len(), 5);
+        assert_eq!(plan.updates.len(), 1);
+        assert_eq!(plan.updates[0].used_micros, 100_000_000);
+        assert_eq!(plan.updates[0].used_cents, 100);
+    }
+
+    // Pins that a repeated idempotency key inside one batch is applied once and replays the first result.
+    #[test]
+    fn idempotent_in_batch() {
+        let now = t("2026-01-15T12:00:00Z");
+        let mut a = req(10);
+        a.idempotency_key = Some("x".into());
+        let plan = plan_charges(&[row(Some(100))], &[], &[a.clone(), req(5), a], now);
+        assert_eq!(plan.ledger.len(), 2);
+        assert_eq!(plan.outcomes[0], plan.outcomes[2]);
+        assert_eq!(plan.updates[0].used_micros, 15_000_000);
+    }
+
+    // Pins that an SQL edit of agentkey's whole-cent columns wins over the exact columns.
+    #[test]
+    fn mirrors_edited_in_sql_win() {
+        let now = t("2026-01-15T12:00:00Z");
+        let mut r = row(Some(100));
+        r.budget_used_micros = Some(40_500_000);
+        r.budget_used_cents = Some(41);
+        assert_eq!(r.budget(now).0.used, 40_500_000);
+        r.budget_used_cents = Some(0);
+        assert_eq!(r.budget(now).0.used, 0);
+        r.budget_cents = Some(200);
+        assert_eq!(r.budget(now).0.cap, Some(200_000_000));
+        r.budget_cents = None;
+        assert_eq!(r.budget(now).0.cap, None);
+    }
+
+    // Pins lazy rollover: usage to zero at the exact reset instant, next reset after now.
+    #[test]
+    fn rollover_at_the_instant() {
+        let mut r = row(Some(100));
+        r.budget_used_micros = Some(100_000_000);
+        r.budget_used_cents = Some(100);
+        r.budget_period = Some("day".into());
+        r.budget_anchor_at = Some(t("2026-01-15T12:00:00Z"));
+        r.budget_reset_at = Some(t("2026-01-16T12:00:00Z"));
+        let (v, roll) = r.validate(t("2026-01-16T11:59:59.999999Z"));
+        assert_eq!(v, Validation::Invalid(InvalidReason::BudgetExceeded));
+        assert!(roll.is_none());
+        let (v, roll) = r.validate(t("2026-01-19T12:00:00Z"));
+        let info = v.info().unwrap();
+        assert_eq!(info.budget_used_cents, 0.0);
+        assert_eq!(info.budget_reset_at, Some(t("2026-01-20T12:00:00Z")));
+        assert_eq!(roll.unwrap().used_micros, 0);
+    }
+}

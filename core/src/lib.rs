@@ -1,0 +1,343 @@
+//! keyleash: scoped, budgeted, time-bounded API keys on Postgres or SQLite.
+//!
+//! A key can only do what its scopes allow, only until it expires, and only spend
+//! up to its budget, and the budget holds under any number of concurrent charges,
+//! because every charge is decided under a row lock in the database.
+//!
+//! Module map: [`key`] (key format, checksum, hashing), [`period`] (budget periods
+//! and duration strings), [`amount`] (exact micro-cent amounts), [`clock`] (system
+//! or manual time), [`scope`] (scope matching), `engine` (the budget rules as pure
+//! functions), `store` (one module per backend: `store/postgres.rs`,
+//! `store/sqlite.rs`), [`error`] (the error type and its codes).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use keyleash::{Charge, CreateOptions, KeyLeash, Options};
+//!
+//! let kl = KeyLeash::connect("sqlite::memory:", Options::default()).await?;
+//! kl.migrate().await?;
+//! let key = kl
+//!     .create(CreateOptions {
+//!         account_id: "acct_1".into(),
+//!         scopes: Some(vec!["proxy.chat".into()]),
+//!         budget_cents: Some(50.0),
+//!         budget_period: Some("month".into()),
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! let v = kl.validate(&key.key).await?;
+//! assert!(v.has_scope("proxy.chat"));
+//! let charged = kl.track_usage(&key.key, Charge::cents(0.25)).await?;
+//! assert!(charged.success());
+//! # Ok::<_, keyleash::Error>(())
+//! # }).unwrap();
+//! ```
+
+pub mod amount;
+pub mod clock;
+mod engine;
+pub mod error;
+mod ident;
+pub mod key;
+mod model;
+pub mod period;
+pub mod scope;
+mod store;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use crate::clock::{Clock, ManualClock};
+pub use crate::error::{Error, Result};
+pub use crate::model::{
+    iso, Charge, ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, InvalidReason, KeyInfo, KeySummary,
+    LedgerEntry, Options, UsageRange, Validation,
+};
+pub use crate::scope::has_scope;
+
+use crate::engine::{ChargeReq, Lookup};
+use crate::error::shown;
+use crate::ident::TableNames;
+use crate::period::{parse_duration, Period};
+use crate::store::{Backend, NewKey, Store};
+
+/// Longest account id, user id, name, delegatedBy and idempotency key, in bytes.
+pub const MAX_TEXT_LEN: usize = 256;
+/// Longest external subject, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 512;
+/// Longest raw key looked up, in bytes; anything longer is `invalid` at once.
+pub const MAX_RAW_KEY_LEN: usize = 128;
+/// Largest metadata, serialized, in bytes.
+pub const MAX_METADATA_LEN: usize = 16 * 1024;
+
+/// A connection to one keys table. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct KeyLeash {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    prefix: String,
+    valid_scopes: Option<Vec<String>>,
+    clock: Clock,
+}
+
+impl KeyLeash {
+    /// Connects to `url`: `postgres://…` / `postgresql://…`, or `sqlite://path.db`,
+    /// `sqlite:path.db`, `sqlite::memory:` (the file is created if missing).
+    /// Fails with `invalid_argument` for a bad URL, table name or key prefix (the
+    /// URL is never echoed: it may hold a password) and `unavailable` when the
+    /// database cannot be reached. Call [`KeyLeash::migrate`] before first use.
+    pub async fn connect(url: &str, options: Options) -> Result<Self> {
+        let names = TableNames::new(&options.table_name)?;
+        check_prefix(&options.key_prefix)?;
+        if let Some(valid) = &options.valid_scopes {
+            scope::check_scopes(valid, None)?;
+        }
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::Postgres(store::postgres::PgStore::connect(url, &options, names).await?)
+        } else if url.starts_with("sqlite:") {
+            Store::Sqlite(store::sqlite::SqliteStore::connect(url, &options, names).await?)
+        } else {
+            return Err(Error::arg("the database URL must start with postgres://, postgresql:// or sqlite:"));
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                prefix: options.key_prefix,
+                valid_scopes: options.valid_scopes,
+                clock: options.clock,
+            }),
+        })
+    }
+
+    /// The clock this instance reads; a manual one can be set and advanced.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Creates the schema, or adopts an existing keys table (one made by agentkey
+    /// included) by adding what is missing. Drops nothing; safe to run on every
+    /// start and from several processes at once.
+    pub async fn migrate(&self) -> Result<()> {
+        self.inner.store.migrate().await
+    }
+
+    /// Mints a key. The raw key is in the result and nowhere else, ever.
+    /// Errors: `invalid_scope`, `invalid_period`, `invalid_duration`,
+    /// `invalid_argument` (missing/oversized strings, bad budget, past expiry).
+    pub async fn create(&self, opts: CreateOptions) -> Result<CreatedKey> {
+        let now = self.inner.clock.now();
+        check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
+        let minted = key::mint(&self.inner.prefix).map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
+        let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
+        let id = self.inner.store.insert_key(&new).await?;
+        Ok(CreatedKey {
+            key: minted.raw,
+            id,
+            scopes: new.scopes,
+            budget_cents: new.budget_micros.map(amount::micros_to_cents),
+            budget_period: new.budget_period,
+            expires_at: new.expires_at,
+        })
+    }
+
+    /// Creates, once, a budget row bound to an external identity (an IdP machine
+    /// token, say) instead of a minted key. Idempotent: later calls for the same
+    /// subject change nothing, even concurrently. An empty `account_id` defaults to
+    /// the subject. Errors as [`KeyLeash::create`].
+    pub async fn ensure_subject(&self, subject: &str, mut opts: CreateOptions) -> Result<()> {
+        check_text("subject", subject, MAX_SUBJECT_LEN, true)?;
+        if opts.account_id.is_empty() {
+            opts.account_id = subject.to_string();
+        }
+        check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
+        let hash = key::internal_hash().map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
+        let prefix = format!("{}ext", self.inner.prefix);
+        let new = self.new_row(&opts, self.inner.clock.now(), hash, prefix, Some(subject.to_string()))?;
+        self.inner.store.insert_subject(&new).await
+    }
+
+    fn new_row(
+        &self,
+        o: &CreateOptions,
+        now: DateTime<Utc>,
+        key_hash: String,
+        key_prefix: String,
+        subject: Option<String>,
+    ) -> Result<NewKey> {
+        if let Some(scopes) = &o.scopes {
+            scope::check_scopes(scopes, self.inner.valid_scopes.as_deref())?;
+        }
+        let period = o.budget_period.as_deref().map(Period::parse).transpose()?;
+        let budget_micros = o
+            .budget_cents
+            .map(|c| {
+                amount::cents_to_micros(c)
+                    .ok_or_else(|| Error::arg(format!("budgetCents must be a finite number from 0 to 1e12, got {c}")))
+            })
+            .transpose()?;
+        let expires_at = match (&o.expires_in, o.expires_at) {
+            (Some(_), Some(_)) => return Err(Error::arg("give expiresIn or expiresAt, not both")),
+            (Some(d), None) => Some(now + parse_duration(d)?),
+            (None, Some(at)) if at <= now => return Err(Error::arg("expiresAt must be in the future")),
+            (None, at) => at,
+        };
+        for (field, value) in [("userId", &o.user_id), ("delegatedBy", &o.delegated_by), ("name", &o.name)] {
+            if let Some(v) = value {
+                check_text(field, v, MAX_TEXT_LEN, field == "name")?;
+            }
+        }
+        let metadata = o.metadata.as_ref().map(serde_json::Value::to_string);
+        if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA_LEN || m.contains("\\u0000")) {
+            return Err(Error::arg("metadata must serialize to at most 16 KiB of JSON without NUL characters"));
+        }
+        Ok(NewKey {
+            account_id: o.account_id.clone(),
+            user_id: o.user_id.clone(),
+            key_hash,
+            key_prefix,
+            name: o.name.clone().unwrap_or_else(|| "default".into()),
+            scopes: o.scopes.clone(),
+            budget_micros,
+            budget_cents: budget_micros.map(amount::cap_mirror),
+            budget_period: period.map(|p| p.as_str().to_string()),
+            budget_reset_at: period.map(|p| p.boundary(now, 1)),
+            expires_at,
+            delegated_by: o.delegated_by.clone(),
+            external_subject: subject,
+            metadata,
+            created_at: now,
+        })
+    }
+
+    /// Checks a raw key: `Valid` with the key's details, or `Invalid` with
+    /// `invalid` (unknown, malformed, bad checksum: no database round trip for a
+    /// malformed one), `revoked`, `expired` or `budget_exceeded`, in that order.
+    /// Rolls an elapsed budget period first. Errors only with `unavailable`.
+    pub async fn validate(&self, raw_key: &str) -> Result<Validation> {
+        match self.lookup_key(raw_key) {
+            Some(lookup) => self.validate_lookup(lookup).await,
+            None => Ok(Validation::Invalid(InvalidReason::Invalid)),
+        }
+    }
+
+    /// [`KeyLeash::validate`] for a subject row made by [`KeyLeash::ensure_subject`].
+    pub async fn validate_by_subject(&self, subject: &str) -> Result<Validation> {
+        match lookup_subject(subject) {
+            Some(lookup) => self.validate_lookup(lookup).await,
+            None => Ok(Validation::Invalid(InvalidReason::Invalid)),
+        }
+    }
+
+    async fn validate_lookup(&self, lookup: Lookup) -> Result<Validation> {
+        let now = self.inner.clock.now();
+        let rows = self.inner.store.fetch(std::slice::from_ref(&lookup)).await?;
+        let Some(row) = rows.iter().find(|r| lookup.matches(r)) else {
+            return Ok(Validation::Invalid(InvalidReason::Invalid));
+        };
+        let (validation, roll) = row.validate(now);
+        if let Some(update) = roll {
+            // Persist the rollover unless a concurrent call already changed the row;
+            // either way the answer above is what the row said at `now`.
+            self.inner.store.persist_roll(row.budget_reset_at, &update).await?;
+        }
+        Ok(validation)
+    }
+
+    /// Charges `charge.cost_cents` to a key after the fact, atomically: it succeeds
+    /// only if used + held + cost ≤ cap, under a row lock, and appends a ledger row.
+    /// A zero cost succeeds without numbers and without touching the database.
+    /// Refusals (`budget_exceeded`, `invalid_key`, `invalid_cost`, `expired`,
+    /// `revoked`) are results; errors are `invalid_argument` (a bad idempotency key)
+    /// and `unavailable`.
+    pub async fn track_usage(&self, raw_key: &str, charge: Charge) -> Result<ChargeResult> {
+        let lookup = self.lookup_key(raw_key);
+        self.charge(lookup, charge).await
+    }
+
+    /// [`KeyLeash::track_usage`] for a subject row made by [`KeyLeash::ensure_subject`].
+    pub async fn track_usage_by_subject(&self, subject: &str, charge: Charge) -> Result<ChargeResult> {
+        self.charge(lookup_subject(subject), charge).await
+    }
+
+    async fn charge(&self, lookup: Option<Lookup>, charge: Charge) -> Result<ChargeResult> {
+        if let Some(k) = &charge.idempotency_key {
+            check_text("idempotencyKey", k, MAX_TEXT_LEN, true)?;
+        }
+        let Some(micros) = amount::cents_to_micros(charge.cost_cents) else {
+            return Ok(ChargeResult::Refused(ChargeRefusal::InvalidCost));
+        };
+        if micros == 0 {
+            return Ok(ChargeResult::Free);
+        }
+        let Some(lookup) = lookup else {
+            return Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey));
+        };
+        let req = ChargeReq { lookup, micros, idempotency_key: charge.idempotency_key };
+        let now = self.inner.clock.now();
+        let mut outcomes = self.inner.store.charge(std::slice::from_ref(&req), now).await?;
+        Ok(outcomes.pop().unwrap_or(ChargeResult::Refused(ChargeRefusal::InvalidKey)))
+    }
+
+    /// Revokes a key (soft: `revoked_at` is set, the row stays). With `account_id`,
+    /// only a key of that account is revoked. Returns whether a live key was revoked.
+    pub async fn revoke(&self, key_id: i64, account_id: Option<&str>) -> Result<bool> {
+        if let Some(a) = account_id {
+            check_text("accountId", a, MAX_TEXT_LEN, true)?;
+        }
+        self.inner.store.revoke(key_id, account_id, self.inner.clock.now()).await
+    }
+
+    /// The keys of an account (revoked ones included), oldest first, without secrets.
+    pub async fn list(&self, account_id: &str) -> Result<Vec<KeySummary>> {
+        check_text("accountId", account_id, MAX_TEXT_LEN, true)?;
+        let now = self.inner.clock.now();
+        let rows = self.inner.store.list(account_id).await?;
+        Ok(rows.iter().map(|r| r.summary(now)).collect())
+    }
+
+    /// A key's ledger rows within `range` (`from` inclusive, `to` exclusive), oldest first.
+    pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
+        self.inner.store.usage(key_id, range).await
+    }
+
+    /// Closes the connection pool; later calls fail with `unavailable`.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+
+    fn lookup_key(&self, raw_key: &str) -> Option<Lookup> {
+        (raw_key.len() <= MAX_RAW_KEY_LEN && key::well_formed(&self.inner.prefix, raw_key))
+            .then(|| Lookup::Hash(key::hash(raw_key)))
+    }
+}
+
+fn lookup_subject(subject: &str) -> Option<Lookup> {
+    check_text("subject", subject, MAX_SUBJECT_LEN, true).ok().map(|()| Lookup::Subject(subject.to_string()))
+}
+
+/// Checks a caller's string: at most `max` bytes, no NUL, non-empty when `required`.
+fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<()> {
+    if required && value.is_empty() {
+        return Err(Error::arg(format!("{field} must not be empty")));
+    }
+    if value.len() > max {
+        return Err(Error::arg(format!("{field} is {} bytes long, at most {max} allowed", value.len())));
+    }
+    if value.contains('\0') {
+        return Err(Error::arg(format!("{field} {} contains a NUL character", shown(value))));
+    }
+    Ok(())
+}
+
+fn check_prefix(prefix: &str) -> Result<()> {
+    let ok = (1..=16).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::arg(format!("keyPrefix {} must be 1 to 16 of A-Z a-z 0-9 _ -", shown(prefix))))
+    }
+}

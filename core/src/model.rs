@@ -1,0 +1,421 @@
+//! The public option and result types, shaped like SPEC §4.
+//!
+//! Amounts are cents as `f64` at this boundary (exact micro-cents inside); times are
+//! UTC. Results serialize (serde) to exactly the camelCase JSON of SPEC §4, with
+//! timestamps as ISO 8601 with milliseconds and `Z`, so bindings can pass them on.
+
+use std::fmt;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::clock::Clock;
+
+/// Options of [`crate::KeyLeash::connect`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The keys table, `name` or `schema.name` (Postgres only). Default `sdk_api_keys`.
+    pub table_name: String,
+    /// The prefix of minted keys: 1 to 16 of `[A-Za-z0-9_-]`. Default `ak_`.
+    pub key_prefix: String,
+    /// When set, every scope given to `create`/`ensure_subject` must be in it.
+    pub valid_scopes: Option<Vec<String>>,
+    /// Maximum connections. Default 10 for Postgres, 4 for a SQLite file, and always
+    /// 1 for `sqlite::memory:` (an in-memory database lives in one connection).
+    pub pool_size: Option<u32>,
+    /// How long a call waits for a connection before failing with `unavailable`.
+    /// Default 5 s: a store that is down fails closed instead of hanging.
+    pub acquire_timeout: StdDuration,
+    /// The source of "now". Default [`Clock::System`].
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            table_name: "sdk_api_keys".into(),
+            key_prefix: "ak_".into(),
+            valid_scopes: None,
+            pool_size: None,
+            acquire_timeout: StdDuration::from_secs(5),
+            clock: Clock::System,
+        }
+    }
+}
+
+/// What a new key (or subject row) may do, spend and until when. Only `account_id`
+/// is required by `create`; `ensure_subject` defaults it to the subject.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// The owning account (1 to 256 bytes).
+    pub account_id: String,
+    /// The user the key belongs to, if any.
+    pub user_id: Option<String>,
+    /// Scopes; `None` grants everything. Checked against `valid_scopes`.
+    pub scopes: Option<Vec<String>>,
+    /// The spending cap in cents; `None` is uncapped. 0 to 1e12, sub-cent allowed.
+    pub budget_cents: Option<f64>,
+    /// `day`, `week`, `month`, or `None` for a lifetime cap.
+    pub budget_period: Option<String>,
+    /// Expiry as a duration from now (`30s`, `15m`, `12h`, `7d`, `2w`, `1mo`).
+    pub expires_in: Option<String>,
+    /// Expiry as an instant, which must be in the future. Exclusive with `expires_in`.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The human who authorized the key (delegation).
+    pub delegated_by: Option<String>,
+    /// A label. Default `default`.
+    pub name: Option<String>,
+    /// Free-form JSON kept with the key (at most 16 KiB serialized).
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A charge: the cost in cents and an optional idempotency key.
+#[derive(Clone, Debug, Default)]
+pub struct Charge {
+    /// The cost in cents: finite and ≥ 0, rounded to the nearest micro-cent.
+    pub cost_cents: f64,
+    /// A charge repeated with the same idempotency key (per key) is applied once
+    /// and every repeat returns the first result. 1 to 256 bytes.
+    pub idempotency_key: Option<String>,
+}
+
+impl Charge {
+    /// A charge of `cost_cents` without an idempotency key.
+    pub fn cents(cost_cents: f64) -> Self {
+        Self { cost_cents, idempotency_key: None }
+    }
+
+    /// The same charge, made idempotent under `key`.
+    #[must_use]
+    pub fn idempotent(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// The result of `create`. The raw key is here once and never again; `Debug`
+/// redacts it so it cannot leak into a log.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKey {
+    /// The raw key to hand to the caller.
+    pub key: String,
+    /// The key's id.
+    pub id: i64,
+    /// Its scopes (`None` = all).
+    pub scopes: Option<Vec<String>>,
+    /// Its cap in cents (`None` = uncapped).
+    pub budget_cents: Option<f64>,
+    /// Its budget period.
+    pub budget_period: Option<String>,
+    /// When it expires.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key", &"<redacted>")
+            .field("id", &self.id)
+            .field("scopes", &self.scopes)
+            .field("budget_cents", &self.budget_cents)
+            .field("budget_period", &self.budget_period)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a key is not valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidReason {
+    /// Unknown, malformed, or its checksum is wrong.
+    Invalid,
+    /// Its expiry has passed (or its parent's).
+    Expired,
+    /// It was revoked (or its parent was).
+    Revoked,
+    /// Its used + held amount has reached its cap (or an ancestor's).
+    BudgetExceeded,
+}
+
+impl InvalidReason {
+    /// The wire name: `invalid`, `expired`, `revoked` or `budget_exceeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::Invalid => "invalid",
+            InvalidReason::Expired => "expired",
+            InvalidReason::Revoked => "revoked",
+            InvalidReason::BudgetExceeded => "budget_exceeded",
+        }
+    }
+}
+
+/// A valid key as `validate` sees it, after any elapsed period rolled over.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    /// The key's id.
+    pub id: i64,
+    /// The owning account ("" if the column is NULL in an adopted table).
+    pub account_id: String,
+    /// The owning user.
+    pub user_id: Option<String>,
+    /// Scopes (`None` = all).
+    pub scopes: Option<Vec<String>>,
+    /// The cap in cents (`None` = uncapped).
+    pub budget_cents: Option<f64>,
+    /// Spent in the current period, in cents.
+    pub budget_used_cents: f64,
+    /// Held by in-flight reservations, in cents.
+    pub budget_held_cents: f64,
+    /// `cap - used - held`, never below 0 (`None` = uncapped).
+    pub budget_remaining_cents: Option<f64>,
+    /// The budget period.
+    pub budget_period: Option<String>,
+    /// The next reset.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub budget_reset_at: Option<DateTime<Utc>>,
+    /// The expiry.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The human who authorized the key.
+    pub delegated_by: Option<String>,
+    /// The label.
+    pub name: String,
+}
+
+impl KeyInfo {
+    /// Whether this key grants `scope` (see [`crate::has_scope`]).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        crate::scope::has_scope(self.scopes.as_deref(), scope)
+    }
+}
+
+/// The result of `validate`: `{valid: true, ...}` or `{valid: false, reason}`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Validation {
+    /// The key may be used.
+    Valid(Box<KeyInfo>),
+    /// The key may not be used, and why.
+    Invalid(InvalidReason),
+}
+
+impl Validation {
+    /// Whether the key is valid.
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Validation::Valid(_))
+    }
+
+    /// The key's details when valid.
+    pub fn info(&self) -> Option<&KeyInfo> {
+        match self {
+            Validation::Valid(info) => Some(info),
+            Validation::Invalid(_) => None,
+        }
+    }
+
+    /// The reason when not valid.
+    pub fn reason(&self) -> Option<InvalidReason> {
+        match self {
+            Validation::Valid(_) => None,
+            Validation::Invalid(r) => Some(*r),
+        }
+    }
+
+    /// Whether the key is valid and grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.info().is_some_and(|i| i.has_scope(scope))
+    }
+}
+
+impl Serialize for Validation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Valid<'a> {
+            valid: bool,
+            #[serde(flatten)]
+            info: &'a KeyInfo,
+        }
+        match self {
+            Validation::Valid(info) => Valid { valid: true, info }.serialize(s),
+            Validation::Invalid(reason) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("valid", &false)?;
+                m.serialize_entry("reason", reason)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// Why a charge was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeRefusal {
+    /// It would take the key (or an ancestor) past its cap.
+    BudgetExceeded,
+    /// No such key (unknown, malformed or bad checksum).
+    InvalidKey,
+    /// The cost is NaN, infinite, negative or above 1e12 cents.
+    InvalidCost,
+    /// The key has expired.
+    Expired,
+    /// The key was revoked.
+    Revoked,
+}
+
+impl ChargeRefusal {
+    /// The wire name, e.g. `budget_exceeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeRefusal::BudgetExceeded => "budget_exceeded",
+            ChargeRefusal::InvalidKey => "invalid_key",
+            ChargeRefusal::InvalidCost => "invalid_cost",
+            ChargeRefusal::Expired => "expired",
+            ChargeRefusal::Revoked => "revoked",
+        }
+    }
+}
+
+/// The result of a charge (`track_usage`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChargeResult {
+    /// Charged (or, for a repeated idempotency key, the first charge's result).
+    Charged {
+        /// Spent in the current period after this charge, in cents.
+        budget_used_cents: f64,
+        /// What is left, never below 0 (`None` = uncapped).
+        budget_remaining_cents: Option<f64>,
+    },
+    /// A zero cost: it succeeds, changes nothing and reports no numbers.
+    Free,
+    /// Refused; nothing changed.
+    Refused(ChargeRefusal),
+}
+
+impl ChargeResult {
+    /// Whether the charge succeeded (including a zero cost).
+    pub fn success(&self) -> bool {
+        !matches!(self, ChargeResult::Refused(_))
+    }
+
+    /// The refusal reason, if refused.
+    pub fn reason(&self) -> Option<ChargeRefusal> {
+        match self {
+            ChargeResult::Refused(r) => Some(*r),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for ChargeResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("success", &self.success())?;
+        match self {
+            ChargeResult::Charged { budget_used_cents, budget_remaining_cents } => {
+                m.serialize_entry("budgetUsedCents", budget_used_cents)?;
+                m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
+            }
+            ChargeResult::Free => {}
+            ChargeResult::Refused(reason) => m.serialize_entry("reason", reason)?,
+        }
+        m.end()
+    }
+}
+
+/// One key of an account as `list` returns it: everything but the secret.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySummary {
+    /// The key's id.
+    pub id: i64,
+    /// The owning account.
+    pub account_id: String,
+    /// The owning user.
+    pub user_id: Option<String>,
+    /// The label.
+    pub name: String,
+    /// The display prefix (the first characters of the raw key), for recognizing it.
+    pub key_prefix: String,
+    /// Scopes (`None` = all).
+    pub scopes: Option<Vec<String>>,
+    /// The cap in cents.
+    pub budget_cents: Option<f64>,
+    /// Spent in the current period, in cents.
+    pub budget_used_cents: f64,
+    /// Held by in-flight reservations, in cents.
+    pub budget_held_cents: f64,
+    /// The budget period.
+    pub budget_period: Option<String>,
+    /// The next reset.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub budget_reset_at: Option<DateTime<Utc>>,
+    /// The expiry.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub created_at: Option<DateTime<Utc>>,
+    /// When it was last charged.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The human who authorized it.
+    pub delegated_by: Option<String>,
+    /// The external subject, for subject-bound rows.
+    pub external_subject: Option<String>,
+    /// The metadata given at creation.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// One row of the ledger: a successful charge.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    /// The row's id (increasing in commit order per key).
+    pub id: i64,
+    /// The charged key.
+    pub key_id: i64,
+    /// The amount in cents (exact to the micro-cent).
+    pub amount_cents: f64,
+    /// When it was charged (by the core's clock).
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: DateTime<Utc>,
+    /// The idempotency key it was charged under.
+    pub idempotency_key: Option<String>,
+    /// The hold it settled, for settles.
+    pub hold_id: Option<i64>,
+}
+
+/// A time window for `usage`: `from` inclusive, `to` exclusive; open when `None`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UsageRange {
+    /// Earliest instant included.
+    pub from: Option<DateTime<Utc>>,
+    /// First instant excluded.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// ISO 8601 UTC with milliseconds and `Z`, as JavaScript's `toISOString`.
+pub fn iso(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&iso(t))
+}
+
+#[allow(clippy::ref_option)]
+fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&iso(t)),
+        None => s.serialize_none(),
+    }
+}

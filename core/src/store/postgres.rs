@@ -1,0 +1,349 @@
+//! The Postgres store: where the charge SQL for Postgres lives.
+//!
+//! A charge batch is one transaction: lock the named key rows in id order
+//! (`FOR UPDATE`), read earlier ledger rows for the batch's idempotency keys, let
+//! the engine decide, then one `UPDATE … FROM UNNEST` for the keys and one
+//! `INSERT … SELECT FROM UNNEST` for the ledger. The row lock is what makes
+//! concurrent charges from any number of processes serialize per key; a repeated
+//! idempotency key is found because the second charge reads the ledger only after
+//! the first one's transaction has committed and released the lock.
+//!
+//! SQL text is rendered once at connect time from the validated table names.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge};
+use crate::error::{Error, Result};
+use crate::ident::TableNames;
+use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
+use crate::store::{statements, NewKey};
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_keys.sql"),
+    include_str!("../../../migrations/postgres/0002_ledger.sql"),
+];
+
+const COLUMNS: &str = "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
+    budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
+    budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
+    revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text";
+
+/// The SQL of one configured table, rendered once.
+struct Sql {
+    insert: String,
+    insert_subject: String,
+    by_hash: String,
+    by_subject: String,
+    lock_by_hash: String,
+    lock_by_subject: String,
+    lock_by_both: String,
+    priors: String,
+    update: String,
+    ledger_insert: String,
+    roll: String,
+    revoke: String,
+    revoke_in_account: String,
+    list: String,
+    usage: String,
+}
+
+impl Sql {
+    fn new(t: &TableNames) -> Self {
+        let (keys, ledger) = (&t.keys, &t.ledger);
+        let insert = format!(
+            "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
+             budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, $15::jsonb, $11)"
+        );
+        Self {
+            insert_subject: format!(
+                "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
+            ),
+            insert: format!("{insert} RETURNING id::int8"),
+            by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1)"),
+            by_subject: format!("SELECT {COLUMNS} FROM {keys} WHERE external_subject = ANY($1)"),
+            lock_by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1) ORDER BY id FOR UPDATE"),
+            lock_by_subject: format!(
+                "SELECT {COLUMNS} FROM {keys} WHERE external_subject = ANY($2) ORDER BY id FOR UPDATE"
+            ),
+            lock_by_both: format!(
+                "SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1) OR external_subject = ANY($2) \
+                 ORDER BY id FOR UPDATE"
+            ),
+            priors: format!(
+                "SELECT key_id::int8, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
+                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
+            ),
+            update: format!(
+                "UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, budget_used_micros = u.um, \
+                 budget_used_cents = u.uc, budget_held_micros = u.hm, budget_reset_at = u.ra, \
+                 budget_anchor_at = u.aa, last_used_at = u.lu \
+                 FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], $6::int8[], \
+                 $7::timestamptz[], $8::timestamptz[], $9::timestamptz[]) AS u(id, bm, bc, um, uc, hm, ra, aa, lu) \
+                 WHERE k.id = u.id"
+            ),
+            ledger_insert: format!(
+                "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
+                 used_after_micros, remaining_after_micros) \
+                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::timestamptz[], $5::text[], \
+                 $6::int8[], $7::int8[])"
+            ),
+            roll: format!(
+                "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = $2, \
+                 budget_anchor_at = $3 WHERE id = $1 AND budget_reset_at IS NOT DISTINCT FROM $4"
+            ),
+            revoke: format!("UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"),
+            revoke_in_account: format!(
+                "UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND account_id = $3 AND revoked_at IS NULL"
+            ),
+            list: format!("SELECT {COLUMNS} FROM {keys} WHERE account_id = $1 ORDER BY id"),
+            usage: format!(
+                "SELECT id, key_id::int8, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
+                 WHERE key_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) \
+                 AND ($3::timestamptz IS NULL OR created_at < $3) ORDER BY id"
+            ),
+        }
+    }
+}
+
+/// A Postgres-backed store.
+pub(crate) struct PgStore {
+    pool: PgPool,
+    names: TableNames,
+    sql: Sql,
+}
+
+impl PgStore {
+    /// Connects a pool to `url` (the URL is never echoed in an error).
+    pub async fn connect(url: &str, options: &Options, names: TableNames) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|_| Error::arg("the database URL is not a valid postgres:// URL"))?
+            .application_name("keyleash");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size.unwrap_or(10).max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool, sql: Sql::new(&names), names })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Serialize concurrent migrations of the same table (CREATE … IF NOT EXISTS
+        // is not safe against a concurrent identical CREATE).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("keyleash:{}", self.names.keys))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(schema) = &self.names.schema {
+            sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&mut *tx).await?;
+        }
+        for file in MIGRATIONS {
+            for stmt in statements(&self.names.render(file)) {
+                sqlx::raw_sql(&stmt).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn bind_new<'q>(
+        sql: &'q str,
+        k: &'q NewKey,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(sql)
+            .bind(&k.account_id)
+            .bind(&k.user_id)
+            .bind(&k.key_hash)
+            .bind(&k.key_prefix)
+            .bind(&k.name)
+            .bind(&k.scopes)
+            .bind(k.budget_cents)
+            .bind(k.budget_micros)
+            .bind(&k.budget_period)
+            .bind(k.budget_reset_at)
+            .bind(k.created_at)
+            .bind(k.expires_at)
+            .bind(&k.delegated_by)
+            .bind(&k.external_subject)
+            .bind(&k.metadata)
+    }
+
+    pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
+        let row = Self::bind_new(&self.sql.insert, key).fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
+        Self::bind_new(&self.sql.insert_subject, key).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
+        let (hashes, subjects) = split(lookups);
+        let mut rows = Vec::with_capacity(lookups.len());
+        for (sql, values) in [(&self.sql.by_hash, hashes), (&self.sql.by_subject, subjects)] {
+            if !values.is_empty() {
+                for r in sqlx::query(sql).bind(values).fetch_all(&self.pool).await? {
+                    rows.push(decode(&r)?);
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    pub async fn persist_roll(&self, seen_reset: Option<DateTime<Utc>>, u: &KeyUpdate) -> Result<bool> {
+        let done = sqlx::query(&self.sql.roll)
+            .bind(u.id)
+            .bind(u.reset_at)
+            .bind(u.anchor_at)
+            .bind(seen_reset)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>> {
+        let lookups: Vec<Lookup> = reqs.iter().map(|r| r.lookup.clone()).collect();
+        let (hashes, subjects) = split(&lookups);
+        let lock = match (hashes.is_empty(), subjects.is_empty()) {
+            (false, true) => &self.sql.lock_by_hash,
+            (true, false) => &self.sql.lock_by_subject,
+            _ => &self.sql.lock_by_both,
+        };
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<KeyRow> = sqlx::query(lock)
+            .bind(&hashes)
+            .bind(&subjects)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(decode)
+            .collect::<Result<_, _>>()?;
+        let idem: Vec<&str> = reqs.iter().filter_map(|r| r.idempotency_key.as_deref()).collect();
+        let mut priors = Vec::new();
+        if !idem.is_empty() && !rows.is_empty() {
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            for r in sqlx::query(&self.sql.priors).bind(&ids).bind(&idem).fetch_all(&mut *tx).await? {
+                priors.push(PriorCharge {
+                    key_id: r.try_get(0)?,
+                    idempotency_key: r.try_get(1)?,
+                    used_after_micros: r.try_get(2)?,
+                    remaining_after_micros: r.try_get(3)?,
+                });
+            }
+        }
+        let plan = plan_charges(&rows, &priors, reqs, now);
+        if !plan.updates.is_empty() {
+            let u = &plan.updates;
+            sqlx::query(&self.sql.update)
+                .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.used_micros).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.used_cents).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.held_micros).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.reset_at).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.anchor_at).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.last_used_at).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !plan.ledger.is_empty() {
+            let l = &plan.ledger;
+            sqlx::query(&self.sql.ledger_insert)
+                .bind(l.iter().map(|l| l.key_id).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.account_id.clone()).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.amount_micros).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.created_at).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.idempotency_key.clone()).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.used_after_micros).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.remaining_after_micros).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+
+    pub async fn revoke(&self, key_id: i64, account_id: Option<&str>, now: DateTime<Utc>) -> Result<bool> {
+        let q = match account_id {
+            Some(a) => sqlx::query(&self.sql.revoke_in_account).bind(key_id).bind(now).bind(a),
+            None => sqlx::query(&self.sql.revoke).bind(key_id).bind(now),
+        };
+        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.sql.list).bind(account_id).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query(&self.sql.usage)
+            .bind(key_id)
+            .bind(range.from)
+            .bind(range.to)
+            .fetch_all(&self.pool)
+            .await?;
+        let entry = |r: &PgRow| -> Result<LedgerEntry, sqlx::Error> {
+            Ok(LedgerEntry {
+                id: r.try_get(0)?,
+                key_id: r.try_get(1)?,
+                amount_cents: crate::amount::micros_to_cents(r.try_get(2)?),
+                created_at: r.try_get(3)?,
+                idempotency_key: r.try_get(4)?,
+                hold_id: r.try_get(5)?,
+            })
+        };
+        Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn split(lookups: &[Lookup]) -> (Vec<&str>, Vec<&str>) {
+    let mut hashes = Vec::new();
+    let mut subjects = Vec::new();
+    for l in lookups {
+        match l {
+            Lookup::Hash(h) => hashes.push(h.as_str()),
+            Lookup::Subject(s) => subjects.push(s.as_str()),
+        }
+    }
+    (hashes, subjects)
+}
+
+fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
+    Ok(KeyRow {
+        id: r.try_get(0)?,
+        key_hash: r.try_get(1)?,
+        account_id: r.try_get(2)?,
+        user_id: r.try_get(3)?,
+        name: r.try_get(4)?,
+        key_prefix: r.try_get(5)?,
+        scopes: r.try_get(6)?,
+        budget_cents: r.try_get(7)?,
+        budget_used_cents: r.try_get(8)?,
+        budget_micros: r.try_get(9)?,
+        budget_used_micros: r.try_get(10)?,
+        budget_held_micros: r.try_get(11)?,
+        budget_period: r.try_get(12)?,
+        budget_reset_at: r.try_get(13)?,
+        budget_anchor_at: r.try_get(14)?,
+        expires_at: r.try_get(15)?,
+        revoked_at: r.try_get(16)?,
+        created_at: r.try_get(17)?,
+        last_used_at: r.try_get(18)?,
+        delegated_by: r.try_get(19)?,
+        external_subject: r.try_get(20)?,
+        metadata: r.try_get(21)?,
+    })
+}

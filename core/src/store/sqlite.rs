@@ -1,0 +1,346 @@
+//! The embedded SQLite store: where the charge SQL for SQLite lives.
+//!
+//! Same steps as the Postgres store, under `BEGIN IMMEDIATE`, which takes SQLite's
+//! write lock up front: concurrent writers (tasks or processes) queue on the lock
+//! (`busy_timeout`) instead of failing on a lock upgrade. Timestamps are TEXT
+//! `YYYY-MM-DDTHH:MM:SS.ffffffZ` (fixed width, so text order is time order);
+//! scopes and metadata are JSON text.
+//!
+//! `sqlite::memory:` is one database per connection, so its pool has exactly one
+//! connection that is never recycled.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::Row;
+
+use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge};
+use crate::error::{Error, Result};
+use crate::ident::TableNames;
+use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
+use crate::store::{statements, NewKey};
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_keys.sql"),
+    include_str!("../../../migrations/sqlite/0002_ledger.sql"),
+];
+
+const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
+    budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+    budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
+    external_subject, metadata";
+
+struct Sql {
+    insert: String,
+    insert_subject: String,
+    by_hash: String,
+    by_subject: String,
+    prior: String,
+    update: String,
+    ledger_insert: String,
+    roll: String,
+    revoke: String,
+    revoke_in_account: String,
+    list: String,
+    usage: String,
+}
+
+impl Sql {
+    fn new(t: &TableNames) -> Self {
+        let (keys, ledger) = (&t.keys, &t.ledger);
+        let insert = format!(
+            "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
+             budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?11)"
+        );
+        Self {
+            insert_subject: format!(
+                "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
+            ),
+            insert: format!("{insert} RETURNING id"),
+            by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ?1"),
+            by_subject: format!("SELECT {COLUMNS} FROM {keys} WHERE external_subject = ?1"),
+            prior: format!(
+                "SELECT used_after_micros, remaining_after_micros FROM {ledger} \
+                 WHERE key_id = ?1 AND idempotency_key = ?2"
+            ),
+            update: format!(
+                "UPDATE {keys} SET budget_micros = ?2, budget_cents = ?3, budget_used_micros = ?4, \
+                 budget_used_cents = ?5, budget_held_micros = ?6, budget_reset_at = ?7, budget_anchor_at = ?8, \
+                 last_used_at = ?9 WHERE id = ?1"
+            ),
+            ledger_insert: format!(
+                "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
+                 used_after_micros, remaining_after_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ),
+            roll: format!(
+                "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = ?2, \
+                 budget_anchor_at = ?3 WHERE id = ?1 AND budget_reset_at IS ?4"
+            ),
+            revoke: format!("UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL"),
+            revoke_in_account: format!(
+                "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND account_id = ?3 AND revoked_at IS NULL"
+            ),
+            list: format!("SELECT {COLUMNS} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
+            usage: format!(
+                "SELECT id, key_id, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
+                 WHERE key_id = ?1 AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
+                 ORDER BY id"
+            ),
+        }
+    }
+}
+
+/// A SQLite-backed store.
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+    names: TableNames,
+    sql: Sql,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url`.
+    pub async fn connect(url: &str, options: &Options, names: TableNames) -> Result<Self> {
+        if names.schema.is_some() {
+            return Err(Error::arg("a schema-qualified tableName is only supported on Postgres"));
+        }
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut connect = SqliteConnectOptions::from_str(url)
+            .map_err(|_| Error::arg("the database URL is not a valid sqlite: URL"))?
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(10));
+        if !memory {
+            connect = connect.journal_mode(SqliteJournalMode::Wal);
+        }
+        let max = if memory { 1 } else { options.pool_size.unwrap_or(4).max(1) };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool, sql: Sql::new(&names), names })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for file in MIGRATIONS {
+            for stmt in statements(&self.names.render(file)) {
+                match sqlx::raw_sql(&stmt).execute(&mut *tx).await {
+                    // SQLite has no ADD COLUMN IF NOT EXISTS: an existing column is fine.
+                    Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column name") => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn bind_new<'q>(
+        sql: &'q str,
+        k: &'q NewKey,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        sqlx::query(sql)
+            .bind(&k.account_id)
+            .bind(&k.user_id)
+            .bind(&k.key_hash)
+            .bind(&k.key_prefix)
+            .bind(&k.name)
+            .bind(k.scopes.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()))
+            .bind(k.budget_cents)
+            .bind(k.budget_micros)
+            .bind(&k.budget_period)
+            .bind(k.budget_reset_at.as_ref().map(ts))
+            .bind(ts(&k.created_at))
+            .bind(k.expires_at.as_ref().map(ts))
+            .bind(&k.delegated_by)
+            .bind(&k.external_subject)
+            .bind(&k.metadata)
+    }
+
+    pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
+        let row = Self::bind_new(&self.sql.insert, key).fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
+        Self::bind_new(&self.sql.insert_subject, key).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = Vec::with_capacity(lookups.len());
+        for l in lookups {
+            let (sql, value) = self.lookup_sql(l);
+            if let Some(r) = sqlx::query(sql).bind(value).fetch_optional(&mut *conn).await? {
+                rows.push(decode(&r)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn lookup_sql<'a>(&'a self, l: &'a Lookup) -> (&'a str, &'a str) {
+        match l {
+            Lookup::Hash(h) => (&self.sql.by_hash, h),
+            Lookup::Subject(s) => (&self.sql.by_subject, s),
+        }
+    }
+
+    pub async fn persist_roll(&self, seen_reset: Option<DateTime<Utc>>, u: &KeyUpdate) -> Result<bool> {
+        let done = sqlx::query(&self.sql.roll)
+            .bind(u.id)
+            .bind(u.reset_at.as_ref().map(ts))
+            .bind(u.anchor_at.as_ref().map(ts))
+            .bind(seen_reset.as_ref().map(ts))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut rows: Vec<KeyRow> = Vec::new();
+        for req in reqs {
+            if rows.iter().any(|r| req.lookup.matches(r)) {
+                continue;
+            }
+            let (sql, value) = self.lookup_sql(&req.lookup);
+            if let Some(r) = sqlx::query(sql).bind(value).fetch_optional(&mut *tx).await? {
+                rows.push(decode(&r)?);
+            }
+        }
+        let mut priors = Vec::new();
+        for req in reqs {
+            let (Some(k), Some(row)) = (&req.idempotency_key, rows.iter().find(|r| req.lookup.matches(r))) else {
+                continue;
+            };
+            if let Some(p) = sqlx::query(&self.sql.prior).bind(row.id).bind(k).fetch_optional(&mut *tx).await? {
+                priors.push(PriorCharge {
+                    key_id: row.id,
+                    idempotency_key: k.clone(),
+                    used_after_micros: p.try_get(0)?,
+                    remaining_after_micros: p.try_get(1)?,
+                });
+            }
+        }
+        let plan = plan_charges(&rows, &priors, reqs, now);
+        for u in &plan.updates {
+            sqlx::query(&self.sql.update)
+                .bind(u.id)
+                .bind(u.budget_micros)
+                .bind(u.budget_cents)
+                .bind(u.used_micros)
+                .bind(u.used_cents)
+                .bind(u.held_micros)
+                .bind(u.reset_at.as_ref().map(ts))
+                .bind(u.anchor_at.as_ref().map(ts))
+                .bind(u.last_used_at.as_ref().map(ts))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for l in &plan.ledger {
+            sqlx::query(&self.sql.ledger_insert)
+                .bind(l.key_id)
+                .bind(&l.account_id)
+                .bind(l.amount_micros)
+                .bind(ts(&l.created_at))
+                .bind(&l.idempotency_key)
+                .bind(l.used_after_micros)
+                .bind(l.remaining_after_micros)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+
+    pub async fn revoke(&self, key_id: i64, account_id: Option<&str>, now: DateTime<Utc>) -> Result<bool> {
+        let q = match account_id {
+            Some(a) => sqlx::query(&self.sql.revoke_in_account).bind(key_id).bind(ts(&now)).bind(a),
+            None => sqlx::query(&self.sql.revoke).bind(key_id).bind(ts(&now)),
+        };
+        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.sql.list).bind(account_id).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query(&self.sql.usage)
+            .bind(key_id)
+            .bind(range.from.as_ref().map(ts))
+            .bind(range.to.as_ref().map(ts))
+            .fetch_all(&self.pool)
+            .await?;
+        let entry = |r: &SqliteRow| -> Result<LedgerEntry, sqlx::Error> {
+            Ok(LedgerEntry {
+                id: r.try_get(0)?,
+                key_id: r.try_get(1)?,
+                amount_cents: crate::amount::micros_to_cents(r.try_get(2)?),
+                created_at: parse_ts(r.try_get(3)?)?.unwrap_or_default(),
+                idempotency_key: r.try_get(4)?,
+                hold_id: r.try_get(5)?,
+            })
+        };
+        Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The stored form of a timestamp: fixed-width UTC text, microseconds.
+fn ts(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Reads a stored timestamp: RFC 3339, or SQLite's own `YYYY-MM-DD HH:MM:SS` (UTC).
+fn parse_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let Some(s) = s else { return Ok(None) };
+    if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f")
+        .map(|t| Some(t.and_utc()))
+        .map_err(|e| sqlx::Error::Decode(format!("bad timestamp in the keys table: {e}").into()))
+}
+
+fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
+    let scopes: Option<String> = r.try_get(6)?;
+    Ok(KeyRow {
+        id: r.try_get(0)?,
+        key_hash: r.try_get(1)?,
+        account_id: r.try_get(2)?,
+        user_id: r.try_get(3)?,
+        name: r.try_get(4)?,
+        key_prefix: r.try_get(5)?,
+        // Unreadable scopes grant nothing (fail closed) rather than everything.
+        scopes: scopes.map(|s| serde_json::from_str(&s).unwrap_or_default()),
+        budget_cents: r.try_get(7)?,
+        budget_used_cents: r.try_get(8)?,
+        budget_micros: r.try_get(9)?,
+        budget_used_micros: r.try_get(10)?,
+        budget_held_micros: r.try_get::<Option<i64>, _>(11)?.unwrap_or(0),
+        budget_period: r.try_get(12)?,
+        budget_reset_at: parse_ts(r.try_get(13)?)?,
+        budget_anchor_at: parse_ts(r.try_get(14)?)?,
+        expires_at: parse_ts(r.try_get(15)?)?,
+        revoked_at: parse_ts(r.try_get(16)?)?,
+        created_at: parse_ts(r.try_get(17)?)?,
+        last_used_at: parse_ts(r.try_get(18)?)?,
+        delegated_by: r.try_get(19)?,
+        external_subject: r.try_get(20)?,
+        metadata: r.try_get(21)?,
+    })
+}
