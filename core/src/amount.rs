@@ -43,7 +43,11 @@ pub fn cap_mirror(micros: i64) -> i32 {
 /// The value of agentkey's `budget_used_cents` column for an exact usage: rounded up.
 pub fn used_mirror(micros: i64) -> i32 {
     let whole = micros.div_euclid(MICROS_PER_CENT);
-    let up = if micros.rem_euclid(MICROS_PER_CENT) > 0 { whole + 1 } else { whole };
+    let up = if micros.rem_euclid(MICROS_PER_CENT) > 0 {
+        whole + 1
+    } else {
+        whole
+    };
     saturate_i32(up)
 }
 

@@ -52,7 +52,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A manual clock reading `start` (truncated to microseconds).
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self { now: Arc::new(Mutex::new(start.trunc_subsecs(6))) }
+        Self {
+            now: Arc::new(Mutex::new(start.trunc_subsecs(6))),
+        }
     }
 
     /// The current reading.
@@ -73,6 +75,8 @@ impl ManualClock {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DateTime<Utc>> {
         // A poisoned lock still holds a valid time: keep using it.
-        self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -61,15 +61,22 @@ pub(crate) struct Budget {
 impl Budget {
     /// Whether `extra` more micro-cents fit under the cap (used + held + extra ≤ cap).
     fn fits(&self, extra: i64) -> bool {
-        self.cap.is_none_or(|cap| i128::from(self.used) + i128::from(self.held) + i128::from(extra) <= i128::from(cap))
+        self.cap.is_none_or(|cap| {
+            i128::from(self.used) + i128::from(self.held) + i128::from(extra) <= i128::from(cap)
+        })
     }
 
     fn exhausted(&self) -> bool {
-        self.cap.is_some_and(|cap| i128::from(self.used) + i128::from(self.held) >= i128::from(cap))
+        self.cap
+            .is_some_and(|cap| i128::from(self.used) + i128::from(self.held) >= i128::from(cap))
     }
 
     fn remaining(&self) -> Option<i64> {
-        self.cap.map(|cap| cap.saturating_sub(self.used).saturating_sub(self.held).max(0))
+        self.cap.map(|cap| {
+            cap.saturating_sub(self.used)
+                .saturating_sub(self.held)
+                .max(0)
+        })
     }
 }
 
@@ -162,7 +169,9 @@ pub(crate) struct Plan {
 impl KeyRow {
     fn period(&self) -> Option<Period> {
         // An unknown period written by hand in SQL is treated as a lifetime cap.
-        self.budget_period.as_deref().and_then(|p| Period::parse(p).ok())
+        self.budget_period
+            .as_deref()
+            .and_then(|p| Period::parse(p).ok())
     }
 
     /// The reconciled budget at `now`, and whether an elapsed period was rolled.
@@ -270,7 +279,10 @@ impl KeyRow {
             last_used_at: self.last_used_at,
             delegated_by: self.delegated_by.clone(),
             external_subject: self.external_subject.clone(),
-            metadata: self.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+            metadata: self
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
         }
     }
 }
@@ -278,7 +290,12 @@ impl KeyRow {
 /// Decides a batch of charges in arrival order against `rows` (locked by the
 /// caller), with `priors` the ledger rows already stored under the batch's
 /// idempotency keys. Each request sees the state every earlier request left.
-pub(crate) fn plan_charges(rows: &[KeyRow], priors: &[PriorCharge], reqs: &[ChargeReq], now: DateTime<Utc>) -> Plan {
+pub(crate) fn plan_charges(
+    rows: &[KeyRow],
+    priors: &[PriorCharge],
+    reqs: &[ChargeReq],
+    now: DateTime<Utc>,
+) -> Plan {
     struct State {
         budget: Budget,
         dirty: bool,
@@ -300,20 +317,27 @@ pub(crate) fn plan_charges(rows: &[KeyRow], priors: &[PriorCharge], reqs: &[Char
 
     for req in reqs {
         let Some(row) = rows.iter().find(|r| req.lookup.matches(r)) else {
-            plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::InvalidKey));
+            plan.outcomes
+                .push(ChargeResult::Refused(ChargeRefusal::InvalidKey));
             continue;
         };
-        if let Some(prior) = req.idempotency_key.as_ref().and_then(|k| seen.get(&(row.id, k.clone()))) {
+        if let Some(prior) = req
+            .idempotency_key
+            .as_ref()
+            .and_then(|k| seen.get(&(row.id, k.clone())))
+        {
             plan.outcomes.push(prior.clone());
             continue;
         }
         match row.status(now) {
             Some(InvalidReason::Revoked) => {
-                plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::Revoked));
+                plan.outcomes
+                    .push(ChargeResult::Refused(ChargeRefusal::Revoked));
                 continue;
             }
             Some(_) => {
-                plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::Expired));
+                plan.outcomes
+                    .push(ChargeResult::Refused(ChargeRefusal::Expired));
                 continue;
             }
             None => {}
@@ -321,10 +345,15 @@ pub(crate) fn plan_charges(rows: &[KeyRow], priors: &[PriorCharge], reqs: &[Char
         let state = states.entry(row.id).or_insert_with(|| {
             order.push(row.id);
             let (budget, rolled) = row.budget(now);
-            State { budget, dirty: rolled, charged: false }
+            State {
+                budget,
+                dirty: rolled,
+                charged: false,
+            }
         });
         if !state.budget.fits(req.micros) {
-            plan.outcomes.push(ChargeResult::Refused(ChargeRefusal::BudgetExceeded));
+            plan.outcomes
+                .push(ChargeResult::Refused(ChargeRefusal::BudgetExceeded));
             continue;
         }
         let b = &mut state.budget;
@@ -353,8 +382,13 @@ pub(crate) fn plan_charges(rows: &[KeyRow], priors: &[PriorCharge], reqs: &[Char
         let state = &states[&id];
         if state.dirty {
             let row = rows.iter().find(|r| r.id == id);
-            let last_used = if state.charged { Some(now) } else { row.and_then(|r| r.last_used_at) };
-            plan.updates.push(KeyUpdate::new(id, &state.budget, last_used));
+            let last_used = if state.charged {
+                Some(now)
+            } else {
+                row.and_then(|r| r.last_used_at)
+            };
+            plan.updates
+                .push(KeyUpdate::new(id, &state.budget, last_used));
         }
     }
     plan
@@ -381,7 +415,11 @@ mod tests {
     }
 
     fn req(cents: i64) -> ChargeReq {
-        ChargeReq { lookup: Lookup::Hash("h".into()), micros: cents * 1_000_000, idempotency_key: None }
+        ChargeReq {
+            lookup: Lookup::Hash("h".into()),
+            micros: cents * 1_000_000,
+            idempotency_key: None,
+        }
     }
 
     // Pins arrival-order semantics inside one batch: the cap holds exactly and each outcome sees the previous ones.
@@ -392,8 +430,17 @@ mod tests {
         let plan = plan_charges(&[row(Some(100))], &[], &reqs, now);
         let ok = plan.outcomes.iter().filter(|o| o.success()).count();
         assert_eq!(ok, 5);
-        assert_eq!(plan.outcomes[4], ChargeResult::Charged { budget_used_cents: 100.0, budget_remaining_cents: Some(0.0) });
-        assert_eq!(plan.outcomes[5], ChargeResult::Refused(ChargeRefusal::BudgetExceeded));
+        assert_eq!(
+            plan.outcomes[4],
+            ChargeResult::Charged {
+                budget_used_cents: 100.0,
+                budget_remaining_cents: Some(0.0)
+            }
+        );
+        assert_eq!(
+            plan.outcomes[5],
+            ChargeResult::Refused(ChargeRefusal::BudgetExceeded)
+        );
         assert_eq!(plan.ledger.len(), 5);
         assert_eq!(plan.updates.len(), 1);
         assert_eq!(plan.updates[0].used_micros, 100_000_000);

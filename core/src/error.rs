@@ -60,7 +60,11 @@ impl From<sqlx::Error> for Error {
 /// Quote a caller's value for an error message: at most 40 characters, control
 /// characters escaped, so a 1 MB argument cannot flood a log.
 pub(crate) fn shown(value: &str) -> String {
-    let mut out: String = value.chars().take(40).flat_map(char::escape_debug).collect();
+    let mut out: String = value
+        .chars()
+        .take(40)
+        .flat_map(char::escape_debug)
+        .collect();
     if value.chars().nth(40).is_some() {
         out.push('…');
     }

@@ -27,16 +27,25 @@ pub struct TableNames {
 impl TableNames {
     /// Checks `configured` and derives every name from it.
     pub fn new(configured: &str) -> Result<Self> {
-        let bad = |why: &str| Error::arg(format!("tableName {} is not a valid SQL identifier: {why}", shown(configured)));
+        let bad = |why: &str| {
+            Error::arg(format!(
+                "tableName {} is not a valid SQL identifier: {why}",
+                shown(configured)
+            ))
+        };
         let (schema, table) = match configured.split_once('.') {
             Some((s, t)) => (Some(s), t),
             None => (None, configured),
         };
         for part in schema.iter().chain([&table]) {
             let mut bytes = part.bytes();
-            let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+            let first_ok = bytes
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
             if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(bad("use letters, digits and _ (not first), optionally as schema.table"));
+                return Err(bad(
+                    "use letters, digits and _ (not first), optionally as schema.table",
+                ));
             }
         }
         if table.len() > MAX_TABLE_LEN || schema.is_some_and(|s| s.len() > 63) {
@@ -48,12 +57,19 @@ impl TableNames {
             Some(s) => format!("\"{s}\".\"{t}\""),
             None => format!("\"{t}\""),
         };
-        Ok(Self { keys: qualify(&base), ledger: qualify(&format!("{base}_ledger")), base, schema })
+        Ok(Self {
+            keys: qualify(&base),
+            ledger: qualify(&format!("{base}_ledger")),
+            base,
+            schema,
+        })
     }
 
     /// Replaces the `{{keys}}`, `{{ledger}}` and `{{base}}` placeholders of a migration.
     pub fn render(&self, sql: &str) -> String {
-        sql.replace("{{keys}}", &self.keys).replace("{{ledger}}", &self.ledger).replace("{{base}}", &self.base)
+        sql.replace("{{keys}}", &self.keys)
+            .replace("{{ledger}}", &self.ledger)
+            .replace("{{base}}", &self.base)
     }
 }
 
@@ -77,8 +93,24 @@ mod tests {
     // Pins that nothing but an identifier reaches SQL.
     #[test]
     fn rejects_everything_else() {
-        for bad in ["", "1keys", "keys;drop table x", "keys--", "a.b.c", "\"keys\"", "ke ys", "kéys", ".keys", "keys.", &"k".repeat(41)] {
-            assert_eq!(TableNames::new(bad).unwrap_err().code(), "invalid_argument", "{bad:?}");
+        for bad in [
+            "",
+            "1keys",
+            "keys;drop table x",
+            "keys--",
+            "a.b.c",
+            "\"keys\"",
+            "ke ys",
+            "kéys",
+            ".keys",
+            "keys.",
+            &"k".repeat(41),
+        ] {
+            assert_eq!(
+                TableNames::new(bad).unwrap_err().code(),
+                "invalid_argument",
+                "{bad:?}"
+            );
         }
     }
 }

@@ -33,7 +33,11 @@ pub(crate) fn mint(prefix: &str) -> Result<Minted, getrandom::Error> {
     while body.len() < BODY_LEN {
         getrandom::getrandom(&mut buf)?;
         // Rejection sampling keeps every character uniform: 248 = 4 * 62.
-        body.extend(buf.iter().filter(|&&b| b < 248).map(|&b| char::from(BASE62[usize::from(b % 62)])));
+        body.extend(
+            buf.iter()
+                .filter(|&&b| b < 248)
+                .map(|&b| char::from(BASE62[usize::from(b % 62)])),
+        );
         body.truncate(BODY_LEN);
     }
     let raw = format!("{prefix}{body}{}", checksum(prefix, &body));
@@ -61,9 +65,13 @@ pub fn hash(raw: &str) -> String {
 /// either a keyleash body with a correct checksum or an agentkey 48-hex body.
 /// Anything else cannot exist in the store, so callers answer `invalid` at once.
 pub fn well_formed(prefix: &str, raw: &str) -> bool {
-    let Some(rest) = raw.strip_prefix(prefix) else { return false };
+    let Some(rest) = raw.strip_prefix(prefix) else {
+        return false;
+    };
     if rest.len() == LEGACY_HEX_LEN {
-        return rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        return rest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     }
     if rest.len() != BODY_LEN + CHECK_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return false;
@@ -73,7 +81,10 @@ pub fn well_formed(prefix: &str, raw: &str) -> bool {
 }
 
 fn checksum(prefix: &str, body: &str) -> String {
-    let digest = Sha256::new().chain_update(prefix).chain_update(body).finalize();
+    let digest = Sha256::new()
+        .chain_update(prefix)
+        .chain_update(body)
+        .finalize();
     let mut n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
     let mut out = [b'0'; CHECK_LEN];
     for slot in out.iter_mut().rev() {
@@ -85,10 +96,12 @@ fn checksum(prefix: &str, body: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -128,6 +141,9 @@ mod tests {
         let legacy = format!("ak_{}", "0123456789abcdef".repeat(3));
         assert!(well_formed("ak_", &legacy));
         assert!(!well_formed("ak_", &legacy.to_uppercase()));
-        assert_eq!(hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -51,8 +51,8 @@ use chrono::{DateTime, Utc};
 pub use crate::clock::{Clock, ManualClock};
 pub use crate::error::{Error, Result};
 pub use crate::model::{
-    iso, Charge, ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, InvalidReason, KeyInfo, KeySummary,
-    LedgerEntry, Options, UsageRange, Validation,
+    iso, Charge, ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, InvalidReason, KeyInfo,
+    KeySummary, LedgerEntry, Options, UsageRange, Validation,
 };
 pub use crate::scope::has_scope;
 
@@ -101,7 +101,9 @@ impl KeyLeash {
         } else if url.starts_with("sqlite:") {
             Store::Sqlite(store::sqlite::SqliteStore::connect(url, &options, names).await?)
         } else {
-            return Err(Error::arg("the database URL must start with postgres://, postgresql:// or sqlite:"));
+            return Err(Error::arg(
+                "the database URL must start with postgres://, postgresql:// or sqlite:",
+            ));
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -131,7 +133,8 @@ impl KeyLeash {
     pub async fn create(&self, opts: CreateOptions) -> Result<CreatedKey> {
         let now = self.inner.clock.now();
         check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
-        let minted = key::mint(&self.inner.prefix).map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
+        let minted = key::mint(&self.inner.prefix)
+            .map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
         let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
         let id = self.inner.store.insert_key(&new).await?;
         Ok(CreatedKey {
@@ -154,9 +157,16 @@ impl KeyLeash {
             opts.account_id = subject.to_string();
         }
         check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
-        let hash = key::internal_hash().map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
+        let hash =
+            key::internal_hash().map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
         let prefix = format!("{}ext", self.inner.prefix);
-        let new = self.new_row(&opts, self.inner.clock.now(), hash, prefix, Some(subject.to_string()))?;
+        let new = self.new_row(
+            &opts,
+            self.inner.clock.now(),
+            hash,
+            prefix,
+            Some(subject.to_string()),
+        )?;
         self.inner.store.insert_subject(&new).await
     }
 
@@ -175,24 +185,38 @@ impl KeyLeash {
         let budget_micros = o
             .budget_cents
             .map(|c| {
-                amount::cents_to_micros(c)
-                    .ok_or_else(|| Error::arg(format!("budgetCents must be a finite number from 0 to 1e12, got {c}")))
+                amount::cents_to_micros(c).ok_or_else(|| {
+                    Error::arg(format!(
+                        "budgetCents must be a finite number from 0 to 1e12, got {c}"
+                    ))
+                })
             })
             .transpose()?;
         let expires_at = match (&o.expires_in, o.expires_at) {
             (Some(_), Some(_)) => return Err(Error::arg("give expiresIn or expiresAt, not both")),
             (Some(d), None) => Some(now + parse_duration(d)?),
-            (None, Some(at)) if at <= now => return Err(Error::arg("expiresAt must be in the future")),
+            (None, Some(at)) if at <= now => {
+                return Err(Error::arg("expiresAt must be in the future"))
+            }
             (None, at) => at,
         };
-        for (field, value) in [("userId", &o.user_id), ("delegatedBy", &o.delegated_by), ("name", &o.name)] {
+        for (field, value) in [
+            ("userId", &o.user_id),
+            ("delegatedBy", &o.delegated_by),
+            ("name", &o.name),
+        ] {
             if let Some(v) = value {
                 check_text(field, v, MAX_TEXT_LEN, field == "name")?;
             }
         }
         let metadata = o.metadata.as_ref().map(serde_json::Value::to_string);
-        if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA_LEN || m.contains("\\u0000")) {
-            return Err(Error::arg("metadata must serialize to at most 16 KiB of JSON without NUL characters"));
+        if metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_METADATA_LEN || m.contains("\\u0000"))
+        {
+            return Err(Error::arg(
+                "metadata must serialize to at most 16 KiB of JSON without NUL characters",
+            ));
         }
         Ok(NewKey {
             account_id: o.account_id.clone(),
@@ -234,7 +258,11 @@ impl KeyLeash {
 
     async fn validate_lookup(&self, lookup: Lookup) -> Result<Validation> {
         let now = self.inner.clock.now();
-        let rows = self.inner.store.fetch(std::slice::from_ref(&lookup)).await?;
+        let rows = self
+            .inner
+            .store
+            .fetch(std::slice::from_ref(&lookup))
+            .await?;
         let Some(row) = rows.iter().find(|r| lookup.matches(r)) else {
             return Ok(Validation::Invalid(InvalidReason::Invalid));
         };
@@ -242,7 +270,10 @@ impl KeyLeash {
         if let Some(update) = roll {
             // Persist the rollover unless a concurrent call already changed the row;
             // either way the answer above is what the row said at `now`.
-            self.inner.store.persist_roll(row.budget_reset_at, &update).await?;
+            self.inner
+                .store
+                .persist_roll(row.budget_reset_at, &update)
+                .await?;
         }
         Ok(validation)
     }
@@ -259,7 +290,11 @@ impl KeyLeash {
     }
 
     /// [`KeyLeash::track_usage`] for a subject row made by [`KeyLeash::ensure_subject`].
-    pub async fn track_usage_by_subject(&self, subject: &str, charge: Charge) -> Result<ChargeResult> {
+    pub async fn track_usage_by_subject(
+        &self,
+        subject: &str,
+        charge: Charge,
+    ) -> Result<ChargeResult> {
         self.charge(lookup_subject(subject), charge).await
     }
 
@@ -276,10 +311,20 @@ impl KeyLeash {
         let Some(lookup) = lookup else {
             return Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey));
         };
-        let req = ChargeReq { lookup, micros, idempotency_key: charge.idempotency_key };
+        let req = ChargeReq {
+            lookup,
+            micros,
+            idempotency_key: charge.idempotency_key,
+        };
         let now = self.inner.clock.now();
-        let mut outcomes = self.inner.store.charge(std::slice::from_ref(&req), now).await?;
-        Ok(outcomes.pop().unwrap_or(ChargeResult::Refused(ChargeRefusal::InvalidKey)))
+        let mut outcomes = self
+            .inner
+            .store
+            .charge(std::slice::from_ref(&req), now)
+            .await?;
+        Ok(outcomes
+            .pop()
+            .unwrap_or(ChargeResult::Refused(ChargeRefusal::InvalidKey)))
     }
 
     /// Revokes a key (soft: `revoked_at` is set, the row stays). With `account_id`,
@@ -288,7 +333,10 @@ impl KeyLeash {
         if let Some(a) = account_id {
             check_text("accountId", a, MAX_TEXT_LEN, true)?;
         }
-        self.inner.store.revoke(key_id, account_id, self.inner.clock.now()).await
+        self.inner
+            .store
+            .revoke(key_id, account_id, self.inner.clock.now())
+            .await
     }
 
     /// The keys of an account (revoked ones included), oldest first, without secrets.
@@ -316,7 +364,9 @@ impl KeyLeash {
 }
 
 fn lookup_subject(subject: &str) -> Option<Lookup> {
-    check_text("subject", subject, MAX_SUBJECT_LEN, true).ok().map(|()| Lookup::Subject(subject.to_string()))
+    check_text("subject", subject, MAX_SUBJECT_LEN, true)
+        .ok()
+        .map(|()| Lookup::Subject(subject.to_string()))
 }
 
 /// Checks a caller's string: at most `max` bytes, no NUL, non-empty when `required`.
@@ -325,19 +375,36 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<()
         return Err(Error::arg(format!("{field} must not be empty")));
     }
     if value.len() > max {
-        return Err(Error::arg(format!("{field} is {} bytes long, at most {max} allowed", value.len())));
+        return Err(Error::arg(format!(
+            "{field} is {} bytes long, at most {max} allowed",
+            value.len()
+        )));
     }
     if value.contains('\0') {
-        return Err(Error::arg(format!("{field} {} contains a NUL character", shown(value))));
+        return Err(Error::arg(format!(
+            "{field} {} contains a NUL character",
+            shown(value)
+        )));
     }
     Ok(())
 }
 
 fn check_prefix(prefix: &str) -> Result<()> {
-    let ok = (1..=16).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = (1..=16).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(Error::arg(format!("keyPrefix {} must be 1 to 16 of A-Z a-z 0-9 _ -", shown(prefix))))
+        Err(Error::arg(format!(
+            "keyPrefix {} must be 1 to 16 of A-Z a-z 0-9 _ -",
+            shown(prefix)
+        )))
     }
 }
+
+/// The README's Rust example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -84,7 +84,10 @@ pub struct Charge {
 impl Charge {
     /// A charge of `cost_cents` without an idempotency key.
     pub fn cents(cost_cents: f64) -> Self {
-        Self { cost_cents, idempotency_key: None }
+        Self {
+            cost_cents,
+            idempotency_key: None,
+        }
     }
 
     /// The same charge, made idempotent under `key`.
@@ -317,7 +320,10 @@ impl Serialize for ChargeResult {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("success", &self.success())?;
         match self {
-            ChargeResult::Charged { budget_used_cents, budget_remaining_cents } => {
+            ChargeResult::Charged {
+                budget_used_cents,
+                budget_remaining_cents,
+            } => {
                 m.serialize_entry("budgetUsedCents", budget_used_cents)?;
                 m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
             }

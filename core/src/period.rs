@@ -98,7 +98,11 @@ fn add_months(anchor: DateTime<Utc>, months: i64) -> DateTime<Utc> {
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     NaiveDate::from_ymd_opt(ny, nm, 1)
         .and_then(|d| d.pred_opt())
         .map_or(28, |d| d.day())
@@ -150,7 +154,9 @@ mod tests {
     #[test]
     fn month_keeps_anchor_day() {
         let a = t("2024-01-31T12:00:00Z");
-        let seq: Vec<_> = (1..=4).map(|k| Period::Month.boundary(a, k).to_rfc3339()).collect();
+        let seq: Vec<_> = (1..=4)
+            .map(|k| Period::Month.boundary(a, k).to_rfc3339())
+            .collect();
         assert_eq!(
             seq,
             [
@@ -160,8 +166,14 @@ mod tests {
                 "2024-05-31T12:00:00+00:00"
             ]
         );
-        assert_eq!(Period::Month.boundary(t("2025-01-31T00:00:00Z"), 1), t("2025-02-28T00:00:00Z"));
-        assert_eq!(Period::Month.boundary(t("2025-11-30T00:00:00Z"), 3), t("2026-02-28T00:00:00Z"));
+        assert_eq!(
+            Period::Month.boundary(t("2025-01-31T00:00:00Z"), 1),
+            t("2025-02-28T00:00:00Z")
+        );
+        assert_eq!(
+            Period::Month.boundary(t("2025-11-30T00:00:00Z"), 3),
+            t("2026-02-28T00:00:00Z")
+        );
     }
 
     // Pins "next reset = first boundary after now, however many were missed" and "now == boundary has elapsed".
@@ -169,12 +181,30 @@ mod tests {
     fn next_after_skips_missed_periods() {
         let a = t("2026-01-31T12:00:00Z");
         assert_eq!(Period::Month.next_after(a, a), t("2026-02-28T12:00:00Z"));
-        assert_eq!(Period::Month.next_after(a, t("2026-02-28T12:00:00Z")), t("2026-03-31T12:00:00Z"));
-        assert_eq!(Period::Month.next_after(a, t("2026-07-15T00:00:00Z")), t("2026-07-31T12:00:00Z"));
-        assert_eq!(Period::Day.next_after(a, t("2026-02-05T11:59:59Z")), t("2026-02-05T12:00:00Z"));
-        assert_eq!(Period::Day.next_after(a, t("2026-02-05T12:00:00Z")), t("2026-02-06T12:00:00Z"));
-        assert_eq!(Period::Week.next_after(a, t("2026-02-14T12:00:00Z")), t("2026-02-21T12:00:00Z"));
-        assert_eq!(Period::Month.next_after(a, t("2025-12-01T00:00:00Z")), t("2026-02-28T12:00:00Z"));
+        assert_eq!(
+            Period::Month.next_after(a, t("2026-02-28T12:00:00Z")),
+            t("2026-03-31T12:00:00Z")
+        );
+        assert_eq!(
+            Period::Month.next_after(a, t("2026-07-15T00:00:00Z")),
+            t("2026-07-31T12:00:00Z")
+        );
+        assert_eq!(
+            Period::Day.next_after(a, t("2026-02-05T11:59:59Z")),
+            t("2026-02-05T12:00:00Z")
+        );
+        assert_eq!(
+            Period::Day.next_after(a, t("2026-02-05T12:00:00Z")),
+            t("2026-02-06T12:00:00Z")
+        );
+        assert_eq!(
+            Period::Week.next_after(a, t("2026-02-14T12:00:00Z")),
+            t("2026-02-21T12:00:00Z")
+        );
+        assert_eq!(
+            Period::Month.next_after(a, t("2025-12-01T00:00:00Z")),
+            t("2026-02-28T12:00:00Z")
+        );
     }
 
     // Pins the duration grammar, including the m/mo distinction and rejected forms.
@@ -186,7 +216,21 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), Duration::days(7));
         assert_eq!(parse_duration("1w").unwrap(), Duration::days(7));
         assert_eq!(parse_duration("1mo").unwrap(), Duration::days(30));
-        for bad in ["", "d", "0d", "-1d", "1.5h", "1 d", "1D", "1y", "7dd", " 7d", "99999999999999d", "1217mo", "5215w"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "1.5h",
+            "1 d",
+            "1D",
+            "1y",
+            "7dd",
+            " 7d",
+            "99999999999999d",
+            "1217mo",
+            "5215w",
+        ] {
             let err = parse_duration(bad).unwrap_err();
             assert_eq!(err.code(), "invalid_duration", "{bad:?}");
         }

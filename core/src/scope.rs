@@ -15,16 +15,20 @@ pub const MAX_SCOPES: usize = 64;
 /// Whether `granted` (a key's scopes; `None` = all) allows `required`.
 pub fn has_scope(granted: Option<&[String]>, required: &str) -> bool {
     let Some(granted) = granted else { return true };
-    granted.iter().any(|g| g == required || g == "admin" || wildcard_covers(g, required))
+    granted
+        .iter()
+        .any(|g| g == required || g == "admin" || wildcard_covers(g, required))
 }
 
 fn wildcard_covers(granted: &str, required: &str) -> bool {
     if granted == "*" {
         return true;
     }
-    granted
-        .strip_suffix(".*")
-        .is_some_and(|base| required.len() > base.len() + 1 && required.starts_with(base) && required.as_bytes()[base.len()] == b'.')
+    granted.strip_suffix(".*").is_some_and(|base| {
+        required.len() > base.len() + 1
+            && required.starts_with(base)
+            && required.as_bytes()[base.len()] == b'.'
+    })
 }
 
 /// Checks a list of scopes for a new key: each non-empty, at most
@@ -32,10 +36,16 @@ fn wildcard_covers(granted: &str, required: &str) -> bool {
 /// `allowed` when an allow-list is configured; at most [`MAX_SCOPES`] of them.
 pub fn check_scopes(scopes: &[String], allowed: Option<&[String]>) -> Result<()> {
     if scopes.len() > MAX_SCOPES {
-        return Err(Error::InvalidScope(format!("{} scopes given, at most {MAX_SCOPES} allowed", scopes.len())));
+        return Err(Error::InvalidScope(format!(
+            "{} scopes given, at most {MAX_SCOPES} allowed",
+            scopes.len()
+        )));
     }
     for s in scopes {
-        if s.is_empty() || s.len() > MAX_SCOPE_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if s.is_empty()
+            || s.len() > MAX_SCOPE_LEN
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(Error::InvalidScope(format!(
                 "{} (a scope is 1 to {MAX_SCOPE_LEN} bytes without whitespace or control characters)",
                 shown(s)
@@ -43,7 +53,10 @@ pub fn check_scopes(scopes: &[String], allowed: Option<&[String]>) -> Result<()>
         }
         if let Some(allowed) = allowed {
             if !allowed.contains(s) {
-                return Err(Error::InvalidScope(format!("{} is not in validScopes", shown(s))));
+                return Err(Error::InvalidScope(format!(
+                    "{} is not in validScopes",
+                    shown(s)
+                )));
             }
         }
     }
@@ -80,11 +93,28 @@ mod tests {
     fn checking() {
         let allowed = v(&["read", "write"]);
         assert!(check_scopes(&v(&["read"]), Some(&allowed)).is_ok());
-        assert_eq!(check_scopes(&v(&["delete"]), Some(&allowed)).unwrap_err().code(), "invalid_scope");
-        assert_eq!(check_scopes(&v(&[""]), None).unwrap_err().code(), "invalid_scope");
-        assert_eq!(check_scopes(&v(&["a b"]), None).unwrap_err().code(), "invalid_scope");
-        assert_eq!(check_scopes(&v(&["a\0"]), None).unwrap_err().code(), "invalid_scope");
-        assert_eq!(check_scopes(&["x".repeat(129)], None).unwrap_err().code(), "invalid_scope");
+        assert_eq!(
+            check_scopes(&v(&["delete"]), Some(&allowed))
+                .unwrap_err()
+                .code(),
+            "invalid_scope"
+        );
+        assert_eq!(
+            check_scopes(&v(&[""]), None).unwrap_err().code(),
+            "invalid_scope"
+        );
+        assert_eq!(
+            check_scopes(&v(&["a b"]), None).unwrap_err().code(),
+            "invalid_scope"
+        );
+        assert_eq!(
+            check_scopes(&v(&["a\0"]), None).unwrap_err().code(),
+            "invalid_scope"
+        );
+        assert_eq!(
+            check_scopes(&["x".repeat(129)], None).unwrap_err().code(),
+            "invalid_scope"
+        );
         assert!(check_scopes(&v(&["proxy.*", "read:users"]), None).is_ok());
     }
 }

@@ -6,11 +6,15 @@ mod common;
 use chrono::Duration;
 use common::{t, Db, Kind};
 use keyleash::{
-    Charge, ChargeRefusal, ChargeResult, CreateOptions, InvalidReason, Options, UsageRange, Validation,
+    Charge, ChargeRefusal, ChargeResult, CreateOptions, InvalidReason, Options, UsageRange,
+    Validation,
 };
 
 fn opts(account: &str) -> CreateOptions {
-    CreateOptions { account_id: account.into(), ..Default::default() }
+    CreateOptions {
+        account_id: account.into(),
+        ..Default::default()
+    }
 }
 
 fn budget(account: &str, cents: f64, period: Option<&str>) -> CreateOptions {
@@ -23,7 +27,10 @@ fn budget(account: &str, cents: f64, period: Option<&str>) -> CreateOptions {
 }
 
 fn charged(used: f64, remaining: Option<f64>) -> ChargeResult {
-    ChargeResult::Charged { budget_used_cents: used, budget_remaining_cents: remaining }
+    ChargeResult::Charged {
+        budget_used_cents: used,
+        budget_remaining_cents: remaining,
+    }
 }
 
 // Pins create's result, validate's full shape, and that the raw key is not stored.
@@ -48,7 +55,10 @@ async fn create_and_validate(kind: Kind) {
     assert!(created.key.starts_with("ak_"));
     assert_eq!(created.budget_cents, Some(5000.0));
     assert_eq!(created.expires_at, Some(t("2026-01-22T12:00:00Z")));
-    assert!(!format!("{created:?}").contains(&created.key), "Debug must redact the raw key");
+    assert!(
+        !format!("{created:?}").contains(&created.key),
+        "Debug must redact the raw key"
+    );
     let json = serde_json::to_value(&created).unwrap();
     assert_eq!(json["expiresAt"], "2026-01-22T12:00:00.000Z");
     assert_eq!(json["budgetPeriod"], "month");
@@ -71,9 +81,21 @@ async fn create_and_validate(kind: Kind) {
     assert_eq!(json["budgetResetAt"], "2026-02-15T12:00:00.000Z");
     assert_eq!(json["budgetRemainingCents"], 5000.0);
 
-    let stored = db.text(&format!("SELECT key_hash FROM {{keys}} WHERE id = {}", created.id)).await.unwrap();
+    let stored = db
+        .text(&format!(
+            "SELECT key_hash FROM {{keys}} WHERE id = {}",
+            created.id
+        ))
+        .await
+        .unwrap();
     assert_eq!(stored, keyleash::key::hash(&created.key));
-    let prefix = db.text(&format!("SELECT key_prefix FROM {{keys}} WHERE id = {}", created.id)).await.unwrap();
+    let prefix = db
+        .text(&format!(
+            "SELECT key_prefix FROM {{keys}} WHERE id = {}",
+            created.id
+        ))
+        .await
+        .unwrap();
     assert_eq!(prefix, created.key[..11]);
     let leaks = db.scalar(&format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {{keys}} WHERE key_hash = '{}' OR key_prefix = '{}'", created.key, created.key)).await;
     assert_eq!(leaks, Some(0));
@@ -84,20 +106,47 @@ both!(create_and_validate);
 async fn unknown_keys_and_defaults(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(opts("a")).await.unwrap();
-    let info = db.kl.validate(&k.key).await.unwrap().info().unwrap().clone();
-    assert_eq!((info.scopes, info.budget_cents, info.budget_remaining_cents), (None, None, None));
-    assert_eq!((info.budget_period, info.budget_reset_at, info.expires_at), (None, None, None));
+    let info = db
+        .kl
+        .validate(&k.key)
+        .await
+        .unwrap()
+        .info()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (info.scopes, info.budget_cents, info.budget_remaining_cents),
+        (None, None, None)
+    );
+    assert_eq!(
+        (info.budget_period, info.budget_reset_at, info.expires_at),
+        (None, None, None)
+    );
     assert_eq!(info.name, "default");
     let mut typo = k.key.clone().into_bytes();
     typo[5] = if typo[5] == b'A' { b'B' } else { b'A' };
     let typo = String::from_utf8(typo).unwrap();
     let fresh = keyleash::key::hash("x");
-    for bad in [typo.as_str(), "ak_", "", "sk_whatever", &k.key[..k.key.len() - 1], &fresh] {
-        assert_eq!(db.kl.validate(bad).await.unwrap(), Validation::Invalid(InvalidReason::Invalid), "{bad:?}");
+    for bad in [
+        typo.as_str(),
+        "ak_",
+        "",
+        "sk_whatever",
+        &k.key[..k.key.len() - 1],
+        &fresh,
+    ] {
+        assert_eq!(
+            db.kl.validate(bad).await.unwrap(),
+            Validation::Invalid(InvalidReason::Invalid),
+            "{bad:?}"
+        );
     }
     let other = db.kl.create(opts("a")).await.unwrap();
     assert_ne!(other.key, k.key);
-    assert_eq!(db.kl.validate(&other.key).await.unwrap().info().unwrap().id, other.id);
+    assert_eq!(
+        db.kl.validate(&other.key).await.unwrap().info().unwrap().id,
+        other.id
+    );
 }
 both!(unknown_keys_and_defaults);
 
@@ -105,35 +154,88 @@ both!(unknown_keys_and_defaults);
 async fn track_usage_and_ledger(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
-    assert_eq!(db.kl.track_usage(&k.key, Charge::cents(15.0)).await.unwrap(), charged(15.0, Some(85.0)));
-    db.clock().advance(Duration::minutes(1));
-    assert_eq!(db.kl.track_usage(&k.key, Charge::cents(85.0)).await.unwrap(), charged(100.0, Some(0.0)));
     assert_eq!(
-        db.kl.track_usage(&k.key, Charge::cents(0.000001)).await.unwrap(),
+        db.kl
+            .track_usage(&k.key, Charge::cents(15.0))
+            .await
+            .unwrap(),
+        charged(15.0, Some(85.0))
+    );
+    db.clock().advance(Duration::minutes(1));
+    assert_eq!(
+        db.kl
+            .track_usage(&k.key, Charge::cents(85.0))
+            .await
+            .unwrap(),
+        charged(100.0, Some(0.0))
+    );
+    assert_eq!(
+        db.kl
+            .track_usage(&k.key, Charge::cents(0.000001))
+            .await
+            .unwrap(),
         ChargeResult::Refused(ChargeRefusal::BudgetExceeded)
     );
-    assert_eq!(db.kl.validate(&k.key).await.unwrap(), Validation::Invalid(InvalidReason::BudgetExceeded));
+    assert_eq!(
+        db.kl.validate(&k.key).await.unwrap(),
+        Validation::Invalid(InvalidReason::BudgetExceeded)
+    );
     assert_eq!(db.used_micros(k.id).await, 100_000_000);
     assert_eq!(db.ledger(k.id).await, (100_000_000, 2));
-    assert_eq!(db.scalar(&format!("SELECT CAST(budget_used_cents AS BIGINT) FROM {{keys}} WHERE id = {}", k.id)).await, Some(100));
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT CAST(budget_used_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
+            k.id
+        ))
+        .await,
+        Some(100)
+    );
 
     let all = db.kl.usage(k.id, UsageRange::default()).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.amount_cents).collect::<Vec<_>>(), [15.0, 85.0]);
+    assert_eq!(
+        all.iter().map(|e| e.amount_cents).collect::<Vec<_>>(),
+        [15.0, 85.0]
+    );
     assert_eq!(all[0].created_at, t("2026-01-15T12:00:00Z"));
     assert_eq!(all[1].created_at, t("2026-01-15T12:01:00Z"));
     assert!(all.iter().all(|e| e.key_id == k.id && e.hold_id.is_none()));
-    let from = UsageRange { from: Some(t("2026-01-15T12:00:30Z")), to: None };
+    let from = UsageRange {
+        from: Some(t("2026-01-15T12:00:30Z")),
+        to: None,
+    };
     assert_eq!(db.kl.usage(k.id, from).await.unwrap().len(), 1);
-    let to = UsageRange { from: None, to: Some(t("2026-01-15T12:01:00Z")) };
-    assert_eq!(db.kl.usage(k.id, to).await.unwrap().len(), 1, "`to` is exclusive");
+    let to = UsageRange {
+        from: None,
+        to: Some(t("2026-01-15T12:01:00Z")),
+    };
+    assert_eq!(
+        db.kl.usage(k.id, to).await.unwrap().len(),
+        1,
+        "`to` is exclusive"
+    );
     let json = serde_json::to_value(&all[1]).unwrap();
     assert_eq!(json["createdAt"], "2026-01-15T12:01:00.000Z");
 
     // An uncapped key reports null remaining.
     let free = db.kl.create(opts("a")).await.unwrap();
-    assert_eq!(db.kl.track_usage(&free.key, Charge::cents(7.5)).await.unwrap(), charged(7.5, None));
-    let json = serde_json::to_value(db.kl.track_usage(&free.key, Charge::cents(1.0)).await.unwrap()).unwrap();
-    assert_eq!(json, serde_json::json!({"success": true, "budgetUsedCents": 8.5, "budgetRemainingCents": null}));
+    assert_eq!(
+        db.kl
+            .track_usage(&free.key, Charge::cents(7.5))
+            .await
+            .unwrap(),
+        charged(7.5, None)
+    );
+    let json = serde_json::to_value(
+        db.kl
+            .track_usage(&free.key, Charge::cents(1.0))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"success": true, "budgetUsedCents": 8.5, "budgetRemainingCents": null})
+    );
 }
 both!(track_usage_and_ledger);
 
@@ -143,16 +245,37 @@ async fn costs(kind: Kind) {
     let k = db.kl.create(budget("a", 10.0, None)).await.unwrap();
     let zero = db.kl.track_usage(&k.key, Charge::cents(0.0)).await.unwrap();
     assert_eq!(zero, ChargeResult::Free);
-    assert_eq!(serde_json::to_value(&zero).unwrap(), serde_json::json!({"success": true}));
-    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, -0.0001, 1e13, f64::MAX] {
+    assert_eq!(
+        serde_json::to_value(&zero).unwrap(),
+        serde_json::json!({"success": true})
+    );
+    for bad in [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -1.0,
+        -0.0001,
+        1e13,
+        f64::MAX,
+    ] {
         let r = db.kl.track_usage(&k.key, Charge::cents(bad)).await.unwrap();
-        assert_eq!(r, ChargeResult::Refused(ChargeRefusal::InvalidCost), "{bad}");
-        assert_eq!(serde_json::to_value(&r).unwrap(), serde_json::json!({"success": false, "reason": "invalid_cost"}));
+        assert_eq!(
+            r,
+            ChargeResult::Refused(ChargeRefusal::InvalidCost),
+            "{bad}"
+        );
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"success": false, "reason": "invalid_cost"})
+        );
     }
     assert_eq!(db.ledger(k.id).await, (0, 0));
     assert_eq!(db.used_micros(k.id).await, 0);
     assert_eq!(
-        db.kl.track_usage("ak_nope", Charge::cents(1.0)).await.unwrap(),
+        db.kl
+            .track_usage("ak_nope", Charge::cents(1.0))
+            .await
+            .unwrap(),
         ChargeResult::Refused(ChargeRefusal::InvalidKey)
     );
 }
@@ -163,33 +286,66 @@ async fn sub_cent_exact(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 1.0, None)).await.unwrap();
     for _ in 0..1000 {
-        assert!(db.kl.track_usage(&k.key, Charge::cents(0.001)).await.unwrap().success());
+        assert!(db
+            .kl
+            .track_usage(&k.key, Charge::cents(0.001))
+            .await
+            .unwrap()
+            .success());
     }
     assert_eq!(db.used_micros(k.id).await, 1_000_000);
     assert_eq!(db.ledger(k.id).await, (1_000_000, 1000));
-    assert_eq!(db.kl.validate(&k.key).await.unwrap(), Validation::Invalid(InvalidReason::BudgetExceeded));
+    assert_eq!(
+        db.kl.validate(&k.key).await.unwrap(),
+        Validation::Invalid(InvalidReason::BudgetExceeded)
+    );
     // A positive cost below a micro-cent still costs one micro-cent.
     let k2 = db.kl.create(budget("a", 1.0, None)).await.unwrap();
-    assert_eq!(db.kl.track_usage(&k2.key, Charge::cents(1e-9)).await.unwrap(), charged(0.000001, Some(0.999999)));
+    assert_eq!(
+        db.kl
+            .track_usage(&k2.key, Charge::cents(1e-9))
+            .await
+            .unwrap(),
+        charged(0.000001, Some(0.999999))
+    );
 }
 both!(sub_cent_exact);
 
 // Pins expiry at the exact instant, and that expired keys cannot be charged.
 async fn expiry(kind: Kind) {
     let db = Db::open(kind).await;
-    let k = db.kl.create(CreateOptions { expires_in: Some("1h".into()), ..budget("a", 10.0, None) }).await.unwrap();
-    db.clock().advance(Duration::hours(1) - Duration::microseconds(1));
+    let k = db
+        .kl
+        .create(CreateOptions {
+            expires_in: Some("1h".into()),
+            ..budget("a", 10.0, None)
+        })
+        .await
+        .unwrap();
+    db.clock()
+        .advance(Duration::hours(1) - Duration::microseconds(1));
     assert!(db.kl.validate(&k.key).await.unwrap().is_valid());
-    assert!(db.kl.track_usage(&k.key, Charge::cents(1.0)).await.unwrap().success());
+    assert!(db
+        .kl
+        .track_usage(&k.key, Charge::cents(1.0))
+        .await
+        .unwrap()
+        .success());
     db.clock().advance(Duration::microseconds(1));
-    assert_eq!(db.kl.validate(&k.key).await.unwrap(), Validation::Invalid(InvalidReason::Expired));
+    assert_eq!(
+        db.kl.validate(&k.key).await.unwrap(),
+        Validation::Invalid(InvalidReason::Expired)
+    );
     assert_eq!(
         db.kl.track_usage(&k.key, Charge::cents(1.0)).await.unwrap(),
         ChargeResult::Refused(ChargeRefusal::Expired)
     );
     let at = db
         .kl
-        .create(CreateOptions { expires_at: Some(t("2026-03-01T00:00:00Z")), ..opts("a") })
+        .create(CreateOptions {
+            expires_at: Some(t("2026-03-01T00:00:00Z")),
+            ..opts("a")
+        })
         .await
         .unwrap();
     assert_eq!(at.expires_at, Some(t("2026-03-01T00:00:00Z")));
@@ -200,13 +356,34 @@ both!(expiry);
 // Pins the validate order: revoked beats expired beats budget_exceeded.
 async fn validate_order(kind: Kind) {
     let db = Db::open(kind).await;
-    let k = db.kl.create(CreateOptions { expires_in: Some("1d".into()), ..budget("a", 5.0, None) }).await.unwrap();
-    assert!(db.kl.track_usage(&k.key, Charge::cents(5.0)).await.unwrap().success());
-    assert_eq!(db.kl.validate(&k.key).await.unwrap().reason(), Some(InvalidReason::BudgetExceeded));
+    let k = db
+        .kl
+        .create(CreateOptions {
+            expires_in: Some("1d".into()),
+            ..budget("a", 5.0, None)
+        })
+        .await
+        .unwrap();
+    assert!(db
+        .kl
+        .track_usage(&k.key, Charge::cents(5.0))
+        .await
+        .unwrap()
+        .success());
+    assert_eq!(
+        db.kl.validate(&k.key).await.unwrap().reason(),
+        Some(InvalidReason::BudgetExceeded)
+    );
     db.clock().advance(Duration::days(2));
-    assert_eq!(db.kl.validate(&k.key).await.unwrap().reason(), Some(InvalidReason::Expired));
+    assert_eq!(
+        db.kl.validate(&k.key).await.unwrap().reason(),
+        Some(InvalidReason::Expired)
+    );
     assert!(db.kl.revoke(k.id, None).await.unwrap());
-    assert_eq!(db.kl.validate(&k.key).await.unwrap().reason(), Some(InvalidReason::Revoked));
+    assert_eq!(
+        db.kl.validate(&k.key).await.unwrap().reason(),
+        Some(InvalidReason::Revoked)
+    );
     assert_eq!(
         serde_json::to_value(db.kl.validate(&k.key).await.unwrap()).unwrap(),
         serde_json::json!({"valid": false, "reason": "revoked"})
@@ -218,17 +395,30 @@ both!(validate_order);
 async fn revoke(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(opts("acct_a")).await.unwrap();
-    assert!(!db.kl.revoke(k.id, Some("acct_b")).await.unwrap(), "another account cannot revoke it");
+    assert!(
+        !db.kl.revoke(k.id, Some("acct_b")).await.unwrap(),
+        "another account cannot revoke it"
+    );
     assert!(db.kl.validate(&k.key).await.unwrap().is_valid());
     assert!(db.kl.revoke(k.id, Some("acct_a")).await.unwrap());
-    assert!(!db.kl.revoke(k.id, Some("acct_a")).await.unwrap(), "already revoked");
+    assert!(
+        !db.kl.revoke(k.id, Some("acct_a")).await.unwrap(),
+        "already revoked"
+    );
     assert!(!db.kl.revoke(k.id, None).await.unwrap());
     assert!(!db.kl.revoke(999_999, None).await.unwrap());
     assert_eq!(
         db.kl.track_usage(&k.key, Charge::cents(1.0)).await.unwrap(),
         ChargeResult::Refused(ChargeRefusal::Revoked)
     );
-    assert_eq!(db.scalar(&format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {{keys}} WHERE id = {}", k.id)).await, Some(1));
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {{keys}} WHERE id = {}",
+            k.id
+        ))
+        .await,
+        Some(1)
+    );
 }
 both!(revoke);
 
@@ -238,22 +428,71 @@ async fn day_and_week_rollover(kind: Kind) {
     let day = db.kl.create(budget("a", 10.0, Some("day"))).await.unwrap();
     let week = db.kl.create(budget("a", 10.0, Some("week"))).await.unwrap();
     for k in [&day, &week] {
-        assert!(db.kl.track_usage(&k.key, Charge::cents(10.0)).await.unwrap().success());
+        assert!(db
+            .kl
+            .track_usage(&k.key, Charge::cents(10.0))
+            .await
+            .unwrap()
+            .success());
     }
-    db.clock().advance(Duration::days(1) - Duration::microseconds(1));
-    assert_eq!(db.kl.validate(&day.key).await.unwrap().reason(), Some(InvalidReason::BudgetExceeded));
+    db.clock()
+        .advance(Duration::days(1) - Duration::microseconds(1));
+    assert_eq!(
+        db.kl.validate(&day.key).await.unwrap().reason(),
+        Some(InvalidReason::BudgetExceeded)
+    );
     db.clock().advance(Duration::microseconds(1));
     let v = db.kl.validate(&day.key).await.unwrap();
     assert_eq!(v.info().unwrap().budget_used_cents, 0.0);
-    assert_eq!(v.info().unwrap().budget_reset_at, Some(t("2026-01-17T12:00:00Z")));
-    assert_eq!(db.used_micros(day.id).await, 0, "validate persists the rollover");
-    assert_eq!(db.kl.validate(&week.key).await.unwrap().reason(), Some(InvalidReason::BudgetExceeded));
+    assert_eq!(
+        v.info().unwrap().budget_reset_at,
+        Some(t("2026-01-17T12:00:00Z"))
+    );
+    assert_eq!(
+        db.used_micros(day.id).await,
+        0,
+        "validate persists the rollover"
+    );
+    assert_eq!(
+        db.kl.validate(&week.key).await.unwrap().reason(),
+        Some(InvalidReason::BudgetExceeded)
+    );
     // Ten days later: several missed periods, one reset.
     db.clock().set(t("2026-01-26T13:00:00Z"));
-    assert_eq!(db.kl.track_usage(&day.key, Charge::cents(3.0)).await.unwrap(), charged(3.0, Some(7.0)));
-    assert_eq!(db.kl.validate(&day.key).await.unwrap().info().unwrap().budget_reset_at, Some(t("2026-01-27T12:00:00Z")));
-    assert_eq!(db.kl.track_usage(&week.key, Charge::cents(4.0)).await.unwrap(), charged(4.0, Some(6.0)));
-    assert_eq!(db.kl.validate(&week.key).await.unwrap().info().unwrap().budget_reset_at, Some(t("2026-01-29T12:00:00Z")));
+    assert_eq!(
+        db.kl
+            .track_usage(&day.key, Charge::cents(3.0))
+            .await
+            .unwrap(),
+        charged(3.0, Some(7.0))
+    );
+    assert_eq!(
+        db.kl
+            .validate(&day.key)
+            .await
+            .unwrap()
+            .info()
+            .unwrap()
+            .budget_reset_at,
+        Some(t("2026-01-27T12:00:00Z"))
+    );
+    assert_eq!(
+        db.kl
+            .track_usage(&week.key, Charge::cents(4.0))
+            .await
+            .unwrap(),
+        charged(4.0, Some(6.0))
+    );
+    assert_eq!(
+        db.kl
+            .validate(&week.key)
+            .await
+            .unwrap()
+            .info()
+            .unwrap()
+            .budget_reset_at,
+        Some(t("2026-01-29T12:00:00Z"))
+    );
     assert_eq!(db.used_micros(week.id).await, 4_000_000);
     // The ledger keeps every period's rows; the counter holds only this period's.
     assert_eq!(db.ledger(week.id).await, (14_000_000, 2));
@@ -264,8 +503,17 @@ both!(day_and_week_rollover);
 async fn month_rollover(kind: Kind) {
     let db = Db::open(kind).await;
     db.clock().set(t("2024-01-31T12:00:00Z"));
-    let k = db.kl.create(budget("a", 100.0, Some("month"))).await.unwrap();
-    assert!(db.kl.track_usage(&k.key, Charge::cents(100.0)).await.unwrap().success());
+    let k = db
+        .kl
+        .create(budget("a", 100.0, Some("month")))
+        .await
+        .unwrap();
+    assert!(db
+        .kl
+        .track_usage(&k.key, Charge::cents(100.0))
+        .await
+        .unwrap()
+        .success());
     let expect = [
         ("2024-02-29T11:59:59Z", None),
         ("2024-02-29T12:00:00Z", Some("2024-03-31T12:00:00Z")),
@@ -280,21 +528,47 @@ async fn month_rollover(kind: Kind) {
             Some(next) => {
                 assert_eq!(v.info().unwrap().budget_reset_at, Some(t(next)), "{now}");
                 assert_eq!(v.info().unwrap().budget_used_cents, 0.0);
-                assert!(db.kl.track_usage(&k.key, Charge::cents(100.0)).await.unwrap().success());
+                assert!(db
+                    .kl
+                    .track_usage(&k.key, Charge::cents(100.0))
+                    .await
+                    .unwrap()
+                    .success());
             }
         }
     }
     // agentkey's budget_reset_at column holds the next reset too.
-    let stored = db.text(&format!("SELECT CAST(budget_reset_at AS TEXT) FROM {{keys}} WHERE id = {}", k.id)).await.unwrap();
+    let stored = db
+        .text(&format!(
+            "SELECT CAST(budget_reset_at AS TEXT) FROM {{keys}} WHERE id = {}",
+            k.id
+        ))
+        .await
+        .unwrap();
     assert!(stored.starts_with("2025-03-31"), "{stored}");
 }
 both!(month_rollover);
 
 // Pins has_scope: null scopes = all, exact, admin, trailing wildcard; invalid keys hold none.
 async fn scopes(kind: Kind) {
-    let valid = Some(vec!["read".into(), "write".into(), "admin".into(), "proxy.*".into()]);
-    let db = Db::with(kind, Options { valid_scopes: valid, ..Options::default() }).await;
-    let mk = |s: &[&str]| CreateOptions { scopes: Some(s.iter().map(|s| (*s).into()).collect()), ..opts("a") };
+    let valid = Some(vec![
+        "read".into(),
+        "write".into(),
+        "admin".into(),
+        "proxy.*".into(),
+    ]);
+    let db = Db::with(
+        kind,
+        Options {
+            valid_scopes: valid,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mk = |s: &[&str]| CreateOptions {
+        scopes: Some(s.iter().map(|s| (*s).into()).collect()),
+        ..opts("a")
+    };
     let read = db.kl.create(mk(&["read"])).await.unwrap();
     let admin = db.kl.create(mk(&["admin"])).await.unwrap();
     let proxy = db.kl.create(mk(&["proxy.*"])).await.unwrap();
@@ -308,7 +582,10 @@ async fn scopes(kind: Kind) {
     assert!(admin.has_scope("write") && admin.has_scope("anything"));
     assert!(proxy.has_scope("proxy.chat") && !proxy.has_scope("proxy") && !proxy.has_scope("read"));
     assert!(all.has_scope("whatever"));
-    assert!(keyleash::has_scope(read.info().unwrap().scopes.as_deref(), "read"));
+    assert!(keyleash::has_scope(
+        read.info().unwrap().scopes.as_deref(),
+        "read"
+    ));
     assert!(!Validation::Invalid(InvalidReason::Invalid).has_scope("read"));
     let err = db.kl.create(mk(&["delete"])).await.unwrap_err();
     assert_eq!(err.code(), "invalid_scope");
@@ -320,20 +597,44 @@ both!(scopes);
 async fn idempotency(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
-    let first = db.kl.track_usage(&k.key, Charge::cents(30.0).idempotent("req-1")).await.unwrap();
+    let first = db
+        .kl
+        .track_usage(&k.key, Charge::cents(30.0).idempotent("req-1"))
+        .await
+        .unwrap();
     assert_eq!(first, charged(30.0, Some(70.0)));
-    assert_eq!(db.kl.track_usage(&k.key, Charge::cents(10.0)).await.unwrap(), charged(40.0, Some(60.0)));
-    let again = db.kl.track_usage(&k.key, Charge::cents(30.0).idempotent("req-1")).await.unwrap();
+    assert_eq!(
+        db.kl
+            .track_usage(&k.key, Charge::cents(10.0))
+            .await
+            .unwrap(),
+        charged(40.0, Some(60.0))
+    );
+    let again = db
+        .kl
+        .track_usage(&k.key, Charge::cents(30.0).idempotent("req-1"))
+        .await
+        .unwrap();
     assert_eq!(again, first);
     assert_eq!(db.ledger(k.id).await, (40_000_000, 2));
     // Idempotency keys are per key: the same string on another key is a new charge.
     let k2 = db.kl.create(budget("a", 100.0, None)).await.unwrap();
-    assert_eq!(db.kl.track_usage(&k2.key, Charge::cents(5.0).idempotent("req-1")).await.unwrap(), charged(5.0, Some(95.0)));
+    assert_eq!(
+        db.kl
+            .track_usage(&k2.key, Charge::cents(5.0).idempotent("req-1"))
+            .await
+            .unwrap(),
+        charged(5.0, Some(95.0))
+    );
     let entries = db.kl.usage(k.id, UsageRange::default()).await.unwrap();
     assert_eq!(entries[0].idempotency_key.as_deref(), Some("req-1"));
     // A refused charge is not remembered: retrying it after the budget allows succeeds.
     let k3 = db.kl.create(budget("a", 10.0, None)).await.unwrap();
-    let refused = db.kl.track_usage(&k3.key, Charge::cents(20.0).idempotent("big")).await.unwrap();
+    let refused = db
+        .kl
+        .track_usage(&k3.key, Charge::cents(20.0).idempotent("big"))
+        .await
+        .unwrap();
     assert_eq!(refused.reason(), Some(ChargeRefusal::BudgetExceeded));
     assert_eq!(db.ledger(k3.id).await, (0, 0));
 }
@@ -342,34 +643,91 @@ both!(idempotency);
 // Pins subjects: ensure is idempotent, validate/track by subject, account defaults to the subject.
 async fn subjects(kind: Kind) {
     let db = Db::open(kind).await;
-    let o = CreateOptions { scopes: Some(vec!["proxy.chat".into()]), ..budget("", 10.0, Some("day")) };
+    let o = CreateOptions {
+        scopes: Some(vec!["proxy.chat".into()]),
+        ..budget("", 10.0, Some("day"))
+    };
     db.kl.ensure_subject("machine_1", o.clone()).await.unwrap();
-    db.kl.ensure_subject("machine_1", CreateOptions { budget_cents: Some(999.0), ..o.clone() }).await.unwrap();
+    db.kl
+        .ensure_subject(
+            "machine_1",
+            CreateOptions {
+                budget_cents: Some(999.0),
+                ..o.clone()
+            },
+        )
+        .await
+        .unwrap();
     let v = db.kl.validate_by_subject("machine_1").await.unwrap();
     let info = v.info().unwrap();
     assert_eq!(info.account_id, "machine_1");
-    assert_eq!(info.budget_cents, Some(10.0), "the second ensure changed nothing");
-    assert!(v.has_scope("proxy.chat"));
-    assert_eq!(db.kl.track_usage_by_subject("machine_1", Charge::cents(6.0)).await.unwrap(), charged(6.0, Some(4.0)));
     assert_eq!(
-        db.kl.track_usage_by_subject("machine_1", Charge::cents(6.0)).await.unwrap().reason(),
+        info.budget_cents,
+        Some(10.0),
+        "the second ensure changed nothing"
+    );
+    assert!(v.has_scope("proxy.chat"));
+    assert_eq!(
+        db.kl
+            .track_usage_by_subject("machine_1", Charge::cents(6.0))
+            .await
+            .unwrap(),
+        charged(6.0, Some(4.0))
+    );
+    assert_eq!(
+        db.kl
+            .track_usage_by_subject("machine_1", Charge::cents(6.0))
+            .await
+            .unwrap()
+            .reason(),
         Some(ChargeRefusal::BudgetExceeded)
     );
-    assert_eq!(db.kl.validate_by_subject("nobody").await.unwrap().reason(), Some(InvalidReason::Invalid));
-    assert_eq!(db.kl.validate_by_subject("").await.unwrap().reason(), Some(InvalidReason::Invalid));
     assert_eq!(
-        db.kl.track_usage_by_subject("nobody", Charge::cents(1.0)).await.unwrap().reason(),
+        db.kl.validate_by_subject("nobody").await.unwrap().reason(),
+        Some(InvalidReason::Invalid)
+    );
+    assert_eq!(
+        db.kl.validate_by_subject("").await.unwrap().reason(),
+        Some(InvalidReason::Invalid)
+    );
+    assert_eq!(
+        db.kl
+            .track_usage_by_subject("nobody", Charge::cents(1.0))
+            .await
+            .unwrap()
+            .reason(),
         Some(ChargeRefusal::InvalidKey)
     );
-    db.kl.ensure_subject("machine_2", CreateOptions { account_id: "acct_x".into(), ..Default::default() }).await.unwrap();
-    assert_eq!(db.kl.validate_by_subject("machine_2").await.unwrap().info().unwrap().account_id, "acct_x");
+    db.kl
+        .ensure_subject(
+            "machine_2",
+            CreateOptions {
+                account_id: "acct_x".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.kl
+            .validate_by_subject("machine_2")
+            .await
+            .unwrap()
+            .info()
+            .unwrap()
+            .account_id,
+        "acct_x"
+    );
     // Concurrent first sightings create one row.
     let calls = (0..20).map(|_| db.kl.ensure_subject("machine_3", CreateOptions::default()));
     for r in futures::future::join_all(calls).await {
         r.unwrap();
     }
     assert_eq!(
-        db.scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {keys} WHERE external_subject = 'machine_3'").await,
+        db.scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {keys} WHERE external_subject = 'machine_3'"
+        )
+        .await,
         Some(1)
     );
     // A subject row has no raw key: its hash is random and never matches a validate.
@@ -382,13 +740,26 @@ both!(subjects);
 // Pins list: one account's keys, oldest first, with metadata and revocation, never a secret.
 async fn list(kind: Kind) {
     let db = Db::open(kind).await;
-    let a1 = db.kl.create(CreateOptions { metadata: Some(serde_json::json!({"n": 1})), ..budget("a", 10.0, None) }).await.unwrap();
+    let a1 = db
+        .kl
+        .create(CreateOptions {
+            metadata: Some(serde_json::json!({"n": 1})),
+            ..budget("a", 10.0, None)
+        })
+        .await
+        .unwrap();
     let a2 = db.kl.create(opts("a")).await.unwrap();
     db.kl.create(opts("b")).await.unwrap();
-    db.kl.track_usage(&a1.key, Charge::cents(2.5)).await.unwrap();
+    db.kl
+        .track_usage(&a1.key, Charge::cents(2.5))
+        .await
+        .unwrap();
     db.kl.revoke(a2.id, None).await.unwrap();
     let keys = db.kl.list("a").await.unwrap();
-    assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), [a1.id, a2.id]);
+    assert_eq!(
+        keys.iter().map(|k| k.id).collect::<Vec<_>>(),
+        [a1.id, a2.id]
+    );
     assert_eq!(keys[0].budget_used_cents, 2.5);
     assert_eq!(keys[0].metadata, Some(serde_json::json!({"n": 1})));
     assert_eq!(keys[0].last_used_at, Some(t(common::START)));
@@ -401,11 +772,21 @@ both!(list);
 
 // Pins the key prefix option: minted keys carry it, and keys of another prefix are invalid.
 async fn key_prefix(kind: Kind) {
-    let db = Db::with(kind, Options { key_prefix: "sk_live_".into(), ..Options::default() }).await;
+    let db = Db::with(
+        kind,
+        Options {
+            key_prefix: "sk_live_".into(),
+            ..Options::default()
+        },
+    )
+    .await;
     let k = db.kl.create(opts("a")).await.unwrap();
     assert!(k.key.starts_with("sk_live_"));
     assert!(db.kl.validate(&k.key).await.unwrap().is_valid());
     let swapped = format!("ak_{}", &k.key[8..]);
-    assert_eq!(db.kl.validate(&swapped).await.unwrap().reason(), Some(InvalidReason::Invalid));
+    assert_eq!(
+        db.kl.validate(&swapped).await.unwrap().reason(),
+        Some(InvalidReason::Invalid)
+    );
 }
 both!(key_prefix);

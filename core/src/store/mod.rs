@@ -54,11 +54,20 @@ pub(crate) trait Backend {
     async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>>;
     /// Persists a rollover computed from a row whose reset time was `seen_reset`;
     /// false if the row changed meanwhile (someone else rolled or charged it).
-    async fn persist_roll(&self, seen_reset: Option<DateTime<Utc>>, update: &KeyUpdate) -> Result<bool>;
+    async fn persist_roll(
+        &self,
+        seen_reset: Option<DateTime<Utc>>,
+        update: &KeyUpdate,
+    ) -> Result<bool>;
     /// Applies a batch of positive charges atomically, in order.
     async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>>;
     /// Sets `revoked_at` on a live key (of `account_id`, when given).
-    async fn revoke(&self, key_id: i64, account_id: Option<&str>, now: DateTime<Utc>) -> Result<bool>;
+    async fn revoke(
+        &self,
+        key_id: i64,
+        account_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// The rows of an account, by id.
     async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>>;
     /// A key's ledger rows in a window, oldest first.
@@ -95,13 +104,22 @@ impl Backend for Store {
     async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
         dispatch!(self, s => s.fetch(lookups).await)
     }
-    async fn persist_roll(&self, seen_reset: Option<DateTime<Utc>>, update: &KeyUpdate) -> Result<bool> {
+    async fn persist_roll(
+        &self,
+        seen_reset: Option<DateTime<Utc>>,
+        update: &KeyUpdate,
+    ) -> Result<bool> {
         dispatch!(self, s => s.persist_roll(seen_reset, update).await)
     }
     async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>> {
         dispatch!(self, s => s.charge(reqs, now).await)
     }
-    async fn revoke(&self, key_id: i64, account_id: Option<&str>, now: DateTime<Utc>) -> Result<bool> {
+    async fn revoke(
+        &self,
+        key_id: i64,
+        account_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         dispatch!(self, s => s.revoke(key_id, account_id, now).await)
     }
     async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
@@ -118,6 +136,14 @@ impl Backend for Store {
 /// Splits a rendered migration into statements (they end with `;` at a line end;
 /// `--` comment lines are dropped). Migrations contain no `;` inside literals.
 pub(crate) fn statements(sql: &str) -> Vec<String> {
-    let body: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).map(|l| format!("{l}\n")).collect();
-    body.split(";\n").map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    let body: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    body.split(";\n")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }

@@ -129,7 +129,11 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { pool, sql: Sql::new(&names), names })
+        Ok(Self {
+            pool,
+            sql: Sql::new(&names),
+            names,
+        })
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -141,7 +145,9 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         if let Some(schema) = &self.names.schema {
-            sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&mut *tx).await?;
+            sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&mut *tx)
+                .await?;
         }
         for file in MIGRATIONS {
             for stmt in statements(&self.names.render(file)) {
@@ -175,19 +181,26 @@ impl PgStore {
     }
 
     pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
-        let row = Self::bind_new(&self.sql.insert, key).fetch_one(&self.pool).await?;
+        let row = Self::bind_new(&self.sql.insert, key)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get(0)?)
     }
 
     pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
-        Self::bind_new(&self.sql.insert_subject, key).execute(&self.pool).await?;
+        Self::bind_new(&self.sql.insert_subject, key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
         let (hashes, subjects) = split(lookups);
         let mut rows = Vec::with_capacity(lookups.len());
-        for (sql, values) in [(&self.sql.by_hash, hashes), (&self.sql.by_subject, subjects)] {
+        for (sql, values) in [
+            (&self.sql.by_hash, hashes),
+            (&self.sql.by_subject, subjects),
+        ] {
             if !values.is_empty() {
                 for r in sqlx::query(sql).bind(values).fetch_all(&self.pool).await? {
                     rows.push(decode(&r)?);
@@ -197,7 +210,11 @@ impl PgStore {
         Ok(rows)
     }
 
-    pub async fn persist_roll(&self, seen_reset: Option<DateTime<Utc>>, u: &KeyUpdate) -> Result<bool> {
+    pub async fn persist_roll(
+        &self,
+        seen_reset: Option<DateTime<Utc>>,
+        u: &KeyUpdate,
+    ) -> Result<bool> {
         let done = sqlx::query(&self.sql.roll)
             .bind(u.id)
             .bind(u.reset_at)
@@ -208,7 +225,11 @@ impl PgStore {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>> {
+    pub async fn charge(
+        &self,
+        reqs: &[ChargeReq],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ChargeResult>> {
         let lookups: Vec<Lookup> = reqs.iter().map(|r| r.lookup.clone()).collect();
         let (hashes, subjects) = split(&lookups);
         let lock = match (hashes.is_empty(), subjects.is_empty()) {
@@ -225,11 +246,19 @@ impl PgStore {
             .iter()
             .map(decode)
             .collect::<Result<_, _>>()?;
-        let idem: Vec<&str> = reqs.iter().filter_map(|r| r.idempotency_key.as_deref()).collect();
+        let idem: Vec<&str> = reqs
+            .iter()
+            .filter_map(|r| r.idempotency_key.as_deref())
+            .collect();
         let mut priors = Vec::new();
         if !idem.is_empty() && !rows.is_empty() {
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            for r in sqlx::query(&self.sql.priors).bind(&ids).bind(&idem).fetch_all(&mut *tx).await? {
+            for r in sqlx::query(&self.sql.priors)
+                .bind(&ids)
+                .bind(&idem)
+                .fetch_all(&mut *tx)
+                .await?
+            {
                 priors.push(PriorCharge {
                     key_id: r.try_get(0)?,
                     idempotency_key: r.try_get(1)?,
@@ -261,9 +290,17 @@ impl PgStore {
                 .bind(l.iter().map(|l| l.account_id.clone()).collect::<Vec<_>>())
                 .bind(l.iter().map(|l| l.amount_micros).collect::<Vec<_>>())
                 .bind(l.iter().map(|l| l.created_at).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.idempotency_key.clone()).collect::<Vec<_>>())
+                .bind(
+                    l.iter()
+                        .map(|l| l.idempotency_key.clone())
+                        .collect::<Vec<_>>(),
+                )
                 .bind(l.iter().map(|l| l.used_after_micros).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.remaining_after_micros).collect::<Vec<_>>())
+                .bind(
+                    l.iter()
+                        .map(|l| l.remaining_after_micros)
+                        .collect::<Vec<_>>(),
+                )
                 .execute(&mut *tx)
                 .await?;
         }
@@ -271,16 +308,27 @@ impl PgStore {
         Ok(plan.outcomes)
     }
 
-    pub async fn revoke(&self, key_id: i64, account_id: Option<&str>, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn revoke(
+        &self,
+        key_id: i64,
+        account_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let q = match account_id {
-            Some(a) => sqlx::query(&self.sql.revoke_in_account).bind(key_id).bind(now).bind(a),
+            Some(a) => sqlx::query(&self.sql.revoke_in_account)
+                .bind(key_id)
+                .bind(now)
+                .bind(a),
             None => sqlx::query(&self.sql.revoke).bind(key_id).bind(now),
         };
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
     }
 
     pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.list).bind(account_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&self.sql.list)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 

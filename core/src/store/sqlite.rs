@@ -13,7 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
 use sqlx::Row;
 
 use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge};
@@ -105,7 +107,9 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url`.
     pub async fn connect(url: &str, options: &Options, names: TableNames) -> Result<Self> {
         if names.schema.is_some() {
-            return Err(Error::arg("a schema-qualified tableName is only supported on Postgres"));
+            return Err(Error::arg(
+                "a schema-qualified tableName is only supported on Postgres",
+            ));
         }
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut connect = SqliteConnectOptions::from_str(url)
@@ -115,15 +119,31 @@ impl SqliteStore {
         if !memory {
             connect = connect.journal_mode(SqliteJournalMode::Wal);
         }
-        let max = if memory { 1 } else { options.pool_size.unwrap_or(4).max(1) };
+        let max = if memory {
+            1
+        } else {
+            options.pool_size.unwrap_or(4).max(1)
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .acquire_timeout(options.acquire_timeout)
-            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
             .connect_with(connect)
             .await?;
-        Ok(Self { pool, sql: Sql::new(&names), names })
+        Ok(Self {
+            pool,
+            sql: Sql::new(&names),
+            names,
+        })
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -132,7 +152,8 @@ impl SqliteStore {
             for stmt in statements(&self.names.render(file)) {
                 match sqlx::raw_sql(&stmt).execute(&mut *tx).await {
                     // SQLite has no ADD COLUMN IF NOT EXISTS: an existing column is fine.
-                    Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column name") => {}
+                    Err(sqlx::Error::Database(e))
+                        if e.message().contains("duplicate column name") => {}
                     other => {
                         other?;
                     }
@@ -153,7 +174,11 @@ impl SqliteStore {
             .bind(&k.key_hash)
             .bind(&k.key_prefix)
             .bind(&k.name)
-            .bind(k.scopes.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()))
+            .bind(
+                k.scopes
+                    .as_ref()
+                    .map(|s| serde_json::to_string(s).unwrap_or_default()),
+            )
             .bind(k.budget_cents)
             .bind(k.budget_micros)
             .bind(&k.budget_period)
@@ -166,12 +191,16 @@ impl SqliteStore {
     }
 
     pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
-        let row = Self::bind_new(&self.sql.insert, key).fetch_one(&self.pool).await?;
+        let row = Self::bind_new(&self.sql.insert, key)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get(0)?)
     }
 
     pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
-        Self::bind_new(&self.sql.insert_subject, key).execute(&self.pool).await?;
+        Self::bind_new(&self.sql.insert_subject, key)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -180,7 +209,11 @@ impl SqliteStore {
         let mut rows = Vec::with_capacity(lookups.len());
         for l in lookups {
             let (sql, value) = self.lookup_sql(l);
-            if let Some(r) = sqlx::query(sql).bind(value).fetch_optional(&mut *conn).await? {
+            if let Some(r) = sqlx::query(sql)
+                .bind(value)
+                .fetch_optional(&mut *conn)
+                .await?
+            {
                 rows.push(decode(&r)?);
             }
         }
@@ -194,7 +227,11 @@ impl SqliteStore {
         }
     }
 
-    pub async fn persist_roll(&self, seen_reset: Option<DateTime<Utc>>, u: &KeyUpdate) -> Result<bool> {
+    pub async fn persist_roll(
+        &self,
+        seen_reset: Option<DateTime<Utc>>,
+        u: &KeyUpdate,
+    ) -> Result<bool> {
         let done = sqlx::query(&self.sql.roll)
             .bind(u.id)
             .bind(u.reset_at.as_ref().map(ts))
@@ -205,7 +242,11 @@ impl SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>> {
+    pub async fn charge(
+        &self,
+        reqs: &[ChargeReq],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ChargeResult>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut rows: Vec<KeyRow> = Vec::new();
         for req in reqs {
@@ -213,16 +254,28 @@ impl SqliteStore {
                 continue;
             }
             let (sql, value) = self.lookup_sql(&req.lookup);
-            if let Some(r) = sqlx::query(sql).bind(value).fetch_optional(&mut *tx).await? {
+            if let Some(r) = sqlx::query(sql)
+                .bind(value)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
                 rows.push(decode(&r)?);
             }
         }
         let mut priors = Vec::new();
         for req in reqs {
-            let (Some(k), Some(row)) = (&req.idempotency_key, rows.iter().find(|r| req.lookup.matches(r))) else {
+            let (Some(k), Some(row)) = (
+                &req.idempotency_key,
+                rows.iter().find(|r| req.lookup.matches(r)),
+            ) else {
                 continue;
             };
-            if let Some(p) = sqlx::query(&self.sql.prior).bind(row.id).bind(k).fetch_optional(&mut *tx).await? {
+            if let Some(p) = sqlx::query(&self.sql.prior)
+                .bind(row.id)
+                .bind(k)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
                 priors.push(PriorCharge {
                     key_id: row.id,
                     idempotency_key: k.clone(),
@@ -262,16 +315,27 @@ impl SqliteStore {
         Ok(plan.outcomes)
     }
 
-    pub async fn revoke(&self, key_id: i64, account_id: Option<&str>, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn revoke(
+        &self,
+        key_id: i64,
+        account_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let q = match account_id {
-            Some(a) => sqlx::query(&self.sql.revoke_in_account).bind(key_id).bind(ts(&now)).bind(a),
+            Some(a) => sqlx::query(&self.sql.revoke_in_account)
+                .bind(key_id)
+                .bind(ts(&now))
+                .bind(a),
             None => sqlx::query(&self.sql.revoke).bind(key_id).bind(ts(&now)),
         };
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
     }
 
     pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.list).bind(account_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&self.sql.list)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 use keyleash::{Clock, KeyLeash, ManualClock, Options};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{PgPool, SqlitePool};
 
 /// The manual clock's first reading in every test (CONFORMANCE.md's default).
@@ -39,7 +40,11 @@ macro_rules! both {
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 fn unique(tag: &str) -> String {
-    format!("{tag}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A database URL for `kind`: a new SQLite file, or `DATABASE_URL`.
@@ -50,7 +55,9 @@ pub fn url(kind: Kind) -> String {
             format!("sqlite://{}", path.display())
         }
         Kind::Postgres => std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-            panic!("DATABASE_URL is not set: run `make test`, which starts a private Postgres cluster")
+            panic!(
+                "DATABASE_URL is not set: run `make test`, which starts a private Postgres cluster"
+            )
         }),
     }
 }
@@ -91,13 +98,25 @@ impl Db {
         let kl = KeyLeash::connect(&url, options).await.expect("connect");
         kl.migrate().await.expect("migrate");
         let raw = raw_pool(kind, &url).await;
-        Db { kind, url, table, kl, raw }
+        Db {
+            kind,
+            url,
+            table,
+            kl,
+            raw,
+        }
     }
 
     /// Another keyleash on the same table and clock (another pool, as another process would have).
     pub async fn another(&self) -> KeyLeash {
-        let options = Options { table_name: self.table.clone(), clock: self.kl.clock().clone(), ..Options::default() };
-        KeyLeash::connect(&self.url, options).await.expect("connect")
+        let options = Options {
+            table_name: self.table.clone(),
+            clock: self.kl.clock().clone(),
+            ..Options::default()
+        };
+        KeyLeash::connect(&self.url, options)
+            .await
+            .expect("connect")
     }
 
     pub fn clock(&self) -> &ManualClock {
@@ -105,7 +124,8 @@ impl Db {
     }
 
     fn render(&self, sql: &str) -> String {
-        sql.replace("{keys}", &self.table).replace("{ledger}", &format!("{}_ledger", self.table))
+        sql.replace("{keys}", &self.table)
+            .replace("{ledger}", &format!("{}_ledger", self.table))
     }
 
     /// Runs a statement; `{keys}` and `{ledger}` name this test's tables.
@@ -140,7 +160,11 @@ impl Db {
 
     /// The key's exact usage counter, in micro-cents.
     pub async fn used_micros(&self, id: i64) -> i64 {
-        self.scalar(&format!("SELECT budget_used_micros FROM {{keys}} WHERE id = {id}")).await.expect("counter")
+        self.scalar(&format!(
+            "SELECT budget_used_micros FROM {{keys}} WHERE id = {id}"
+        ))
+        .await
+        .expect("counter")
     }
 
     /// The sum of the key's ledger rows, in micro-cents, and their number.
@@ -149,7 +173,12 @@ impl Db {
             .scalar(&format!("SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM {{ledger}} WHERE key_id = {id}"))
             .await
             .unwrap_or(0);
-        let n = self.scalar(&format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {{ledger}} WHERE key_id = {id}")).await.unwrap_or(0);
+        let n = self
+            .scalar(&format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM {{ledger}} WHERE key_id = {id}"
+            ))
+            .await
+            .unwrap_or(0);
         (sum, n)
     }
 }
@@ -165,6 +194,16 @@ pub async fn raw_pool_for(kind: Kind, url: &str) -> (Option<PgPool>, Option<Sqli
 async fn raw_pool(kind: Kind, url: &str) -> Raw {
     match kind {
         Kind::Postgres => Raw::Pg(PgPool::connect(url).await.expect("raw pg pool")),
-        Kind::Sqlite => Raw::Lite(SqlitePool::connect(url).await.expect("raw sqlite pool")),
+        Kind::Sqlite => {
+            let options = url
+                .parse::<SqliteConnectOptions>()
+                .expect("sqlite url")
+                .create_if_missing(true);
+            Raw::Lite(
+                SqlitePool::connect_with(options)
+                    .await
+                    .expect("raw sqlite pool"),
+            )
+        }
     }
 }

@@ -1,0 +1,27 @@
+# keyleash: `make` lists the targets. Works from a fresh clone: the scripts install
+# and start what they need (a private Postgres cluster for the tests).
+
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the documented targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: demo
+demo: ## Run the main job on embedded SQLite: a 50-cent key under 20 concurrent 5-cent charges
+	$(CARGO) run --quiet -p keyleash-demo
+
+.PHONY: test
+test: check ## Build and run every test on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
+	bash scripts/with-postgres.sh $(CARGO) test --workspace
+
+.PHONY: check
+check: ## cargo fmt --check and clippy with warnings denied
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
