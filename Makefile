@@ -18,9 +18,10 @@ test: check ## Build and run every test on SQLite and Postgres (a private cluste
 	bash scripts/with-postgres.sh $(CARGO) test --workspace
 
 .PHONY: check
-check: ## cargo fmt --check and clippy with warnings denied
+check: ## cargo fmt --check, clippy and rustdoc with warnings denied
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 .PHONY: fmt
 fmt: ## Format the code

@@ -33,6 +33,8 @@
 //! # }).unwrap();
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod amount;
 pub mod clock;
 mod engine;

@@ -28,6 +28,10 @@ pub struct Options {
     /// How long a call waits for a connection before failing with `unavailable`.
     /// Default 5 s: a store that is down fails closed instead of hanging.
     pub acquire_timeout: StdDuration,
+    /// The longest one statement may run (Postgres `statement_timeout`, SQLite's
+    /// busy timeout), so a stuck lock fails with `unavailable` instead of hanging.
+    /// Default 10 s. `migrate` is exempt on Postgres.
+    pub statement_timeout: StdDuration,
     /// The source of "now". Default [`Clock::System`].
     pub clock: Clock,
 }
@@ -40,6 +44,7 @@ impl Default for Options {
             valid_scopes: None,
             pool_size: None,
             acquire_timeout: StdDuration::from_secs(5),
+            statement_timeout: StdDuration::from_secs(10),
             clock: Clock::System,
         }
     }

@@ -790,3 +790,54 @@ async fn key_prefix(kind: Kind) {
     );
 }
 both!(key_prefix);
+
+// Pins absurdly large (but valid) amounts: exact in the core, saturated in agentkey's INTEGER columns.
+async fn huge_budgets(kind: Kind) {
+    let db = Db::open(kind).await;
+    let k = db.kl.create(budget("a", 1e12, None)).await.unwrap();
+    assert_eq!(
+        db.kl.track_usage(&k.key, Charge::cents(5e9)).await.unwrap(),
+        charged(5e9, Some(1e12 - 5e9))
+    );
+    let cols = format!(
+        "SELECT CAST(budget_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
+        k.id
+    );
+    assert_eq!(db.scalar(&cols).await, Some(i64::from(i32::MAX)));
+    let used = format!(
+        "SELECT CAST(budget_used_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
+        k.id
+    );
+    assert_eq!(db.scalar(&used).await, Some(i64::from(i32::MAX)));
+    let info = db
+        .kl
+        .validate(&k.key)
+        .await
+        .unwrap()
+        .info()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (info.budget_cents, info.budget_used_cents),
+        (Some(1e12), 5e9)
+    );
+    assert_eq!(
+        db.kl
+            .track_usage(&k.key, Charge::cents(1e12))
+            .await
+            .unwrap()
+            .reason(),
+        Some(ChargeRefusal::BudgetExceeded)
+    );
+    let uncapped = db.kl.create(opts("a")).await.unwrap();
+    for _ in 0..3 {
+        assert!(db
+            .kl
+            .track_usage(&uncapped.key, Charge::cents(1e12))
+            .await
+            .unwrap()
+            .success());
+    }
+    assert_eq!(db.used_micros(uncapped.id).await, 3_000_000_000_000_000_000);
+}
+both!(huge_budgets);

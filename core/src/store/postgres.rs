@@ -123,7 +123,11 @@ impl PgStore {
     pub async fn connect(url: &str, options: &Options, names: TableNames) -> Result<Self> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|_| Error::arg("the database URL is not a valid postgres:// URL"))?
-            .application_name("keyleash");
+            .application_name("keyleash")
+            .options([(
+                "statement_timeout",
+                format!("{}ms", options.statement_timeout.as_millis().max(1)),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.unwrap_or(10).max(1))
             .acquire_timeout(options.acquire_timeout)
@@ -138,6 +142,11 @@ impl PgStore {
 
     pub async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // Adding columns to a large, busy table may wait for locks longer than a
+        // request should: the migration has no statement timeout.
+        sqlx::raw_sql("SET LOCAL statement_timeout = 0")
+            .execute(&mut *tx)
+            .await?;
         // Serialize concurrent migrations of the same table (CREATE … IF NOT EXISTS
         // is not safe against a concurrent identical CREATE).
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")

@@ -115,7 +115,7 @@ impl SqliteStore {
         let mut connect = SqliteConnectOptions::from_str(url)
             .map_err(|_| Error::arg("the database URL is not a valid sqlite: URL"))?
             .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(options.statement_timeout);
         if !memory {
             connect = connect.journal_mode(SqliteJournalMode::Wal);
         }
