@@ -143,10 +143,7 @@ async fn unknown_keys_and_defaults(kind: Kind) {
     }
     let other = db.kl.create(opts("a")).await.unwrap();
     assert_ne!(other.key, k.key);
-    assert_eq!(
-        db.kl.validate(&other.key).await.unwrap().info().unwrap().id,
-        other.id
-    );
+    assert_eq!(db.info(&other.key).await.id, other.id);
 }
 both!(unknown_keys_and_defaults);
 
@@ -154,26 +151,11 @@ both!(unknown_keys_and_defaults);
 async fn track_usage_and_ledger(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
-    assert_eq!(
-        db.kl
-            .track_usage(&k.key, Charge::cents(15.0))
-            .await
-            .unwrap(),
-        charged(15.0, Some(85.0))
-    );
+    assert_eq!(db.charge(&k.key, 15.0).await, charged(15.0, Some(85.0)));
     db.clock().advance(Duration::minutes(1));
+    assert_eq!(db.charge(&k.key, 85.0).await, charged(100.0, Some(0.0)));
     assert_eq!(
-        db.kl
-            .track_usage(&k.key, Charge::cents(85.0))
-            .await
-            .unwrap(),
-        charged(100.0, Some(0.0))
-    );
-    assert_eq!(
-        db.kl
-            .track_usage(&k.key, Charge::cents(0.000001))
-            .await
-            .unwrap(),
+        db.charge(&k.key, 0.000001).await,
         ChargeResult::Refused(ChargeRefusal::BudgetExceeded)
     );
     assert_eq!(
@@ -218,20 +200,8 @@ async fn track_usage_and_ledger(kind: Kind) {
 
     // An uncapped key reports null remaining.
     let free = db.kl.create(opts("a")).await.unwrap();
-    assert_eq!(
-        db.kl
-            .track_usage(&free.key, Charge::cents(7.5))
-            .await
-            .unwrap(),
-        charged(7.5, None)
-    );
-    let json = serde_json::to_value(
-        db.kl
-            .track_usage(&free.key, Charge::cents(1.0))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    assert_eq!(db.charge(&free.key, 7.5).await, charged(7.5, None));
+    let json = serde_json::to_value(db.charge(&free.key, 1.0).await).unwrap();
     assert_eq!(
         json,
         serde_json::json!({"success": true, "budgetUsedCents": 8.5, "budgetRemainingCents": null})
@@ -243,7 +213,7 @@ both!(track_usage_and_ledger);
 async fn costs(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 10.0, None)).await.unwrap();
-    let zero = db.kl.track_usage(&k.key, Charge::cents(0.0)).await.unwrap();
+    let zero = db.charge(&k.key, 0.0).await;
     assert_eq!(zero, ChargeResult::Free);
     assert_eq!(
         serde_json::to_value(&zero).unwrap(),
@@ -258,7 +228,7 @@ async fn costs(kind: Kind) {
         1e13,
         f64::MAX,
     ] {
-        let r = db.kl.track_usage(&k.key, Charge::cents(bad)).await.unwrap();
+        let r = db.charge(&k.key, bad).await;
         assert_eq!(
             r,
             ChargeResult::Refused(ChargeRefusal::InvalidCost),
@@ -272,10 +242,7 @@ async fn costs(kind: Kind) {
     assert_eq!(db.ledger(k.id).await, (0, 0));
     assert_eq!(db.used_micros(k.id).await, 0);
     assert_eq!(
-        db.kl
-            .track_usage("ak_nope", Charge::cents(1.0))
-            .await
-            .unwrap(),
+        db.charge("ak_nope", 1.0).await,
         ChargeResult::Refused(ChargeRefusal::InvalidKey)
     );
 }
@@ -302,10 +269,7 @@ async fn sub_cent_exact(kind: Kind) {
     // A positive cost below a micro-cent still costs one micro-cent.
     let k2 = db.kl.create(budget("a", 1.0, None)).await.unwrap();
     assert_eq!(
-        db.kl
-            .track_usage(&k2.key, Charge::cents(1e-9))
-            .await
-            .unwrap(),
+        db.charge(&k2.key, 1e-9).await,
         charged(0.000001, Some(0.999999))
     );
 }
@@ -337,7 +301,7 @@ async fn expiry(kind: Kind) {
         Validation::Invalid(InvalidReason::Expired)
     );
     assert_eq!(
-        db.kl.track_usage(&k.key, Charge::cents(1.0)).await.unwrap(),
+        db.charge(&k.key, 1.0).await,
         ChargeResult::Refused(ChargeRefusal::Expired)
     );
     let at = db
@@ -370,20 +334,11 @@ async fn validate_order(kind: Kind) {
         .await
         .unwrap()
         .success());
-    assert_eq!(
-        db.kl.validate(&k.key).await.unwrap().reason(),
-        Some(InvalidReason::BudgetExceeded)
-    );
+    assert_eq!(db.reason(&k.key).await, Some(InvalidReason::BudgetExceeded));
     db.clock().advance(Duration::days(2));
-    assert_eq!(
-        db.kl.validate(&k.key).await.unwrap().reason(),
-        Some(InvalidReason::Expired)
-    );
+    assert_eq!(db.reason(&k.key).await, Some(InvalidReason::Expired));
     assert!(db.kl.revoke(k.id, None).await.unwrap());
-    assert_eq!(
-        db.kl.validate(&k.key).await.unwrap().reason(),
-        Some(InvalidReason::Revoked)
-    );
+    assert_eq!(db.reason(&k.key).await, Some(InvalidReason::Revoked));
     assert_eq!(
         serde_json::to_value(db.kl.validate(&k.key).await.unwrap()).unwrap(),
         serde_json::json!({"valid": false, "reason": "revoked"})
@@ -408,7 +363,7 @@ async fn revoke(kind: Kind) {
     assert!(!db.kl.revoke(k.id, None).await.unwrap());
     assert!(!db.kl.revoke(999_999, None).await.unwrap());
     assert_eq!(
-        db.kl.track_usage(&k.key, Charge::cents(1.0)).await.unwrap(),
+        db.charge(&k.key, 1.0).await,
         ChargeResult::Refused(ChargeRefusal::Revoked)
     );
     assert_eq!(
@@ -438,7 +393,7 @@ async fn day_and_week_rollover(kind: Kind) {
     db.clock()
         .advance(Duration::days(1) - Duration::microseconds(1));
     assert_eq!(
-        db.kl.validate(&day.key).await.unwrap().reason(),
+        db.reason(&day.key).await,
         Some(InvalidReason::BudgetExceeded)
     );
     db.clock().advance(Duration::microseconds(1));
@@ -454,43 +409,19 @@ async fn day_and_week_rollover(kind: Kind) {
         "validate persists the rollover"
     );
     assert_eq!(
-        db.kl.validate(&week.key).await.unwrap().reason(),
+        db.reason(&week.key).await,
         Some(InvalidReason::BudgetExceeded)
     );
     // Ten days later: several missed periods, one reset.
     db.clock().set(t("2026-01-26T13:00:00Z"));
+    assert_eq!(db.charge(&day.key, 3.0).await, charged(3.0, Some(7.0)));
     assert_eq!(
-        db.kl
-            .track_usage(&day.key, Charge::cents(3.0))
-            .await
-            .unwrap(),
-        charged(3.0, Some(7.0))
-    );
-    assert_eq!(
-        db.kl
-            .validate(&day.key)
-            .await
-            .unwrap()
-            .info()
-            .unwrap()
-            .budget_reset_at,
+        db.info(&day.key).await.budget_reset_at,
         Some(t("2026-01-27T12:00:00Z"))
     );
+    assert_eq!(db.charge(&week.key, 4.0).await, charged(4.0, Some(6.0)));
     assert_eq!(
-        db.kl
-            .track_usage(&week.key, Charge::cents(4.0))
-            .await
-            .unwrap(),
-        charged(4.0, Some(6.0))
-    );
-    assert_eq!(
-        db.kl
-            .validate(&week.key)
-            .await
-            .unwrap()
-            .info()
-            .unwrap()
-            .budget_reset_at,
+        db.info(&week.key).await.budget_reset_at,
         Some(t("2026-01-29T12:00:00Z"))
     );
     assert_eq!(db.used_micros(week.id).await, 4_000_000);
@@ -603,13 +534,7 @@ async fn idempotency(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(first, charged(30.0, Some(70.0)));
-    assert_eq!(
-        db.kl
-            .track_usage(&k.key, Charge::cents(10.0))
-            .await
-            .unwrap(),
-        charged(40.0, Some(60.0))
-    );
+    assert_eq!(db.charge(&k.key, 10.0).await, charged(40.0, Some(60.0)));
     let again = db
         .kl
         .track_usage(&k.key, Charge::cents(30.0).idempotent("req-1"))
@@ -750,10 +675,7 @@ async fn list(kind: Kind) {
         .unwrap();
     let a2 = db.kl.create(opts("a")).await.unwrap();
     db.kl.create(opts("b")).await.unwrap();
-    db.kl
-        .track_usage(&a1.key, Charge::cents(2.5))
-        .await
-        .unwrap();
+    db.charge(&a1.key, 2.5).await;
     db.kl.revoke(a2.id, None).await.unwrap();
     let keys = db.kl.list("a").await.unwrap();
     assert_eq!(
@@ -784,10 +706,7 @@ async fn key_prefix(kind: Kind) {
     assert!(k.key.starts_with("sk_live_"));
     assert!(db.kl.validate(&k.key).await.unwrap().is_valid());
     let swapped = format!("ak_{}", &k.key[8..]);
-    assert_eq!(
-        db.kl.validate(&swapped).await.unwrap().reason(),
-        Some(InvalidReason::Invalid)
-    );
+    assert_eq!(db.reason(&swapped).await, Some(InvalidReason::Invalid));
 }
 both!(key_prefix);
 
@@ -795,10 +714,7 @@ both!(key_prefix);
 async fn huge_budgets(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 1e12, None)).await.unwrap();
-    assert_eq!(
-        db.kl.track_usage(&k.key, Charge::cents(5e9)).await.unwrap(),
-        charged(5e9, Some(1e12 - 5e9))
-    );
+    assert_eq!(db.charge(&k.key, 5e9).await, charged(5e9, Some(1e12 - 5e9)));
     let cols = format!(
         "SELECT CAST(budget_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
         k.id
@@ -822,11 +738,7 @@ async fn huge_budgets(kind: Kind) {
         (Some(1e12), 5e9)
     );
     assert_eq!(
-        db.kl
-            .track_usage(&k.key, Charge::cents(1e12))
-            .await
-            .unwrap()
-            .reason(),
+        db.charge(&k.key, 1e12).await.reason(),
         Some(ChargeRefusal::BudgetExceeded)
     );
     let uncapped = db.kl.create(opts("a")).await.unwrap();

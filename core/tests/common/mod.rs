@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
-use keyleash::{Clock, KeyLeash, ManualClock, Options};
+use keyleash::{
+    Charge, ChargeResult, Clock, InvalidReason, KeyInfo, KeyLeash, ManualClock, Options,
+};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{PgPool, SqlitePool};
 
@@ -117,6 +119,30 @@ impl Db {
         KeyLeash::connect(&self.url, options)
             .await
             .expect("connect")
+    }
+
+    /// The details of a key that must be valid.
+    pub async fn info(&self, raw: &str) -> KeyInfo {
+        self.kl
+            .validate(raw)
+            .await
+            .expect("validate")
+            .info()
+            .expect("a valid key")
+            .clone()
+    }
+
+    /// Why a key is not valid (`None` when it is).
+    pub async fn reason(&self, raw: &str) -> Option<InvalidReason> {
+        self.kl.validate(raw).await.expect("validate").reason()
+    }
+
+    /// Charges `cents` to a key.
+    pub async fn charge(&self, raw: &str, cents: f64) -> ChargeResult {
+        self.kl
+            .track_usage(raw, Charge::cents(cents))
+            .await
+            .expect("track_usage")
     }
 
     pub fn clock(&self) -> &ManualClock {
