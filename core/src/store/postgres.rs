@@ -204,7 +204,7 @@ impl PgStore {
     }
 
     pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
-        let (hashes, subjects) = split(lookups);
+        let (hashes, subjects) = split(lookups.iter());
         let mut rows = Vec::with_capacity(lookups.len());
         for (sql, values) in [
             (&self.sql.by_hash, hashes),
@@ -239,8 +239,7 @@ impl PgStore {
         reqs: &[ChargeReq],
         now: DateTime<Utc>,
     ) -> Result<Vec<ChargeResult>> {
-        let lookups: Vec<Lookup> = reqs.iter().map(|r| r.lookup.clone()).collect();
-        let (hashes, subjects) = split(&lookups);
+        let (hashes, subjects) = split(reqs.iter().map(|r| &r.lookup));
         let lock = match (hashes.is_empty(), subjects.is_empty()) {
             (false, true) => &self.sql.lock_by_hash,
             (true, false) => &self.sql.lock_by_subject,
@@ -366,7 +365,8 @@ impl PgStore {
     }
 }
 
-fn split(lookups: &[Lookup]) -> (Vec<&str>, Vec<&str>) {
+/// The hashes and the subjects among `lookups`, to bind as two arrays.
+fn split<'a>(lookups: impl Iterator<Item = &'a Lookup>) -> (Vec<&'a str>, Vec<&'a str>) {
     let mut hashes = Vec::new();
     let mut subjects = Vec::new();
     for l in lookups {
