@@ -27,9 +27,10 @@ pub enum Error {
     /// that is empty, too long or contains NUL, conflicting options.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// The store could not be reached or failed; nothing was applied.
+    /// The store could not be reached or failed (or the OS had no randomness to
+    /// mint a key); nothing was applied. The cause is kept as the source.
     #[error("key store unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -53,7 +54,13 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Unavailable(e)
+        Error::Unavailable(Box::new(e))
+    }
+}
+
+impl From<getrandom::Error> for Error {
+    fn from(e: getrandom::Error) -> Self {
+        Error::Unavailable(Box::new(e))
     }
 }
 

@@ -135,8 +135,7 @@ impl KeyLeash {
     pub async fn create(&self, opts: CreateOptions) -> Result<CreatedKey> {
         let now = self.inner.clock.now();
         check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
-        let minted = key::mint(&self.inner.prefix)
-            .map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
+        let minted = key::mint(&self.inner.prefix)?;
         let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
         let id = self.inner.store.insert_key(&new).await?;
         Ok(CreatedKey {
@@ -159,8 +158,7 @@ impl KeyLeash {
             opts.account_id = subject.to_string();
         }
         check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
-        let hash =
-            key::internal_hash().map_err(|e| Error::arg(format!("no OS randomness: {e}")))?;
+        let hash = key::internal_hash()?;
         let prefix = format!("{}ext", self.inner.prefix);
         let new = self.new_row(
             &opts,
