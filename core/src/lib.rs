@@ -36,6 +36,8 @@
 #![deny(missing_docs)]
 
 pub mod amount;
+#[cfg(test)]
+mod batch_tests;
 pub mod clock;
 mod engine;
 pub mod error;

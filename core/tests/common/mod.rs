@@ -209,6 +209,17 @@ impl Db {
     }
 }
 
+impl Drop for Db {
+    /// Removes a test's SQLite files (open handles keep working until closed).
+    fn drop(&mut self) {
+        if let Some(path) = self.url.strip_prefix("sqlite://") {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
+    }
+}
+
 /// A raw pool for inspecting (or preparing) a database outside keyleash.
 pub async fn raw_pool_for(kind: Kind, url: &str) -> (Option<PgPool>, Option<SqlitePool>) {
     match raw_pool(kind, url).await {
