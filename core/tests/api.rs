@@ -164,14 +164,7 @@ async fn track_usage_and_ledger(kind: Kind) {
     );
     assert_eq!(db.used_micros(k.id).await, 100_000_000);
     assert_eq!(db.ledger(k.id).await, (100_000_000, 2));
-    assert_eq!(
-        db.scalar(&format!(
-            "SELECT CAST(budget_used_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
-            k.id
-        ))
-        .await,
-        Some(100)
-    );
+    assert_eq!(db.column(k.id, "budget_used_cents").await, Some(100));
 
     let all = db.kl.usage(k.id, UsageRange::default()).await.unwrap();
     assert_eq!(
@@ -715,24 +708,10 @@ async fn huge_budgets(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 1e12, None)).await.unwrap();
     assert_eq!(db.charge(&k.key, 5e9).await, charged(5e9, Some(1e12 - 5e9)));
-    let cols = format!(
-        "SELECT CAST(budget_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
-        k.id
-    );
-    assert_eq!(db.scalar(&cols).await, Some(i64::from(i32::MAX)));
-    let used = format!(
-        "SELECT CAST(budget_used_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
-        k.id
-    );
-    assert_eq!(db.scalar(&used).await, Some(i64::from(i32::MAX)));
-    let info = db
-        .kl
-        .validate(&k.key)
-        .await
-        .unwrap()
-        .info()
-        .unwrap()
-        .clone();
+    let max = Some(i64::from(i32::MAX));
+    assert_eq!(db.column(k.id, "budget_cents").await, max);
+    assert_eq!(db.column(k.id, "budget_used_cents").await, max);
+    let info = db.info(&k.key).await;
     assert_eq!(
         (info.budget_cents, info.budget_used_cents),
         (Some(1e12), 5e9)

@@ -52,14 +52,7 @@ async fn two_hundred_one_cent(kind: Kind) {
     assert_eq!(fire(&cl, &k.key, 200, 1.0).await, (100, 100));
     assert_eq!(db.used_micros(k.id).await, 100_000_000);
     assert_eq!(db.ledger(k.id).await, (100_000_000, 100));
-    assert_eq!(
-        db.scalar(&format!(
-            "SELECT CAST(budget_used_cents AS BIGINT) FROM {{keys}} WHERE id = {}",
-            k.id
-        ))
-        .await,
-        Some(100)
-    );
+    assert_eq!(db.column(k.id, "budget_used_cents").await, Some(100));
 }
 both!(two_hundred_one_cent);
 

@@ -184,6 +184,14 @@ impl Db {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// One integer column of a key's row (agentkey's INTEGER columns included).
+    pub async fn column(&self, id: i64, column: &str) -> Option<i64> {
+        self.scalar(&format!(
+            "SELECT CAST({column} AS BIGINT) FROM {{keys}} WHERE id = {id}"
+        ))
+        .await
+    }
+
     /// The key's exact usage counter, in micro-cents.
     pub async fn used_micros(&self, id: i64) -> i64 {
         self.scalar(&format!(
