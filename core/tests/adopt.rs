@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{t, Kind};
+use common::{info_of, opts, t, Kind, Raw};
 use keyleash::{Charge, ChargeRefusal, Clock, InvalidReason, KeyLeash, Options};
 
 /// agentkey's table, exactly as its README creates it plus its migrationSQL().
@@ -42,25 +42,14 @@ async fn adopts_agentkey_table(kind: Kind) {
         std::process::id(),
         if kind == Kind::Sqlite { "l" } else { "p" }
     );
-    let (pg, lite) = common::raw_pool_for(kind, &url).await;
-    let exec = |sql: String| {
-        let (pg, lite) = (pg.clone(), lite.clone());
-        async move {
-            match (pg, lite) {
-                (Some(p), _) => sqlx::raw_sql(&sql).execute(&p).await.map(|_| ()),
-                (_, Some(p)) => sqlx::raw_sql(&sql).execute(&p).await.map(|_| ()),
-                _ => unreachable!(),
-            }
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    };
+    let db = Raw::connect(kind, &url).await;
     let ddl = if kind == Kind::Postgres {
         AGENTKEY_PG
     } else {
         AGENTKEY_SQLITE
     };
-    exec(format!("DROP TABLE IF EXISTS {table}")).await;
-    exec(ddl.replace("{t}", &table)).await;
+    db.exec(&format!("DROP TABLE IF EXISTS {table}")).await;
+    db.exec(&ddl.replace("{t}", &table)).await;
     // A key minted by agentkey: ak_ + 48 hex, SHA-256 hex in key_hash, 120 of 500 cents used this month.
     let raw = format!("ak_{}", "0123456789abcdef0123456789abcdef0123456789abcdef");
     let (reset, now) = if kind == Kind::Postgres {
@@ -76,7 +65,7 @@ async fn adopts_agentkey_table(kind: Kind) {
     } else {
         "'[\"proxy.chat\"]'"
     };
-    exec(format!(
+    db.exec(&format!(
         "INSERT INTO {table} (account_id, key_hash, key_prefix, name, created_at, scopes, budget_cents, \
          budget_used_cents, budget_period, budget_reset_at, delegated_by) VALUES ('acct_1', '{}', 'ak_01234567', \
          'legacy', {now}, {scopes}, 500, 120, 'month', {reset}, 'user_1')",
@@ -117,41 +106,15 @@ async fn adopts_agentkey_table(kind: Kind) {
         .unwrap()
         .success());
     let cols = format!("SELECT CAST(budget_used_cents AS BIGINT) FROM {table}");
-    let scalar = |sql: String| {
-        let (pg, lite) = (pg.clone(), lite.clone());
-        async move {
-            let r: Option<i64> = match (pg, lite) {
-                (Some(p), _) => sqlx::query_scalar(&sql).fetch_one(&p).await,
-                (_, Some(p)) => sqlx::query_scalar(&sql).fetch_one(&p).await,
-                _ => unreachable!(),
-            }
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            r
-        }
-    };
-    assert_eq!(scalar(cols.clone()).await, Some(121));
-    assert_eq!(
-        kl.validate(&raw)
-            .await
-            .unwrap()
-            .info()
-            .unwrap()
-            .budget_used_cents,
-        120.5
-    );
+    assert_eq!(db.scalar(&cols).await, Some(121));
+    assert_eq!(info_of(&kl, &raw).await.budget_used_cents, 120.5);
 
     // SQL edits of agentkey's columns are honoured by the next call.
-    exec(format!("UPDATE {table} SET budget_used_cents = 0")).await;
-    assert_eq!(
-        kl.validate(&raw)
-            .await
-            .unwrap()
-            .info()
-            .unwrap()
-            .budget_used_cents,
-        0.0
-    );
-    exec(format!("UPDATE {table} SET budget_cents = 10")).await;
+    db.exec(&format!("UPDATE {table} SET budget_used_cents = 0"))
+        .await;
+    assert_eq!(info_of(&kl, &raw).await.budget_used_cents, 0.0);
+    db.exec(&format!("UPDATE {table} SET budget_cents = 10"))
+        .await;
     assert_eq!(
         kl.track_usage(&raw, Charge::cents(11.0))
             .await
@@ -164,26 +127,21 @@ async fn adopts_agentkey_table(kind: Kind) {
         .await
         .unwrap()
         .success());
-    assert_eq!(scalar(cols.clone()).await, Some(10));
+    assert_eq!(db.scalar(&cols).await, Some(10));
     assert_eq!(
         kl.validate(&raw).await.unwrap().reason(),
         Some(InvalidReason::BudgetExceeded)
     );
-    exec(format!("UPDATE {table} SET budget_cents = NULL")).await;
-    assert!(kl
-        .validate(&raw)
-        .await
-        .unwrap()
-        .info()
-        .unwrap()
-        .budget_cents
-        .is_none());
-    exec(format!("UPDATE {table} SET revoked_at = {now}")).await;
+    db.exec(&format!("UPDATE {table} SET budget_cents = NULL"))
+        .await;
+    assert!(info_of(&kl, &raw).await.budget_cents.is_none());
+    db.exec(&format!("UPDATE {table} SET revoked_at = {now}"))
+        .await;
     assert_eq!(
         kl.validate(&raw).await.unwrap().reason(),
         Some(InvalidReason::Revoked)
     );
-    exec(format!(
+    db.exec(&format!(
         "UPDATE {table} SET revoked_at = NULL, expires_at = {now}"
     ))
     .await;
@@ -191,33 +149,29 @@ async fn adopts_agentkey_table(kind: Kind) {
         kl.validate(&raw).await.unwrap().reason(),
         Some(InvalidReason::Expired)
     );
-    exec(format!("UPDATE {table} SET expires_at = NULL")).await;
+    db.exec(&format!("UPDATE {table} SET expires_at = NULL"))
+        .await;
 
     // The month rolls on agentkey's reset time (Feb 1), keeping that day.
     kl.clock()
         .as_manual()
         .unwrap()
         .set(t("2026-02-01T00:00:00Z"));
-    let info = kl.validate(&raw).await.unwrap().info().unwrap().clone();
+    let info = info_of(&kl, &raw).await;
     assert_eq!(
         (info.budget_used_cents, info.budget_reset_at),
         (0.0, Some(t("2026-03-01T00:00:00Z")))
     );
-    assert_eq!(scalar(cols).await, Some(0));
+    assert_eq!(db.scalar(&cols).await, Some(0));
 
     // Nothing of the user's was dropped, and new keys work beside the old one.
-    let kept = scalar(format!(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM {table} WHERE app_column = 'mine'"
-    ))
-    .await;
+    let kept = db
+        .scalar(&format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table} WHERE app_column = 'mine'"
+        ))
+        .await;
     assert_eq!(kept, Some(1));
-    let fresh = kl
-        .create(keyleash::CreateOptions {
-            account_id: "acct_1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let fresh = kl.create(opts("acct_1")).await.unwrap();
     assert!(kl.validate(&fresh.key).await.unwrap().is_valid());
     assert_eq!(kl.list("acct_1").await.unwrap().len(), 2);
 }
@@ -243,13 +197,7 @@ async fn concurrent_migrations(kind: Kind) {
     for r in futures::future::join_all(runs).await {
         r.unwrap();
     }
-    let k = all[0]
-        .create(keyleash::CreateOptions {
-            account_id: "a".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let k = all[0].create(opts("a")).await.unwrap();
     all[1].migrate().await.unwrap();
     assert!(all[3].validate(&k.key).await.unwrap().is_valid());
 }

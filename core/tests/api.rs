@@ -4,27 +4,11 @@
 mod common;
 
 use chrono::Duration;
-use common::{t, Db, Kind};
+use common::{budget, opts, t, Db, Kind};
 use keyleash::{
     Charge, ChargeRefusal, ChargeResult, CreateOptions, InvalidReason, Options, UsageRange,
     Validation,
 };
-
-fn opts(account: &str) -> CreateOptions {
-    CreateOptions {
-        account_id: account.into(),
-        ..Default::default()
-    }
-}
-
-fn budget(account: &str, cents: f64, period: Option<&str>) -> CreateOptions {
-    CreateOptions {
-        account_id: account.into(),
-        budget_cents: Some(cents),
-        budget_period: period.map(Into::into),
-        ..Default::default()
-    }
-}
 
 fn charged(used: f64, remaining: Option<f64>) -> ChargeResult {
     ChargeResult::Charged {

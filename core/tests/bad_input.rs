@@ -2,15 +2,8 @@
 
 mod common;
 
-use common::{Db, Kind};
+use common::{opts, Db, Kind};
 use keyleash::{Charge, ChargeRefusal, CreateOptions, InvalidReason, KeyLeash, Options};
-
-fn opts(account: &str) -> CreateOptions {
-    CreateOptions {
-        account_id: account.into(),
-        ..Default::default()
-    }
-}
 
 async fn key_count(db: &Db) -> Option<i64> {
     db.scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {keys}")
@@ -331,14 +324,7 @@ async fn sql_metacharacters(kind: Kind) {
         })
         .await
         .unwrap();
-    let info = db
-        .kl
-        .validate(&k.key)
-        .await
-        .unwrap()
-        .info()
-        .unwrap()
-        .clone();
+    let info = db.info(&k.key).await;
     assert_eq!(
         (info.account_id.as_str(), info.name.as_str()),
         (nasty.as_str(), nasty.as_str())

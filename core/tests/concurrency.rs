@@ -2,17 +2,9 @@
 
 mod common;
 
-use common::{Db, Kind};
+use common::{budget, Db, Kind};
 use futures::future::join_all;
 use keyleash::{Charge, ChargeRefusal, CreateOptions, KeyLeash};
-
-fn budget(cents: f64) -> CreateOptions {
-    CreateOptions {
-        account_id: "a".into(),
-        budget_cents: Some(cents),
-        ..Default::default()
-    }
-}
 
 /// Fires `n` charges of `cost` at `key` at once, spread over `clients`
 /// (separate pools, as separate processes would have), each on its own task.
@@ -47,7 +39,7 @@ async fn clients(db: &Db, n: usize) -> Vec<KeyLeash> {
 // Pins: 200 parallel 1-cent charges on a 100-cent budget → exactly 100 succeed; counter and ledger agree.
 async fn two_hundred_one_cent(kind: Kind) {
     let db = Db::open(kind).await;
-    let k = db.kl.create(budget(100.0)).await.unwrap();
+    let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
     let cl = clients(&db, 4).await;
     assert_eq!(fire(&cl, &k.key, 200, 1.0).await, (100, 100));
     assert_eq!(db.used_micros(k.id).await, 100_000_000);
@@ -59,7 +51,7 @@ both!(two_hundred_one_cent);
 // Pins: twenty parallel 20-cent charges on a 100-cent budget → exactly 5 succeed.
 async fn twenty_twenty_cent(kind: Kind) {
     let db = Db::open(kind).await;
-    let k = db.kl.create(budget(100.0)).await.unwrap();
+    let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
     let cl = clients(&db, 3).await;
     assert_eq!(fire(&cl, &k.key, 20, 20.0).await, (5, 15));
     assert_eq!(db.used_micros(k.id).await, 100_000_000);
@@ -73,7 +65,7 @@ async fn many_keys_at_once(kind: Kind) {
     let cl = clients(&db, 3).await;
     let mut keys = Vec::new();
     for _ in 0..10 {
-        keys.push(db.kl.create(budget(10.0)).await.unwrap());
+        keys.push(db.kl.create(budget("a", 10.0, None)).await.unwrap());
     }
     let tasks = keys
         .iter()
@@ -103,7 +95,7 @@ both!(many_keys_at_once);
 // Pins that one idempotency key fired 50 times at once from several pools is applied exactly once.
 async fn concurrent_idempotent_repeats(kind: Kind) {
     let db = Db::open(kind).await;
-    let k = db.kl.create(budget(100.0)).await.unwrap();
+    let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
     let cl = clients(&db, 4).await;
     let tasks = (0..50).map(|i| {
         let kl = cl[i % cl.len()].clone();
@@ -135,7 +127,7 @@ async fn charges_across_a_rollover(kind: Kind) {
         .kl
         .create(CreateOptions {
             budget_period: Some("day".into()),
-            ..budget(1000.0)
+            ..budget("a", 1000.0, None)
         })
         .await
         .unwrap();

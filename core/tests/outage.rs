@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Db, Kind};
+use common::{budget, Db, Kind};
 use keyleash::{Charge, CreateOptions, KeyLeash, Options};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -94,15 +94,7 @@ fn reroute(url: &str, port: u16) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_goes_away_and_comes_back() {
     let db = Db::open(Kind::Postgres).await;
-    let k = db
-        .kl
-        .create(CreateOptions {
-            account_id: "a".into(),
-            budget_cents: Some(100.0),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
     let (target, _) = reroute(&db.url, 0);
     let proxy = Proxy::start(target).await;
     let (_, url) = reroute(&db.url, proxy.port);

@@ -6,9 +6,9 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{Db, Kind};
+use common::{budget, Db, Kind};
 use futures::future::join_all;
-use keyleash::{Charge, CreateOptions, KeyLeash, Options};
+use keyleash::{Charge, KeyLeash, Options};
 
 const CHILD: &str = "KEYLEASH_TEST_CHILD";
 const PROCESSES: usize = 4;
@@ -51,15 +51,7 @@ async fn several_processes(kind: Kind) {
         return child(&spec).await;
     }
     let db = Db::open(kind).await;
-    let k = db
-        .kl
-        .create(CreateOptions {
-            account_id: "a".into(),
-            budget_cents: Some(100.0),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
     let name = format!(
         "several_processes::{}",
         if kind == Kind::Sqlite {

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 use keyleash::{
-    Charge, ChargeResult, Clock, InvalidReason, KeyInfo, KeyLeash, ManualClock, Options,
+    Charge, ChargeResult, Clock, CreateOptions, InvalidReason, KeyInfo, KeyLeash, ManualClock,
+    Options,
 };
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{PgPool, SqlitePool};
@@ -77,9 +78,84 @@ pub struct Db {
     raw: Raw,
 }
 
-enum Raw {
+/// A pool outside keyleash, to prepare or inspect a database in plain SQL.
+pub enum Raw {
     Pg(PgPool),
     Lite(SqlitePool),
+}
+
+impl Raw {
+    /// Connects to `url` (creating a SQLite file if missing).
+    pub async fn connect(kind: Kind, url: &str) -> Raw {
+        match kind {
+            Kind::Postgres => Raw::Pg(PgPool::connect(url).await.expect("raw pg pool")),
+            Kind::Sqlite => {
+                let options = url
+                    .parse::<SqliteConnectOptions>()
+                    .expect("sqlite url")
+                    .create_if_missing(true);
+                Raw::Lite(
+                    SqlitePool::connect_with(options)
+                        .await
+                        .expect("raw sqlite pool"),
+                )
+            }
+        }
+    }
+
+    /// Runs statements.
+    pub async fn exec(&self, sql: &str) {
+        match self {
+            Raw::Pg(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Raw::Lite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A scalar query returning an optional BIGINT.
+    pub async fn scalar(&self, sql: &str) -> Option<i64> {
+        match self {
+            Raw::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Raw::Lite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A scalar query returning an optional TEXT.
+    pub async fn text(&self, sql: &str) -> Option<String> {
+        match self {
+            Raw::Pg(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Raw::Lite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// Create options for `account` with nothing else set.
+pub fn opts(account: &str) -> CreateOptions {
+    CreateOptions {
+        account_id: account.into(),
+        ..Default::default()
+    }
+}
+
+/// Create options for `account` with a cap of `cents` per `period`.
+pub fn budget(account: &str, cents: f64, period: Option<&str>) -> CreateOptions {
+    CreateOptions {
+        budget_cents: Some(cents),
+        budget_period: period.map(Into::into),
+        ..opts(account)
+    }
+}
+
+/// The details of a key that must be valid.
+pub async fn info_of(kl: &KeyLeash, raw: &str) -> KeyInfo {
+    kl.validate(raw)
+        .await
+        .expect("validate")
+        .info()
+        .expect("a valid key")
+        .clone()
 }
 
 impl Db {
@@ -99,7 +175,7 @@ impl Db {
         let url = url(kind);
         let kl = KeyLeash::connect(&url, options).await.expect("connect");
         kl.migrate().await.expect("migrate");
-        let raw = raw_pool(kind, &url).await;
+        let raw = Raw::connect(kind, &url).await;
         Db {
             kind,
             url,
@@ -123,13 +199,7 @@ impl Db {
 
     /// The details of a key that must be valid.
     pub async fn info(&self, raw: &str) -> KeyInfo {
-        self.kl
-            .validate(raw)
-            .await
-            .expect("validate")
-            .info()
-            .expect("a valid key")
-            .clone()
+        info_of(&self.kl, raw).await
     }
 
     /// Why a key is not valid (`None` when it is).
@@ -156,32 +226,17 @@ impl Db {
 
     /// Runs a statement; `{keys}` and `{ledger}` name this test's tables.
     pub async fn exec(&self, sql: &str) {
-        let sql = self.render(sql);
-        match &self.raw {
-            Raw::Pg(p) => sqlx::raw_sql(&sql).execute(p).await.map(|_| ()),
-            Raw::Lite(p) => sqlx::raw_sql(&sql).execute(p).await.map(|_| ()),
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.raw.exec(&self.render(sql)).await;
     }
 
-    /// A scalar query returning an optional BIGINT.
+    /// A scalar BIGINT query on this test's tables.
     pub async fn scalar(&self, sql: &str) -> Option<i64> {
-        let sql = self.render(sql);
-        match &self.raw {
-            Raw::Pg(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-            Raw::Lite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.raw.scalar(&self.render(sql)).await
     }
 
-    /// A scalar query returning an optional TEXT.
+    /// A scalar TEXT query on this test's tables.
     pub async fn text(&self, sql: &str) -> Option<String> {
-        let sql = self.render(sql);
-        match &self.raw {
-            Raw::Pg(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-            Raw::Lite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.raw.text(&self.render(sql)).await
     }
 
     /// One integer column of a key's row (agentkey's INTEGER columns included).
@@ -224,31 +279,6 @@ impl Drop for Db {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{path}{suffix}"));
             }
-        }
-    }
-}
-
-/// A raw pool for inspecting (or preparing) a database outside keyleash.
-pub async fn raw_pool_for(kind: Kind, url: &str) -> (Option<PgPool>, Option<SqlitePool>) {
-    match raw_pool(kind, url).await {
-        Raw::Pg(p) => (Some(p), None),
-        Raw::Lite(p) => (None, Some(p)),
-    }
-}
-
-async fn raw_pool(kind: Kind, url: &str) -> Raw {
-    match kind {
-        Kind::Postgres => Raw::Pg(PgPool::connect(url).await.expect("raw pg pool")),
-        Kind::Sqlite => {
-            let options = url
-                .parse::<SqliteConnectOptions>()
-                .expect("sqlite url")
-                .create_if_missing(true);
-            Raw::Lite(
-                SqlitePool::connect_with(options)
-                    .await
-                    .expect("raw sqlite pool"),
-            )
         }
     }
 }
