@@ -45,6 +45,43 @@ pub(crate) struct KeyRow {
     pub delegated_by: Option<String>,
     pub external_subject: Option<String>,
     pub metadata: Option<String>,
+    pub parent_id: Option<i64>,
+}
+
+/// The longest chain of parents followed (a key and up to 15 ancestors); a longer
+/// or cyclic chain (possible only through SQL edits) is cut there.
+pub(crate) const MAX_DEPTH: usize = 16;
+
+/// `row` followed by its ancestors found in `rows`, nearest first.
+pub(crate) fn chain<'a>(rows: &'a [KeyRow], row: &'a KeyRow) -> Vec<&'a KeyRow> {
+    let mut out = vec![row];
+    let mut next = row.parent_id;
+    while let Some(id) = next {
+        if out.len() == MAX_DEPTH || out.iter().any(|r| r.id == id) {
+            break;
+        }
+        let Some(parent) = rows.iter().find(|r| r.id == id) else {
+            break;
+        };
+        out.push(parent);
+        next = parent.parent_id;
+    }
+    out
+}
+
+/// Revoked anywhere in the chain beats expired anywhere in it; `None` when neither.
+fn chain_status(chain: &[&KeyRow], now: DateTime<Utc>) -> Option<InvalidReason> {
+    let statuses: Vec<_> = chain.iter().filter_map(|r| r.status(now)).collect();
+    statuses
+        .iter()
+        .find(|s| **s == InvalidReason::Revoked)
+        .or_else(|| statuses.first())
+        .copied()
+}
+
+/// The smallest remaining amount over budgets (`None` when none is capped).
+fn min_remaining<'a>(budgets: impl Iterator<Item = &'a Budget>) -> Option<i64> {
+    budgets.filter_map(Budget::remaining).min()
 }
 
 /// A key's live budget after reconciling mirrors and rolling elapsed periods.
@@ -121,6 +158,9 @@ pub(crate) struct LedgerInsert {
     pub used_after_micros: i64,
     pub remaining_after_micros: Option<i64>,
 }
+
+/// A rollover to persist: the reset time it was computed from, and the new values.
+pub(crate) type Roll = (Option<DateTime<Utc>>, KeyUpdate);
 
 /// An earlier charge found in the ledger under an idempotency key.
 #[derive(Clone, Debug)]
@@ -230,16 +270,30 @@ impl KeyRow {
         }
     }
 
-    /// `validate`'s answer for this row at `now`, and the rollover to persist, if any.
-    pub fn validate(&self, now: DateTime<Utc>) -> (Validation, Option<KeyUpdate>) {
-        let (b, rolled) = self.budget(now);
-        let roll = rolled.then(|| KeyUpdate::new(self.id, &b, self.last_used_at));
-        if let Some(reason) = self.status(now) {
-            return (Validation::Invalid(reason), roll);
+    /// `validate`'s answer for this row at `now`, given `rows` holding its ancestors,
+    /// and the rollovers to persist (each with the reset time it was computed from).
+    /// Revoked or expired ancestors disable the key; any exhausted budget in the
+    /// chain is `budget_exceeded`; the remaining amount is the chain's smallest.
+    pub fn validate(&self, rows: &[KeyRow], now: DateTime<Utc>) -> (Validation, Vec<Roll>) {
+        let chain = chain(rows, self);
+        let mut rolls = Vec::new();
+        let budgets: Vec<Budget> = chain
+            .iter()
+            .map(|r| {
+                let (b, rolled) = r.budget(now);
+                if rolled {
+                    rolls.push((r.budget_reset_at, KeyUpdate::new(r.id, &b, r.last_used_at)));
+                }
+                b
+            })
+            .collect();
+        if let Some(reason) = chain_status(&chain, now) {
+            return (Validation::Invalid(reason), rolls);
         }
-        if b.exhausted() {
-            return (Validation::Invalid(InvalidReason::BudgetExceeded), roll);
+        if budgets.iter().any(Budget::exhausted) {
+            return (Validation::Invalid(InvalidReason::BudgetExceeded), rolls);
         }
+        let b = &budgets[0];
         let info = KeyInfo {
             id: self.id,
             account_id: self.account_id.clone().unwrap_or_default(),
@@ -248,14 +302,14 @@ impl KeyRow {
             budget_cents: b.cap.map(micros_to_cents),
             budget_used_cents: micros_to_cents(b.used),
             budget_held_cents: micros_to_cents(b.held),
-            budget_remaining_cents: b.remaining().map(micros_to_cents),
+            budget_remaining_cents: min_remaining(budgets.iter()).map(micros_to_cents),
             budget_period: b.period.map(|p| p.as_str().to_string()),
             budget_reset_at: b.reset_at.filter(|_| b.period.is_some()),
             expires_at: self.expires_at,
             delegated_by: self.delegated_by.clone(),
             name: self.name.clone().unwrap_or_else(|| "default".into()),
         };
-        (Validation::Valid(Box::new(info)), roll)
+        (Validation::Valid(Box::new(info)), rolls)
     }
 
     /// The row as `list` shows it at `now` (rolled over, no secret).
@@ -329,7 +383,8 @@ pub(crate) fn plan_charges(
             plan.outcomes.push(prior.clone());
             continue;
         }
-        match row.status(now) {
+        let chain = chain(rows, row);
+        match chain_status(&chain, now) {
             Some(InvalidReason::Revoked) => {
                 plan.outcomes
                     .push(ChargeResult::Refused(ChargeRefusal::Revoked));
@@ -342,27 +397,35 @@ pub(crate) fn plan_charges(
             }
             None => {}
         }
-        let state = states.entry(row.id).or_insert_with(|| {
-            order.push(row.id);
-            let (budget, rolled) = row.budget(now);
-            State {
-                budget,
-                dirty: rolled,
-                charged: false,
-            }
-        });
-        if !state.budget.fits(req.micros) {
+        for r in &chain {
+            states.entry(r.id).or_insert_with(|| {
+                order.push(r.id);
+                let (budget, rolled) = r.budget(now);
+                State {
+                    budget,
+                    dirty: rolled,
+                    charged: false,
+                }
+            });
+        }
+        // The charge must fit the key and every ancestor; then it counts against all.
+        if !chain.iter().all(|r| states[&r.id].budget.fits(req.micros)) {
             plan.outcomes
                 .push(ChargeResult::Refused(ChargeRefusal::BudgetExceeded));
             continue;
         }
-        let b = &mut state.budget;
-        b.used = b.used.saturating_add(req.micros);
-        state.dirty = true;
-        state.charged = true;
+        for r in &chain {
+            if let Some(state) = states.get_mut(&r.id) {
+                state.budget.used = state.budget.used.saturating_add(req.micros);
+                state.dirty = true;
+                state.charged |= r.id == row.id;
+            }
+        }
+        let used = states[&row.id].budget.used;
+        let remaining = min_remaining(chain.iter().map(|r| &states[&r.id].budget));
         let result = ChargeResult::Charged {
-            budget_used_cents: micros_to_cents(b.used),
-            budget_remaining_cents: b.remaining().map(micros_to_cents),
+            budget_used_cents: micros_to_cents(used),
+            budget_remaining_cents: remaining.map(micros_to_cents),
         };
         plan.ledger.push(LedgerInsert {
             key_id: row.id,
@@ -370,8 +433,8 @@ pub(crate) fn plan_charges(
             amount_micros: req.micros,
             created_at: now,
             idempotency_key: req.idempotency_key.clone(),
-            used_after_micros: b.used,
-            remaining_after_micros: b.remaining(),
+            used_after_micros: used,
+            remaining_after_micros: remaining,
         });
         if let Some(k) = &req.idempotency_key {
             seen.insert((row.id, k.clone()), result.clone());
@@ -484,13 +547,13 @@ mod tests {
         r.budget_period = Some("day".into());
         r.budget_anchor_at = Some(t("2026-01-15T12:00:00Z"));
         r.budget_reset_at = Some(t("2026-01-16T12:00:00Z"));
-        let (v, roll) = r.validate(t("2026-01-16T11:59:59.999999Z"));
+        let (v, roll) = r.validate(&[], t("2026-01-16T11:59:59.999999Z"));
         assert_eq!(v, Validation::Invalid(InvalidReason::BudgetExceeded));
-        assert!(roll.is_none());
-        let (v, roll) = r.validate(t("2026-01-19T12:00:00Z"));
+        assert!(roll.is_empty());
+        let (v, roll) = r.validate(&[], t("2026-01-19T12:00:00Z"));
         let info = v.info().unwrap();
         assert_eq!(info.budget_used_cents, 0.0);
         assert_eq!(info.budget_reset_at, Some(t("2026-01-20T12:00:00Z")));
-        assert_eq!(roll.unwrap().used_micros, 0);
+        assert_eq!(roll[0].1.used_micros, 0);
     }
 }

@@ -41,6 +41,7 @@ mod batch_tests;
 pub mod clock;
 mod engine;
 pub mod error;
+pub mod http;
 mod ident;
 pub mod key;
 mod model;
@@ -54,6 +55,7 @@ use chrono::{DateTime, Utc};
 
 pub use crate::clock::{Clock, ManualClock};
 pub use crate::error::{Error, Result};
+pub use crate::http::{Access, Reply, Route, SelfServeOptions};
 pub use crate::model::{
     iso, Charge, ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, InvalidReason, KeyInfo,
     KeySummary, LedgerEntry, Options, UsageRange, Validation,
@@ -134,8 +136,11 @@ impl KeyLeash {
     /// Mints a key. The raw key is in the result and nowhere else, ever.
     /// Errors: `invalid_scope`, `invalid_period`, `invalid_duration`,
     /// `invalid_argument` (missing/oversized strings, bad budget, past expiry).
-    pub async fn create(&self, opts: CreateOptions) -> Result<CreatedKey> {
+    pub async fn create(&self, mut opts: CreateOptions) -> Result<CreatedKey> {
         let now = self.inner.clock.now();
+        if let Some(parent) = opts.parent_id {
+            self.check_parent(parent, &mut opts.account_id, now).await?;
+        }
         check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
         let minted = key::mint(&self.inner.prefix)?;
         let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
@@ -170,6 +175,40 @@ impl KeyLeash {
             Some(subject.to_string()),
         )?;
         self.inner.store.insert_subject(&new).await
+    }
+
+    /// Checks that `parent_id` names a live key of `account_id` (filled in from the
+    /// parent when empty) whose chain has room for one more generation.
+    async fn check_parent(
+        &self,
+        parent_id: i64,
+        account_id: &mut String,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let rows = self.inner.store.get(parent_id).await?;
+        let Some(parent) = rows.iter().find(|r| r.id == parent_id) else {
+            return Err(Error::arg(format!("parentId {parent_id} is not a key")));
+        };
+        let parent_account = parent.account_id.clone().unwrap_or_default();
+        if account_id.is_empty() {
+            *account_id = parent_account;
+        } else if *account_id != parent_account {
+            return Err(Error::arg(format!(
+                "parentId {parent_id} belongs to another account"
+            )));
+        }
+        if engine::chain(&rows, parent).len() >= engine::MAX_DEPTH {
+            return Err(Error::arg(format!(
+                "parentId {parent_id} is already {} generations deep",
+                engine::MAX_DEPTH - 1
+            )));
+        }
+        match parent.validate(&rows, now).0.reason() {
+            Some(r @ (InvalidReason::Revoked | InvalidReason::Expired)) => Err(Error::arg(
+                format!("parentId {parent_id} is {}", r.as_str()),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn new_row(
@@ -236,6 +275,7 @@ impl KeyLeash {
             external_subject: subject,
             metadata,
             created_at: now,
+            parent_id: o.parent_id,
         })
     }
 
@@ -268,14 +308,11 @@ impl KeyLeash {
         let Some(row) = rows.iter().find(|r| lookup.matches(r)) else {
             return Ok(Validation::Invalid(InvalidReason::Invalid));
         };
-        let (validation, roll) = row.validate(now);
-        if let Some(update) = roll {
+        let (validation, rolls) = row.validate(&rows, now);
+        for (seen_reset, update) in rolls {
             // Persist the rollover unless a concurrent call already changed the row;
             // either way the answer above is what the row said at `now`.
-            self.inner
-                .store
-                .persist_roll(row.budget_reset_at, &update)
-                .await?;
+            self.inner.store.persist_roll(seen_reset, &update).await?;
         }
         Ok(validation)
     }

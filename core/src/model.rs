@@ -74,6 +74,11 @@ pub struct CreateOptions {
     pub name: Option<String>,
     /// Free-form JSON kept with the key (at most 16 KiB serialized).
     pub metadata: Option<serde_json::Value>,
+    /// The parent key's id: every charge of the new key also counts against the
+    /// parent and its ancestors, and revoking or expiring one of them disables it.
+    /// The parent must be live and of the same account (an empty `account_id`
+    /// takes the parent's).
+    pub parent_id: Option<i64>,
 }
 
 /// A charge: the cost in cents and an optional idempotency key.

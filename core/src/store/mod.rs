@@ -39,6 +39,7 @@ pub(crate) struct NewKey {
     pub external_subject: Option<String>,
     pub metadata: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub parent_id: Option<i64>,
 }
 
 /// What every backend provides. Errors are [`crate::Error::Unavailable`]: the
@@ -50,7 +51,9 @@ pub(crate) trait Backend {
     async fn insert_key(&self, key: &NewKey) -> Result<i64>;
     /// Inserts a subject row unless one exists for its subject.
     async fn insert_subject(&self, key: &NewKey) -> Result<()>;
-    /// Reads the rows named by `lookups` (no lock), in any order.
+    /// Reads the key `id` and its ancestors (no lock); empty when there is no such key.
+    async fn get(&self, id: i64) -> Result<Vec<KeyRow>>;
+    /// Reads the rows named by `lookups` and their ancestors (no lock), in any order.
     async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>>;
     /// Persists a rollover computed from a row whose reset time was `seen_reset`;
     /// false if the row changed meanwhile (someone else rolled or charged it).
@@ -100,6 +103,9 @@ impl Backend for Store {
     }
     async fn insert_subject(&self, key: &NewKey) -> Result<()> {
         dispatch!(self, s => s.insert_subject(key).await)
+    }
+    async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
+        dispatch!(self, s => s.get(id).await)
     }
     async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
         dispatch!(self, s => s.fetch(lookups).await)

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge};
+use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
@@ -30,7 +30,19 @@ const MIGRATIONS: &[&str] = &[
 const COLUMNS: &str = "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
     budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
     budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
-    revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text";
+    revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8";
+
+/// The rows matching `cond` and all their ancestors (at most [`MAX_DEPTH`] deep),
+/// in id order: one statement, so with `FOR UPDATE` every lock of a charge is taken
+/// in the same order and concurrent charges of a family cannot deadlock.
+fn with_ancestors(keys: &str, cond: &str, lock: &str) -> String {
+    format!(
+        "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
+         UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM {keys} k JOIN chain c ON k.id = c.parent_id \
+         WHERE c.depth < {MAX_DEPTH}) \
+         SELECT {COLUMNS} FROM {keys} WHERE id IN (SELECT id FROM chain) ORDER BY id{lock}"
+    )
+}
 
 /// The SQL of one configured table, rendered once.
 struct Sql {
@@ -38,6 +50,7 @@ struct Sql {
     insert_subject: String,
     by_hash: String,
     by_subject: String,
+    by_id: String,
     lock_by_hash: String,
     lock_by_subject: String,
     lock_by_both: String,
@@ -57,23 +70,24 @@ impl Sql {
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, $15::jsonb, $11)"
+             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
+             parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, $15::jsonb, \
+             $11, $16)"
         );
         Self {
             insert_subject: format!(
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
             insert: format!("{insert} RETURNING id::int8"),
-            by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1)"),
-            by_subject: format!("SELECT {COLUMNS} FROM {keys} WHERE external_subject = ANY($1)"),
-            lock_by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1) ORDER BY id FOR UPDATE"),
-            lock_by_subject: format!(
-                "SELECT {COLUMNS} FROM {keys} WHERE external_subject = ANY($2) ORDER BY id FOR UPDATE"
-            ),
-            lock_by_both: format!(
-                "SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1) OR external_subject = ANY($2) \
-                 ORDER BY id FOR UPDATE"
+            by_hash: with_ancestors(keys, "key_hash = ANY($1)", ""),
+            by_subject: with_ancestors(keys, "external_subject = ANY($1)", ""),
+            by_id: with_ancestors(keys, "id = $1", ""),
+            lock_by_hash: with_ancestors(keys, "key_hash = ANY($1)", " FOR UPDATE"),
+            lock_by_subject: with_ancestors(keys, "external_subject = ANY($2)", " FOR UPDATE"),
+            lock_by_both: with_ancestors(
+                keys,
+                "key_hash = ANY($1) OR external_subject = ANY($2)",
+                " FOR UPDATE",
             ),
             priors: format!(
                 "SELECT key_id::int8, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
@@ -187,6 +201,7 @@ impl PgStore {
             .bind(&k.delegated_by)
             .bind(&k.external_subject)
             .bind(&k.metadata)
+            .bind(k.parent_id)
     }
 
     pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
@@ -217,6 +232,14 @@ impl PgStore {
             }
         }
         Ok(rows)
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.sql.by_id)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
     pub async fn persist_roll(
@@ -402,5 +425,6 @@ fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
         delegated_by: r.try_get(19)?,
         external_subject: r.try_get(20)?,
         metadata: r.try_get(21)?,
+        parent_id: r.try_get(22)?,
     })
 }

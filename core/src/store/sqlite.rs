@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge};
+use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
@@ -32,13 +32,24 @@ const MIGRATIONS: &[&str] = &[
 const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
     budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
     budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
-    external_subject, metadata";
+    external_subject, metadata, parent_id";
+
+/// The row matching `cond` and all its ancestors (at most [`MAX_DEPTH`] deep).
+fn with_ancestors(keys: &str, cond: &str) -> String {
+    format!(
+        "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
+         UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM {keys} k JOIN chain c ON k.id = c.parent_id \
+         WHERE c.depth < {MAX_DEPTH}) \
+         SELECT {COLUMNS} FROM {keys} WHERE id IN (SELECT id FROM chain) ORDER BY id"
+    )
+}
 
 struct Sql {
     insert: String,
     insert_subject: String,
     by_hash: String,
     by_subject: String,
+    by_id: String,
     prior: String,
     update: String,
     ledger_insert: String,
@@ -55,16 +66,17 @@ impl Sql {
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?11)"
+             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
+             parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?11, ?16)"
         );
         Self {
             insert_subject: format!(
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
             insert: format!("{insert} RETURNING id"),
-            by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ?1"),
-            by_subject: format!("SELECT {COLUMNS} FROM {keys} WHERE external_subject = ?1"),
+            by_hash: with_ancestors(keys, "key_hash = ?1"),
+            by_subject: with_ancestors(keys, "external_subject = ?1"),
+            by_id: with_ancestors(keys, "id = ?1"),
             prior: format!(
                 "SELECT used_after_micros, remaining_after_micros FROM {ledger} \
                  WHERE key_id = ?1 AND idempotency_key = ?2"
@@ -188,6 +200,7 @@ impl SqliteStore {
             .bind(&k.delegated_by)
             .bind(&k.external_subject)
             .bind(&k.metadata)
+            .bind(k.parent_id)
     }
 
     pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
@@ -209,15 +222,19 @@ impl SqliteStore {
         let mut rows = Vec::with_capacity(lookups.len());
         for l in lookups {
             let (sql, value) = self.lookup_sql(l);
-            if let Some(r) = sqlx::query(sql)
-                .bind(value)
-                .fetch_optional(&mut *conn)
-                .await?
-            {
-                rows.push(decode(&r)?);
+            for r in sqlx::query(sql).bind(value).fetch_all(&mut *conn).await? {
+                push_new(&mut rows, decode(&r)?);
             }
         }
         Ok(rows)
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.sql.by_id)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
     fn lookup_sql<'a>(&'a self, l: &'a Lookup) -> (&'a str, &'a str) {
@@ -254,12 +271,8 @@ impl SqliteStore {
                 continue;
             }
             let (sql, value) = self.lookup_sql(&req.lookup);
-            if let Some(r) = sqlx::query(sql)
-                .bind(value)
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                rows.push(decode(&r)?);
+            for r in sqlx::query(sql).bind(value).fetch_all(&mut *tx).await? {
+                push_new(&mut rows, decode(&r)?);
             }
         }
         let mut priors = Vec::new();
@@ -380,6 +393,13 @@ fn parse_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
         .map_err(|e| sqlx::Error::Decode(format!("bad timestamp in the keys table: {e}").into()))
 }
 
+/// Adds `row` unless a row with its id is there already (families share ancestors).
+fn push_new(rows: &mut Vec<KeyRow>, row: KeyRow) {
+    if rows.iter().all(|r| r.id != row.id) {
+        rows.push(row);
+    }
+}
+
 fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
     let scopes: Option<String> = r.try_get(6)?;
     Ok(KeyRow {
@@ -406,5 +426,6 @@ fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
         delegated_by: r.try_get(19)?,
         external_subject: r.try_get(20)?,
         metadata: r.try_get(21)?,
+        parent_id: r.try_get(22)?,
     })
 }

@@ -1,0 +1,368 @@
+//! The HTTP rules of SPEC §6, shared by the Express and FastAPI integrations.
+//!
+//! An integration hands this module the `Authorization` header, the raw request
+//! body and the route, and writes the returned [`Reply`] (a status and a JSON body)
+//! back as it is. Every decision (which status, which body, what a self-serve key
+//! may grant) is made here, so the Node and Python packages answer every request
+//! identically by construction and a binding holds no rule of its own.
+//!
+//! Security model of the self-serve routes (agentkey's, made stricter):
+//! - `POST /signup` is unauthenticated. It grants only the configured signup scopes
+//!   (none when unset: never the caller's wish, never "all"), and every signup is
+//!   its own fresh account, so an unverified email cannot join someone's account.
+//! - `POST /sdk-keys` mints a child of the calling key: only scopes the caller
+//!   holds, a budget no larger than the caller's, an expiry no later than the
+//!   caller's; the child's charges also count against the caller's budget.
+//! - `DELETE /sdk-keys/:id` revokes only keys of the caller's own account.
+//!
+//! A store failure anywhere is `500 {"error": "auth_unavailable"}`: fail closed,
+//! and bounded in time by the pool's acquire and statement timeouts.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::model::{CreateOptions, InvalidReason, KeyInfo, Validation};
+use crate::period::parse_duration;
+use crate::{key, KeyLeash};
+
+/// An HTTP answer: the status code and the JSON body to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl Reply {
+    fn new(status: u16, body: Value) -> Self {
+        Self { status, body }
+    }
+
+    fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
+        Self::new(status, json!({ "error": error, "message": message.into() }))
+    }
+}
+
+/// The outcome of [`KeyLeash::authenticate`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Access {
+    /// The key is valid and holds the required scope; attach this to the request.
+    Granted(Box<KeyInfo>),
+    /// Answer the request with this reply and go no further.
+    Denied(Reply),
+}
+
+/// Options of the self-serve routes (`createAgentKeyRoutes` / `agentkey_router`).
+#[derive(Clone, Debug)]
+pub struct SelfServeOptions {
+    /// The scopes `POST /signup` may grant; a signup asking for others is refused.
+    /// `None` issues scopeless keys (an empty list, which grants nothing).
+    pub signup_scopes: Option<Vec<String>>,
+    /// Whether `POST /signup` needs an `email` (with an `@`, at most 255 bytes).
+    /// Default true.
+    pub require_email: bool,
+    /// The expiry of a signup key, and the longest a signup may ask for. Default `24h`.
+    pub signup_expires_in: String,
+    /// When set, the budget of a signup key and the largest a signup may ask for.
+    pub signup_budget_cents: Option<f64>,
+    /// The period of the signup budget (`day`, `week`, `month` or none).
+    pub signup_budget_period: Option<String>,
+}
+
+impl Default for SelfServeOptions {
+    fn default() -> Self {
+        Self {
+            signup_scopes: None,
+            require_email: true,
+            signup_expires_in: "24h".into(),
+            signup_budget_cents: None,
+            signup_budget_period: None,
+        }
+    }
+}
+
+/// The self-serve routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `POST /signup`: an unauthenticated caller gets a key of a new account.
+    Signup,
+    /// `GET /sdk-keys/me`: the calling key's validation result.
+    Me,
+    /// `POST /sdk-keys`: the calling key mints a narrower child key.
+    Mint,
+    /// `DELETE /sdk-keys/:id`, with the `:id` path segment as sent.
+    Revoke(&'a str),
+}
+
+/// A request body of `POST /signup` and `POST /sdk-keys` (agentkey's snake_case
+/// fields; unknown fields are ignored, as agentkey does).
+#[derive(Debug, Default, Deserialize)]
+struct KeyRequest {
+    email: Option<String>,
+    scopes: Option<Vec<String>>,
+    budget_cents: Option<f64>,
+    budget_period: Option<String>,
+    expires_in: Option<String>,
+    name: Option<String>,
+}
+
+/// The longest email a signup may give, in bytes (agentkey's limit).
+const MAX_EMAIL_LEN: usize = 255;
+
+impl KeyLeash {
+    /// The middleware's decision for one request: the key from `authorization`
+    /// (`Bearer <key>`), validated, and holding `scope` when one is required.
+    ///
+    /// Denials, as SPEC §6: 401 `{"error": "Missing API key"}`; 401
+    /// `{"error": reason}` for `invalid`, `expired`, `revoked`; 429
+    /// `{"error": "budget_exceeded"}`; 403 `{"error": "insufficient_scope",
+    /// "required", "available"}`; 500 `{"error": "auth_unavailable"}` when the store
+    /// fails. Never returns an error: every outcome is a reply.
+    pub async fn authenticate(&self, authorization: Option<&str>, scope: Option<&str>) -> Access {
+        let Some(raw) = authorization.and_then(bearer) else {
+            return Access::Denied(Reply::new(401, json!({ "error": "Missing API key" })));
+        };
+        let info = match self.validate(raw).await {
+            Ok(Validation::Valid(info)) => info,
+            Ok(Validation::Invalid(reason)) => {
+                let status = if reason == InvalidReason::BudgetExceeded {
+                    429
+                } else {
+                    401
+                };
+                return Access::Denied(Reply::new(status, json!({ "error": reason.as_str() })));
+            }
+            Err(_) => return Access::Denied(unavailable()),
+        };
+        match scope {
+            Some(scope) if !info.has_scope(scope) => Access::Denied(Reply::new(
+                403,
+                json!({ "error": "insufficient_scope", "required": scope, "available": info.scopes }),
+            )),
+            _ => Access::Granted(info),
+        }
+    }
+
+    /// Answers one self-serve request: `route`, the `Authorization` header and the
+    /// raw body text (empty means `{}`). Success is 201 with the create result for
+    /// the two minting routes, 200 with the validation result for `Me` and 200
+    /// `{"revoked": true}` for `Revoke`. Refusals: 400 for a malformed body or id
+    /// and for a bad scope, period, duration or amount (`{"error": code,
+    /// "message"}`); 400 when a signup asks for scopes outside the signup list; 403
+    /// when a child would exceed its parent; 404 when no live key of the caller's
+    /// account has that id; the authentication replies of
+    /// [`KeyLeash::authenticate`]. Never returns an error.
+    pub async fn self_serve(
+        &self,
+        route: Route<'_>,
+        authorization: Option<&str>,
+        body: &str,
+        options: &SelfServeOptions,
+    ) -> Reply {
+        let outcome = if route == Route::Signup {
+            self.signup(body, options).await
+        } else {
+            let caller = match self.authenticate(authorization, None).await {
+                Access::Granted(caller) => caller,
+                Access::Denied(reply) => return reply,
+            };
+            match route {
+                Route::Revoke(id) => self.revoke_own(&caller, id).await,
+                Route::Mint => self.mint_child(&caller, body).await,
+                Route::Me | Route::Signup => Ok(Reply::new(200, valid_json(caller))),
+            }
+        };
+        outcome.unwrap_or_else(|e| match e {
+            Error::Unavailable(_) => unavailable(),
+            e => Reply::error(400, e.code(), e.to_string()),
+        })
+    }
+
+    async fn signup(&self, body: &str, o: &SelfServeOptions) -> Result<Reply> {
+        let req = match parse_body(body) {
+            Ok(req) => req,
+            Err(reply) => return Ok(reply),
+        };
+        let email_ok = req
+            .email
+            .as_deref()
+            .is_some_and(|e| e.contains('@') && e.len() <= MAX_EMAIL_LEN);
+        if o.require_email && !email_ok {
+            return Ok(Reply::new(
+                400,
+                json!({ "error": "Valid email is required" }),
+            ));
+        }
+        let allowed = o.signup_scopes.clone().unwrap_or_default();
+        if let Some(asked) = &req.scopes {
+            let refused: Vec<&str> = asked
+                .iter()
+                .filter(|s| !allowed.contains(s))
+                .map(String::as_str)
+                .collect();
+            if !refused.is_empty() {
+                return Ok(Reply::new(
+                    400,
+                    json!({
+                        "error": format!("Scopes not allowed on signup: {}", refused.join(", ")),
+                        "allowed": allowed,
+                    }),
+                ));
+            }
+        }
+        let now = self.clock().now();
+        let longest = now + parse_duration(&o.signup_expires_in)?;
+        let expires_at = match &req.expires_in {
+            Some(d) => now + parse_duration(d)?,
+            None => longest,
+        };
+        if expires_at > longest {
+            return Ok(Reply::error(
+                400,
+                "invalid_argument",
+                format!(
+                    "expires_in may be at most {} on signup",
+                    o.signup_expires_in
+                ),
+            ));
+        }
+        if let (Some(max), Some(asked)) = (o.signup_budget_cents, req.budget_cents) {
+            if asked > max {
+                return Ok(Reply::error(
+                    400,
+                    "invalid_argument",
+                    format!("budget_cents may be at most {max} on signup"),
+                ));
+            }
+        }
+        let key = self
+            .create(CreateOptions {
+                account_id: format!("acct_{}", &key::internal_hash()?[..24]),
+                user_id: req.email.filter(|_| email_ok),
+                scopes: Some(req.scopes.unwrap_or(allowed)),
+                budget_cents: req.budget_cents.or(o.signup_budget_cents),
+                budget_period: req.budget_period.or_else(|| o.signup_budget_period.clone()),
+                expires_at: Some(expires_at),
+                name: req.name,
+                ..CreateOptions::default()
+            })
+            .await?;
+        Ok(Reply::new(201, json!(key)))
+    }
+
+    async fn mint_child(&self, caller: &KeyInfo, body: &str) -> Result<Reply> {
+        let req = match parse_body(body) {
+            Ok(req) => req,
+            Err(reply) => return Ok(reply),
+        };
+        if let Some(asked) = &req.scopes {
+            if let Some(missing) = asked.iter().find(|s| !caller.has_scope(s)) {
+                return Ok(Reply::new(
+                    403,
+                    json!({ "error": "insufficient_scope", "required": missing, "available": caller.scopes }),
+                ));
+            }
+        }
+        if let (Some(own), Some(asked)) = (caller.budget_cents, req.budget_cents) {
+            if asked > own {
+                return Ok(Reply::error(
+                    403,
+                    "budget_exceeds_parent",
+                    format!("budget_cents may be at most the calling key's budget, {own}"),
+                ));
+            }
+        }
+        let now = self.clock().now();
+        let expires_at: Option<DateTime<Utc>> = match &req.expires_in {
+            Some(d) => Some(now + parse_duration(d)?),
+            None => caller.expires_at,
+        };
+        if let (Some(own), Some(asked)) = (caller.expires_at, expires_at) {
+            if asked > own {
+                return Ok(Reply::error(
+                    403,
+                    "expiry_exceeds_parent",
+                    "expires_in may not outlive the calling key",
+                ));
+            }
+        }
+        let key = self
+            .create(CreateOptions {
+                account_id: caller.account_id.clone(),
+                user_id: caller.user_id.clone(),
+                scopes: req.scopes.or_else(|| caller.scopes.clone()),
+                budget_cents: req.budget_cents,
+                budget_period: req.budget_period,
+                expires_at,
+                delegated_by: Some(
+                    caller
+                        .delegated_by
+                        .clone()
+                        .or_else(|| caller.user_id.clone())
+                        .unwrap_or_else(|| caller.account_id.clone()),
+                ),
+                name: req.name,
+                parent_id: Some(caller.id),
+                ..CreateOptions::default()
+            })
+            .await?;
+        Ok(Reply::new(201, json!(key)))
+    }
+
+    async fn revoke_own(&self, caller: &KeyInfo, id: &str) -> Result<Reply> {
+        let id = match id.parse::<i64>() {
+            Ok(n) if n > 0 && id.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Ok(Reply::new(400, json!({ "error": "Invalid key ID" }))),
+        };
+        if self.revoke(id, Some(&caller.account_id)).await? {
+            Ok(Reply::new(200, json!({ "revoked": true })))
+        } else {
+            Ok(Reply::new(404, json!({ "error": "not_found" })))
+        }
+    }
+}
+
+/// The key of an `Authorization: Bearer <key>` header (scheme case-insensitive).
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_at_checked(7)?;
+    let key = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer ") && !key.is_empty()).then_some(key)
+}
+
+fn unavailable() -> Reply {
+    Reply::new(500, json!({ "error": "auth_unavailable" }))
+}
+
+fn valid_json(info: Box<KeyInfo>) -> Value {
+    json!(Validation::Valid(info))
+}
+
+/// Parses a request body: empty is `{}`; anything but a JSON object with fields of
+/// the right types is a 400 reply (its message quotes at most 200 characters).
+fn parse_body(body: &str) -> std::result::Result<KeyRequest, Reply> {
+    if body.trim().is_empty() {
+        return Ok(KeyRequest::default());
+    }
+    serde_json::from_str::<KeyRequest>(body).map_err(|e| {
+        let msg: String = e.to_string().chars().take(200).collect();
+        Reply::error(400, "invalid_argument", format!("request body: {msg}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    // Pins the header parsing: the scheme is case-insensitive and the key trimmed.
+    #[test]
+    fn bearer_header() {
+        assert_eq!(bearer("Bearer ak_x"), Some("ak_x"));
+        assert_eq!(bearer("bearer  ak_x "), Some("ak_x"));
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bear"), None);
+    }
+}
