@@ -1,0 +1,200 @@
+//! The HTTP rules of SPEC §6 as the Express and FastAPI integrations receive them.
+
+mod common;
+
+use chrono::Duration;
+use common::{budget, opts, Db, Kind};
+use keyleash::{Access, CreateOptions, Reply, Route, SelfServeOptions};
+use serde_json::{json, Value};
+
+async fn denied(db: &Db, header: Option<&str>, scope: Option<&str>) -> Reply {
+    match db.kl.authenticate(header, scope).await {
+        Access::Denied(r) => r,
+        Access::Granted(_) => panic!("expected a denial"),
+    }
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+// Pins every status of the middleware: 401 missing/invalid/expired/revoked, 429, 403, 500, granted.
+async fn middleware_statuses(kind: Kind) {
+    let db = Db::open(kind).await;
+    let scoped = CreateOptions {
+        scopes: Some(vec!["proxy.*".into()]),
+        expires_in: Some("1h".into()),
+        ..budget("a", 10.0, None)
+    };
+    let k = db.kl.create(scoped).await.unwrap();
+    let h = bearer(&k.key);
+    let r = denied(&db, None, None).await;
+    assert_eq!(
+        (r.status, r.body),
+        (401, json!({"error": "Missing API key"}))
+    );
+    let r = denied(&db, Some("Basic abc"), None).await;
+    assert_eq!(r.status, 401);
+    let r = denied(&db, Some("Bearer ak_nope"), None).await;
+    assert_eq!((r.status, r.body), (401, json!({"error": "invalid"})));
+    let r = denied(&db, Some(&h), Some("billing.write")).await;
+    assert_eq!(
+        (r.status, r.body),
+        (
+            403,
+            json!({"error": "insufficient_scope", "required": "billing.write", "available": ["proxy.*"]})
+        )
+    );
+    match db.kl.authenticate(Some(&h), Some("proxy.chat")).await {
+        Access::Granted(info) => assert_eq!(info.id, k.id),
+        Access::Denied(r) => panic!("denied: {r:?}"),
+    }
+    assert!(db.charge(&k.key, 10.0).await.success());
+    let r = denied(&db, Some(&h), Some("proxy.chat")).await;
+    assert_eq!(
+        (r.status, r.body),
+        (429, json!({"error": "budget_exceeded"}))
+    );
+    db.clock().advance(Duration::hours(1));
+    let r = denied(&db, Some(&h), None).await;
+    assert_eq!((r.status, r.body), (401, json!({"error": "expired"})));
+    db.kl.revoke(k.id, None).await.unwrap();
+    let r = denied(&db, Some(&h), None).await;
+    assert_eq!((r.status, r.body), (401, json!({"error": "revoked"})));
+    db.kl.close().await;
+    let r = denied(&db, Some(&h), None).await;
+    assert_eq!(
+        (r.status, r.body),
+        (500, json!({"error": "auth_unavailable"}))
+    );
+}
+both!(middleware_statuses);
+
+// Pins signup: only signup scopes, a fresh account each time, email rules, the expiry cap.
+async fn signup_rules(kind: Kind) {
+    let db = Db::open(kind).await;
+    let o = SelfServeOptions {
+        signup_scopes: Some(vec!["proxy.chat".into()]),
+        ..SelfServeOptions::default()
+    };
+    let signup = |body: Value| {
+        let o = o.clone();
+        let kl = db.kl.clone();
+        async move {
+            kl.self_serve(Route::Signup, None, &body.to_string(), &o)
+                .await
+        }
+    };
+    let r = signup(json!({"scopes": ["admin"], "email": "x@y.z"})).await;
+    assert_eq!(
+        (r.status, r.body),
+        (
+            400,
+            json!({"error": "Scopes not allowed on signup: admin", "allowed": ["proxy.chat"]})
+        )
+    );
+    let r = signup(json!({"email": "nope"})).await;
+    assert_eq!(
+        (r.status, r.body),
+        (400, json!({"error": "Valid email is required"}))
+    );
+    let r = signup(json!({"email": "x@y.z", "expires_in": "2d"})).await;
+    assert_eq!(
+        (r.status, r.body["error"].clone()),
+        (400, json!("invalid_argument"))
+    );
+    let r = signup(json!({"email": "x@y.z", "budget_cents": "ten"})).await;
+    assert_eq!(
+        (r.status, r.body["error"].clone()),
+        (400, json!("invalid_argument"))
+    );
+    let r = db.kl.self_serve(Route::Signup, None, "{not json", &o).await;
+    assert_eq!(r.status, 400);
+    let a = signup(json!({"email": "x@y.z", "budget_cents": 5})).await;
+    let b = signup(json!({"email": "x@y.z"})).await;
+    assert_eq!((a.status, b.status), (201, 201));
+    assert_eq!(a.body["scopes"], json!(["proxy.chat"]));
+    assert_eq!(a.body["expiresAt"], json!("2026-01-16T12:00:00.000Z"));
+    let ia = db.info(a.body["key"].as_str().unwrap()).await;
+    let ib = db.info(b.body["key"].as_str().unwrap()).await;
+    assert_ne!(ia.account_id, ib.account_id);
+    assert_eq!(ia.user_id.as_deref(), Some("x@y.z"));
+    assert_eq!(ia.budget_cents, Some(5.0));
+    // Without signup scopes a signup key is scopeless: an empty list, not "all".
+    let none = SelfServeOptions {
+        require_email: false,
+        ..SelfServeOptions::default()
+    };
+    let r = db.kl.self_serve(Route::Signup, None, "", &none).await;
+    assert_eq!((r.status, r.body["scopes"].clone()), (201, json!([])));
+}
+both!(signup_rules);
+
+// Pins POST /sdk-keys attenuation and DELETE /sdk-keys/:id ownership.
+async fn children_and_revoke(kind: Kind) {
+    let db = Db::open(kind).await;
+    let o = SelfServeOptions::default();
+    let parent = CreateOptions {
+        scopes: Some(vec!["proxy.chat".into(), "usage.read".into()]),
+        expires_in: Some("2h".into()),
+        ..budget("a", 50.0, None)
+    };
+    let p = db.kl.create(parent).await.unwrap();
+    let h = bearer(&p.key);
+    let mint = |body: Value| {
+        let (kl, h, o) = (db.kl.clone(), h.clone(), o.clone());
+        async move {
+            kl.self_serve(Route::Mint, Some(&h), &body.to_string(), &o)
+                .await
+        }
+    };
+    let r = mint(json!({"scopes": ["admin"]})).await;
+    assert_eq!(
+        (r.status, r.body["error"].clone()),
+        (403, json!("insufficient_scope"))
+    );
+    let r = mint(json!({"budget_cents": 51})).await;
+    assert_eq!(
+        (r.status, r.body["error"].clone()),
+        (403, json!("budget_exceeds_parent"))
+    );
+    let r = mint(json!({"expires_in": "3h"})).await;
+    assert_eq!(
+        (r.status, r.body["error"].clone()),
+        (403, json!("expiry_exceeds_parent"))
+    );
+    let r = mint(json!({"scopes": ["usage.read"], "budget_cents": 20})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let child = r.body["key"].as_str().unwrap().to_string();
+    let info = db.info(&child).await;
+    assert_eq!(info.scopes, Some(vec!["usage.read".to_string()]));
+    assert_eq!(info.expires_at, db.info(&p.key).await.expires_at);
+    assert_eq!(info.account_id, "a");
+    // The child draws on the parent: spending the parent's 50 exhausts the child.
+    assert!(db.charge(&p.key, 45.0).await.success());
+    assert!(!db.charge(&child, 6.0).await.success());
+    let me = db
+        .kl
+        .self_serve(Route::Me, Some(&bearer(&child)), "", &o)
+        .await;
+    assert_eq!(
+        (me.status, me.body["budgetRemainingCents"].clone()),
+        (200, json!(5.0))
+    );
+    // Revoke: another account's key is not found; a bad id is 400; the own key is revoked.
+    let stranger = db.kl.create(opts("b")).await.unwrap();
+    let del = |id: String| {
+        let (kl, h, o) = (db.kl.clone(), h.clone(), o.clone());
+        async move { kl.self_serve(Route::Revoke(&id), Some(&h), "", &o).await }
+    };
+    let r = del(stranger.id.to_string()).await;
+    assert_eq!((r.status, r.body), (404, json!({"error": "not_found"})));
+    assert!(db.reason(&stranger.key).await.is_none());
+    assert_eq!(del("12abc".into()).await.status, 400);
+    let child_id = info.id.to_string();
+    assert_eq!(del(child_id.clone()).await.body, json!({"revoked": true}));
+    assert_eq!(del(child_id).await.status, 404);
+    let r = db.kl.self_serve(Route::Me, None, "", &o).await;
+    assert_eq!(r.status, 401);
+}
+both!(children_and_revoke);
