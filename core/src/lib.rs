@@ -57,8 +57,8 @@ pub use crate::clock::{Clock, ManualClock};
 pub use crate::error::{Error, Result};
 pub use crate::http::{Access, Reply, Route, SelfServeOptions};
 pub use crate::model::{
-    iso, Charge, ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, InvalidReason, KeyInfo,
-    KeySummary, LedgerEntry, Options, UsageRange, Validation,
+    iso, parse_time, Charge, ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, InvalidReason,
+    KeyInfo, KeySummary, LedgerEntry, Options, UsageRange, Validation,
 };
 pub use crate::scope::has_scope;
 

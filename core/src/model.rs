@@ -419,6 +419,20 @@ pub struct UsageRange {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// Parses an RFC 3339 / ISO 8601 instant with an offset (`2026-01-15T12:00:00Z`,
+/// `…+02:00`), as the bindings receive times. Anything else is `invalid_argument`
+/// naming `field`.
+pub fn parse_time(field: &str, value: &str) -> crate::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            crate::Error::InvalidArgument(format!(
+                "{field} must be an ISO 8601 time with an offset, like 2026-01-15T12:00:00Z, got {}",
+                crate::error::shown(value)
+            ))
+        })
+}
+
 /// ISO 8601 UTC with milliseconds and `Z`, as JavaScript's `toISOString`.
 pub fn iso(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
