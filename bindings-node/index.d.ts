@@ -1,0 +1,256 @@
+// Types of the npm package `keyleash` (hand-written over the generated native.d.ts:
+// the results are discriminated unions, which the generator cannot express).
+import type { RequestHandler, Router } from "express";
+
+/** The stable codes of KeyLeashError (CONFORMANCE.md). */
+export type ErrorCode = "invalid_scope" | "invalid_duration" | "invalid_period" | "invalid_argument" | "unavailable";
+
+/** Thrown (as a rejection) by every call the caller can act on. */
+export declare class KeyLeashError extends Error {
+  readonly name: "KeyLeashError";
+  /** `invalid_scope`, `invalid_duration`, `invalid_period`, `invalid_argument` or `unavailable`. */
+  readonly code: ErrorCode;
+}
+
+/** A budget period: every 24 h, every 7 days, or a calendar month (anchor day kept). */
+export type BudgetPeriod = "day" | "week" | "month";
+
+/** Options of `KeyLeash.connect`. */
+export interface ConnectOptions {
+  /** The keys table, `name` or `schema.name` (Postgres only). Default `sdk_api_keys`. */
+  tableName?: string;
+  /** Prefix of minted keys: 1 to 16 of `[A-Za-z0-9_-]`. Default `ak_`. */
+  keyPrefix?: string;
+  /** When set, every scope given to `create` must be in this list. */
+  validScopes?: string[] | null;
+  /** Maximum connections (default 10 for Postgres, 4 for a SQLite file). */
+  poolSize?: number;
+  /** How long a call waits for a connection before `unavailable`, in ms. Default 5000. */
+  acquireTimeoutMs?: number;
+  /** The longest one statement may run before `unavailable`, in ms. Default 10000. */
+  statementTimeoutMs?: number;
+  /** Use a manual clock starting at this instant (tests); see `setNow` / `advance`. */
+  manualClock?: string | Date;
+}
+
+/** Options of `create` and `ensureSubject`. */
+export interface CreateOptions {
+  /** The owning account (required by `create`, unless `parentId` is given). */
+  accountId?: string | number;
+  /** The user the key belongs to. */
+  userId?: string | null;
+  /** Scopes; null or absent grants everything. */
+  scopes?: string[] | null;
+  /** The cap in cents (sub-cent allowed); null is uncapped. */
+  budgetCents?: number | null;
+  /** The budget period; null is a lifetime cap. */
+  budgetPeriod?: BudgetPeriod | null;
+  /** Expiry as a duration from now: `30s`, `15m`, `12h`, `7d`, `2w`, `1mo` (30 days). */
+  expiresIn?: string | null;
+  /** Expiry as an instant in the future (exclusive with `expiresIn`). */
+  expiresAt?: string | Date | null;
+  /** The human who authorized the key. */
+  delegatedBy?: string | null;
+  /** A label. Default `default`. */
+  name?: string | null;
+  /** A parent key's id: the new key's charges also count against it and its ancestors. */
+  parentId?: number | null;
+  /** Free-form JSON kept with the key (at most 16 KiB). */
+  metadata?: unknown;
+}
+
+/** The result of `create`. `key` is the raw key: shown once, never stored. */
+export interface CreatedKey {
+  key: string;
+  id: number;
+  scopes: string[] | null;
+  budgetCents: number | null;
+  budgetPeriod: BudgetPeriod | null;
+  /** ISO 8601 with milliseconds and `Z`. */
+  expiresAt: string | null;
+}
+
+/** A valid key, as `validate` sees it. Amounts in cents, times as ISO strings. */
+export interface ValidKey {
+  valid: true;
+  id: number;
+  accountId: string;
+  userId: string | null;
+  scopes: string[] | null;
+  budgetCents: number | null;
+  budgetUsedCents: number;
+  budgetHeldCents: number;
+  /** What can still be spent: the smallest remaining of the key and its ancestors. */
+  budgetRemainingCents: number | null;
+  budgetPeriod: BudgetPeriod | null;
+  budgetResetAt: string | null;
+  expiresAt: string | null;
+  delegatedBy: string | null;
+  name: string;
+}
+
+/** Why a key is not valid. */
+export type InvalidReason = "invalid" | "expired" | "revoked" | "budget_exceeded";
+
+/** A key that may not be used. */
+export interface InvalidKey {
+  valid: false;
+  reason: InvalidReason;
+}
+
+/** The result of `validate`: discriminated on `valid`. */
+export type ValidateResult = ValidKey | InvalidKey;
+
+/** Why a charge was refused. */
+export type ChargeRefusal = "budget_exceeded" | "invalid_key" | "invalid_cost" | "expired" | "revoked";
+
+/** The result of `trackUsage`. A zero cost succeeds with no numbers. */
+export type TrackUsageResult =
+  | { success: true; budgetUsedCents: number; budgetRemainingCents: number | null }
+  | { success: true; budgetUsedCents?: undefined; budgetRemainingCents?: undefined }
+  | { success: false; reason: ChargeRefusal };
+
+/** A charge. */
+export interface ChargeOptions {
+  /** The cost in cents: finite and ≥ 0 (else `invalid_cost`); rounded to the micro-cent. */
+  costCents: number;
+  /** A repeat with the same idempotency key is applied once and returns the first result. */
+  idempotencyKey?: string | null;
+}
+
+/** One key of an account, without its secret. */
+export interface KeySummary {
+  id: number;
+  accountId: string;
+  userId: string | null;
+  name: string;
+  keyPrefix: string;
+  scopes: string[] | null;
+  budgetCents: number | null;
+  budgetUsedCents: number;
+  budgetHeldCents: number;
+  budgetPeriod: BudgetPeriod | null;
+  budgetResetAt: string | null;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  createdAt: string | null;
+  lastUsedAt: string | null;
+  delegatedBy: string | null;
+  externalSubject: string | null;
+  metadata: unknown;
+}
+
+/** One ledger row: a successful charge. */
+export interface LedgerEntry {
+  id: number;
+  keyId: number;
+  amountCents: number;
+  createdAt: string;
+  idempotencyKey: string | null;
+  holdId: number | null;
+}
+
+/** An HTTP answer of the core: the status and the JSON body to send. */
+export interface HttpReply {
+  status: number;
+  body: unknown;
+}
+
+/** How far to move a manual clock. */
+export interface AdvanceBy {
+  seconds?: number;
+  minutes?: number;
+  hours?: number;
+  days?: number;
+}
+
+/** Scoped, budgeted, time-bounded API keys on Postgres or SQLite. */
+export declare class KeyLeash {
+  /** Connects to `postgres://…`, `sqlite:path.db` or `sqlite::memory:`. */
+  static connect(url: string, options?: ConnectOptions): Promise<KeyLeash>;
+  /** Creates or adopts the schema (agentkey's table included); idempotent. */
+  migrate(): Promise<void>;
+  /** Mints a key. Rejects with `invalid_scope`, `invalid_period`, `invalid_duration`, `invalid_argument`. */
+  create(options: CreateOptions): Promise<CreatedKey>;
+  /** Validates a raw key: revoked beats expired beats over budget. */
+  validate(rawKey: string): Promise<ValidateResult>;
+  /** Charges a key after the fact, atomically (used + held + cost ≤ cap for the key and its ancestors). */
+  trackUsage(rawKey: string, charge: ChargeOptions): Promise<TrackUsageResult>;
+  /** Whether a validation result grants `scope` (null scopes = all, `admin`, `prefix.*`). */
+  hasScope(result: ValidateResult, scope: string): boolean;
+  /** Soft-revokes a key (only a key of `accountId`, when given); whether one was revoked. */
+  revoke(keyId: number, accountId?: string | number | null): Promise<boolean>;
+  /** Creates, once, a budget row bound to an external subject (idempotent). */
+  ensureSubject(subject: string, options?: CreateOptions): Promise<void>;
+  /** Validates a subject row. */
+  validateBySubject(subject: string): Promise<ValidateResult>;
+  /** Charges a subject row. */
+  trackUsageBySubject(subject: string, charge: ChargeOptions): Promise<TrackUsageResult>;
+  /** The keys of an account (revoked ones included), without secrets. */
+  list(accountId: string | number): Promise<KeySummary[]>;
+  /** A key's ledger rows, `from` inclusive and `to` exclusive. */
+  usage(keyId: number, range?: { from?: string | Date; to?: string | Date }): Promise<LedgerEntry[]>;
+  /** The middleware's decision for one request (used by the Express integration). */
+  authenticate(authorization: string | null | undefined, scope?: string | null): Promise<HttpReply>;
+  /** One self-serve request (used by the Express integration). */
+  selfServe(
+    route: "signup" | "me" | "mint" | "revoke",
+    id: string | null | undefined,
+    authorization: string | null | undefined,
+    body: string,
+    options?: object,
+  ): Promise<HttpReply>;
+  /** The clock's reading, ISO 8601. */
+  now(): Promise<string>;
+  /** Sets a manual clock (rejects with `invalid_argument` on the system clock). */
+  setNow(at: string | Date): Promise<void>;
+  /** Moves a manual clock. */
+  advance(by: AdvanceBy): Promise<void>;
+  /** Closes the connection pool; later calls reject with `unavailable`. */
+  close(): Promise<void>;
+}
+
+/** Options of `new AgentKey(...)`: agentkey's, with a `pg` Pool. */
+export interface AgentKeyOptions extends ConnectOptions {
+  /** A `pg` Pool: its connection settings are read; keyleash opens its own pool. */
+  pool?: { options?: object };
+  /** Or a database URL instead of a pool. */
+  url?: string;
+}
+
+/** agentkey's class, backed by keyleash: change the import, keep the code. */
+export declare class AgentKey extends KeyLeash {
+  constructor(options: AgentKeyOptions);
+}
+
+/** Whether a validation result grants `scope`. */
+export declare function hasScope(result: ValidateResult | string[] | null, scope: string): boolean;
+
+/** Express middleware: SPEC §6's statuses; attaches `req.agentKey`. */
+export declare function agentKeyMiddleware(kl: KeyLeash, options?: { scope?: string }): RequestHandler;
+
+/** Options of the self-serve routes. */
+export interface RouteOptions {
+  /** The scopes `POST /signup` may grant; none when unset. */
+  signupScopes?: string[];
+  /** Whether signup needs an email. Default true. */
+  requireEmailForSignup?: boolean;
+  /** Expiry of signup keys and the longest a signup may ask for. Default `24h`. */
+  signupExpiresIn?: string;
+  /** Budget of signup keys and the largest a signup may ask for. */
+  signupBudgetCents?: number;
+  /** Period of the signup budget. */
+  signupBudgetPeriod?: BudgetPeriod;
+}
+
+/** `POST /signup`, `GET /sdk-keys/me`, `POST /sdk-keys`, `DELETE /sdk-keys/:id`. */
+export declare function createAgentKeyRoutes(kl: KeyLeash, options?: RouteOptions): Router;
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** The validation result of the request's key, set by `agentKeyMiddleware`. */
+      agentKey?: ValidKey;
+    }
+  }
+}

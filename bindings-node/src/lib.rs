@@ -1,0 +1,415 @@
+//! The napi-rs binding of keyleash: the native half of the npm package.
+//!
+//! Each method converts its arguments, calls the core and converts the result
+//! (the core's serde JSON, already in SPEC §4's camelCase shape) or the error. The
+//! JavaScript half (`index.js`) wraps this class: it turns errors into
+//! `KeyLeashError` with a `.code`, and adds the agentkey drop-in and Express.
+//!
+//! Errors cross the boundary as `[keyleash:<code>] <message>` so the JavaScript
+//! half can recover the code; messages never contain a raw key or a URL.
+
+use std::future::Future;
+use std::time::Duration as StdDuration;
+
+use keyleash::http::{Access, Reply, Route, SelfServeOptions};
+use keyleash::{Clock, UsageRange};
+use napi::{Error, Result, Status};
+use napi_derive::napi;
+use serde_json::{json, Value};
+
+/// Options of `KeyLeash.connect`.
+#[napi(object)]
+pub struct ConnectOptions {
+    /// The keys table, `name` or `schema.name` (Postgres only). Default `sdk_api_keys`.
+    pub table_name: Option<String>,
+    /// The prefix of minted keys. Default `ak_`.
+    pub key_prefix: Option<String>,
+    /// When set, every scope given to `create` must be in this list.
+    pub valid_scopes: Option<Vec<String>>,
+    /// Maximum connections (default 10 for Postgres, 4 for a SQLite file).
+    pub pool_size: Option<u32>,
+    /// How long a call waits for a connection before `unavailable`, in ms. Default 5000.
+    pub acquire_timeout_ms: Option<u32>,
+    /// The longest one statement may run before `unavailable`, in ms. Default 10000.
+    pub statement_timeout_ms: Option<u32>,
+    /// Use a manual clock starting at this ISO 8601 instant (for tests).
+    pub manual_clock: Option<String>,
+}
+
+/// Options of `create` and `ensureSubject`.
+#[napi(object)]
+pub struct CreateOptions {
+    /// The owning account (required by `create` unless `parentId` is given).
+    pub account_id: Option<String>,
+    /// The user the key belongs to.
+    pub user_id: Option<String>,
+    /// Scopes; null grants everything.
+    pub scopes: Option<Vec<String>>,
+    /// The cap in cents; null is uncapped.
+    pub budget_cents: Option<f64>,
+    /// `day`, `week`, `month`, or null for a lifetime cap.
+    pub budget_period: Option<String>,
+    /// Expiry as a duration from now: `30s`, `15m`, `12h`, `7d`, `2w`, `1mo`.
+    pub expires_in: Option<String>,
+    /// Expiry as an ISO 8601 instant in the future.
+    pub expires_at: Option<String>,
+    /// The human who authorized the key.
+    pub delegated_by: Option<String>,
+    /// A label. Default `default`.
+    pub name: Option<String>,
+    /// The parent key: the new key's charges also count against it.
+    pub parent_id: Option<i64>,
+    /// Free-form JSON kept with the key (at most 16 KiB).
+    pub metadata: Option<Value>,
+}
+
+/// A charge.
+#[napi(object)]
+pub struct ChargeOptions {
+    /// The cost in cents: finite and ≥ 0.
+    pub cost_cents: f64,
+    /// Applied once per key and idempotency key; repeats return the first result.
+    pub idempotency_key: Option<String>,
+}
+
+/// How far to move a manual clock (any mix; negative moves back).
+#[napi(object)]
+pub struct AdvanceBy {
+    /// Seconds.
+    pub seconds: Option<f64>,
+    /// Minutes.
+    pub minutes: Option<f64>,
+    /// Hours.
+    pub hours: Option<f64>,
+    /// Days.
+    pub days: Option<f64>,
+}
+
+/// Options of the self-serve routes.
+#[napi(object)]
+pub struct RouteOptions {
+    /// The scopes `POST /signup` may grant (none when unset).
+    pub signup_scopes: Option<Vec<String>>,
+    /// Whether signup needs an email. Default true.
+    pub require_email_for_signup: Option<bool>,
+    /// Expiry of signup keys and the longest a signup may ask for. Default `24h`.
+    pub signup_expires_in: Option<String>,
+    /// Budget of signup keys and the largest a signup may ask for.
+    pub signup_budget_cents: Option<f64>,
+    /// Period of the signup budget.
+    pub signup_budget_period: Option<String>,
+}
+
+/// Whether `scopes` (a key's scopes; null = all) grant `scope`: exact match,
+/// `admin`, or a trailing `.*` segment. Pure and synchronous.
+#[napi]
+pub fn has_scope(scopes: Option<Vec<String>>, scope: String) -> bool {
+    keyleash::has_scope(scopes.as_deref(), &scope)
+}
+
+/// The native keyleash handle. Use the `KeyLeash` class of the package instead.
+#[napi]
+pub struct NativeKeyLeash {
+    inner: keyleash::KeyLeash,
+}
+
+fn err(e: keyleash::Error) -> Error {
+    Error::new(
+        Status::GenericFailure,
+        format!("[keyleash:{}] {e}", e.code()),
+    )
+}
+
+/// Runs a core call as its own task. The core's futures are `Send` only once
+/// they own everything they use (sqlx's executors are generic over lifetimes), so
+/// each call moves a clone of the handle into a `'static` task.
+async fn run<T, F>(fut: F) -> Result<T>
+where
+    F: Future<Output = keyleash::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::spawn(fut).await {
+        Ok(r) => r.map_err(err),
+        Err(e) => Err(Error::from_reason(format!(
+            "[keyleash:unavailable] keyleash task failed: {e}"
+        ))),
+    }
+}
+
+fn arg(msg: &str) -> Error {
+    err(keyleash::Error::InvalidArgument(msg.into()))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::from_reason(e.to_string()))
+}
+
+fn reply(r: Reply) -> Value {
+    json!({ "status": r.status, "body": r.body })
+}
+
+impl CreateOptions {
+    fn into_core(self) -> Result<keyleash::CreateOptions> {
+        let expires_at = self
+            .expires_at
+            .as_deref()
+            .map(|t| keyleash::parse_time("expiresAt", t))
+            .transpose()
+            .map_err(err)?;
+        Ok(keyleash::CreateOptions {
+            account_id: self.account_id.unwrap_or_default(),
+            user_id: self.user_id,
+            scopes: self.scopes,
+            budget_cents: self.budget_cents,
+            budget_period: self.budget_period,
+            expires_in: self.expires_in,
+            expires_at,
+            delegated_by: self.delegated_by,
+            name: self.name,
+            metadata: self.metadata,
+            parent_id: self.parent_id,
+        })
+    }
+}
+
+impl From<ChargeOptions> for keyleash::Charge {
+    fn from(c: ChargeOptions) -> Self {
+        keyleash::Charge {
+            cost_cents: c.cost_cents,
+            idempotency_key: c.idempotency_key,
+        }
+    }
+}
+
+#[napi]
+impl NativeKeyLeash {
+    /// Connects to `postgres://…` or `sqlite:…` (`sqlite::memory:` included).
+    #[napi(factory)]
+    pub async fn connect(url: String, options: Option<ConnectOptions>) -> Result<Self> {
+        let mut o = keyleash::Options::default();
+        if let Some(c) = options {
+            if let Some(t) = c.table_name {
+                o.table_name = t;
+            }
+            if let Some(p) = c.key_prefix {
+                o.key_prefix = p;
+            }
+            o.valid_scopes = c.valid_scopes;
+            o.pool_size = c.pool_size;
+            if let Some(ms) = c.acquire_timeout_ms {
+                o.acquire_timeout = StdDuration::from_millis(ms.into());
+            }
+            if let Some(ms) = c.statement_timeout_ms {
+                o.statement_timeout = StdDuration::from_millis(ms.into());
+            }
+            if let Some(start) = c.manual_clock {
+                let start = keyleash::parse_time("manualClock", &start).map_err(err)?;
+                o.clock = Clock::manual(start);
+            }
+        }
+        let inner = run(async move { keyleash::KeyLeash::connect(&url, o).await }).await?;
+        Ok(Self { inner })
+    }
+
+    /// Creates or adopts the schema.
+    #[napi]
+    pub async fn migrate(&self) -> Result<()> {
+        let kl = self.inner.clone();
+        run(async move { kl.migrate().await }).await
+    }
+
+    /// Mints a key.
+    #[napi]
+    pub async fn create(&self, options: CreateOptions) -> Result<Value> {
+        let (kl, o) = (self.inner.clone(), options.into_core()?);
+        to_json(&run(async move { kl.create(o).await }).await?)
+    }
+
+    /// Validates a raw key.
+    #[napi]
+    pub async fn validate(&self, raw_key: String) -> Result<Value> {
+        let kl = self.inner.clone();
+        to_json(&run(async move { kl.validate(&raw_key).await }).await?)
+    }
+
+    /// Charges a raw key.
+    #[napi]
+    pub async fn track_usage(&self, raw_key: String, charge: ChargeOptions) -> Result<Value> {
+        let kl = self.inner.clone();
+        to_json(&run(async move { kl.track_usage(&raw_key, charge.into()).await }).await?)
+    }
+
+    /// Revokes a key (of `accountId` only, when given).
+    #[napi]
+    pub async fn revoke(&self, key_id: i64, account_id: Option<String>) -> Result<bool> {
+        let kl = self.inner.clone();
+        run(async move { kl.revoke(key_id, account_id.as_deref()).await }).await
+    }
+
+    /// Creates a subject row once.
+    #[napi]
+    pub async fn ensure_subject(&self, subject: String, options: CreateOptions) -> Result<()> {
+        let (kl, o) = (self.inner.clone(), options.into_core()?);
+        run(async move { kl.ensure_subject(&subject, o).await }).await
+    }
+
+    /// Validates a subject row.
+    #[napi]
+    pub async fn validate_by_subject(&self, subject: String) -> Result<Value> {
+        let kl = self.inner.clone();
+        to_json(&run(async move { kl.validate_by_subject(&subject).await }).await?)
+    }
+
+    /// Charges a subject row.
+    #[napi]
+    pub async fn track_usage_by_subject(
+        &self,
+        subject: String,
+        charge: ChargeOptions,
+    ) -> Result<Value> {
+        let kl = self.inner.clone();
+        let r = run(async move { kl.track_usage_by_subject(&subject, charge.into()).await });
+        to_json(&r.await?)
+    }
+
+    /// The keys of an account.
+    #[napi]
+    pub async fn list(&self, account_id: String) -> Result<Value> {
+        let kl = self.inner.clone();
+        to_json(&run(async move { kl.list(&account_id).await }).await?)
+    }
+
+    /// A key's ledger rows between two ISO instants (`from` inclusive, `to` exclusive).
+    #[napi]
+    pub async fn usage(
+        &self,
+        key_id: i64,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> Result<Value> {
+        let time = |f: &str, v: Option<String>| {
+            v.map(|v| keyleash::parse_time(f, &v))
+                .transpose()
+                .map_err(err)
+        };
+        let range = UsageRange {
+            from: time("from", from)?,
+            to: time("to", to)?,
+        };
+        let kl = self.inner.clone();
+        to_json(&run(async move { kl.usage(key_id, range).await }).await?)
+    }
+
+    /// The middleware's decision: `{status, body}`; status 200 means granted and
+    /// `body` is the validation result.
+    #[napi]
+    pub async fn authenticate(
+        &self,
+        authorization: Option<String>,
+        scope: Option<String>,
+    ) -> Result<Value> {
+        let kl = self.inner.clone();
+        let access = run(async move {
+            Ok(kl
+                .authenticate(authorization.as_deref(), scope.as_deref())
+                .await)
+        })
+        .await?;
+        Ok(match access {
+            Access::Granted(info) => reply(Reply {
+                status: 200,
+                body: to_json(&keyleash::Validation::Valid(info))?,
+            }),
+            Access::Denied(r) => reply(r),
+        })
+    }
+
+    /// One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
+    /// `id`); returns `{status, body}`.
+    #[napi]
+    pub async fn self_serve(
+        &self,
+        route: String,
+        id: Option<String>,
+        authorization: Option<String>,
+        body: String,
+        options: RouteOptions,
+    ) -> Result<Value> {
+        if !matches!(route.as_str(), "signup" | "me" | "mint" | "revoke") {
+            return Err(arg("route must be signup, me, mint or revoke"));
+        }
+        let defaults = SelfServeOptions::default();
+        let o = SelfServeOptions {
+            signup_scopes: options.signup_scopes,
+            require_email: options
+                .require_email_for_signup
+                .unwrap_or(defaults.require_email),
+            signup_expires_in: options
+                .signup_expires_in
+                .unwrap_or(defaults.signup_expires_in),
+            signup_budget_cents: options.signup_budget_cents,
+            signup_budget_period: options.signup_budget_period,
+        };
+        let kl = self.inner.clone();
+        let r = run(async move {
+            let id = id.unwrap_or_default();
+            let route = match route.as_str() {
+                "signup" => Route::Signup,
+                "me" => Route::Me,
+                "mint" => Route::Mint,
+                _ => Route::Revoke(&id),
+            };
+            Ok(kl
+                .self_serve(route, authorization.as_deref(), &body, &o)
+                .await)
+        })
+        .await?;
+        Ok(reply(r))
+    }
+
+    /// The clock's reading, ISO 8601.
+    #[napi]
+    pub fn now(&self) -> String {
+        keyleash::iso(&self.inner.clock().now())
+    }
+
+    /// Sets a manual clock to an ISO 8601 instant.
+    #[napi]
+    pub fn set_now(&self, at: String) -> Result<()> {
+        let at = keyleash::parse_time("at", &at).map_err(err)?;
+        self.manual()?.set(at);
+        Ok(())
+    }
+
+    /// Moves a manual clock.
+    #[napi]
+    pub fn advance(&self, by: AdvanceBy) -> Result<()> {
+        let by = keyleash::clock::span(
+            by.seconds.unwrap_or(0.0),
+            by.minutes.unwrap_or(0.0),
+            by.hours.unwrap_or(0.0),
+            by.days.unwrap_or(0.0),
+        )
+        .map_err(err)?;
+        self.manual()?.advance(by);
+        Ok(())
+    }
+
+    /// Closes the pool; later calls fail with `unavailable`.
+    #[napi]
+    pub async fn close(&self) -> Result<()> {
+        let kl = self.inner.clone();
+        run(async move {
+            kl.close().await;
+            Ok(())
+        })
+        .await
+    }
+
+    fn manual(&self) -> Result<&keyleash::ManualClock> {
+        self.inner
+            .clock()
+            .as_manual()
+            .ok_or_else(|| arg("the clock is the system clock: connect with manualClock"))
+    }
+}
