@@ -14,14 +14,37 @@ demo: ## Run the main job on embedded SQLite: a 50-cent key under 20 concurrent 
 	$(CARGO) run --quiet -p keyleash-demo
 
 .PHONY: test
-test: check ## Build and run every test on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
-	bash scripts/with-postgres.sh $(CARGO) test --workspace
+test: check node ## Build and run every test (Rust, Node) on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node
+
+.PHONY: test-rust
+test-rust: ## The Rust tests (needs DATABASE_URL: use `make test`)
+	$(CARGO) test --workspace
+
+.PHONY: test-node
+test-node: ## The Node tests through the built addon (needs `make node` and DATABASE_URL: use `make test`)
+	cd bindings-node && npm test
 
 .PHONY: check
-check: ## cargo fmt --check, clippy and rustdoc with warnings denied
+check: node-deps ## cargo fmt --check, clippy and rustdoc with warnings denied; biome and tsc for the Node package
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+	cd bindings-node && npx biome check . && npx tsc -p tsconfig.json
+
+.PHONY: node-deps
+node-deps: ## Install the Node package's and the Express example's npm dependencies (locked)
+	cd bindings-node && npm ci --no-audit --no-fund --loglevel=error
+	cd examples/express-app && npm ci --no-audit --no-fund --loglevel=error
+
+.PHONY: node
+node: node-deps ## Build the napi-rs addon (release) and fail if the committed native.js/native.d.ts are stale
+	cd bindings-node && npx napi build --platform --release --js native.js --dts native.d.ts
+	git diff --exit-code -- bindings-node/native.js bindings-node/native.d.ts
+
+.PHONY: express-app
+express-app: node ## Run the Express example (an LLM proxy) on embedded SQLite at http://127.0.0.1:3000
+	cd examples/express-app && node server.js
 
 .PHONY: fmt
 fmt: ## Format the code

@@ -1,4 +1,3 @@
-"use strict";
 // The JavaScript half of the npm package `keyleash`. Every rule lives in the Rust
 // core (see native.js); this file only adapts calling conventions: errors become
 // KeyLeashError with a `.code`, Dates become ISO strings, and the agentkey drop-in
@@ -157,7 +156,9 @@ class KeyLeash {
 
   /** One self-serve request (`signup`, `me`, `mint`, `revoke`): `{status, body}`. */
   selfServe(route, id, authorization, body, opts) {
-    return this.#run((n) => n.selfServe(route, id ?? null, authorization ?? null, body, options(opts, "route options")));
+    return this.#run((n) =>
+      n.selfServe(route, id ?? null, authorization ?? null, body, options(opts, "route options")),
+    );
   }
 
   /** The clock's reading as an ISO string. */
@@ -190,7 +191,7 @@ function hasScope(result, scope) {
 
 /** A postgres:// URL from a `pg` Pool's settings (and pg's PG* defaults). */
 function urlFromPool(pool) {
-  const o = (pool && pool.options) || {};
+  const o = pool?.options ?? {};
   if (o.connectionString) return o.connectionString;
   const env = process.env;
   const user = o.user ?? env.PGUSER ?? env.USER ?? "postgres";

@@ -1,4 +1,3 @@
-"use strict";
 // Every method of KeyLeash and every error code, through the built addon, on SQLite and Postgres.
 
 const test = require("node:test");

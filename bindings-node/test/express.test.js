@@ -1,4 +1,3 @@
-"use strict";
 // Express over real HTTP on 127.0.0.1: every status of the middleware and every
 // rule of the self-serve routes (SPEC §6), on SQLite and Postgres.
 

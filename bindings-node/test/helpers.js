@@ -1,4 +1,3 @@
-"use strict";
 // Test harness: every test runs on a real SQLite file and a real Postgres
 // (DATABASE_URL, which `make test` provides by starting a private cluster), each
 // on its own freshly migrated table, through the built addon.

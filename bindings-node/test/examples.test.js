@@ -1,0 +1,76 @@
+// The Express example and the README's quickstart, run as real processes on
+// embedded SQLite and driven over HTTP: signup, chat until the budget runs out.
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const net = require("node:net");
+const path = require("node:path");
+const { spawn } = require("node:child_process");
+const { urlOf } = require("./helpers");
+
+const EXAMPLE = path.join(__dirname, "..", "..", "examples", "express-app");
+
+async function freePort() {
+  const s = net.createServer();
+  await new Promise((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const { port } = s.address();
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+/** Starts `file` of the example folder; resolves to a `call(method, path, {key, body})` once it listens. */
+async function start(t, file) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [file], {
+    cwd: EXAMPLE,
+    env: { ...process.env, PORT: String(port), DATABASE_URL: urlOf("sqlite") },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  t.after(() => child.kill());
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr += d;
+  });
+  await new Promise((resolve, reject) => {
+    child.stdout.on("data", (d) => String(d).includes("listening") && resolve());
+    child.on("exit", (code) => reject(new Error(`${file} exited with ${code}: ${stderr}`)));
+  });
+  return async (method, p, { key, body } = {}) => {
+    const headers = { "content-type": "application/json" };
+    if (key) headers.authorization = `Bearer ${key}`;
+    const res = await fetch(`http://127.0.0.1:${port}${p}`, { method, headers, body: body && JSON.stringify(body) });
+    return { status: res.status, body: await res.json() };
+  };
+}
+
+test("examples/express-app: a signup key chats until its 50 cents a day run out", async (t) => {
+  const call = await start(t, "server.js");
+  const signup = await call("POST", "/signup", { body: { email: "agent@example.com" } });
+  assert.equal(signup.status, 201);
+  assert.deepEqual(signup.body.scopes, ["proxy.chat"]);
+  assert.equal(signup.body.budgetCents, 50);
+  const key = signup.body.key;
+  assert.equal((await call("POST", "/v1/chat", { body: { prompt: "hi" } })).status, 401);
+  // Each call costs 0.5 + 50 * 0.01 = 1 cent: exactly 50 fit, in parallel too.
+  const prompt = "x".repeat(50);
+  const answers = await Promise.all(
+    Array.from({ length: 60 }, () => call("POST", "/v1/chat", { key, body: { prompt } })),
+  );
+  assert.equal(answers.filter((a) => a.status === 200).length, 50);
+  assert.ok(answers.filter((a) => a.status !== 200).every((a) => a.status === 429));
+  const me = await call("GET", "/sdk-keys/me", { key });
+  assert.deepEqual(me, { status: 429, body: { error: "budget_exceeded" } });
+});
+
+test("the README's Express quickstart is examples/express-app/quickstart.js and it works", async (t) => {
+  const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+  const quickstart = fs.readFileSync(path.join(EXAMPLE, "quickstart.js"), "utf8");
+  assert.ok(readme.includes(quickstart), "README's Express example differs from quickstart.js");
+  assert.ok(quickstart.trim().split("\n").length <= 16);
+  const call = await start(t, "quickstart.js");
+  const { body } = await call("POST", "/signup", { body: { email: "a@b.c" } });
+  const first = await call("POST", "/chat", { key: body.key });
+  assert.deepEqual(first, { status: 200, body: { reply: "hello", budgetRemainingCents: 45 } });
+  assert.equal((await call("POST", "/chat")).status, 401);
+});
