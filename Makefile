@@ -33,9 +33,12 @@ check: node-deps ## cargo fmt --check, clippy and rustdoc with warnings denied; 
 	cd bindings-node && npx biome check . && npx tsc -p tsconfig.json
 
 .PHONY: node-deps
-node-deps: ## Install the Node package's and the Express example's npm dependencies (locked)
-	cd bindings-node && npm ci --no-audit --no-fund --loglevel=error
-	cd examples/express-app && npm ci --no-audit --no-fund --loglevel=error
+# `npm install`, not `npm ci`: the lock pins every version, but the registry this
+# project builds from has no metadata for other platforms' optional packages, and
+# `npm ci` refuses a lock without them.
+node-deps: ## Install the Node package's and the Express example's npm dependencies (as locked)
+	cd bindings-node && npm install --no-audit --no-fund --loglevel=error
+	cd examples/express-app && npm install --no-audit --no-fund --loglevel=error
 
 .PHONY: node
 node: node-deps ## Build the napi-rs addon (release) and fail if the committed native.js/native.d.ts are stale
