@@ -161,6 +161,11 @@ for (const store of STORES) {
     await rejectsWith(kl.create({ accountId: "a", budgetCents: "ten" }), "invalid_argument");
     await rejectsWith(kl.create({ accountId: "a", expiresAt: "tomorrow" }), "invalid_argument");
     await rejectsWith(kl.create("a"), "invalid_argument");
+    // Wrong argument types reject (never throw synchronously, never crash the process).
+    await rejectsWith(kl.validate(undefined), "invalid_argument");
+    await rejectsWith(kl.trackUsage(42, { costCents: 1 }), "invalid_argument");
+    await rejectsWith(kl.trackUsage("ak_x"), "invalid_argument");
+    await rejectsWith(kl.revoke("seven"), "invalid_argument");
     await rejectsWith(kl.trackUsage("ak_x", { costCents: 1, idempotencyKey: "x".repeat(300) }), "invalid_argument");
     await rejectsWith(kl.setNow("soon"), "invalid_argument");
     await rejectsWith(KeyLeash.connect(url, { tableName: "bad name;" }), "invalid_argument");

@@ -176,6 +176,24 @@ for (const store of STORES) {
   });
 }
 
+test("anonymous signups are each their own account and scopeless without signupScopes", async (t) => {
+  const { kl } = await open("sqlite");
+  const call = await serve(t, kl, { requireEmailForSignup: false });
+  const a = await call("POST", "/signup", { body: {} });
+  const b = await call("POST", "/signup", { body: { scopes: [] } });
+  assert.deepEqual([a.status, b.status, a.body.scopes], [201, 201, []]);
+  assert.deepEqual(await call("POST", "/signup", { body: { scopes: ["proxy.chat"] } }), {
+    status: 400,
+    body: { error: "Scopes not allowed on signup: proxy.chat", allowed: [] },
+  });
+  const meA = await call("GET", "/sdk-keys/me", { key: a.body.key });
+  const meB = await call("GET", "/sdk-keys/me", { key: b.body.key });
+  assert.notEqual(meA.body.accountId, meB.body.accountId);
+  assert.equal(meA.body.userId, null);
+  // A scopeless key is refused by a scoped route: [] grants nothing.
+  assert.equal((await call("POST", "/v1/chat", { key: a.body.key })).status, 403);
+});
+
 test("routes reuse a body an app-level JSON parser already read", async (t) => {
   const { kl } = await open("sqlite");
   const app = express();
