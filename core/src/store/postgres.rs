@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::{Executor, Row};
 
 use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
@@ -158,8 +158,10 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         // Adding columns to a large, busy table may wait for locks longer than a
         // request should: the migration has no statement timeout.
-        sqlx::raw_sql("SET LOCAL statement_timeout = 0")
-            .execute(&mut *tx)
+        // `RawSql::execute` is a generic `async fn` whose future rustc cannot prove
+        // `Send` when a caller spawns `migrate` (the bindings do): call the
+        // executor's boxed `execute` instead.
+        tx.execute(sqlx::raw_sql("SET LOCAL statement_timeout = 0"))
             .await?;
         // Serialize concurrent migrations of the same table (CREATE … IF NOT EXISTS
         // is not safe against a concurrent identical CREATE).
@@ -168,13 +170,14 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         if let Some(schema) = &self.names.schema {
-            sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .execute(&mut *tx)
-                .await?;
+            tx.execute(sqlx::raw_sql(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .await?;
         }
         for file in MIGRATIONS {
             for stmt in statements(&self.names.render(file)) {
-                sqlx::raw_sql(&stmt).execute(&mut *tx).await?;
+                tx.execute(sqlx::raw_sql(&stmt)).await?;
             }
         }
         tx.commit().await?;

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
-use sqlx::Row;
+use sqlx::{Executor, Row};
 
 use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
@@ -162,7 +162,9 @@ impl SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for file in MIGRATIONS {
             for stmt in statements(&self.names.render(file)) {
-                match sqlx::raw_sql(&stmt).execute(&mut *tx).await {
+                // The executor's boxed `execute`, not `RawSql::execute`: see the
+                // Postgres store's `migrate`.
+                match tx.execute(sqlx::raw_sql(&stmt)).await {
                     // SQLite has no ADD COLUMN IF NOT EXISTS: an existing column is fine.
                     Err(sqlx::Error::Database(e))
                         if e.message().contains("duplicate column name") => {}
