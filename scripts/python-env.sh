@@ -11,7 +11,7 @@ ROOT=$PWD
 VENV="$ROOT/.venv"
 REQ="$ROOT/bindings-python/requirements-dev.txt"
 PROFILE="${KEYLEASH_PY_PROFILE:-release}"
-WHEELS="${CARGO_TARGET_DIR:-$ROOT/target}/wheels"
+WHEELS="${CARGO_TARGET_DIR:-$ROOT/target}/keyleash-python-wheels"
 
 say() { printf 'python-env: %s\n' "$*" >&2; }
 

@@ -5,17 +5,20 @@
 //! camelCase shape of SPEC §4), which the pure-Python layer wraps in result objects,
 //! so Python sees the very bytes Node sees.
 //!
-//! Async methods return asyncio awaitables (`pyo3-async-runtimes` on one process-wide
-//! tokio runtime): the core runs on tokio threads without the GIL, so any number of
-//! Python threads and tasks can call at once. Hazard: that runtime does not survive
-//! `fork()`; connect in the child, after forking.
+//! Async methods return asyncio awaitables ([`bridge`], on pyo3-async-runtimes'
+//! process-wide tokio runtime): the core runs on tokio threads without the GIL, so
+//! any number of Python threads and tasks can call at once. Hazard: that runtime
+//! does not survive `fork()`; connect in the child, after forking.
+
+mod bridge;
 
 use chrono::{DateTime, Duration, Utc};
 use keyleash::{Access, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3_async_runtimes::tokio::future_into_py;
 use serde::Serialize;
+
+use crate::bridge::future_into_py;
 
 pyo3::import_exception!(keyleash.exceptions, InvalidScopeError);
 pyo3::import_exception!(keyleash.exceptions, InvalidDurationError);
@@ -24,21 +27,19 @@ pyo3::import_exception!(keyleash.exceptions, InvalidArgumentError);
 pyo3::import_exception!(keyleash.exceptions, UnavailableError);
 
 /// The one mapping from a core error to a Python exception: the class follows
-/// `code()`, the message is the core's (never a secret), the cause is kept.
+/// `code()`, the message is the core's (never a secret), and the cause's text
+/// becomes `__cause__` (built lazily: this runs on tokio threads, without the GIL).
 fn py_err(e: keyleash::Error) -> PyErr {
     let msg = e.to_string();
-    let err = match &e {
-        keyleash::Error::InvalidScope(_) => InvalidScopeError::new_err(msg),
-        keyleash::Error::InvalidDuration(_) => InvalidDurationError::new_err(msg),
-        keyleash::Error::InvalidPeriod(_) => InvalidPeriodError::new_err(msg),
-        keyleash::Error::InvalidArgument(_) => InvalidArgumentError::new_err(msg),
-        keyleash::Error::Unavailable(_) => UnavailableError::new_err(msg),
-    };
-    if let Some(source) = std::error::Error::source(&e) {
-        let cause = PyRuntimeError::new_err(source.to_string());
-        Python::attach(|py| err.set_cause(py, Some(cause)));
+    let cause = std::error::Error::source(&e).map(ToString::to_string);
+    let args = (msg, None::<String>, cause);
+    match &e {
+        keyleash::Error::InvalidScope(_) => InvalidScopeError::new_err(args),
+        keyleash::Error::InvalidDuration(_) => InvalidDurationError::new_err(args),
+        keyleash::Error::InvalidPeriod(_) => InvalidPeriodError::new_err(args),
+        keyleash::Error::InvalidArgument(_) => InvalidArgumentError::new_err(args),
+        keyleash::Error::Unavailable(_) => UnavailableError::new_err(args),
     }
-    err
 }
 
 fn bad_arg(msg: impl Into<String>) -> PyErr {
@@ -422,5 +423,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCreateOptions>()?;
     m.add_class::<PySelfServeOptions>()?;
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
     Ok(())
 }

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import keyleash
 import psycopg
 import pytest
+
+import keyleash
 
 START = "2026-01-15T12:00:00.000Z"
 """The manual clock's first reading (CONFORMANCE.md's default)."""

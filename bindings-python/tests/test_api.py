@@ -7,8 +7,9 @@ import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 
-import keyleash
 import pytest
+
+import keyleash
 from conftest import Db, open_db
 
 

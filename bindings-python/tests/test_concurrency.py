@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+
 from conftest import Db
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,8 +3,9 @@ secret (raw key, database password) in any message."""
 
 from __future__ import annotations
 
-import keyleash
 import pytest
+
+import keyleash
 from conftest import Db, database_url, open_db, unique
 from keyleash import (
     InvalidArgumentError,

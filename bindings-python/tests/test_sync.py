@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 import keyleash
 import keyleash.sync
-import pytest
 from conftest import START, Db, database_url, unique
 
 

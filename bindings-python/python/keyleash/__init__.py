@@ -6,6 +6,9 @@
 All the work is done by one Rust core, shared with the Node package.
 """
 
+import atexit
+
+from keyleash import _native
 from keyleash.client import ConnectOptions, CreateOptions, KeyLeash, has_scope
 from keyleash.exceptions import (
     InvalidArgumentError,
@@ -36,3 +39,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Results of calls still in flight at exit must not touch a finalizing interpreter.
+atexit.register(_native.shutdown)

@@ -25,10 +25,13 @@ class KeyLeashError(Exception):
 
     code: str = "invalid_argument"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, cause: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        if cause is not None:
+            # The underlying failure (e.g. the driver's error), kept as the cause.
+            self.__cause__ = RuntimeError(cause)
 
 
 class InvalidScopeError(KeyLeashError):
