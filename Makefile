@@ -14,8 +14,16 @@ demo: ## Run the main job on embedded SQLite: a 50-cent key under 20 concurrent 
 	$(CARGO) run --quiet -p keyleash-demo
 
 .PHONY: test
-test: check ## Build and run every test on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
-	bash scripts/with-postgres.sh $(CARGO) test --workspace
+test: check ## Build and run every test (Rust, then Python) on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
+	bash scripts/with-postgres.sh bash -c '$(CARGO) test --workspace && bash scripts/test-python.sh'
+
+.PHONY: test-python
+test-python: ## Build the Python wheel into .venv, run ruff, mypy --strict and pytest (SQLite and a private Postgres)
+	bash scripts/with-postgres.sh bash scripts/test-python.sh
+
+.PHONY: example-fastapi
+example-fastapi: ## Serve examples/fastapi-app (an LLM proxy on embedded SQLite) at http://127.0.0.1:8000
+	cd examples/fastapi-app && "$$(bash ../../scripts/python-env.sh)" app.py
 
 .PHONY: check
 check: ## cargo fmt --check, clippy and rustdoc with warnings denied
