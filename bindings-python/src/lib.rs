@@ -5,7 +5,7 @@
 //! camelCase shape of SPEC §4), which the pure-Python layer wraps in result objects,
 //! so Python sees the very bytes Node sees.
 //!
-//! Async methods return asyncio awaitables ([`bridge`], on pyo3-async-runtimes'
+//! Async methods return asyncio awaitables (`bridge.rs`, on pyo3-async-runtimes'
 //! process-wide tokio runtime): the core runs on tokio threads without the GIL, so
 //! any number of Python threads and tasks can call at once. Hazard: that runtime
 //! does not survive `fork()`; connect in the child, after forking.
