@@ -1,7 +1,8 @@
-//! Rust futures as asyncio awaitables, safe at interpreter exit.
+//! Rust futures as asyncio awaitables, safe at interpreter exit and after `fork()`.
 //!
-//! The futures run on pyo3-async-runtimes' process-wide tokio runtime without the
-//! GIL. Their results are handed to the event loop with `call_soon_threadsafe`
+//! The futures run on one process-wide tokio runtime without the GIL. A forked child
+//! gets a runtime of its own on first use ([`runtime`]): the parent's worker threads
+//! do not exist in the child, so a shared runtime would hang every call there. Their results are handed to the event loop with `call_soon_threadsafe`
 //! from a blocking thread that attaches to Python briefly.
 //!
 //! Why not `pyo3_async_runtimes::tokio::future_into_py`: its delivering thread may
@@ -15,7 +16,11 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyRuntimeError;
+use tokio::runtime::{Builder, Runtime};
 
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
@@ -35,12 +40,34 @@ where
     let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
     let py_fut = event_loop.call_method0("create_future")?;
     let target = (event_loop.unbind(), py_fut.clone().unbind());
-    pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+    runtime()?.spawn(async move {
         let result = fut.await;
         // Taking the GIL may wait: do it off the tokio workers.
         tokio::task::spawn_blocking(move || deliver(target, result));
     });
     Ok(py_fut)
+}
+
+/// The tokio runtime of this process, made on first use, and again in a forked
+/// child (the parent's runtime is leaked there: its threads are gone, and
+/// dropping it would wait for them).
+fn runtime() -> PyResult<&'static Runtime> {
+    static RUNTIME: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
+    match *slot {
+        Some((owner, rt)) if owner == pid => Ok(rt),
+        _ => {
+            let rt = Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("keyleash")
+                .build()
+                .map_err(|e| PyRuntimeError::new_err(format!("cannot start tokio: {e}")))?;
+            let rt: &'static Runtime = Box::leak(Box::new(rt));
+            *slot = Some((pid, rt));
+            Ok(rt)
+        }
+    }
 }
 
 fn deliver<T>(target: (Py<PyAny>, Py<PyAny>), result: PyResult<T>)

@@ -5,10 +5,11 @@
 //! camelCase shape of SPEC §4), which the pure-Python layer wraps in result objects,
 //! so Python sees the very bytes Node sees.
 //!
-//! Async methods return asyncio awaitables (`bridge.rs`, on pyo3-async-runtimes'
-//! process-wide tokio runtime): the core runs on tokio threads without the GIL, so
-//! any number of Python threads and tasks can call at once. Hazard: that runtime
-//! does not survive `fork()`; connect in the child, after forking.
+//! Async methods return asyncio awaitables (`bridge.rs`, on a process-wide tokio
+//! runtime): the core runs on tokio threads without the GIL, so any number of
+//! Python threads and tasks can call at once. A connection cannot cross `fork()`
+//! (its sockets belong to the parent's runtime): a child gets a clear
+//! `InvalidArgumentError` and connects again.
 
 mod bridge;
 
@@ -157,6 +158,8 @@ impl PySelfServeOptions {
 #[pyclass(frozen, name = "NativeKeyLeash", module = "keyleash._native")]
 struct NativeKeyLeash {
     inner: KeyLeash,
+    /// The process that connected.
+    pid: u32,
 }
 
 #[pymethods]
@@ -196,17 +199,18 @@ impl NativeKeyLeash {
         };
         future_into_py(py, async move {
             let inner = KeyLeash::connect(&url, options).await.map_err(py_err)?;
-            Ok(NativeKeyLeash { inner })
+            let pid = std::process::id();
+            Ok(NativeKeyLeash { inner, pid })
         })
     }
 
     fn migrate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         future_into_py(py, async move { kl.migrate().await.map_err(py_err) })
     }
 
     fn create<'py>(&self, py: Python<'py>, opts: &PyCreateOptions) -> PyResult<Bound<'py, PyAny>> {
-        let (kl, opts) = (self.inner.clone(), opts.0.clone());
+        let (kl, opts) = (self.kl()?, opts.0.clone());
         future_into_py(py, async move {
             to_json(&kl.create(opts).await.map_err(py_err)?)
         })
@@ -218,14 +222,14 @@ impl NativeKeyLeash {
         subject: String,
         opts: &PyCreateOptions,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (kl, opts) = (self.inner.clone(), opts.0.clone());
+        let (kl, opts) = (self.kl()?, opts.0.clone());
         future_into_py(py, async move {
             kl.ensure_subject(&subject, opts).await.map_err(py_err)
         })
     }
 
     fn validate<'py>(&self, py: Python<'py>, raw_key: String) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         future_into_py(py, async move {
             to_json(&kl.validate(&raw_key).await.map_err(py_err)?)
         })
@@ -236,7 +240,7 @@ impl NativeKeyLeash {
         py: Python<'py>,
         subject: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         future_into_py(py, async move {
             to_json(&kl.validate_by_subject(&subject).await.map_err(py_err)?)
         })
@@ -250,7 +254,7 @@ impl NativeKeyLeash {
         cost_cents: f64,
         idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         let charge = Charge {
             cost_cents,
             idempotency_key,
@@ -268,7 +272,7 @@ impl NativeKeyLeash {
         cost_cents: f64,
         idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         let charge = Charge {
             cost_cents,
             idempotency_key,
@@ -289,7 +293,7 @@ impl NativeKeyLeash {
         key_id: i64,
         account_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         future_into_py(py, async move {
             kl.revoke(key_id, account_id.as_deref())
                 .await
@@ -298,7 +302,7 @@ impl NativeKeyLeash {
     }
 
     fn list<'py>(&self, py: Python<'py>, account_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         future_into_py(py, async move {
             to_json(&kl.list(&account_id).await.map_err(py_err)?)
         })
@@ -312,7 +316,7 @@ impl NativeKeyLeash {
         from_: Option<String>,
         to: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         let range = UsageRange {
             from: opt_time("from_", from_)?,
             to: opt_time("to", to)?,
@@ -323,7 +327,7 @@ impl NativeKeyLeash {
     }
 
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         future_into_py(py, async move {
             kl.close().await;
             Ok(())
@@ -339,7 +343,7 @@ impl NativeKeyLeash {
         authorization: Option<String>,
         scope: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.inner.clone();
+        let kl = self.kl()?;
         future_into_py(py, async move {
             match kl
                 .authenticate(authorization.as_deref(), scope.as_deref())
@@ -363,7 +367,7 @@ impl NativeKeyLeash {
         options: &PySelfServeOptions,
         key_id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (kl, options) = (self.inner.clone(), options.0.clone());
+        let (kl, options) = (self.kl()?, options.0.clone());
         future_into_py(py, async move {
             let id = key_id.unwrap_or_default();
             let route = match route.as_str() {
@@ -403,6 +407,17 @@ impl NativeKeyLeash {
 }
 
 impl NativeKeyLeash {
+    /// The connection, unless this is a forked child of the process that made it.
+    fn kl(&self) -> PyResult<KeyLeash> {
+        if self.pid == std::process::id() {
+            Ok(self.inner.clone())
+        } else {
+            Err(bad_arg(
+                "this KeyLeash was connected in the parent process before fork(); connect again in this process",
+            ))
+        }
+    }
+
     fn manual(&self) -> PyResult<&keyleash::ManualClock> {
         self.inner.clock().as_manual().ok_or_else(|| {
             bad_arg("this KeyLeash reads the system clock; connect with manual_clock=... to set it")
