@@ -30,6 +30,7 @@ pyo3::import_exception!(keyleash.exceptions, UnavailableError);
 /// The one mapping from a core error to a Python exception: the class follows
 /// `code()`, the message is the core's (never a secret), and the cause's text
 /// becomes `__cause__` (built lazily: this runs on tokio threads, without the GIL).
+/// A function, not `From<Error> for PyErr`: both types are foreign to this crate.
 fn py_err(e: keyleash::Error) -> PyErr {
     let msg = e.to_string();
     let cause = std::error::Error::source(&e).map(ToString::to_string);
