@@ -40,6 +40,8 @@ async def expect(resp: httpx.Response, status: int, body: Any) -> None:
 async def test_require_key_denials(db: Db, http: httpx.AsyncClient) -> None:
     missing = {"error": "Missing API key"}
     await expect(await http.post("/v1/chat"), 401, missing)
+    # The core's JSON text, byte for byte (as the Express package sends it).
+    assert (await http.post("/v1/chat")).content == b'{"error":"Missing API key"}'
     await expect(await http.post("/v1/chat", headers={"Authorization": "Basic abc"}), 401, missing)
     await expect(await http.post("/v1/chat", headers={"Authorization": "Bearer"}), 401, missing)
     await expect(await http.post("/v1/chat", headers=bearer("ak_nope")), 401, {"error": "invalid"})

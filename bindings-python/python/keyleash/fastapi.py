@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -51,24 +51,27 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_sche
 
 
 class KeyLeashDenied(HTTPException):
-    """A request keyleash refused; ``body`` is the exact JSON to answer with."""
+    """A request keyleash refused: ``status_code`` and ``body`` (the parsed JSON) are
+    the core's reply, answered byte for byte as the core wrote it."""
 
-    def __init__(self, status_code: int, body: Any) -> None:
-        super().__init__(status_code=status_code, detail=body)
-        self.body = body
+    def __init__(self, status_code: int, body_json: str) -> None:
+        self.body: Any = json.loads(body_json)
+        super().__init__(status_code=status_code, detail=self.body)
+        self.body_json = body_json
 
 
 async def _denied(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, KeyLeashDenied)
-    return JSONResponse(exc.body, status_code=exc.status_code)
+    if not isinstance(exc, KeyLeashDenied):
+        raise exc
+    return Response(exc.body_json, status_code=exc.status_code, media_type="application/json")
 
 
-def _deny(request: Request, status: int, body: Any) -> NoReturn:
+def _deny(request: Request, status: int, body_json: str) -> NoReturn:
     # Starlette looks handlers up in this per-app table at raise time.
     handlers = request.scope.get("starlette.exception_handlers")
     if handlers is not None:
         handlers[0].setdefault(KeyLeashDenied, _denied)
-    raise KeyLeashDenied(status, body)
+    raise KeyLeashDenied(status, body_json)
 
 
 def _native_of(kl: AnyKeyLeash) -> _native.NativeKeyLeash:
@@ -84,7 +87,7 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
     async def keyleash_key(request: Request, _credentials: Credentials) -> Validation:
         status, body = await native.authenticate(request.headers.get("authorization"), scope)
         if status != 200:
-            _deny(request, status, json.loads(body))
+            _deny(request, status, body)
         return Validation.from_dict(json.loads(body))
 
     return keyleash_key
