@@ -53,7 +53,7 @@ class Db:
             with sqlite3.connect(self.url.removeprefix("sqlite://")) as conn:
                 return conn.execute(sql).fetchone()[0]
         with psycopg.connect(self.url) as conn:
-            row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql).fetchone()
             return None if row is None else row[0]
 
     def used_micros(self, key_id: int) -> int:

@@ -35,7 +35,7 @@ async def test_200_tasks_one_key(db: Db) -> None:
     results = await asyncio.gather(*(db.kl.track_usage(k.key, 1) for _ in range(200)))
     assert sum(r.success for r in results) == 100
     assert {r.reason for r in results if not r.success} == {"budget_exceeded"}
-    used = sorted(r.budget_used_cents for r in results if r.success)
+    used = sorted(r.budget_used_cents or 0 for r in results if r.success)
     assert used == list(range(1, 101))
     assert db.used_micros(k.id) == 100_000_000
     assert db.ledger(k.id) == (100_000_000, 100)

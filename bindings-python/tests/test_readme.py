@@ -19,7 +19,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_example() -> str:
-    python = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    python: list[str] = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     [example] = [block for block in python if "keyleash.fastapi" in block]
     return example
 
