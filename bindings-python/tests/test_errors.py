@@ -130,3 +130,14 @@ async def test_no_raw_key_in_messages(db: Db) -> None:
     with pytest.raises(UnavailableError) as closed:
         await db.kl.track_usage(k.key, 1)
     assert k.key not in str(closed.value)
+
+
+# Pins that a misspelt option is a TypeError, never silently ignored (an uncapped key).
+async def test_unknown_options_are_type_errors(db: Db) -> None:
+    with pytest.raises(TypeError, match="budget_cent"):
+        await db.kl.create(account_id="a", budget_cent=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="budget_cent"):
+        await db.kl.ensure_subject("s", budget_cent=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="pool"):
+        await keyleash.KeyLeash.connect(db.url, pool=3)  # type: ignore[call-arg]
+    assert await db.kl.list("a") == [] and await db.kl.list("s") == []

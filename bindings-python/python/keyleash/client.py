@@ -48,7 +48,7 @@ class CreateOptions(TypedDict, total=False):
 
     account_id: str
     """The owning account; required unless ``parent_id`` gives it."""
-    user_id: str
+    user_id: str | None
     scopes: Sequence[str] | None
     """``None`` grants everything; checked against ``valid_scopes``."""
     budget_cents: float | None
@@ -77,25 +77,19 @@ def _iso(field: str, value: datetime | str | None) -> str | None:
 
 
 def _create_options(options: CreateOptions) -> _native.CreateOptions:
-    metadata = options.get("metadata")
-    try:
-        metadata_json = None if metadata is None else json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise InvalidArgumentError("metadata must be JSON-serializable") from e
-    scopes = options.get("scopes")
-    return _native.CreateOptions(
-        account_id=options.get("account_id", ""),
-        user_id=options.get("user_id"),
-        scopes=None if scopes is None else list(scopes),
-        budget_cents=options.get("budget_cents"),
-        budget_period=options.get("budget_period"),
-        expires_in=options.get("expires_in"),
-        expires_at=_iso("expires_at", options.get("expires_at")),
-        delegated_by=options.get("delegated_by"),
-        name=options.get("name"),
-        metadata=metadata_json,
-        parent_id=options.get("parent_id"),
-    )
+    # Unknown names reach the native constructor, which raises TypeError: a typo
+    # like `budget_cent=5` must not mint an uncapped key.
+    kwargs: dict[str, Any] = dict(options)
+    if kwargs.get("metadata") is not None:
+        try:
+            kwargs["metadata"] = json.dumps(kwargs["metadata"], allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError("metadata must be JSON-serializable") from e
+    if kwargs.get("scopes") is not None:
+        kwargs["scopes"] = list(kwargs["scopes"])
+    if "expires_at" in kwargs:
+        kwargs["expires_at"] = _iso("expires_at", kwargs["expires_at"])
+    return _native.CreateOptions(**kwargs)
 
 
 def has_scope(result: Validation, scope: str) -> bool:
@@ -117,17 +111,12 @@ class KeyLeash:
         """Connects to ``postgres://…`` or ``sqlite://file.db`` / ``sqlite::memory:``.
         Raises ``InvalidArgumentError`` (bad URL, table name, prefix) or
         ``UnavailableError``. Call ``migrate()`` before first use."""
-        scopes = options.get("valid_scopes")
-        native = await _native.NativeKeyLeash.connect(
-            url,
-            table_name=options.get("table_name"),
-            key_prefix=options.get("key_prefix"),
-            valid_scopes=None if scopes is None else list(scopes),
-            pool_size=options.get("pool_size"),
-            acquire_timeout_ms=options.get("acquire_timeout_ms"),
-            statement_timeout_ms=options.get("statement_timeout_ms"),
-            manual_clock=_iso("manual_clock", options.get("manual_clock")),
-        )
+        kwargs: dict[str, Any] = dict(options)  # unknown names raise TypeError natively
+        if kwargs.get("valid_scopes") is not None:
+            kwargs["valid_scopes"] = list(kwargs["valid_scopes"])
+        if "manual_clock" in kwargs:
+            kwargs["manual_clock"] = _iso("manual_clock", kwargs["manual_clock"])
+        native = await _native.NativeKeyLeash.connect(url, **kwargs)
         return cls(native)
 
     async def __aenter__(self) -> Self:
