@@ -263,3 +263,29 @@ async def test_connect_options(store: str) -> None:
     assert (await again.validate(k.key)).valid
     await again.close()
     db.cleanup()
+
+
+# Pins cancellation: cancelled awaits raise CancelledError, the others get results,
+# the loop reports no error, and the key's counter still equals its ledger.
+async def test_cancelled_calls(db: Db) -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    k = await db.kl.create(account_id="a", budget_cents=1000)
+    tasks = [asyncio.create_task(db.kl.track_usage(k.key, 1)) for _ in range(60)]
+    await asyncio.sleep(0)
+    for task in tasks[::2]:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[::2])
+    assert all(isinstance(r, keyleash.ChargeResult) and r.success for r in results[1::2])
+    # Cancelled calls run to their end in the core: wait until the counter settles.
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        if db.ledger(k.id)[1] == 60:
+            break
+    total, count = db.ledger(k.id)
+    assert count >= 30 and db.used_micros(k.id) == total == count * 1_000_000
+    assert (await db.kl.validate(k.key)).budget_used_cents == count
+    loop.set_exception_handler(None)
+    assert errors == []
