@@ -14,16 +14,30 @@ demo: ## Run the main job on embedded SQLite: a 50-cent key under 20 concurrent 
 	$(CARGO) run --quiet -p keyleash-demo
 
 .PHONY: test
-test: check node ## Build and run every test (Rust, Node) on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
-	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node
+test: check node ## Build and run every test (Rust, Node, Python) on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node test-python-here
 
 .PHONY: test-rust
 test-rust: ## The Rust tests (needs DATABASE_URL: use `make test`)
-	$(CARGO) test --workspace
+	# The binding crates have no Rust tests (node:test and pytest test them through
+	# the built packages): skip compiling them a second time for cargo test.
+	$(CARGO) test --workspace --exclude keyleash-node --exclude keyleash-python
 
 .PHONY: test-node
 test-node: ## The Node tests through the built addon (needs `make node` and DATABASE_URL: use `make test`)
 	cd bindings-node && npm test
+
+.PHONY: test-python
+test-python: ## Build the Python wheel into .venv, run ruff, mypy --strict and pytest (SQLite and a private Postgres)
+	bash scripts/with-postgres.sh bash scripts/test-python.sh
+
+.PHONY: test-python-here
+test-python-here:
+	bash scripts/test-python.sh
+
+.PHONY: example-fastapi
+example-fastapi: ## Serve examples/fastapi-app (an LLM proxy on embedded SQLite) at http://127.0.0.1:8000
+	cd examples/fastapi-app && "$$(bash ../../scripts/python-env.sh)" app.py
 
 .PHONY: check
 check: node-deps ## cargo fmt --check, clippy and rustdoc with warnings denied; biome and tsc for the Node package

@@ -1,0 +1,85 @@
+"""Type stubs of the native module (``bindings-python/src/lib.rs``).
+
+Async methods return awaitables of the core's serde JSON text; the pure-Python
+layer (``keyleash.KeyLeash``) wraps them in result objects. Timestamps cross as
+ISO 8601 strings with a time zone.
+"""
+
+from collections.abc import Awaitable
+
+class CreateOptions:
+    def __init__(
+        self,
+        *,
+        account_id: str = "",
+        user_id: str | None = None,
+        scopes: list[str] | None = None,
+        budget_cents: float | None = None,
+        budget_period: str | None = None,
+        expires_in: str | None = None,
+        expires_at: str | None = None,
+        delegated_by: str | None = None,
+        name: str | None = None,
+        metadata: str | None = None,
+        parent_id: int | None = None,
+    ) -> None: ...
+
+class SelfServeOptions:
+    def __init__(
+        self,
+        *,
+        signup_scopes: list[str] | None = None,
+        require_email: bool = True,
+        signup_expires_in: str = "24h",
+        signup_budget_cents: float | None = None,
+        signup_budget_period: str | None = None,
+    ) -> None: ...
+
+class NativeKeyLeash:
+    @staticmethod
+    def connect(
+        url: str,
+        *,
+        table_name: str | None = None,
+        key_prefix: str | None = None,
+        valid_scopes: list[str] | None = None,
+        pool_size: int | None = None,
+        acquire_timeout_ms: int | None = None,
+        statement_timeout_ms: int | None = None,
+        manual_clock: str | None = None,
+    ) -> Awaitable[NativeKeyLeash]: ...
+    def migrate(self) -> Awaitable[None]: ...
+    def create(self, opts: CreateOptions) -> Awaitable[str]: ...
+    def ensure_subject(self, subject: str, opts: CreateOptions) -> Awaitable[None]: ...
+    def validate(self, raw_key: str) -> Awaitable[str]: ...
+    def validate_by_subject(self, subject: str) -> Awaitable[str]: ...
+    def track_usage(
+        self, raw_key: str, cost_cents: float, idempotency_key: str | None = None
+    ) -> Awaitable[str]: ...
+    def track_usage_by_subject(
+        self, subject: str, cost_cents: float, idempotency_key: str | None = None
+    ) -> Awaitable[str]: ...
+    def revoke(self, key_id: int, account_id: str | None = None) -> Awaitable[bool]: ...
+    def list(self, account_id: str) -> Awaitable[str]: ...
+    def usage(
+        self, key_id: int, from_: str | None = None, to: str | None = None
+    ) -> Awaitable[str]: ...
+    def close(self) -> Awaitable[None]: ...
+    def authenticate(
+        self, authorization: str | None, scope: str | None = None
+    ) -> Awaitable[tuple[int, str]]: ...
+    def self_serve(
+        self,
+        route: str,
+        authorization: str | None,
+        body: str,
+        options: SelfServeOptions,
+        key_id: str | None = None,
+    ) -> Awaitable[tuple[int, str]]: ...
+    def now(self) -> str: ...
+    def set_now(self, at: str) -> None: ...
+    def advance(self, micros: int) -> None: ...
+
+def has_scope(scopes: list[str] | None, scope: str) -> bool: ...
+def shutdown() -> None:
+    """Registered with atexit: stops delivering results before Python finalizes."""

@@ -1,0 +1,212 @@
+"""The asyncio API: ``kl = await KeyLeash.connect(url, **options)``.
+
+Every method converts its arguments, awaits the native core (which runs on tokio
+threads without the GIL) and wraps the JSON it returns. No rule of keyleash lives
+here: validation, rounding, time and budget math are all the core's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypedDict, Unpack
+
+from keyleash import _native
+from keyleash.exceptions import InvalidArgumentError
+from keyleash.results import ChargeResult, CreatedKey, KeySummary, LedgerEntry, Validation
+
+__all__ = ["ConnectOptions", "CreateOptions", "KeyLeash", "has_scope"]
+
+KeySummaries = list[KeySummary]
+LedgerEntries = list[LedgerEntry]
+
+
+class ConnectOptions(TypedDict, total=False):
+    """Options of ``KeyLeash.connect``; all optional."""
+
+    table_name: str
+    """The keys table, ``name`` or ``schema.name`` (Postgres). Default ``sdk_api_keys``."""
+    key_prefix: str
+    """The prefix of minted keys, 1 to 16 of ``[A-Za-z0-9_-]``. Default ``ak_``."""
+    valid_scopes: Sequence[str]
+    """When given, every scope of ``create``/``ensure_subject`` must be in it."""
+    pool_size: int
+    """Maximum connections (default 10 on Postgres, 4 on a SQLite file)."""
+    acquire_timeout_ms: int
+    """How long a call waits for a connection before ``UnavailableError``. Default 5000."""
+    statement_timeout_ms: int
+    """The longest one statement may run. Default 10000."""
+    manual_clock: datetime | str
+    """Start a manual clock here (tests); absent means the system clock."""
+
+
+class CreateOptions(TypedDict, total=False):
+    """What a new key (or subject row) may do, spend, and until when."""
+
+    account_id: str
+    """The owning account; required unless ``parent_id`` gives it."""
+    user_id: str | None
+    scopes: Sequence[str] | None
+    """``None`` grants everything; checked against ``valid_scopes``."""
+    budget_cents: float | None
+    """The cap in cents (sub-cent allowed); ``None`` is uncapped."""
+    budget_period: str | None
+    """``day``, ``week``, ``month`` or ``None`` (a lifetime cap)."""
+    expires_in: str | None
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w``, ``1mo``."""
+    expires_at: datetime | str | None
+    """An aware datetime or ISO 8601 string in the future; not with ``expires_in``."""
+    delegated_by: str | None
+    name: str | None
+    metadata: Mapping[str, Any] | None
+    """JSON-serializable, at most 16 KiB serialized."""
+    parent_id: int | None
+
+
+def _iso(field: str, value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidArgumentError(f"{field} must be an aware datetime (with a time zone)")
+        return value.isoformat()
+    raise InvalidArgumentError(f"{field} must be a datetime or an ISO 8601 string")
+
+
+def _create_options(options: CreateOptions) -> _native.CreateOptions:
+    # Unknown names reach the native constructor, which raises TypeError: a typo
+    # like `budget_cent=5` must not mint an uncapped key.
+    kwargs: dict[str, Any] = dict(options)
+    if kwargs.get("metadata") is not None:
+        try:
+            kwargs["metadata"] = json.dumps(kwargs["metadata"], allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError("metadata must be JSON-serializable") from e
+    if kwargs.get("scopes") is not None:
+        kwargs["scopes"] = list(kwargs["scopes"])
+    if "expires_at" in kwargs:
+        kwargs["expires_at"] = _iso("expires_at", kwargs["expires_at"])
+    return _native.CreateOptions(**kwargs)
+
+
+def has_scope(result: Validation, scope: str) -> bool:
+    """Whether a validation result is valid and grants ``scope``: ``None`` scopes
+    grant all, ``admin`` grants all, ``proxy.*`` grants ``proxy.chat``."""
+    return result.valid and _native.has_scope(result.scopes, scope)
+
+
+class KeyLeash:
+    """A connection to one keys table (Postgres or SQLite). Safe to share between
+    tasks and threads; make it once per process with ``connect``."""
+
+    def __init__(self, native: _native.NativeKeyLeash) -> None:
+        """Internal: use ``await KeyLeash.connect(url, **options)``."""
+        self._native = native
+
+    @classmethod
+    async def connect(cls, url: str, **options: Unpack[ConnectOptions]) -> Self:
+        """Connects to ``postgres://…`` or ``sqlite://file.db`` / ``sqlite::memory:``.
+        Raises ``InvalidArgumentError`` (bad URL, table name, prefix) or
+        ``UnavailableError``. Call ``migrate()`` before first use."""
+        kwargs: dict[str, Any] = dict(options)  # unknown names raise TypeError natively
+        if kwargs.get("valid_scopes") is not None:
+            kwargs["valid_scopes"] = list(kwargs["valid_scopes"])
+        if "manual_clock" in kwargs:
+            kwargs["manual_clock"] = _iso("manual_clock", kwargs["manual_clock"])
+        native = await _native.NativeKeyLeash.connect(url, **kwargs)
+        return cls(native)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def migrate(self) -> None:
+        """Creates the schema or adopts an existing (agentkey) table; idempotent."""
+        await self._native.migrate()
+
+    async def create(self, **options: Unpack[CreateOptions]) -> CreatedKey:
+        """Mints a key; the raw key is in the result once and never again."""
+        raw = await self._native.create(_create_options(options))
+        return CreatedKey.from_dict(json.loads(raw))
+
+    async def ensure_subject(self, subject: str, **options: Unpack[CreateOptions]) -> None:
+        """Creates, once, a budget row bound to an external identity (idempotent)."""
+        await self._native.ensure_subject(subject, _create_options(options))
+
+    async def validate(self, raw_key: str) -> Validation:
+        """Checks a raw key; ``valid=False`` with a reason when it may not be used."""
+        return Validation.from_dict(json.loads(await self._native.validate(raw_key)))
+
+    async def validate_by_subject(self, subject: str) -> Validation:
+        """``validate`` for a row made by ``ensure_subject``."""
+        raw = await self._native.validate_by_subject(subject)
+        return Validation.from_dict(json.loads(raw))
+
+    async def track_usage(
+        self, raw_key: str, cost_cents: float, *, idempotency_key: str | None = None
+    ) -> ChargeResult:
+        """Charges ``cost_cents`` atomically: succeeds only if it fits the cap of the
+        key and every ancestor. NaN, infinite or negative costs give ``invalid_cost``."""
+        raw = await self._native.track_usage(raw_key, float(cost_cents), idempotency_key)
+        return ChargeResult.from_dict(json.loads(raw))
+
+    async def track_usage_by_subject(
+        self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
+    ) -> ChargeResult:
+        """``track_usage`` for a row made by ``ensure_subject``."""
+        raw = await self._native.track_usage_by_subject(subject, float(cost_cents), idempotency_key)
+        return ChargeResult.from_dict(json.loads(raw))
+
+    async def revoke(self, key_id: int, account_id: str | None = None) -> bool:
+        """Soft-revokes a key (only of ``account_id`` when given); whether one was."""
+        return await self._native.revoke(key_id, account_id)
+
+    async def list(self, account_id: str) -> KeySummaries:
+        """The keys of an account, oldest first, without secrets."""
+        raw = json.loads(await self._native.list(account_id))
+        return [KeySummary.from_dict(row) for row in raw]
+
+    async def usage(
+        self,
+        key_id: int,
+        from_: datetime | str | None = None,
+        to: datetime | str | None = None,
+    ) -> LedgerEntries:
+        """A key's ledger rows, ``from_`` inclusive to ``to`` exclusive, oldest first."""
+        raw = await self._native.usage(key_id, _iso("from_", from_), _iso("to", to))
+        return [LedgerEntry.from_dict(row) for row in json.loads(raw)]
+
+    async def close(self) -> None:
+        """Closes the pool; later calls raise ``UnavailableError``."""
+        await self._native.close()
+
+    def has_scope(self, result: Validation, scope: str) -> bool:
+        """Same as the module function ``keyleash.has_scope``."""
+        return has_scope(result, scope)
+
+    def now(self) -> str:
+        """The manual clock's reading (ISO 8601, ms, ``Z``)."""
+        return self._native.now()
+
+    def set_now(self, at: datetime | str) -> None:
+        """Sets the manual clock (it may go backwards)."""
+        self._native.set_now(_iso("at", at) or "")
+
+    def advance(
+        self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
+    ) -> None:
+        """Moves the manual clock by the sum given (negative goes back)."""
+        total = seconds + 60 * minutes + 3600 * hours + 86400 * days
+        if not math.isfinite(total) or abs(total) > 1e12:
+            raise InvalidArgumentError("advance needs finite numbers within 1e12 seconds")
+        self._native.advance(round(total * 1_000_000))

@@ -1,0 +1,134 @@
+"""Result objects: snake_case attributes over the core's camelCase JSON (SPEC §4).
+
+Each result keeps the exact JSON the core produced; ``to_dict()`` returns it, so it
+equals what the Node package returns, field for field (timestamps as ISO 8601 with
+milliseconds and ``Z``). The attributes give the same values the Python way:
+timestamps as aware ``datetime`` objects.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from datetime import datetime
+from typing import Any, Self
+
+__all__ = ["ChargeResult", "CreatedKey", "KeySummary", "LedgerEntry", "Validation"]
+
+_TIME_FIELDS = frozenset(
+    {"expires_at", "budget_reset_at", "revoked_at", "created_at", "last_used_at"}
+)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Result:
+    _raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The core's JSON of this result: camelCase keys, ISO timestamps."""
+        return copy.deepcopy(self._raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Self:
+        """Wraps a result in the camelCase shape of SPEC §4."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = _snake(key)
+            if name in names and name != "_raw":
+                is_time = name in _TIME_FIELDS and isinstance(value, str)
+                values[name] = datetime.fromisoformat(value) if is_time else value
+        return cls(_raw=copy.deepcopy(raw), **values)
+
+
+@dataclasses.dataclass(frozen=True)
+class CreatedKey(_Result):
+    """A new key. ``key`` is the raw key: shown once, never stored (not in repr)."""
+
+    key: str = dataclasses.field(default="", repr=False)
+    id: int = 0
+    scopes: list[str] | None = None
+    budget_cents: float | None = None
+    budget_period: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation(_Result):
+    """``valid`` and the key's details, or ``valid=False`` and a ``reason``:
+    ``invalid``, ``expired``, ``revoked`` or ``budget_exceeded``."""
+
+    valid: bool = False
+    reason: str | None = None
+    id: int | None = None
+    account_id: str | None = None
+    user_id: str | None = None
+    scopes: list[str] | None = None
+    budget_cents: float | None = None
+    budget_used_cents: float | None = None
+    budget_held_cents: float | None = None
+    budget_remaining_cents: float | None = None
+    budget_period: str | None = None
+    budget_reset_at: datetime | None = None
+    expires_at: datetime | None = None
+    delegated_by: str | None = None
+    name: str | None = None
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the key is valid and grants ``scope`` (see ``keyleash.has_scope``)."""
+        from keyleash.client import has_scope
+
+        return has_scope(self, scope)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargeResult(_Result):
+    """A charge: ``success`` with the budget after it (no numbers for a zero
+    cost), or ``success=False`` and a ``reason``: ``budget_exceeded``,
+    ``invalid_key``, ``invalid_cost``, ``expired`` or ``revoked``."""
+
+    success: bool = False
+    reason: str | None = None
+    budget_used_cents: float | None = None
+    budget_remaining_cents: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySummary(_Result):
+    """One key of an account as ``list`` returns it: everything but the secret."""
+
+    id: int = 0
+    account_id: str = ""
+    user_id: str | None = None
+    name: str = ""
+    key_prefix: str = ""
+    scopes: list[str] | None = None
+    budget_cents: float | None = None
+    budget_used_cents: float = 0.0
+    budget_held_cents: float = 0.0
+    budget_period: str | None = None
+    budget_reset_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    delegated_by: str | None = None
+    external_subject: str | None = None
+    metadata: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerEntry(_Result):
+    """One successful charge in the ledger."""
+
+    id: int = 0
+    key_id: int = 0
+    amount_cents: float = 0.0
+    created_at: datetime | None = None
+    idempotency_key: str | None = None
+    hold_id: int | None = None

@@ -1,0 +1,444 @@
+//! `keyleash._native`: the PyO3 half of the Python package.
+//!
+//! Every function converts its arguments, calls the core and maps the error; no rule
+//! of keyleash lives here. Results cross as the core's serde JSON text (exactly the
+//! camelCase shape of SPEC §4), which the pure-Python layer wraps in result objects,
+//! so Python sees the very bytes Node sees.
+//!
+//! Async methods return asyncio awaitables (`bridge.rs`, on a process-wide tokio
+//! runtime): the core runs on tokio threads without the GIL, so any number of
+//! Python threads and tasks can call at once. A connection cannot cross `fork()`
+//! (its sockets belong to the parent's runtime): a child gets a clear
+//! `InvalidArgumentError` and connects again.
+
+mod bridge;
+
+use chrono::{DateTime, Duration, Utc};
+use keyleash::{Access, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use serde::Serialize;
+
+use crate::bridge::future_into_py;
+
+pyo3::import_exception!(keyleash.exceptions, InvalidScopeError);
+pyo3::import_exception!(keyleash.exceptions, InvalidDurationError);
+pyo3::import_exception!(keyleash.exceptions, InvalidPeriodError);
+pyo3::import_exception!(keyleash.exceptions, InvalidArgumentError);
+pyo3::import_exception!(keyleash.exceptions, UnavailableError);
+
+/// The one mapping from a core error to a Python exception: the class follows
+/// `code()`, the message is the core's (never a secret), and the cause's text
+/// becomes `__cause__` (built lazily: this runs on tokio threads, without the GIL).
+/// A function, not `From<Error> for PyErr`: both types are foreign to this crate.
+fn py_err(e: keyleash::Error) -> PyErr {
+    let msg = e.to_string();
+    let cause = std::error::Error::source(&e).map(ToString::to_string);
+    let args = (msg, None::<String>, cause);
+    match &e {
+        keyleash::Error::InvalidScope(_) => InvalidScopeError::new_err(args),
+        keyleash::Error::InvalidDuration(_) => InvalidDurationError::new_err(args),
+        keyleash::Error::InvalidPeriod(_) => InvalidPeriodError::new_err(args),
+        keyleash::Error::InvalidArgument(_) => InvalidArgumentError::new_err(args),
+        keyleash::Error::Unavailable(_) => UnavailableError::new_err(args),
+    }
+}
+
+fn bad_arg(msg: impl Into<String>) -> PyErr {
+    InvalidArgumentError::new_err(msg.into())
+}
+
+fn to_json(value: &impl Serialize) -> PyResult<String> {
+    serde_json::to_string(value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+/// Parses an ISO 8601 / RFC 3339 timestamp with an offset (`Z` or `+00:00`).
+fn parse_time(field: &str, s: &str) -> PyResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            bad_arg(format!(
+                "{field} must be an ISO 8601 timestamp with a time zone"
+            ))
+        })
+}
+
+fn opt_time(field: &str, s: Option<String>) -> PyResult<Option<DateTime<Utc>>> {
+    s.map(|s| parse_time(field, &s)).transpose()
+}
+
+fn millis(
+    field: &str,
+    ms: Option<i64>,
+    default: std::time::Duration,
+) -> PyResult<std::time::Duration> {
+    match ms.map(u64::try_from) {
+        None => Ok(default),
+        Some(Ok(ms)) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
+        Some(_) => Err(bad_arg(format!(
+            "{field} must be a positive number of milliseconds"
+        ))),
+    }
+}
+
+/// Options of `create` and `ensure_subject`, built once from keyword arguments.
+#[pyclass(frozen, name = "CreateOptions", module = "keyleash._native")]
+struct PyCreateOptions(CreateOptions);
+
+#[pymethods]
+impl PyCreateOptions {
+    #[new]
+    #[pyo3(signature = (*, account_id=String::new(), user_id=None, scopes=None, budget_cents=None,
+        budget_period=None, expires_in=None, expires_at=None, delegated_by=None, name=None,
+        metadata=None, parent_id=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        account_id: String,
+        user_id: Option<String>,
+        scopes: Option<Vec<String>>,
+        budget_cents: Option<f64>,
+        budget_period: Option<String>,
+        expires_in: Option<String>,
+        expires_at: Option<String>,
+        delegated_by: Option<String>,
+        name: Option<String>,
+        metadata: Option<String>,
+        parent_id: Option<i64>,
+    ) -> PyResult<Self> {
+        let metadata = metadata
+            .map(|m| serde_json::from_str(&m))
+            .transpose()
+            .map_err(|_| bad_arg("metadata must be JSON"))?;
+        Ok(Self(CreateOptions {
+            account_id,
+            user_id,
+            scopes,
+            budget_cents,
+            budget_period,
+            expires_in,
+            expires_at: opt_time("expires_at", expires_at)?,
+            delegated_by,
+            name,
+            metadata,
+            parent_id,
+        }))
+    }
+}
+
+/// Options of the self-serve routes, checked once when the router is made.
+#[pyclass(frozen, name = "SelfServeOptions", module = "keyleash._native")]
+struct PySelfServeOptions(keyleash::SelfServeOptions);
+
+#[pymethods]
+impl PySelfServeOptions {
+    #[new]
+    #[pyo3(signature = (*, signup_scopes=None, require_email=true,
+        signup_expires_in=String::from("24h"), signup_budget_cents=None, signup_budget_period=None))]
+    fn new(
+        signup_scopes: Option<Vec<String>>,
+        require_email: bool,
+        signup_expires_in: String,
+        signup_budget_cents: Option<f64>,
+        signup_budget_period: Option<String>,
+    ) -> PyResult<Self> {
+        keyleash::period::parse_duration(&signup_expires_in).map_err(py_err)?;
+        if let Some(p) = &signup_budget_period {
+            keyleash::period::Period::parse(p).map_err(py_err)?;
+        }
+        Ok(Self(keyleash::SelfServeOptions {
+            signup_scopes,
+            require_email,
+            signup_expires_in,
+            signup_budget_cents,
+            signup_budget_period,
+        }))
+    }
+}
+
+/// A connection to one keys table; the Python `KeyLeash` wraps it.
+#[pyclass(frozen, name = "NativeKeyLeash", module = "keyleash._native")]
+struct NativeKeyLeash {
+    inner: KeyLeash,
+    /// The process that connected.
+    pid: u32,
+}
+
+#[pymethods]
+impl NativeKeyLeash {
+    #[staticmethod]
+    #[pyo3(signature = (url, *, table_name=None, key_prefix=None, valid_scopes=None,
+        pool_size=None, acquire_timeout_ms=None, statement_timeout_ms=None, manual_clock=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect(
+        py: Python<'_>,
+        url: String,
+        table_name: Option<String>,
+        key_prefix: Option<String>,
+        valid_scopes: Option<Vec<String>>,
+        pool_size: Option<i64>,
+        acquire_timeout_ms: Option<i64>,
+        statement_timeout_ms: Option<i64>,
+        manual_clock: Option<String>,
+    ) -> PyResult<Bound<'_, PyAny>> {
+        let d = Options::default();
+        let pool_size = pool_size
+            .map(|n| u32::try_from(n).ok().filter(|n| *n > 0))
+            .map(|n| n.ok_or_else(|| bad_arg("pool_size must be a positive integer")))
+            .transpose()?;
+        let options = Options {
+            table_name: table_name.unwrap_or(d.table_name),
+            key_prefix: key_prefix.unwrap_or(d.key_prefix),
+            valid_scopes,
+            pool_size,
+            acquire_timeout: millis("acquire_timeout_ms", acquire_timeout_ms, d.acquire_timeout)?,
+            statement_timeout: millis(
+                "statement_timeout_ms",
+                statement_timeout_ms,
+                d.statement_timeout,
+            )?,
+            clock: opt_time("manual_clock", manual_clock)?.map_or(Clock::System, Clock::manual),
+        };
+        future_into_py(py, async move {
+            let inner = KeyLeash::connect(&url, options).await.map_err(py_err)?;
+            let pid = std::process::id();
+            Ok(NativeKeyLeash { inner, pid })
+        })
+    }
+
+    fn migrate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move { kl.migrate().await.map_err(py_err) })
+    }
+
+    fn create<'py>(&self, py: Python<'py>, opts: &PyCreateOptions) -> PyResult<Bound<'py, PyAny>> {
+        let (kl, opts) = (self.kl()?, opts.0.clone());
+        future_into_py(py, async move {
+            to_json(&kl.create(opts).await.map_err(py_err)?)
+        })
+    }
+
+    fn ensure_subject<'py>(
+        &self,
+        py: Python<'py>,
+        subject: String,
+        opts: &PyCreateOptions,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (kl, opts) = (self.kl()?, opts.0.clone());
+        future_into_py(py, async move {
+            kl.ensure_subject(&subject, opts).await.map_err(py_err)
+        })
+    }
+
+    fn validate<'py>(&self, py: Python<'py>, raw_key: String) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            to_json(&kl.validate(&raw_key).await.map_err(py_err)?)
+        })
+    }
+
+    fn validate_by_subject<'py>(
+        &self,
+        py: Python<'py>,
+        subject: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            to_json(&kl.validate_by_subject(&subject).await.map_err(py_err)?)
+        })
+    }
+
+    #[pyo3(signature = (raw_key, cost_cents, idempotency_key=None))]
+    fn track_usage<'py>(
+        &self,
+        py: Python<'py>,
+        raw_key: String,
+        cost_cents: f64,
+        idempotency_key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        let charge = Charge {
+            cost_cents,
+            idempotency_key,
+        };
+        future_into_py(py, async move {
+            to_json(&kl.track_usage(&raw_key, charge).await.map_err(py_err)?)
+        })
+    }
+
+    #[pyo3(signature = (subject, cost_cents, idempotency_key=None))]
+    fn track_usage_by_subject<'py>(
+        &self,
+        py: Python<'py>,
+        subject: String,
+        cost_cents: f64,
+        idempotency_key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        let charge = Charge {
+            cost_cents,
+            idempotency_key,
+        };
+        future_into_py(py, async move {
+            to_json(
+                &kl.track_usage_by_subject(&subject, charge)
+                    .await
+                    .map_err(py_err)?,
+            )
+        })
+    }
+
+    #[pyo3(signature = (key_id, account_id=None))]
+    fn revoke<'py>(
+        &self,
+        py: Python<'py>,
+        key_id: i64,
+        account_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            kl.revoke(key_id, account_id.as_deref())
+                .await
+                .map_err(py_err)
+        })
+    }
+
+    fn list<'py>(&self, py: Python<'py>, account_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            to_json(&kl.list(&account_id).await.map_err(py_err)?)
+        })
+    }
+
+    #[pyo3(signature = (key_id, from_=None, to=None))]
+    fn usage<'py>(
+        &self,
+        py: Python<'py>,
+        key_id: i64,
+        from_: Option<String>,
+        to: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        let range = UsageRange {
+            from: opt_time("from_", from_)?,
+            to: opt_time("to", to)?,
+        };
+        future_into_py(py, async move {
+            to_json(&kl.usage(key_id, range).await.map_err(py_err)?)
+        })
+    }
+
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            kl.close().await;
+            Ok(())
+        })
+    }
+
+    /// The HTTP decision for one request: `(200, validation JSON)` when granted,
+    /// else the core's reply `(status, body JSON)`.
+    #[pyo3(signature = (authorization, scope=None))]
+    fn authenticate<'py>(
+        &self,
+        py: Python<'py>,
+        authorization: Option<String>,
+        scope: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            match kl
+                .authenticate(authorization.as_deref(), scope.as_deref())
+                .await
+            {
+                Access::Granted(info) => Ok((200u16, to_json(&keyleash::Validation::Valid(info))?)),
+                Access::Denied(reply) => Ok((reply.status, to_json(&reply.body)?)),
+            }
+        })
+    }
+
+    /// One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
+    /// `key_id`, the path segment as sent); returns the core's `(status, body JSON)`.
+    #[pyo3(signature = (route, authorization, body, options, key_id=None))]
+    fn self_serve<'py>(
+        &self,
+        py: Python<'py>,
+        route: String,
+        authorization: Option<String>,
+        body: String,
+        options: &PySelfServeOptions,
+        key_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (kl, options) = (self.kl()?, options.0.clone());
+        future_into_py(py, async move {
+            let id = key_id.unwrap_or_default();
+            let route = match route.as_str() {
+                "signup" => Route::Signup,
+                "me" => Route::Me,
+                "mint" => Route::Mint,
+                "revoke" => Route::Revoke(&id),
+                other => return Err(bad_arg(format!("unknown self-serve route {other:?}"))),
+            };
+            let reply = kl
+                .self_serve(route, authorization.as_deref(), &body, &options)
+                .await;
+            Ok((reply.status, to_json(&reply.body)?))
+        })
+    }
+
+    /// The manual clock's reading, ISO 8601 with milliseconds and `Z`.
+    fn now(&self) -> PyResult<String> {
+        Ok(keyleash::iso(&self.manual()?.now()))
+    }
+
+    /// Sets the manual clock to `at` (ISO 8601 with a time zone).
+    fn set_now(&self, at: &str) -> PyResult<()> {
+        self.manual()?.set(parse_time("at", at)?);
+        Ok(())
+    }
+
+    /// Moves the manual clock by `micros` microseconds (negative goes back).
+    fn advance(&self, micros: i64) -> PyResult<()> {
+        let clock = self.manual()?;
+        let at = clock
+            .now()
+            .checked_add_signed(Duration::microseconds(micros));
+        clock.set(at.ok_or_else(|| bad_arg("advance would move the clock out of range"))?);
+        Ok(())
+    }
+}
+
+impl NativeKeyLeash {
+    /// The connection, unless this is a forked child of the process that made it.
+    fn kl(&self) -> PyResult<KeyLeash> {
+        if self.pid == std::process::id() {
+            Ok(self.inner.clone())
+        } else {
+            Err(bad_arg(
+                "this KeyLeash was connected in the parent process before fork(); connect again in this process",
+            ))
+        }
+    }
+
+    fn manual(&self) -> PyResult<&keyleash::ManualClock> {
+        self.inner.clock().as_manual().ok_or_else(|| {
+            bad_arg("this KeyLeash reads the system clock; connect with manual_clock=... to set it")
+        })
+    }
+}
+
+/// Whether `scopes` (`None` = all) grant `scope` (SPEC §4 `hasScope`).
+#[pyfunction]
+#[pyo3(signature = (scopes, scope))]
+fn has_scope(scopes: Option<Vec<String>>, scope: &str) -> bool {
+    keyleash::has_scope(scopes.as_deref(), scope)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeKeyLeash>()?;
+    m.add_class::<PyCreateOptions>()?;
+    m.add_class::<PySelfServeOptions>()?;
+    m.add_function(wrap_pyfunction!(has_scope, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,244 @@
+"""FastAPI over real HTTP (uvicorn on 127.0.0.1), on both stores: every status code
+and JSON body of SPEC §6 from ``require_key``, every rule of the self-serve routes,
+and the OpenAPI document (bearer security, request and response models)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+import keyleash
+import keyleash.sync
+from conftest import Db
+from keyleash.fastapi import agentkey_router
+from server import Server, make_app
+
+SIGNUP = {"signup_scopes": ["proxy.chat", "read"], "signup_budget_cents": 100}
+
+
+@pytest.fixture
+async def http(db: Db) -> AsyncIterator[httpx.AsyncClient]:
+    server = Server(make_app(db.kl, **SIGNUP))
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+        yield client
+    server.stop()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def expect(resp: httpx.Response, status: int, body: Any) -> None:
+    assert (resp.status_code, resp.json()) == (status, body), resp.text
+    assert resp.headers["content-type"] == "application/json"
+
+
+# Pins require_key's denials: 401 missing/invalid/expired/revoked, 429, 403.
+async def test_require_key_denials(db: Db, http: httpx.AsyncClient) -> None:
+    missing = {"error": "Missing API key"}
+    await expect(await http.post("/v1/chat"), 401, missing)
+    # The core's JSON text, byte for byte (as the Express package sends it).
+    assert (await http.post("/v1/chat")).content == b'{"error":"Missing API key"}'
+    await expect(await http.post("/v1/chat", headers={"Authorization": "Basic abc"}), 401, missing)
+    await expect(await http.post("/v1/chat", headers={"Authorization": "Bearer"}), 401, missing)
+    await expect(await http.post("/v1/chat", headers=bearer("ak_nope")), 401, {"error": "invalid"})
+    expiring = await db.kl.create(account_id="a", scopes=["proxy.chat"], expires_in="1h")
+    revoked = await db.kl.create(account_id="a", scopes=["proxy.chat"])
+    await db.kl.revoke(revoked.id)
+    spent = await db.kl.create(account_id="a", scopes=["proxy.chat"], budget_cents=1)
+    await db.kl.track_usage(spent.key, 1)
+    narrow = await db.kl.create(account_id="a", scopes=["read", "proxy.embed"])
+    await expect(
+        await http.post("/v1/chat", headers=bearer(revoked.key)), 401, {"error": "revoked"}
+    )
+    await expect(
+        await http.post("/v1/chat", headers=bearer(spent.key)), 429, {"error": "budget_exceeded"}
+    )
+    await expect(
+        await http.post("/v1/chat", headers=bearer(narrow.key)),
+        403,
+        {
+            "error": "insufficient_scope",
+            "required": "proxy.chat",
+            "available": ["read", "proxy.embed"],
+        },
+    )
+    db.kl.advance(hours=1)
+    await expect(
+        await http.post("/v1/chat", headers=bearer(expiring.key)), 401, {"error": "expired"}
+    )
+
+
+# Pins require_key's grant: the route gets the validation result as its dependency.
+async def test_require_key_grants(db: Db, http: httpx.AsyncClient) -> None:
+    k = await db.kl.create(account_id="acct_9", scopes=["proxy.*"], budget_cents=40)
+    await db.kl.track_usage(k.key, 15)
+    resp = await http.post("/v1/chat", headers={"authorization": f"bearer  {k.key}"})
+    assert resp.status_code == 200
+    assert resp.json() == {"keyId": k.id, "account": "acct_9", "remaining": 25}
+    whoami = await http.get("/v1/whoami", headers=bearer(k.key))
+    assert whoami.json() == (await db.kl.validate(k.key)).to_dict()
+
+
+# Pins fail-closed: a store that fails answers 500 auth_unavailable on every route.
+async def test_store_failure_is_500(db: Db, http: httpx.AsyncClient) -> None:
+    k = await db.kl.create(account_id="a", scopes=["proxy.chat"])
+    await db.kl.close()
+    down = {"error": "auth_unavailable"}
+    await expect(await http.post("/v1/chat", headers=bearer(k.key)), 500, down)
+    await expect(await http.get("/auth/sdk-keys/me", headers=bearer(k.key)), 500, down)
+    await expect(await http.post("/auth/signup", json={"email": "a@b.c"}), 500, down)
+
+
+# Pins POST /signup: email required, signup scopes only, limits, a fresh account each.
+async def test_signup(db: Db, http: httpx.AsyncClient) -> None:
+    await expect(
+        await http.post("/auth/signup", json={}), 400, {"error": "Valid email is required"}
+    )
+    await expect(
+        await http.post("/auth/signup", json={"email": "a@b.c", "scopes": ["admin", "read"]}),
+        400,
+        {"error": "Scopes not allowed on signup: admin", "allowed": ["proxy.chat", "read"]},
+    )
+    resp = await http.post("/auth/signup", json={"email": "a@b.c"})
+    assert resp.status_code == 201, resp.text
+    created = resp.json()
+    assert set(created) == {"key", "id", "scopes", "budgetCents", "budgetPeriod", "expiresAt"}
+    assert created["scopes"] == ["proxy.chat", "read"] and created["budgetCents"] == 100
+    assert created["expiresAt"] == "2026-01-16T12:00:00.000Z"
+    v = await db.kl.validate(created["key"])
+    assert v.user_id == "a@b.c"
+    other = (await http.post("/auth/signup", json={"email": "a@b.c", "scopes": ["read"]})).json()
+    assert (await db.kl.validate(other["key"])).account_id != v.account_id
+    assert other["scopes"] == ["read"]
+    too_big = await http.post("/auth/signup", json={"email": "a@b.c", "budget_cents": 101})
+    assert (too_big.status_code, too_big.json()["error"]) == (400, "invalid_argument")
+    too_long = await http.post("/auth/signup", json={"email": "a@b.c", "expires_in": "2d"})
+    assert (too_long.status_code, too_long.json()["error"]) == (400, "invalid_argument")
+    bad = await http.post("/auth/signup", json={"email": "a@b.c", "expires_in": "7x"})
+    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_duration")
+    for body in ["{", "[1]", '{"scopes": "read"}']:
+        malformed = await http.post(
+            "/auth/signup", content=body, headers={"content-type": "application/json"}
+        )
+        assert (malformed.status_code, malformed.json()["error"]) == (400, "invalid_argument")
+
+
+# Pins GET /sdk-keys/me and POST /sdk-keys: a child never wider than its caller.
+async def test_me_and_mint(db: Db, http: httpx.AsyncClient) -> None:
+    await expect(await http.get("/auth/sdk-keys/me"), 401, {"error": "Missing API key"})
+    parent = await db.kl.create(
+        account_id="acct", user_id="u1", scopes=["proxy.chat", "read"], budget_cents=50,
+        expires_in="2d",
+    )  # fmt: skip
+    me = await http.get("/auth/sdk-keys/me", headers=bearer(parent.key))
+    await expect(me, 200, (await db.kl.validate(parent.key)).to_dict())
+    h = bearer(parent.key)
+    wider = await http.post("/auth/sdk-keys", json={"scopes": ["admin"]}, headers=h)
+    await expect(
+        wider,
+        403,
+        {"error": "insufficient_scope", "required": "admin", "available": ["proxy.chat", "read"]},
+    )
+    richer = await http.post("/auth/sdk-keys", json={"budget_cents": 51}, headers=h)
+    assert (richer.status_code, richer.json()["error"]) == (403, "budget_exceeds_parent")
+    longer = await http.post("/auth/sdk-keys", json={"expires_in": "3d"}, headers=h)
+    assert (longer.status_code, longer.json()["error"]) == (403, "expiry_exceeds_parent")
+    resp = await http.post(
+        "/auth/sdk-keys", json={"scopes": ["read"], "budget_cents": 30, "name": "bot"}, headers=h
+    )
+    assert resp.status_code == 201, resp.text
+    child = resp.json()
+    assert child["scopes"] == ["read"] and child["expiresAt"] == "2026-01-17T12:00:00.000Z"
+    cv = await db.kl.validate(child["key"])
+    assert cv.account_id == "acct" and cv.delegated_by == "u1" and cv.name == "bot"
+    assert (await db.kl.track_usage(child["key"], 30)).success
+    assert (await db.kl.validate(parent.key)).budget_used_cents == 30
+    assert (await db.kl.track_usage(child["key"], 0.5)).reason == "budget_exceeded"
+
+
+# Pins DELETE /sdk-keys/{id}: own account only, 400 for a bad id, 404 otherwise.
+async def test_revoke_route(db: Db, http: httpx.AsyncClient) -> None:
+    mine = await db.kl.create(account_id="acct")
+    sibling = await db.kl.create(account_id="acct")
+    stranger = await db.kl.create(account_id="other")
+    h = bearer(mine.key)
+    await expect(
+        await http.delete(f"/auth/sdk-keys/{sibling.id}"), 401, {"error": "Missing API key"}
+    )
+    for bad in ["abc", "-1", "0", "1.5"]:
+        await expect(
+            await http.delete(f"/auth/sdk-keys/{bad}", headers=h), 400, {"error": "Invalid key ID"}
+        )
+    await expect(
+        await http.delete(f"/auth/sdk-keys/{stranger.id}", headers=h), 404, {"error": "not_found"}
+    )
+    assert (await db.kl.validate(stranger.key)).valid
+    await expect(
+        await http.delete(f"/auth/sdk-keys/{sibling.id}", headers=h), 200, {"revoked": True}
+    )
+    await expect(
+        await http.delete(f"/auth/sdk-keys/{sibling.id}", headers=h), 404, {"error": "not_found"}
+    )
+    assert (await db.kl.validate(sibling.key)).reason == "revoked"
+
+
+# Pins the OpenAPI document: bearer security with an Authorize button, models documented.
+async def test_openapi(db: Db, http: httpx.AsyncClient) -> None:
+    doc = (await http.get("/openapi.json")).json()
+    scheme = doc["components"]["securitySchemes"]["keyleash"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    protected = [
+        ("/v1/chat", "post"),
+        ("/auth/sdk-keys/me", "get"),
+        ("/auth/sdk-keys", "post"),
+        ("/auth/sdk-keys/{key_id}", "delete"),
+    ]
+    for path, method in protected:
+        assert doc["paths"][path][method]["security"] == [{"keyleash": []}], path
+    assert "security" not in doc["paths"]["/auth/signup"]["post"]
+    signup = doc["paths"]["/auth/signup"]["post"]
+    schema = signup["requestBody"]["content"]["application/json"]["schema"]
+    assert {"email", "scopes", "budget_cents", "expires_in"} <= set(schema["properties"])
+    ok = signup["responses"]["201"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/CreatedKeyResponse"}
+    assert "budgetCents" in doc["components"]["schemas"]["CreatedKeyResponse"]["properties"]
+    mint = doc["paths"]["/auth/sdk-keys"]["post"]
+    assert "requestBody" in mint and "403" in mint["responses"]
+    docs = await http.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+# Pins the router's options: bad config fails at once; require_email=False works.
+async def test_router_options(db: Db) -> None:
+    with pytest.raises(keyleash.InvalidDurationError):
+        agentkey_router(db.kl, signup_expires_in="forever")
+    with pytest.raises(keyleash.InvalidPeriodError):
+        agentkey_router(db.kl, signup_budget_period="year")
+    server = Server(make_app(db.kl, require_email=False, signup_expires_in="1h"))
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            resp = await client.post("/auth/signup")
+            assert resp.status_code == 201, resp.text
+            created = resp.json()
+            assert created["scopes"] == [] and created["expiresAt"] == "2026-01-15T13:00:00.000Z"
+            v = await db.kl.validate(created["key"])
+            assert v.valid and v.user_id is None and not v.has_scope("read")
+    finally:
+        server.stop()
+
+
+# Pins that the sync facade plugs into FastAPI the same way.
+async def test_sync_facade_in_fastapi(db: Db) -> None:
+    sync_kl = keyleash.sync.KeyLeash(db.kl)
+    k = await db.kl.create(account_id="a", scopes=["proxy.chat"])
+    server = Server(make_app(sync_kl))
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.post("/v1/chat", headers=bearer(k.key))).status_code == 200
+            assert (await client.post("/v1/chat")).status_code == 401
+    finally:
+        server.stop()

@@ -1,0 +1,70 @@
+"""Postgres stopped mid-test: calls fail fast with ``UnavailableError``, the FastAPI
+app answers 500 ``auth_unavailable`` (fail closed, never hanging), nothing is
+half-applied, and the same app and instance recover when Postgres is back, without
+a restart. Uses the private cluster's ``KEYLEASH_PG_STOP`` / ``KEYLEASH_PG_START``
+commands from scripts/with-postgres.sh."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import httpx
+import pytest
+
+import keyleash
+from conftest import open_db
+from server import Server, make_app
+
+
+def pg(command: str) -> None:
+    cmd = os.environ.get(command)
+    if not cmd:
+        pytest.fail(f"{command} is not set: run under scripts/with-postgres.sh (make test-python)")
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+
+
+# Pins fail-closed and recovery across a real Postgres stop and start.
+async def test_postgres_outage_and_recovery() -> None:
+    db = await open_db("postgres", acquire_timeout_ms=1500, statement_timeout_ms=3000)
+    k = await db.kl.create(account_id="a", scopes=["proxy.chat"], budget_cents=10)
+    assert (await db.kl.track_usage(k.key, 2)).success
+    server = Server(make_app(db.kl))
+    auth = {"Authorization": f"Bearer {k.key}"}
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            assert (await http.post("/v1/chat", headers=auth)).status_code == 200
+            pg("KEYLEASH_PG_STOP")
+            try:
+                started = time.monotonic()
+                with pytest.raises(keyleash.UnavailableError) as e:
+                    await db.kl.validate(k.key)
+                assert e.value.code == "unavailable"
+                with pytest.raises(keyleash.UnavailableError):
+                    await db.kl.track_usage(k.key, 3)
+                resp = await http.post("/v1/chat", headers=auth)
+                assert (resp.status_code, resp.json()) == (500, {"error": "auth_unavailable"})
+                me = await http.get("/auth/sdk-keys/me", headers=auth)
+                assert (me.status_code, me.json()) == (500, {"error": "auth_unavailable"})
+                assert time.monotonic() - started < 20, "calls must fail fast, not hang"
+            finally:
+                pg("KEYLEASH_PG_START")
+            deadline = time.monotonic() + 30
+            while True:
+                resp = await http.post("/v1/chat", headers=auth)
+                if resp.status_code == 200 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert resp.status_code == 200, resp.text
+            charged = await db.kl.track_usage(k.key, 3)
+            assert charged.to_dict() == {
+                "success": True,
+                "budgetUsedCents": 5,
+                "budgetRemainingCents": 5,
+            }
+            assert db.used_micros(k.id) == 5_000_000 and db.ledger(k.id) == (5_000_000, 2)
+    finally:
+        server.stop()
+        await db.kl.close()
