@@ -9,7 +9,6 @@ import asyncio
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,11 @@ from conftest import Db
 
 REPO = Path(__file__).resolve().parents[2]
 
-# ---------------------------------------------------------------------------------
-# NODE HOOK (for the Node package): when bindings-node ships this script, the
-# cross-process test charges from a Node process instead of a second Python one.
-# Protocol: `node charge-child.mjs URL TABLE KEY COUNT` connects with that table
-# name, prints "READY", waits for one line ("GO") on stdin, fires COUNT concurrent
-# trackUsage(KEY, {costCents: 1}) calls and prints "CHILD-RESULT ok=N".
-# ---------------------------------------------------------------------------------
-NODE_CHILD = REPO / "bindings-node" / "tests" / "charge-child.mjs"
-PEER = "node" if NODE_CHILD.exists() and shutil.which("node") else "python"
+# The Node package's child: `node charge-child.mjs URL TABLE KEY COUNT` connects with
+# that table name, prints "READY", waits for one line ("GO") on stdin, fires COUNT
+# concurrent trackUsage(KEY, {costCents: 1}) calls and prints "CHILD-RESULT ok=N".
+# `make test` builds the Node addon before the Python suite runs.
+NODE_CHILD = REPO / "bindings-node" / "test" / "charge-child.mjs"
 
 
 # Pins: 200 concurrent 1-cent charges on a 100-cent key → exactly 100 succeed.
@@ -49,15 +44,12 @@ def peer_command(peer: str, db: Db, key: str, count: int) -> list[str]:
     return [sys.executable, str(child), db.url, db.table, key, str(count)]
 
 
-# Pins: this process and another (Node when the hook is filled, else Python) each
-# fire 100 concurrent 1-cent charges at one 100-cent key → exactly 100 succeed.
-@pytest.mark.parametrize("peer", [PEER])
+# Pins: this process and another (a Node process, and a second Python one) each fire
+# 100 concurrent 1-cent charges at one 100-cent key → exactly 100 succeed in total.
+@pytest.mark.parametrize("peer", ["node", "python"])
 async def test_two_processes_one_key(db: Db, peer: str) -> None:
-    if peer == "python":
-        warnings.warn(
-            f"{NODE_CHILD.relative_to(REPO)} is not there yet: the second process is Python",
-            stacklevel=1,
-        )
+    if peer == "node":
+        assert shutil.which("node"), "node is needed for the cross-language test"
     k = await db.kl.create(account_id="a", budget_cents=100)
     proc = subprocess.Popen(
         peer_command(peer, db, k.key, 100),
