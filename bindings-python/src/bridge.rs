@@ -2,8 +2,12 @@
 //!
 //! The futures run on one process-wide tokio runtime without the GIL. A forked child
 //! gets a runtime of its own on first use ([`runtime`]): the parent's worker threads
-//! do not exist in the child, so a shared runtime would hang every call there. Their results are handed to the event loop with `call_soon_threadsafe`
-//! from a blocking thread that attaches to Python briefly.
+//! do not exist in the child, so a shared runtime would hang every call there.
+//!
+//! Results go to one delivery thread per process, which attaches to Python once
+//! for everything that finished meanwhile and wakes each event loop once per batch
+//! (`call_soon_threadsafe`): under load, hundreds of results cost one GIL
+//! acquisition and one loop wake-up instead of one each.
 //!
 //! Why not `pyo3_async_runtimes::tokio::future_into_py`: its delivering thread may
 //! still be attached (dropping references, releasing its thread state) after the
@@ -16,17 +20,31 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyRuntimeError;
-use tokio::runtime::{Builder, Runtime};
-
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
+use tokio::runtime::{Builder, Runtime};
 
 static CLOSING: AtomicBool = AtomicBool::new(false);
 static ATTACHED: AtomicUsize = AtomicUsize::new(0);
+
+/// The most results delivered under one attachment.
+const BATCH: usize = 1024;
+
+/// A finished call: turns its result into Python objects, with the GIL held.
+type Delivery = Box<dyn for<'py> FnOnce(Python<'py>) -> Resolved + Send>;
+
+/// Where a result goes (`fut` of `event_loop`) and what it is.
+struct Resolved {
+    event_loop: Py<PyAny>,
+    fut: Py<PyAny>,
+    ok: bool,
+    value: Py<PyAny>,
+}
 
 /// Runs `fut` on tokio and returns an asyncio future of the running loop that
 /// resolves with its result (or raises its error). Cancelling the asyncio future
@@ -39,13 +57,49 @@ where
 {
     let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
     let py_fut = event_loop.call_method0("create_future")?;
-    let target = (event_loop.unbind(), py_fut.clone().unbind());
+    let (event_loop, target) = (event_loop.unbind(), py_fut.clone().unbind());
+    let courier = courier()?;
     runtime()?.spawn(async move {
         let result = fut.await;
-        // Taking the GIL may wait: do it off the tokio workers.
-        tokio::task::spawn_blocking(move || deliver(target, result));
+        let delivery: Delivery = Box::new(move |py| {
+            let (ok, value) = match result.and_then(|v| v.into_py_any(py)) {
+                Ok(v) => (true, v),
+                Err(e) => (false, e.into_value(py).into_any()),
+            };
+            Resolved {
+                event_loop,
+                fut: target,
+                ok,
+                value,
+            }
+        });
+        // Fails only if the delivery thread is gone, i.e. the process is exiting.
+        if let Err(unsent) = courier.send(delivery) {
+            std::mem::forget(unsent);
+        }
     });
     Ok(py_fut)
+}
+
+/// The sender to this process's delivery thread, started on first use (and again
+/// in a forked child, where the parent's thread does not exist).
+fn courier() -> PyResult<Sender<Delivery>> {
+    static COURIER: Mutex<Option<(u32, Sender<Delivery>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = COURIER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((owner, tx)) = slot.as_ref() {
+        if *owner == pid {
+            return Ok(tx.clone());
+        }
+    }
+    let (tx, rx) = channel();
+    std::thread::Builder::new()
+        .name("keyleash-deliver".into())
+        .spawn(move || deliver_loop(&rx))
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+    // A parent's sender, if any, is leaked: its thread does not exist here.
+    std::mem::forget(slot.replace((pid, tx.clone())));
+    Ok(tx)
 }
 
 /// The tokio runtime of this process, made on first use, and again in a forked
@@ -70,38 +124,56 @@ fn runtime() -> PyResult<&'static Runtime> {
     }
 }
 
-fn deliver<T>(target: (Py<PyAny>, Py<PyAny>), result: PyResult<T>)
-where
-    T: for<'py> IntoPyObject<'py>,
-{
-    ATTACHED.fetch_add(1, SeqCst);
-    if CLOSING.load(SeqCst) {
-        // Python is finalizing: never attach, never drop Python objects.
-        std::mem::forget((target, result));
-    } else {
-        Python::attach(|py| {
-            let (event_loop, fut) = target;
-            let (ok, value) = match result.and_then(|v| v.into_py_any(py)) {
-                Ok(v) => (true, v),
-                Err(e) => (false, e.into_value(py).into_any()),
-            };
-            // A closed loop raises here: nobody awaits the result any more.
-            let _ = wrap_pyfunction!(resolve, py).and_then(|resolve| {
-                event_loop
-                    .bind(py)
-                    .call_method1("call_soon_threadsafe", (resolve, fut, ok, value))
-            });
-        });
+fn deliver_loop(rx: &Receiver<Delivery>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(BATCH - 1));
+        ATTACHED.fetch_add(1, SeqCst);
+        if CLOSING.load(SeqCst) {
+            // Python is finalizing: never attach, never drop Python objects.
+            std::mem::forget(batch);
+        } else {
+            Python::attach(|py| deliver(py, batch));
+        }
+        ATTACHED.fetch_sub(1, SeqCst);
     }
-    ATTACHED.fetch_sub(1, SeqCst);
 }
 
-/// Runs on the loop's thread: completes `fut` unless it was cancelled meanwhile.
+/// A future, whether it succeeded, and its result or exception.
+type Outcome = (Py<PyAny>, bool, Py<PyAny>);
+
+/// Hands each event loop its results in one `call_soon_threadsafe`.
+fn deliver(py: Python<'_>, batch: Vec<Delivery>) {
+    let mut per_loop: Vec<(Py<PyAny>, Vec<Outcome>)> = Vec::new();
+    for delivery in batch {
+        let r = delivery(py);
+        let item = (r.fut, r.ok, r.value);
+        match per_loop
+            .iter_mut()
+            .find(|(l, _)| l.as_ptr() == r.event_loop.as_ptr())
+        {
+            Some((_, items)) => items.push(item),
+            None => per_loop.push((r.event_loop, vec![item])),
+        }
+    }
+    for (event_loop, items) in per_loop {
+        // A closed loop raises here: nobody awaits those results any more.
+        let _ = wrap_pyfunction!(resolve, py).and_then(|resolve| {
+            event_loop
+                .bind(py)
+                .call_method1("call_soon_threadsafe", (resolve, items))
+        });
+    }
+}
+
+/// Runs on the loop's thread: completes each future unless it was cancelled.
 #[pyfunction]
-fn resolve(fut: &Bound<'_, PyAny>, ok: bool, value: Bound<'_, PyAny>) -> PyResult<()> {
-    if !fut.call_method0("done")?.is_truthy()? {
-        let method = if ok { "set_result" } else { "set_exception" };
-        fut.call_method1(method, (value,))?;
+fn resolve(items: Vec<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>) -> PyResult<()> {
+    for (fut, ok, value) in items {
+        if !fut.call_method0("done")?.is_truthy()? {
+            let method = if ok { "set_result" } else { "set_exception" };
+            fut.call_method1(method, (value,))?;
+        }
     }
     Ok(())
 }
