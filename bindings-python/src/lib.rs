@@ -13,7 +13,7 @@
 
 mod bridge;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use keyleash::{Access, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -54,13 +54,7 @@ fn to_json(value: &impl Serialize) -> PyResult<String> {
 
 /// Parses an ISO 8601 / RFC 3339 timestamp with an offset (`Z` or `+00:00`).
 fn parse_time(field: &str, s: &str) -> PyResult<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            bad_arg(format!(
-                "{field} must be an ISO 8601 timestamp with a time zone"
-            ))
-        })
+    keyleash::parse_time(field, s).map_err(py_err)
 }
 
 fn opt_time(field: &str, s: Option<String>) -> PyResult<Option<DateTime<Utc>>> {
@@ -396,13 +390,10 @@ impl NativeKeyLeash {
         Ok(())
     }
 
-    /// Moves the manual clock by `micros` microseconds (negative goes back).
-    fn advance(&self, micros: i64) -> PyResult<()> {
-        let clock = self.manual()?;
-        let at = clock
-            .now()
-            .checked_add_signed(Duration::microseconds(micros));
-        clock.set(at.ok_or_else(|| bad_arg("advance would move the clock out of range"))?);
+    /// Moves the manual clock by the sum of the amounts given (negative goes back).
+    fn advance(&self, seconds: f64, minutes: f64, hours: f64, days: f64) -> PyResult<()> {
+        let by = keyleash::clock::span(seconds, minutes, hours, days).map_err(py_err)?;
+        self.manual()?.advance(by);
         Ok(())
     }
 }
