@@ -15,7 +15,7 @@ demo: ## Run the main job on embedded SQLite: a 50-cent key under 20 concurrent 
 
 .PHONY: test
 test: check node ## Build and run every test (Rust, Node, Python) on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
-	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node test-python-here
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node test-python-here conformance-here
 
 .PHONY: test-rust
 test-rust: ## The Rust tests (needs DATABASE_URL: use `make test`)
@@ -26,6 +26,19 @@ test-rust: ## The Rust tests (needs DATABASE_URL: use `make test`)
 .PHONY: test-node
 test-node: ## The Node tests through the built addon (needs `make node` and DATABASE_URL: use `make test`)
 	cd bindings-node && npm test
+
+.PHONY: conformance
+conformance: node ## Run every vector of CONFORMANCE_DIR (default tests/conformance) through the Rust, Node and Python runners, on SQLite and Postgres
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory conformance-here
+
+.PHONY: conformance-here
+# All three runners run even when one fails, so one run shows every difference.
+conformance-here:
+	@status=0; \
+	$(CARGO) test -q -p keyleash --test conformance || status=1; \
+	(cd bindings-node && node test/conformance.mjs) || status=1; \
+	"$$(bash scripts/python-env.sh)" bindings-python/tests/conformance.py || status=1; \
+	exit $$status
 
 .PHONY: test-python
 test-python: ## Build the Python wheel into .venv, run ruff, mypy --strict and pytest (SQLite and a private Postgres)

@@ -58,7 +58,7 @@ async def test_invalid_argument(db: Db) -> None:
     k = await db.kl.create(account_id="a")
     mistakes = [
         db.kl.create(),
-        db.kl.create(account_id="x" * 257),
+        db.kl.create(account_id="x" * 513),
         db.kl.create(account_id="a", budget_cents=-1),
         db.kl.create(account_id="a", budget_cents=float("nan")),
         db.kl.create(account_id="a", expires_in="1d", expires_at="2027-01-01T00:00:00Z"),

@@ -68,10 +68,13 @@ use crate::ident::TableNames;
 use crate::period::{parse_duration, Period};
 use crate::store::{Backend, NewKey, Store};
 
-/// Longest account id, user id, name, delegatedBy and idempotency key, in bytes.
+/// Longest user id, name, delegatedBy and idempotency key, in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
 /// Longest external subject, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 512;
+/// Longest account id, in bytes: as long as a subject, because a subject row's
+/// account defaults to its subject.
+pub const MAX_ACCOUNT_LEN: usize = MAX_SUBJECT_LEN;
 /// Longest raw key looked up, in bytes; anything longer is `invalid` at once.
 pub const MAX_RAW_KEY_LEN: usize = 128;
 /// Largest metadata, serialized, in bytes.
@@ -141,7 +144,7 @@ impl KeyLeash {
         if let Some(parent) = opts.parent_id {
             self.check_parent(parent, &mut opts.account_id, now).await?;
         }
-        check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
+        check_text("accountId", &opts.account_id, MAX_ACCOUNT_LEN, true)?;
         let minted = key::mint(&self.inner.prefix)?;
         let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
         let id = self.inner.store.insert_key(&new).await?;
@@ -164,7 +167,7 @@ impl KeyLeash {
         if opts.account_id.is_empty() {
             opts.account_id = subject.to_string();
         }
-        check_text("accountId", &opts.account_id, MAX_TEXT_LEN, true)?;
+        check_text("accountId", &opts.account_id, MAX_ACCOUNT_LEN, true)?;
         let hash = key::internal_hash()?;
         let prefix = format!("{}ext", self.inner.prefix);
         let new = self.new_row(
@@ -370,7 +373,7 @@ impl KeyLeash {
     /// only a key of that account is revoked. Returns whether a live key was revoked.
     pub async fn revoke(&self, key_id: i64, account_id: Option<&str>) -> Result<bool> {
         if let Some(a) = account_id {
-            check_text("accountId", a, MAX_TEXT_LEN, true)?;
+            check_text("accountId", a, MAX_ACCOUNT_LEN, true)?;
         }
         self.inner
             .store
@@ -380,7 +383,7 @@ impl KeyLeash {
 
     /// The keys of an account (revoked ones included), oldest first, without secrets.
     pub async fn list(&self, account_id: &str) -> Result<Vec<KeySummary>> {
-        check_text("accountId", account_id, MAX_TEXT_LEN, true)?;
+        check_text("accountId", account_id, MAX_ACCOUNT_LEN, true)?;
         let now = self.inner.clock.now();
         let rows = self.inner.store.list(account_id).await?;
         Ok(rows.iter().map(|r| r.summary(now)).collect())

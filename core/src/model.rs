@@ -54,7 +54,7 @@ impl Default for Options {
 /// is required by `create`; `ensure_subject` defaults it to the subject.
 #[derive(Clone, Debug, Default)]
 pub struct CreateOptions {
-    /// The owning account (1 to 256 bytes).
+    /// The owning account (1 to 512 bytes).
     pub account_id: String,
     /// The user the key belongs to, if any.
     pub user_id: Option<String>,

@@ -170,7 +170,7 @@ async fn create_errors(kind: Kind) {
             "invalid_argument",
         ),
         (opts(""), "invalid_argument"),
-        (opts(&"a".repeat(257)), "invalid_argument"),
+        (opts(&"a".repeat(513)), "invalid_argument"),
         (opts("a\0b"), "invalid_argument"),
         (
             CreateOptions {
