@@ -254,7 +254,9 @@ async function runVector(path, store) {
     return null;
   } finally {
     await kl.close();
-    if (store === "sqlite") rmSync(url.slice("sqlite://".length), { force: true });
+    if (store === "sqlite") {
+      for (const suffix of ["", "-wal", "-shm"]) rmSync(`${url.slice("sqlite://".length)}${suffix}`, { force: true });
+    }
   }
 }
 

@@ -273,7 +273,8 @@ async def run_vector(path: Path, store: str) -> str | None:
     finally:
         await kl.close()
         if store == "sqlite":
-            Path(url.removeprefix("sqlite://")).unlink(missing_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                Path(url.removeprefix("sqlite://") + suffix).unlink(missing_ok=True)
 
 
 async def main() -> int:

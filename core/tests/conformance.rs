@@ -167,7 +167,9 @@ async fn run_vector(path: &Path, store: &str) -> Result<(), Failure> {
     let result = run_steps(&runner, steps).await;
     kl.close().await;
     if let Some(file) = url.strip_prefix("sqlite://") {
-        let _ = std::fs::remove_file(file);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{file}{suffix}"));
+        }
     }
     result
 }
