@@ -3,6 +3,7 @@ charging, idempotency, the budget running out, a child key, and the docs."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 from pathlib import Path
@@ -18,15 +19,23 @@ APP = Path(__file__).resolve().parents[2] / "examples" / "fastapi-app" / "app.py
 
 
 def load_example(url: str) -> ModuleType:
-    os.environ["KEYLEASH_DB"] = url
-    spec = importlib.util.spec_from_file_location(unique("fastapi_app"), APP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    saved = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url  # the example reads it at import
+    try:
+        spec = importlib.util.spec_from_file_location(unique("fastapi_app"), APP)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del os.environ["DATABASE_URL"]
+        else:
+            os.environ["DATABASE_URL"] = saved
     return module
 
 
-# Pins the example's whole flow, as its README describes it.
+# Pins the example's whole flow: the docs, signup, exact per-character charging,
+# idempotency, 60 parallel calls on 50 cents, and a child key drawing on its parent.
 async def test_fastapi_example(store: str) -> None:
     url = database_url(store)
     example = load_example(url)
@@ -36,33 +45,40 @@ async def test_fastapi_example(store: str) -> None:
             assert (await http.get("/docs")).status_code == 200
             doc = (await http.get("/openapi.json")).json()
             assert doc["paths"]["/v1/chat"]["post"]["security"] == [{"keyleash": []}]
-            prompt = {"prompt": "hello there"}  # 2 words: 26 tokens, 0.026 cents
-            denied = await http.post("/v1/chat", json=prompt)
+            denied = await http.post("/v1/chat", json={"prompt": "hi"})
             assert (denied.status_code, denied.json()) == (401, {"error": "Missing API key"})
-            signup = await http.post("/auth/signup", json={"email": "dev@example.com"})
+            signup = await http.post("/signup", json={"email": "dev@example.com"})
             assert signup.status_code == 201, signup.text
+            assert signup.json()["budgetPeriod"] == "day"
             auth = {"Authorization": f"Bearer {signup.json()['key']}"}
-            first = await http.post("/v1/chat", json=prompt, headers=auth)
+            first = await http.post("/v1/chat", json={"prompt": "hello"}, headers=auth)
             assert first.status_code == 200, first.text
-            assert first.json()["costCents"] == pytest.approx(0.026)
-            assert first.json()["budgetRemainingCents"] == pytest.approx(49.974)
+            assert first.json() == {
+                "completion": "echo: hello",
+                "costCents": pytest.approx(0.55),
+                "budgetRemainingCents": pytest.approx(49.45),
+            }
             again = {**auth, "Idempotency-Key": "req-1"}
-            r1 = (await http.post("/v1/chat", json=prompt, headers=again)).json()
-            r2 = (await http.post("/v1/chat", json=prompt, headers=again)).json()
-            assert r1["budgetRemainingCents"] == r2["budgetRemainingCents"] == pytest.approx(49.948)
-            me = (await http.get("/auth/sdk-keys/me", headers=auth)).json()
-            assert me["budgetUsedCents"] == pytest.approx(0.052) and me["scopes"] == ["proxy.chat"]
+            r1 = (await http.post("/v1/chat", json={"prompt": "a"}, headers=again)).json()
+            r2 = (await http.post("/v1/chat", json={"prompt": "a"}, headers=again)).json()
+            assert r1["budgetRemainingCents"] == r2["budgetRemainingCents"] == pytest.approx(48.94)
             child = await http.post(
-                "/auth/sdk-keys", json={"budget_cents": 0.04, "name": "agent"}, headers=auth
+                "/sdk-keys", json={"budget_cents": 1, "name": "agent"}, headers=auth
             )
             assert child.status_code == 201, child.text
             agent = {"Authorization": f"Bearer {child.json()['key']}"}
-            ok = await http.post("/v1/chat", json=prompt, headers=agent)
-            assert ok.status_code == 200 and ok.json()["reply"].startswith("(agent)")
-            spent = await http.post("/v1/chat", json=prompt, headers=agent)
+            ok = await http.post("/v1/chat", json={"prompt": "x" * 50}, headers=agent)
+            assert ok.status_code == 200 and ok.json()["budgetRemainingCents"] == 0
+            spent = await http.post("/v1/chat", json={"prompt": "x"}, headers=agent)
             assert (spent.status_code, spent.json()) == (429, {"error": "budget_exceeded"})
-            parent = (await http.get("/auth/sdk-keys/me", headers=auth)).json()
-            assert parent["budgetUsedCents"] == pytest.approx(0.078)
+            # 47.94 cents are left: of 60 parallel 1-cent calls exactly 47 fit.
+            calls = [
+                http.post("/v1/chat", json={"prompt": "x" * 50}, headers=auth) for _ in range(60)
+            ]
+            statuses = [r.status_code for r in await asyncio.gather(*calls)]
+            assert (statuses.count(200), statuses.count(429)) == (47, 13)
+            me = (await http.get("/sdk-keys/me", headers=auth)).json()
+            assert me["budgetUsedCents"] == pytest.approx(49.06)
     finally:
         server.stop()
         example.kl.close()

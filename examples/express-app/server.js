@@ -1,4 +1,6 @@
-// An "LLM proxy" protected by keyleash, on embedded SQLite by default.
+// An "LLM proxy" protected by keyleash, on embedded SQLite by default. Its twin,
+// examples/fastapi-app/app.py, answers every request with the same status and JSON
+// (bindings-python/tests/test_http_parity.py checks it).
 //
 //   POST /signup              an agent gets a key: scope proxy.chat, 50 cents a day
 //   POST /v1/chat             {"prompt": "..."} with Authorization: Bearer <key>;
@@ -15,7 +17,17 @@ const { KeyLeash, agentKeyMiddleware, createAgentKeyRoutes } = require("keyleash
 
 /** A pretend model and price list: 0.5 cents per call plus 0.01 cents per character. */
 function complete(prompt) {
-  return { text: `echo: ${prompt}`, costCents: 0.5 + prompt.length * 0.01 };
+  return { text: `echo: ${prompt}`, costCents: 0.5 + [...prompt].length * 0.01 };
+}
+
+/** The prompt of a JSON body `{"prompt": "..."}`, or undefined. */
+function promptOf(raw) {
+  try {
+    const body = JSON.parse(raw);
+    return typeof body?.prompt === "string" ? body.prompt : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function main() {
@@ -26,14 +38,21 @@ async function main() {
   app.use(
     createAgentKeyRoutes(kl, { signupScopes: ["proxy.chat"], signupBudgetCents: 50, signupBudgetPeriod: "day" }),
   );
-  app.post("/v1/chat", agentKeyMiddleware(kl, { scope: "proxy.chat" }), express.json(), async (req, res) => {
-    const answer = complete(String(req.body?.prompt ?? ""));
-    const rawKey = req.get("authorization").slice("Bearer ".length).trim();
+  const chatBody = express.text({ type: () => true });
+  app.post("/v1/chat", agentKeyMiddleware(kl, { scope: "proxy.chat" }), chatBody, async (req, res) => {
+    const prompt = promptOf(typeof req.body === "string" ? req.body : "");
+    if (prompt === undefined) {
+      return res.status(400).json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
+    }
+    const answer = complete(prompt);
+    const rawKey = req.get("authorization").trim().slice("bearer".length).trim();
     const charge = await kl
       .trackUsage(rawKey, { costCents: answer.costCents, idempotencyKey: req.get("idempotency-key") })
-      .catch(() => ({ success: false, reason: "auth_unavailable" }));
+      .catch(() => null);
+    if (charge === null) return res.status(500).json({ error: "auth_unavailable" });
     if (!charge.success) {
-      return res.status(charge.reason === "budget_exceeded" ? 429 : 500).json({ error: charge.reason });
+      // budget_exceeded, or the key was revoked or expired since the middleware checked it.
+      return res.status(charge.reason === "budget_exceeded" ? 429 : 401).json({ error: charge.reason });
     }
     res.json({ completion: answer.text, costCents: answer.costCents, budgetRemainingCents: charge.budgetRemainingCents });
   });

@@ -1,0 +1,240 @@
+"""HTTP parity (SPEC §6): the Express example and the FastAPI example, each started as
+a real server process on its own SQLite file, get the same sequence of requests
+covering every route and every status. Their statuses and JSON bodies must be
+identical once generated values (raw keys, account ids, timestamps) are normalized,
+and the statuses must be the ones SPEC §6 names."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import unique
+
+REPO = Path(__file__).resolve().parents[2]
+EXPRESS = REPO / "examples" / "express-app"
+FASTAPI = REPO / "examples" / "fastapi-app"
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+FIFTY = "x" * 50  # 0.5 + 50 * 0.01 = 1 cent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class App:
+    """One example as a server process on 127.0.0.1, with its own SQLite file."""
+
+    def __init__(self, kind: str, db: Path) -> None:
+        self.kind, self.db, port = kind, db, free_port()
+        env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite://{db}"}
+        if kind == "express":
+            cmd, cwd = ["node", "server.js"], EXPRESS
+        else:
+            cmd, cwd = [sys.executable, "app.py"], FASTAPI
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                pytest.fail(f"the {kind} example exited with {self.proc.returncode}: {err}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"the {kind} example did not listen"
+                time.sleep(0.05)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        key: str | None = None,
+        body: Any = None,
+        raw: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        h = dict(headers or {})
+        if key is not None:
+            h["Authorization"] = f"Bearer {key}"
+        if body is not None:
+            raw = httpx.Request("POST", "/", json=body).content.decode()
+        if raw is not None:
+            h["Content-Type"] = "application/json"
+        res = self.http.request(method, path, headers=h, content=raw)
+        return res.status_code, res.json()
+
+    def break_store(self) -> None:
+        """A real store failure: the keys table disappears under the running server."""
+        with sqlite3.connect(self.db) as conn:
+            conn.execute("ALTER TABLE sdk_api_keys RENAME TO sdk_api_keys_gone")
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
+    """Every route and status of SPEC §6, each request built from earlier answers."""
+    call = app.call
+
+    def step(label: str, answer: tuple[int, Any]) -> tuple[str, int, Any]:
+        return (label, *answer)
+
+    yield step("chat without a key", call("POST", "/v1/chat", body={"prompt": "hi"}))
+    yield step("chat with an unknown key", call("POST", "/v1/chat", key="ak_nope", body={}))
+    yield step(
+        "chat with another scheme", call("POST", "/v1/chat", headers={"Authorization": "Token x"})
+    )
+    yield step("signup without email", call("POST", "/signup", body={}))
+    yield step("signup, bad JSON", call("POST", "/signup", raw="{oops"))
+    yield step("signup, a JSON list", call("POST", "/signup", raw="[1]"))
+    yield step(
+        "signup, wider scopes",
+        call("POST", "/signup", body={"email": "a@example.com", "scopes": ["admin"]}),
+    )
+    yield step(
+        "signup, over the budget",
+        call("POST", "/signup", body={"email": "a@example.com", "budget_cents": 51}),
+    )
+    yield step(
+        "signup, bad duration",
+        call("POST", "/signup", body={"email": "a@example.com", "expires_in": "soon"}),
+    )
+    status, root = call("POST", "/signup", body={"email": "agent@example.com", "name": "root"})
+    yield ("signup", status, root)
+    key = root["key"]
+    yield step("me", call("GET", "/sdk-keys/me", key=key))
+    yield step(
+        "me, lowercase scheme",
+        call("GET", "/sdk-keys/me", headers={"Authorization": f"bearer {key}"}),
+    )
+    yield step("chat", call("POST", "/v1/chat", key=key, body={"prompt": "hello"}))
+    again = {"Idempotency-Key": "req-1"}
+    yield step(
+        "chat, idempotent", call("POST", "/v1/chat", key=key, body={"prompt": "abc"}, headers=again)
+    )
+    yield step(
+        "chat, repeated", call("POST", "/v1/chat", key=key, body={"prompt": "abc"}, headers=again)
+    )
+    yield step("chat, bad JSON", call("POST", "/v1/chat", key=key, raw="not json"))
+    yield step("chat, no prompt", call("POST", "/v1/chat", key=key, body={"prompt": 5}))
+    yield step("chat, empty body", call("POST", "/v1/chat", key=key, raw=""))
+    yield step("mint, wider scope", call("POST", "/sdk-keys", key=key, body={"scopes": ["admin"]}))
+    yield step(
+        "mint, bigger budget", call("POST", "/sdk-keys", key=key, body={"budget_cents": 100})
+    )
+    yield step("mint, later expiry", call("POST", "/sdk-keys", key=key, body={"expires_in": "30d"}))
+    yield step(
+        "mint, bad period", call("POST", "/sdk-keys", key=key, body={"budget_period": "yearly"})
+    )
+    yield step("mint, bad JSON", call("POST", "/sdk-keys", key=key, raw="{"))
+    yield step("mint without a key", call("POST", "/sdk-keys", body={}))
+    status, bare = call("POST", "/sdk-keys", key=key, body={"scopes": [], "name": "no scopes"})
+    yield ("mint, no scopes", status, bare)
+    yield step(
+        "chat without the scope", call("POST", "/v1/chat", key=bare["key"], body={"prompt": "x"})
+    )
+    status, small = call("POST", "/sdk-keys", key=key, body={"budget_cents": 1, "name": "small"})
+    yield ("mint, 1 cent", status, small)
+    yield step(
+        "chat, all of it", call("POST", "/v1/chat", key=small["key"], body={"prompt": FIFTY})
+    )
+    yield step(
+        "chat, over budget", call("POST", "/v1/chat", key=small["key"], body={"prompt": "x"})
+    )
+    yield step("me, over budget", call("GET", "/sdk-keys/me", key=small["key"]))
+    yield step("me of the parent", call("GET", "/sdk-keys/me", key=key))
+    status, short = call("POST", "/sdk-keys", key=key, body={"expires_in": "1s", "name": "short"})
+    yield ("mint, 1 second", status, short)
+    time.sleep(1.1)
+    yield step("chat, expired", call("POST", "/v1/chat", key=short["key"], body={"prompt": "x"}))
+    yield step("me, expired", call("GET", "/sdk-keys/me", key=short["key"]))
+    yield step("revoke, bad id", call("DELETE", "/sdk-keys/abc", key=key))
+    yield step("revoke without a key", call("DELETE", f"/sdk-keys/{small['id']}"))
+    status, other = call("POST", "/signup", body={"email": "someone@example.com"})
+    yield ("signup, another account", status, other)
+    yield step(
+        "revoke, other account", call("DELETE", f"/sdk-keys/{small['id']}", key=other["key"])
+    )
+    yield step("revoke", call("DELETE", f"/sdk-keys/{small['id']}", key=key))
+    yield step("revoke again", call("DELETE", f"/sdk-keys/{small['id']}", key=key))
+    yield step("chat, revoked", call("POST", "/v1/chat", key=small["key"], body={"prompt": "x"}))
+    yield step("revoke, no such id", call("DELETE", "/sdk-keys/999999", key=key))
+    app.break_store()
+    yield step("chat, store down", call("POST", "/v1/chat", key=key, body={"prompt": "x"}))
+    yield step("me, store down", call("GET", "/sdk-keys/me", key=key))
+    yield step("signup, store down", call("POST", "/signup", body={"email": "b@example.com"}))
+    yield step("mint, store down", call("POST", "/sdk-keys", key=key, body={}))
+
+
+def normalized(value: Any) -> Any:
+    """Generated values replaced by placeholders; everything else kept as it is."""
+    if isinstance(value, dict):
+        return {k: "<raw key>" if k == "key" else normalized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalized(v) for v in value]
+    if isinstance(value, str) and TIME.match(value):
+        return "<time>"
+    if isinstance(value, str) and value.startswith("acct_"):
+        return "<account>"
+    return value
+
+
+EXPECTED_STATUSES = [
+    401, 401, 401, 400, 400, 400, 400, 400, 400, 201, 200, 200, 200, 200, 200, 400, 400, 400,
+    403, 403, 403, 400, 400, 401, 201, 403, 201, 200, 429, 429, 200, 201, 401, 401, 400, 401,
+    201, 404, 200, 404, 401, 404, 500, 500, 500, 500,
+]  # fmt: skip
+
+
+def test_express_and_fastapi_answer_alike(tmp_path: Path) -> None:
+    answers: dict[str, list[tuple[str, int, Any]]] = {}
+    for kind in ("express", "fastapi"):
+        app = App(kind, tmp_path / f"{unique(kind)}.db")
+        try:
+            answers[kind] = list(scenario(app))
+        finally:
+            app.stop()
+    express, fastapi = answers["express"], answers["fastapi"]
+    assert [a[1] for a in express] == EXPECTED_STATUSES, express
+    for e, f in zip(express, fastapi, strict=True):
+        assert (e[0], e[1], normalized(e[2])) == (f[0], f[1], normalized(f[2]))
+    by_label = {label: body for label, _, body in express}
+    # A few bodies pinned outright, so a rule both servers get wrong still fails.
+    assert by_label["chat without a key"] == {"error": "Missing API key"}
+    assert by_label["chat with an unknown key"] == {"error": "invalid"}
+    assert by_label["chat, over budget"] == {"error": "budget_exceeded"}
+    assert by_label["chat, expired"] == {"error": "expired"}
+    assert by_label["chat, revoked"] == {"error": "revoked"}
+    assert by_label["chat, store down"] == {"error": "auth_unavailable"}
+    assert by_label["revoke"] == {"revoked": True}
+    assert by_label["chat without the scope"] == {
+        "error": "insufficient_scope",
+        "required": "proxy.chat",
+        "available": [],
+    }
+    assert by_label["chat"] == {
+        "completion": "echo: hello",
+        "costCents": pytest.approx(0.55),
+        "budgetRemainingCents": pytest.approx(49.45),
+    }
+    assert by_label["chat, repeated"] == by_label["chat, idempotent"]
+    assert by_label["me of the parent"]["budgetUsedCents"] == pytest.approx(0.55 + 0.53 + 1)
