@@ -10,8 +10,8 @@ help: ## List the documented targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: ## Run the main job on embedded SQLite: a 50-cent key under 20 concurrent 5-cent charges
-	$(CARGO) run --quiet -p keyleash-demo
+demo: node ## The main job on embedded SQLite: the Express and FastAPI examples share one key's 50-cent cap under 80 parallel calls
+	KEYLEASH_PYTHON="$$(bash scripts/python-env.sh)" node examples/demo/demo.mjs
 
 .PHONY: test
 test: check node ## Build and run every test (Rust, Node, Python) on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
@@ -53,11 +53,12 @@ example-fastapi: ## Serve examples/fastapi-app (an LLM proxy on embedded SQLite)
 	cd examples/fastapi-app && "$$(bash ../../scripts/python-env.sh)" app.py
 
 .PHONY: check
-check: node-deps ## cargo fmt --check, clippy and rustdoc with warnings denied; biome and tsc for the Node package
+check: node-deps ## cargo fmt --check, clippy and rustdoc with warnings denied; biome (Node package, Express example, demo) and tsc
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
-	cd bindings-node && npx biome check . && npx tsc -p tsconfig.json
+	bindings-node/node_modules/.bin/biome check .
+	cd bindings-node && npx tsc -p tsconfig.json
 
 .PHONY: node-deps
 # `npm install`, not `npm ci`: the lock pins every version, but the registry this

@@ -35,14 +35,14 @@ async function main() {
   await kl.migrate();
 
   const app = express();
-  app.use(
-    createAgentKeyRoutes(kl, { signupScopes: ["proxy.chat"], signupBudgetCents: 50, signupBudgetPeriod: "day" }),
-  );
+  app.use(createAgentKeyRoutes(kl, { signupScopes: ["proxy.chat"], signupBudgetCents: 50, signupBudgetPeriod: "day" }));
   const chatBody = express.text({ type: () => true });
   app.post("/v1/chat", agentKeyMiddleware(kl, { scope: "proxy.chat" }), chatBody, async (req, res) => {
     const prompt = promptOf(typeof req.body === "string" ? req.body : "");
     if (prompt === undefined) {
-      return res.status(400).json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
+      return res
+        .status(400)
+        .json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
     }
     const answer = complete(prompt);
     const rawKey = req.get("authorization").trim().slice("bearer".length).trim();
@@ -54,7 +54,11 @@ async function main() {
       // budget_exceeded, or the key was revoked or expired since the middleware checked it.
       return res.status(charge.reason === "budget_exceeded" ? 429 : 401).json({ error: charge.reason });
     }
-    res.json({ completion: answer.text, costCents: answer.costCents, budgetRemainingCents: charge.budgetRemainingCents });
+    res.json({
+      completion: answer.text,
+      costCents: answer.costCents,
+      budgetRemainingCents: charge.budgetRemainingCents,
+    });
   });
 
   const port = Number(process.env.PORT ?? 3000);
