@@ -121,6 +121,7 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     status, root = call("POST", "/signup", body={"email": "agent@example.com", "name": "root"})
     yield ("signup", status, root)
     key = root["key"]
+    yield step("me without a key", call("GET", "/sdk-keys/me"))
     yield step("me", call("GET", "/sdk-keys/me", key=key))
     yield step(
         "me, lowercase scheme",
@@ -183,6 +184,7 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     yield step("me, store down", call("GET", "/sdk-keys/me", key=key))
     yield step("signup, store down", call("POST", "/signup", body={"email": "b@example.com"}))
     yield step("mint, store down", call("POST", "/sdk-keys", key=key, body={}))
+    yield step("revoke, store down", call("DELETE", f"/sdk-keys/{bare['id']}", key=key))
 
 
 def normalized(value: Any) -> Any:
@@ -199,9 +201,9 @@ def normalized(value: Any) -> Any:
 
 
 EXPECTED_STATUSES = [
-    401, 401, 401, 400, 400, 400, 400, 400, 400, 201, 200, 200, 200, 200, 200, 400, 400, 400,
-    403, 403, 403, 400, 400, 401, 201, 403, 201, 200, 429, 429, 200, 201, 401, 401, 400, 401,
-    201, 404, 200, 404, 401, 404, 500, 500, 500, 500,
+    401, 401, 401, 400, 400, 400, 400, 400, 400, 201, 401, 200, 200, 200, 200, 200, 400, 400,
+    400, 403, 403, 403, 400, 400, 401, 201, 403, 201, 200, 429, 429, 200, 201, 401, 401, 400,
+    401, 201, 404, 200, 404, 401, 404, 500, 500, 500, 500, 500,
 ]  # fmt: skip
 
 
