@@ -240,9 +240,14 @@ impl KeyRow {
         };
         match self.budget_reset_at {
             Some(reset) if now >= reset => {
-                // Boundaries count from the anchor; a row without one (from agentkey)
-                // counts from its last reset time, which is itself a boundary.
-                let anchor = self.budget_anchor_at.unwrap_or(reset);
+                // Boundaries count from the anchor. A row without one (from agentkey)
+                // counts from its last reset time, which is itself a boundary; so
+                // does a row whose reset time was edited by hand off the anchor's
+                // schedule (the edit wins: a month re-anchors on the edited day).
+                let anchor = self
+                    .budget_anchor_at
+                    .filter(|&a| period.is_boundary(a, reset))
+                    .unwrap_or(reset);
                 b.used = 0;
                 b.anchor = Some(anchor);
                 b.reset_at = Some(period.next_after(anchor, now));

@@ -15,13 +15,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A scope is malformed or not in the configured `valid_scopes` allow-list.
-    #[error("invalid scope: {0}")]
+    /// The message starts with agentkey's words, `Invalid scopes: a, b`.
+    #[error("Invalid scopes: {0}")]
     InvalidScope(String),
-    /// A duration string is not `<n>s|m|h|d|w|mo` with a positive `n`, or is too long.
-    #[error("invalid duration: {0}")]
+    /// A duration string is not `<n>s|m|h|d|w|mo` with a whole `n ≥ 0`, or is too
+    /// long. The message starts with agentkey's words, `Invalid duration: 7days`.
+    #[error("Invalid duration: {0}")]
     InvalidDuration(String),
-    /// A budget period is not `day`, `week`, `month` or absent.
-    #[error("invalid budget period: {0}")]
+    /// A budget period is not `day`, `week`, `month` or absent. The message starts
+    /// with agentkey's words, `Invalid budget period: weekly`.
+    #[error("Invalid budget period: {0}")]
     InvalidPeriod(String),
     /// Any other argument the caller got wrong: an identifier, an amount, a string
     /// that is empty, too long or contains NUL, conflicting options.
@@ -31,12 +34,16 @@ pub enum Error {
     /// mint a key); nothing was applied. The cause is kept as the source.
     #[error("key store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A table keyleash needs does not exist: `migrate()` has not run on this
+    /// database (or ran for another table name). Nothing was applied.
+    #[error("{0}: call migrate() to create it")]
+    NotMigrated(String),
 }
 
 impl Error {
     /// The stable, language-independent code of this error (CONFORMANCE.md):
-    /// `invalid_scope`, `invalid_duration`, `invalid_period`, `invalid_argument`
-    /// or `unavailable`.
+    /// `invalid_scope`, `invalid_duration`, `invalid_period`, `invalid_argument`,
+    /// `unavailable` or `not_migrated` (see `docs/errors.md`).
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidScope(_) => "invalid_scope",
@@ -44,6 +51,7 @@ impl Error {
             Error::InvalidPeriod(_) => "invalid_period",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::Unavailable(_) => "unavailable",
+            Error::NotMigrated(_) => "not_migrated",
         }
     }
 
@@ -54,8 +62,26 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        if let Some(table) = missing_table(&e) {
+            return Error::NotMigrated(format!("the table {table} does not exist"));
+        }
         Error::Unavailable(Box::new(e))
     }
+}
+
+/// The table a statement failed on because it does not exist: Postgres'
+/// `undefined_table` (42P01, `relation "x" does not exist`) or SQLite's
+/// `no such table: x`.
+fn missing_table(e: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    let msg = db.message();
+    if db.code().as_deref() == Some("42P01") {
+        let name = msg.split('"').nth(1).unwrap_or("keyleash needs");
+        return Some(shown(name));
+    }
+    msg.strip_prefix("no such table: ").map(|t| shown(t.trim()))
 }
 
 impl From<getrandom::Error> for Error {
@@ -64,9 +90,9 @@ impl From<getrandom::Error> for Error {
     }
 }
 
-/// Quote a caller's value for an error message: at most 40 characters, control
-/// characters escaped, so a 1 MB argument cannot flood a log.
-pub(crate) fn shown(value: &str) -> String {
+/// A caller's value for an error message without quotes (agentkey's style, as in
+/// `Invalid duration: 7days`): at most 40 characters, control characters escaped.
+pub(crate) fn bare(value: &str) -> String {
     let mut out: String = value
         .chars()
         .take(40)
@@ -75,5 +101,11 @@ pub(crate) fn shown(value: &str) -> String {
     if value.chars().nth(40).is_some() {
         out.push('…');
     }
-    format!("\"{out}\"")
+    out
+}
+
+/// Quote a caller's value for an error message: at most 40 characters, control
+/// characters escaped, so a 1 MB argument cannot flood a log.
+pub(crate) fn shown(value: &str) -> String {
+    format!("\"{}\"", bare(value))
 }

@@ -15,8 +15,16 @@
 //!   caller's; the child's charges also count against the caller's budget.
 //! - `DELETE /sdk-keys/:id` revokes only keys of the caller's own account.
 //!
+//! - `POST /signup` is rate-limited per client address (and optionally per email
+//!   domain) in the store, so the limit holds across processes and servers.
+//!
 //! A store failure anywhere is `500 {"error": "auth_unavailable"}`: fail closed,
-//! and bounded in time by the pool's acquire and statement timeouts.
+//! and bounded in time by the pool's acquire and statement timeouts. The reply
+//! carries the failure's description in [`Reply::cause`] for the integration to
+//! log; it never reaches the client. Request bodies are at most
+//! [`MAX_BODY_BYTES`]; unknown body fields are refused, never dropped.
+//!
+//! The contract is written out in `docs/http.md`.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -24,8 +32,19 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::model::{CreateOptions, InvalidReason, KeyInfo, Validation};
-use crate::period::parse_duration;
+use crate::period::{parse_duration, Period};
+use crate::store::Backend;
 use crate::{key, KeyLeash};
+
+/// The largest request body the self-serve routes read, in bytes (64 KiB). An
+/// integration stops reading there and answers [`Reply::payload_too_large`].
+pub const MAX_BODY_BYTES: usize = 65_536;
+
+/// The window of the signup rate limits: so many signups per hour.
+const RATE_WINDOW_MS: i64 = 3_600_000;
+
+/// The largest signup rate limit accepted, per hour.
+pub const MAX_SIGNUP_RATE_LIMIT: u32 = 1_000_000;
 
 /// An HTTP answer: the status code and the JSON body to send.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,11 +53,40 @@ pub struct Reply {
     pub status: u16,
     /// The JSON body.
     pub body: Value,
+    /// Seconds for a `Retry-After` header (set on 429 `rate_limited`).
+    pub retry_after: Option<u64>,
+    /// On 500 `auth_unavailable`: what failed, for the server's log (never sent to
+    /// the client; never holds a key or a password).
+    pub cause: Option<String>,
 }
 
 impl Reply {
-    fn new(status: u16, body: Value) -> Self {
-        Self { status, body }
+    /// A reply without headers or cause.
+    pub fn new(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            retry_after: None,
+            cause: None,
+        }
+    }
+
+    /// 413 `{"error": "payload_too_large", "message"}`: a body longer than
+    /// [`MAX_BODY_BYTES`].
+    pub fn payload_too_large() -> Self {
+        Self::error(
+            413,
+            "payload_too_large",
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    }
+
+    /// 500 `{"error": "auth_unavailable"}`, with `e` as the cause to log.
+    pub fn unavailable(e: &Error) -> Self {
+        Self {
+            cause: Some(e.to_string()),
+            ..Self::new(500, json!({ "error": "auth_unavailable" }))
+        }
     }
 
     fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
@@ -68,8 +116,51 @@ pub struct SelfServeOptions {
     pub signup_expires_in: String,
     /// When set, the budget of a signup key and the largest a signup may ask for.
     pub signup_budget_cents: Option<f64>,
-    /// The period of the signup budget (`day`, `week`, `month` or none).
+    /// The period of the signup budget (`day`, `week`, `month` or none). The
+    /// operator's choice: a signup asking for another period is refused.
     pub signup_budget_period: Option<String>,
+    /// At most this many signups per client address per hour (GCRA, enforced in
+    /// the store, shared by every process on the database). Default 20; `None`
+    /// turns the limit off.
+    pub signup_rate_limit: Option<u32>,
+    /// At most this many signups per email domain per hour. Default `None` (off).
+    pub signup_rate_limit_per_domain: Option<u32>,
+}
+
+impl SelfServeOptions {
+    /// Checks every option, so a bad one fails when the routes are mounted rather
+    /// than on the first signup: the duration, the period, the budget (0 to 1e12
+    /// cents) and the rate limits (1 to [`MAX_SIGNUP_RATE_LIMIT`]).
+    pub fn check(&self) -> Result<()> {
+        parse_duration(&self.signup_expires_in)?;
+        if let Some(p) = &self.signup_budget_period {
+            Period::parse(p)?;
+        }
+        if let Some(s) = &self.signup_scopes {
+            crate::scope::check_scopes(s, None)?;
+        }
+        if let Some(c) = self.signup_budget_cents {
+            if crate::amount::cents_to_micros(c).is_none() {
+                return Err(Error::arg(format!(
+                    "signupBudgetCents must be a finite number from 0 to 1e12, got {c}"
+                )));
+            }
+        }
+        for (field, limit) in [
+            ("signupRateLimit", self.signup_rate_limit),
+            (
+                "signupRateLimitPerDomain",
+                self.signup_rate_limit_per_domain,
+            ),
+        ] {
+            if limit.is_some_and(|n| n == 0 || n > MAX_SIGNUP_RATE_LIMIT) {
+                return Err(Error::arg(format!(
+                    "{field} must be a whole number from 1 to {MAX_SIGNUP_RATE_LIMIT} signups per hour"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for SelfServeOptions {
@@ -80,6 +171,8 @@ impl Default for SelfServeOptions {
             signup_expires_in: "24h".into(),
             signup_budget_cents: None,
             signup_budget_period: None,
+            signup_rate_limit: Some(20),
+            signup_rate_limit_per_domain: None,
         }
     }
 }
@@ -97,11 +190,24 @@ pub enum Route<'a> {
     Revoke(&'a str),
 }
 
-/// A request body of `POST /signup` and `POST /sdk-keys` (agentkey's snake_case
-/// fields; unknown fields are ignored, as agentkey does).
+/// A request body of `POST /signup` (agentkey's snake_case fields). An unknown
+/// field is refused: `{"budgetCents": 20}` silently minting an uncapped key is
+/// exactly the mistake this library exists to prevent.
 #[derive(Debug, Default, Deserialize)]
-struct KeyRequest {
+#[serde(deny_unknown_fields)]
+struct SignupRequest {
     email: Option<String>,
+    scopes: Option<Vec<String>>,
+    budget_cents: Option<f64>,
+    budget_period: Option<String>,
+    expires_in: Option<String>,
+    name: Option<String>,
+}
+
+/// A request body of `POST /sdk-keys`; unknown fields are refused likewise.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintRequest {
     scopes: Option<Vec<String>>,
     budget_cents: Option<f64>,
     budget_period: Option<String>,
@@ -135,7 +241,7 @@ impl KeyLeash {
                 };
                 return Access::Denied(Reply::new(status, json!({ "error": reason.as_str() })));
             }
-            Err(_) => return Access::Denied(unavailable()),
+            Err(e) => return Access::Denied(Reply::unavailable(&e)),
         };
         match scope {
             Some(scope) if !info.has_scope(scope) => Access::Denied(Reply::new(
@@ -146,24 +252,30 @@ impl KeyLeash {
         }
     }
 
-    /// Answers one self-serve request: `route`, the `Authorization` header and the
-    /// raw body text (empty means `{}`). Success is 201 with the create result for
+    /// Answers one self-serve request: `route`, the `Authorization` header, the
+    /// raw body text (empty means `{}`) and the client's address (what the signup
+    /// rate limit counts; `None` skips the per-address limit). Success is 201 with the create result for
     /// the two minting routes, 200 with the validation result for `Me` and 200
     /// `{"revoked": true}` for `Revoke`. Refusals: 400 for a malformed body or id
     /// and for a bad scope, period, duration or amount (`{"error": code,
     /// "message"}`); 400 when a signup asks for scopes outside the signup list; 403
     /// when a child would exceed its parent; 404 when no live key of the caller's
-    /// account has that id; the authentication replies of
-    /// [`KeyLeash::authenticate`]. Never returns an error.
+    /// account has that id; 413 for a body over [`MAX_BODY_BYTES`]; 429
+    /// `rate_limited` with [`Reply::retry_after`] for a signup over the limit; the
+    /// authentication replies of [`KeyLeash::authenticate`]. Never returns an error.
     pub async fn self_serve(
         &self,
         route: Route<'_>,
         authorization: Option<&str>,
         body: &str,
+        client_address: Option<&str>,
         options: &SelfServeOptions,
     ) -> Reply {
+        if body.len() > MAX_BODY_BYTES {
+            return Reply::payload_too_large();
+        }
         let outcome = if route == Route::Signup {
-            self.signup(body, options).await
+            self.signup(body, client_address, options).await
         } else {
             let caller = match self.authenticate(authorization, None).await {
                 Access::Granted(caller) => caller,
@@ -176,13 +288,18 @@ impl KeyLeash {
             }
         };
         outcome.unwrap_or_else(|e| match e {
-            Error::Unavailable(_) => unavailable(),
+            Error::Unavailable(_) | Error::NotMigrated(_) => Reply::unavailable(&e),
             e => Reply::error(400, e.code(), e.to_string()),
         })
     }
 
-    async fn signup(&self, body: &str, o: &SelfServeOptions) -> Result<Reply> {
-        let req = match parse_body(body) {
+    async fn signup(
+        &self,
+        body: &str,
+        client_address: Option<&str>,
+        o: &SelfServeOptions,
+    ) -> Result<Reply> {
+        let req: SignupRequest = match parse_body(body) {
             Ok(req) => req,
             Err(reply) => return Ok(reply),
         };
@@ -238,13 +355,46 @@ impl KeyLeash {
                 ));
             }
         }
+        // The period is the operator's: a caller choosing "day" under a 30-day
+        // expiry would turn a 50-cent allowance into 1,500 cents.
+        if req.budget_period.is_some() && req.budget_period != o.signup_budget_period {
+            let period = o.signup_budget_period.as_deref().unwrap_or("none");
+            return Ok(Reply::error(
+                400,
+                "invalid_argument",
+                format!("budget_period is set by the server on signup ({period})"),
+            ));
+        }
+        let domain = req
+            .email
+            .as_deref()
+            .filter(|_| email_ok)
+            .and_then(|e| e.rsplit_once('@'))
+            .map(|(_, d)| d.to_ascii_lowercase());
+        let buckets = [
+            (
+                o.signup_rate_limit,
+                client_address.map(|a| format!("signup:addr:{a}")),
+            ),
+            (
+                o.signup_rate_limit_per_domain,
+                domain.map(|d| format!("signup:domain:{d}")),
+            ),
+        ];
+        for (limit, bucket) in buckets {
+            if let (Some(limit), Some(bucket)) = (limit, bucket) {
+                if let Some(reply) = self.rate_limited(&bucket, limit).await? {
+                    return Ok(reply);
+                }
+            }
+        }
         let key = self
             .create(CreateOptions {
                 account_id: format!("acct_{}", &key::internal_hash()?[..24]),
                 user_id: req.email.filter(|_| email_ok),
                 scopes: Some(req.scopes.unwrap_or(allowed)),
                 budget_cents: req.budget_cents.or(o.signup_budget_cents),
-                budget_period: req.budget_period.or_else(|| o.signup_budget_period.clone()),
+                budget_period: o.signup_budget_period.clone(),
                 expires_at: Some(expires_at),
                 name: req.name,
                 ..CreateOptions::default()
@@ -253,8 +403,34 @@ impl KeyLeash {
         Ok(Reply::new(201, json!(key)))
     }
 
+    /// One signup against `bucket`'s limit of `per_hour`: `None` when it may go
+    /// on (and is counted), else the 429 reply.
+    async fn rate_limited(&self, bucket: &str, per_hour: u32) -> Result<Option<Reply>> {
+        let now_ms = self.clock().now().timestamp_millis();
+        let interval_ms = (RATE_WINDOW_MS / i64::from(per_hour.max(1))).max(1);
+        let wait_ms = self
+            .inner
+            .store
+            .rate_check(bucket, now_ms, interval_ms, RATE_WINDOW_MS)
+            .await?;
+        Ok(wait_ms.map(|ms| {
+            let secs = u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1);
+            Reply {
+                retry_after: Some(secs),
+                ..Reply::new(
+                    429,
+                    json!({
+                        "error": "rate_limited",
+                        "message": format!("too many signups: at most {per_hour} an hour; retry in {secs} s"),
+                        "retryAfter": secs,
+                    }),
+                )
+            }
+        }))
+    }
+
     async fn mint_child(&self, caller: &KeyInfo, body: &str) -> Result<Reply> {
-        let req = match parse_body(body) {
+        let req: MintRequest = match parse_body(body) {
             Ok(req) => req,
             Err(reply) => return Ok(reply),
         };
@@ -274,6 +450,29 @@ impl KeyLeash {
                     format!("budget_cents may be at most the calling key's budget, {own}"),
                 ));
             }
+        }
+        if let (Some(own), Some(_)) = (&caller.budget_period, caller.budget_cents) {
+            let asked = req
+                .budget_period
+                .as_deref()
+                .map(Period::parse)
+                .transpose()?;
+            let own = Period::parse(own)?;
+            // A shorter period resets more often, so it spends more over a lifetime;
+            // none (a lifetime cap) is the longest.
+            if asked.is_some_and(|a| a.nominal_days() < own.nominal_days()) {
+                return Ok(Reply::error(
+                    403,
+                    "period_shorter_than_parent",
+                    format!("budget_period may not be shorter than the calling key's, {own}"),
+                ));
+            }
+        } else if caller.budget_cents.is_some() && req.budget_period.is_some() {
+            return Ok(Reply::error(
+                403,
+                "period_shorter_than_parent",
+                "budget_period may not be shorter than the calling key's lifetime cap",
+            ));
         }
         let now = self.clock().now();
         let expires_at: Option<DateTime<Utc>> = match &req.expires_in {
@@ -332,21 +531,20 @@ fn bearer(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer ") && !key.is_empty()).then_some(key)
 }
 
-fn unavailable() -> Reply {
-    Reply::new(500, json!({ "error": "auth_unavailable" }))
-}
-
 fn valid_json(info: Box<KeyInfo>) -> Value {
     json!(Validation::Valid(info))
 }
 
-/// Parses a request body: empty is `{}`; anything but a JSON object with fields of
-/// the right types is a 400 reply (its message quotes at most 200 characters).
-fn parse_body(body: &str) -> std::result::Result<KeyRequest, Reply> {
+/// Parses a request body: empty is `{}`; anything but a JSON object with known
+/// fields of the right types is a 400 reply (its message quotes at most 200
+/// characters and names an unknown field).
+fn parse_body<T: serde::de::DeserializeOwned + Default>(
+    body: &str,
+) -> std::result::Result<T, Reply> {
     if body.trim().is_empty() {
-        return Ok(KeyRequest::default());
+        return Ok(T::default());
     }
-    serde_json::from_str::<KeyRequest>(body).map_err(|e| {
+    serde_json::from_str::<T>(body).map_err(|e| {
         let msg: String = e.to_string().chars().take(200).collect();
         Reply::error(400, "invalid_argument", format!("request body: {msg}"))
     })

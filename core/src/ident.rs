@@ -18,6 +18,8 @@ pub struct TableNames {
     pub keys: String,
     /// The ledger table beside it (`"sdk_api_keys_ledger"`).
     pub ledger: String,
+    /// The signup rate-limit table beside it (`"sdk_api_keys_rate"`).
+    pub rate: String,
     /// The unquoted table part, used to derive index names (`sdk_api_keys`).
     pub base: String,
     /// The unquoted schema, if one was given.
@@ -60,15 +62,18 @@ impl TableNames {
         Ok(Self {
             keys: qualify(&base),
             ledger: qualify(&format!("{base}_ledger")),
+            rate: qualify(&format!("{base}_rate")),
             base,
             schema,
         })
     }
 
-    /// Replaces the `{{keys}}`, `{{ledger}}` and `{{base}}` placeholders of a migration.
+    /// Replaces the `{{keys}}`, `{{ledger}}`, `{{rate}}` and `{{base}}` placeholders
+    /// of a migration.
     pub fn render(&self, sql: &str) -> String {
         sql.replace("{{keys}}", &self.keys)
             .replace("{{ledger}}", &self.ledger)
+            .replace("{{rate}}", &self.rate)
             .replace("{{base}}", &self.base)
     }
 }

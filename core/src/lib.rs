@@ -45,6 +45,7 @@ pub mod http;
 mod ident;
 pub mod key;
 mod model;
+pub mod options;
 pub mod period;
 pub mod scope;
 mod store;
@@ -96,10 +97,14 @@ struct Inner {
 impl KeyLeash {
     /// Connects to `url`: `postgres://…` / `postgresql://…`, or `sqlite://path.db`,
     /// `sqlite:path.db`, `sqlite::memory:` (the file is created if missing).
-    /// Fails with `invalid_argument` for a bad URL, table name or key prefix (the
-    /// URL is never echoed: it may hold a password) and `unavailable` when the
-    /// database cannot be reached. Call [`KeyLeash::migrate`] before first use.
+    /// Fails with `invalid_argument` for a bad URL, table name, key prefix, pool
+    /// size or timeout (the URL is never echoed: it may hold a password) and
+    /// `unavailable` when the database cannot be reached: at once, naming
+    /// `host:port`, when the server refuses the connection; naming the path when a
+    /// SQLite file's directory does not exist. Call [`KeyLeash::migrate`] before
+    /// first use.
     pub async fn connect(url: &str, options: Options) -> Result<Self> {
+        crate::options::check(&options)?;
         let names = TableNames::new(&options.table_name)?;
         check_prefix(&options.key_prefix)?;
         if let Some(valid) = &options.valid_scopes {

@@ -10,7 +10,7 @@ use std::fmt;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
-use crate::error::{shown, Error, Result};
+use crate::error::{bare, Error, Result};
 
 /// How often a budget resets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl Period {
             "month" => Ok(Period::Month),
             _ => Err(Error::InvalidPeriod(format!(
                 "{} (expected \"day\", \"week\", \"month\" or none)",
-                shown(s)
+                bare(s)
             ))),
         }
     }
@@ -80,6 +80,22 @@ impl Period {
     }
 }
 
+impl Period {
+    /// The period's length in days, nominally (a month counts 30): to order periods.
+    pub fn nominal_days(self) -> u32 {
+        match self {
+            Period::Day => 1,
+            Period::Week => 7,
+            Period::Month => 30,
+        }
+    }
+
+    /// Whether `t` is one of the boundaries of `anchor` (the anchor itself included).
+    pub fn is_boundary(self, anchor: DateTime<Utc>, t: DateTime<Utc>) -> bool {
+        t == anchor || (t > anchor && self.next_after(anchor, t - Duration::microseconds(1)) == t)
+    }
+}
+
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -111,14 +127,15 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 /// The longest duration accepted: 100 years of 365 days, in seconds.
 const MAX_DURATION_SECS: i64 = 100 * 365 * 86_400;
 
-/// Parses `<n>s|m|h|d|w|mo` (`m` is minutes, `mo` is 30 days) with `n` a positive
-/// decimal integer. Anything else, zero, or more than 100 years is
-/// [`Error::InvalidDuration`].
+/// Parses `<n>s|m|h|d|w|mo` (`m` is minutes, `mo` is 30 days) with `n` a whole
+/// decimal number. Zero is allowed: `expiresIn: "0h"` is how agentkey's users make
+/// a key that is expired from the instant it is created. Anything else, or more
+/// than 100 years, is [`Error::InvalidDuration`].
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || {
         Error::InvalidDuration(format!(
-            "{} (expected a positive whole number followed by s, m, h, d, w or mo, e.g. \"7d\")",
-            shown(s)
+            "{} (expected a whole number followed by s, m, h, d, w or mo, e.g. \"7d\")",
+            bare(s)
         ))
     };
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
@@ -137,7 +154,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         _ => return Err(bad()),
     };
     match n.checked_mul(unit_secs) {
-        Some(secs) if n > 0 && secs <= MAX_DURATION_SECS => Ok(Duration::seconds(secs)),
+        Some(secs) if secs <= MAX_DURATION_SECS => Ok(Duration::seconds(secs)),
         _ => Err(bad()),
     }
 }
@@ -148,6 +165,20 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    // Pins what counts as on an anchor's schedule: a reset time edited off it re-anchors.
+    #[test]
+    fn boundaries_of_an_anchor() {
+        let a = t("2026-01-15T12:00:00Z");
+        assert!(Period::Month.is_boundary(a, a));
+        assert!(Period::Month.is_boundary(a, t("2026-03-15T12:00:00Z")));
+        assert!(!Period::Month.is_boundary(a, t("2026-03-31T12:00:00Z")));
+        assert!(Period::Day.is_boundary(a, t("2026-01-20T12:00:00Z")));
+        assert!(!Period::Day.is_boundary(a, t("2026-01-20T12:00:00.001Z")));
+        assert!(!Period::Week.is_boundary(a, t("2026-01-01T12:00:00Z")));
+        let end = t("2026-01-31T00:00:00Z");
+        assert!(Period::Month.is_boundary(end, t("2026-02-28T00:00:00Z")));
     }
 
     // Pins the clamped month sequence from an anchor on the 31st, across a leap year.

@@ -5,7 +5,7 @@
 //! is `*`, which matches every scope below it (`proxy.*` grants `proxy.chat` and
 //! `proxy.chat.stream`, not `proxy`; a lone `*` grants everything).
 
-use crate::error::{shown, Error, Result};
+use crate::error::{bare, shown, Error, Result};
 
 /// The longest scope accepted, in bytes.
 pub const MAX_SCOPE_LEN: usize = 128;
@@ -34,6 +34,7 @@ fn wildcard_covers(granted: &str, required: &str) -> bool {
 /// Checks a list of scopes for a new key: each non-empty, at most
 /// [`MAX_SCOPE_LEN`] bytes, free of whitespace and control characters, and in
 /// `allowed` when an allow-list is configured; at most [`MAX_SCOPES`] of them.
+/// The error names every offending scope, as agentkey does (`Invalid scopes: a, b`).
 pub fn check_scopes(scopes: &[String], allowed: Option<&[String]>) -> Result<()> {
     if scopes.len() > MAX_SCOPES {
         return Err(Error::InvalidScope(format!(
@@ -41,23 +42,32 @@ pub fn check_scopes(scopes: &[String], allowed: Option<&[String]>) -> Result<()>
             scopes.len()
         )));
     }
-    for s in scopes {
-        if s.is_empty()
-            || s.len() > MAX_SCOPE_LEN
-            || s.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+    let malformed: Vec<String> = scopes
+        .iter()
+        .filter(|s| {
+            s.is_empty()
+                || s.len() > MAX_SCOPE_LEN
+                || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        })
+        .map(|s| shown(s))
+        .collect();
+    if !malformed.is_empty() {
+        return Err(Error::InvalidScope(format!(
+            "{} (a scope is 1 to {MAX_SCOPE_LEN} bytes without whitespace or control characters)",
+            malformed.join(", ")
+        )));
+    }
+    if let Some(allowed) = allowed {
+        let unknown: Vec<String> = scopes
+            .iter()
+            .filter(|s| !allowed.contains(s))
+            .map(|s| bare(s))
+            .collect();
+        if !unknown.is_empty() {
             return Err(Error::InvalidScope(format!(
-                "{} (a scope is 1 to {MAX_SCOPE_LEN} bytes without whitespace or control characters)",
-                shown(s)
+                "{} (not in validScopes)",
+                unknown.join(", ")
             )));
-        }
-        if let Some(allowed) = allowed {
-            if !allowed.contains(s) {
-                return Err(Error::InvalidScope(format!(
-                    "{} is not in validScopes",
-                    shown(s)
-                )));
-            }
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{info_of, opts, t, Kind, Raw};
+use common::{budget, info_of, opts, t, Db, Kind, Raw};
 use keyleash::{Charge, ChargeRefusal, Clock, InvalidReason, KeyLeash, Options};
 
 /// agentkey's table, exactly as its README creates it plus its migrationSQL().
@@ -176,6 +176,48 @@ async fn adopts_agentkey_table(kind: Kind) {
     assert_eq!(kl.list("acct_1").await.unwrap().len(), 2);
 }
 both!(adopts_agentkey_table);
+
+// Pins that a reset time edited by hand off the anchor's schedule re-anchors the
+// month on the edited day (agentkey's test sets it to the 31st), and that a reset
+// time on the schedule keeps the creation day.
+async fn hand_edited_reset_re_anchors(kind: Kind) {
+    let db = Db::open(kind).await; // created 2026-01-15T12:00:00Z
+    let moved = db
+        .kl
+        .create(budget("a", 100.0, Some("month")))
+        .await
+        .unwrap();
+    let kept = db
+        .kl
+        .create(budget("a", 100.0, Some("month")))
+        .await
+        .unwrap();
+    db.exec(&format!(
+        "UPDATE {{keys}} SET budget_reset_at = '2026-01-31T12:00:00.000000Z' WHERE id = {}",
+        moved.id
+    ))
+    .await;
+    db.exec(&format!(
+        "UPDATE {{keys}} SET budget_reset_at = '2026-02-15T12:00:00.000000Z', \
+         budget_used_cents = 7, budget_used_micros = 7000000 WHERE id = {}",
+        kept.id
+    ))
+    .await;
+    db.clock().set(t("2026-02-20T00:00:00Z"));
+    let info = db.info(&moved.key).await;
+    assert_eq!(info.budget_reset_at, Some(t("2026-02-28T12:00:00Z")));
+    db.clock().set(t("2026-03-01T00:00:00Z"));
+    assert_eq!(
+        db.info(&moved.key).await.budget_reset_at,
+        Some(t("2026-03-31T12:00:00Z"))
+    );
+    let info = db.info(&kept.key).await;
+    assert_eq!(
+        (info.budget_used_cents, info.budget_reset_at),
+        (0.0, Some(t("2026-03-15T12:00:00Z")))
+    );
+}
+both!(hand_edited_reset_re_anchors);
 
 // Pins that migrate() is idempotent and safe when several instances run it at once.
 async fn concurrent_migrations(kind: Kind) {

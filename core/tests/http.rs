@@ -81,7 +81,7 @@ async fn signup_rules(kind: Kind) {
         let o = o.clone();
         let kl = db.kl.clone();
         async move {
-            kl.self_serve(Route::Signup, None, &body.to_string(), &o)
+            kl.self_serve(Route::Signup, None, &body.to_string(), None, &o)
                 .await
         }
     };
@@ -108,7 +108,10 @@ async fn signup_rules(kind: Kind) {
         (r.status, r.body["error"].clone()),
         (400, json!("invalid_argument"))
     );
-    let r = db.kl.self_serve(Route::Signup, None, "{not json", &o).await;
+    let r = db
+        .kl
+        .self_serve(Route::Signup, None, "{not json", None, &o)
+        .await;
     assert_eq!(r.status, 400);
     let a = signup(json!({"email": "x@y.z", "budget_cents": 5})).await;
     let b = signup(json!({"email": "x@y.z"})).await;
@@ -125,7 +128,7 @@ async fn signup_rules(kind: Kind) {
         require_email: false,
         ..SelfServeOptions::default()
     };
-    let r = db.kl.self_serve(Route::Signup, None, "", &none).await;
+    let r = db.kl.self_serve(Route::Signup, None, "", None, &none).await;
     assert_eq!((r.status, r.body["scopes"].clone()), (201, json!([])));
 }
 both!(signup_rules);
@@ -144,7 +147,7 @@ async fn children_and_revoke(kind: Kind) {
     let mint = |body: Value| {
         let (kl, h, o) = (db.kl.clone(), h.clone(), o.clone());
         async move {
-            kl.self_serve(Route::Mint, Some(&h), &body.to_string(), &o)
+            kl.self_serve(Route::Mint, Some(&h), &body.to_string(), None, &o)
                 .await
         }
     };
@@ -175,7 +178,7 @@ async fn children_and_revoke(kind: Kind) {
     assert!(!db.charge(&child, 6.0).await.success());
     let me = db
         .kl
-        .self_serve(Route::Me, Some(&bearer(&child)), "", &o)
+        .self_serve(Route::Me, Some(&bearer(&child)), "", None, &o)
         .await;
     assert_eq!(
         (me.status, me.body["budgetRemainingCents"].clone()),
@@ -185,7 +188,10 @@ async fn children_and_revoke(kind: Kind) {
     let stranger = db.kl.create(opts("b")).await.unwrap();
     let del = |id: String| {
         let (kl, h, o) = (db.kl.clone(), h.clone(), o.clone());
-        async move { kl.self_serve(Route::Revoke(&id), Some(&h), "", &o).await }
+        async move {
+            kl.self_serve(Route::Revoke(&id), Some(&h), "", None, &o)
+                .await
+        }
     };
     let r = del(stranger.id.to_string()).await;
     assert_eq!((r.status, r.body), (404, json!({"error": "not_found"})));
@@ -194,7 +200,7 @@ async fn children_and_revoke(kind: Kind) {
     let child_id = info.id.to_string();
     assert_eq!(del(child_id.clone()).await.body, json!({"revoked": true}));
     assert_eq!(del(child_id).await.status, 404);
-    let r = db.kl.self_serve(Route::Me, None, "", &o).await;
+    let r = db.kl.self_serve(Route::Me, None, "", None, &o).await;
     assert_eq!(r.status, 401);
 }
 both!(children_and_revoke);

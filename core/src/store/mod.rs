@@ -75,6 +75,17 @@ pub(crate) trait Backend {
     async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>>;
     /// A key's ledger rows in a window, oldest first.
     async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>>;
+    /// One GCRA rate-limit check of `bucket`, in one atomic statement: `None` when
+    /// the event is allowed (and counted), else how many milliseconds until it
+    /// would be. `interval_ms` is the window divided by the limit; at most
+    /// `window_ms` worth of events may be outstanding.
+    async fn rate_check(
+        &self,
+        bucket: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        window_ms: i64,
+    ) -> Result<Option<i64>>;
     /// Closes the pool.
     async fn close(&self);
 }
@@ -134,9 +145,35 @@ impl Backend for Store {
     async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
         dispatch!(self, s => s.usage(key_id, range).await)
     }
+    async fn rate_check(
+        &self,
+        bucket: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        window_ms: i64,
+    ) -> Result<Option<i64>> {
+        let (tat, allowed) =
+            dispatch!(self, s => s.rate_upsert(bucket, now_ms, interval_ms, window_ms).await)?;
+        Ok((!allowed).then(|| (tat + interval_ms - window_ms - now_ms).max(1)))
+    }
     async fn close(&self) {
         dispatch!(self, s => s.close().await)
     }
+}
+
+/// The GCRA upsert, rendered per backend: a new bucket starts allowed; an existing
+/// one moves its theoretical arrival time (`tat`) on by one interval when the
+/// event fits the window, and is left as it was (`allowed` false) when it does not.
+/// `SET` expressions read the row as it was before the statement.
+/// Parameters: 1 bucket, 2 now (ms), 3 interval (ms), 4 window (ms).
+pub(crate) fn rate_sql(rate: &str, old_tat: &str, p: &str) -> String {
+    let next = format!("(CASE WHEN {old_tat} > {p}2 THEN {old_tat} ELSE {p}2 END + {p}3)");
+    let fits = format!("({next} - {p}2 <= {p}4)");
+    format!(
+        "INSERT INTO {rate} (bucket, tat, allowed) VALUES ({p}1, {p}2 + {p}3, TRUE) \
+         ON CONFLICT (bucket) DO UPDATE SET allowed = {fits}, \
+         tat = CASE WHEN {fits} THEN {next} ELSE {old_tat} END RETURNING tat, allowed"
+    )
 }
 
 /// Splits a rendered migration into statements (they end with `;` at a line end;

@@ -13,18 +13,19 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Executor, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Executor, Row};
 
 use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
-use crate::store::{statements, NewKey};
+use crate::store::{rate_sql, statements, NewKey};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_keys.sql"),
     include_str!("../../../migrations/postgres/0002_ledger.sql"),
+    include_str!("../../../migrations/postgres/0003_rate.sql"),
 ];
 
 const COLUMNS: &str = "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
@@ -67,6 +68,7 @@ struct Sql {
     revoke_in_account: String,
     list: String,
     usage: String,
+    rate: String,
 }
 
 impl Sql {
@@ -80,6 +82,7 @@ impl Sql {
              $11, $16)"
         );
         Self {
+            rate: rate_sql(&format!("{} AS r", t.rate), "r.tat", "$"),
             insert_subject: format!(
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
@@ -147,11 +150,24 @@ impl PgStore {
                 "statement_timeout",
                 format!("{}ms", options.statement_timeout.as_millis().max(1)),
             )]);
+        // sqlx's pool retries a refused connection until the acquire timeout and then
+        // says only "pool timed out". One direct attempt first says at once what
+        // failed and where (host and port: the URL's password is never shown).
+        let probe = tokio::time::timeout(
+            options.acquire_timeout,
+            PgConnection::connect_with(&connect),
+        );
+        match probe.await {
+            Ok(Ok(conn)) => conn.close().await?,
+            Ok(Err(sqlx::Error::Io(e))) => return Err(unreachable(&connect, &e.to_string())),
+            Ok(Err(e @ sqlx::Error::Database(_))) => return Err(e.into()),
+            Ok(Err(e)) => return Err(unreachable(&connect, &e.to_string())),
+            Err(_) => return Err(unreachable(&connect, "timed out")),
+        }
         let pool = PgPoolOptions::new()
-            .max_connections(options.pool_size.unwrap_or(10).max(1))
+            .max_connections(options.pool_size.unwrap_or(10))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await?;
+            .connect_lazy_with(connect);
         Ok(Self {
             pool,
             sql: Sql::new(&names),
@@ -391,9 +407,37 @@ impl PgStore {
         Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
     }
 
+    /// Runs the GCRA upsert ([`rate_sql`]): the bucket's new `tat` and whether allowed.
+    pub async fn rate_upsert(
+        &self,
+        bucket: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        window_ms: i64,
+    ) -> Result<(i64, bool)> {
+        let row = sqlx::query(&self.sql.rate)
+            .bind(bucket)
+            .bind(now_ms)
+            .bind(interval_ms)
+            .bind(window_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The error of a server that could not be reached: where (never the password)
+/// and why.
+fn unreachable(connect: &PgConnectOptions, why: &str) -> Error {
+    let place = match connect.get_socket() {
+        Some(dir) => format!("the socket in {}", dir.display()),
+        None => format!("{}:{}", connect.get_host(), connect.get_port()),
+    };
+    Error::Unavailable(format!("could not connect to Postgres at {place}: {why}").into())
 }
 
 /// The hashes and the subjects among `lookups`, to bind as two arrays.

@@ -22,11 +22,12 @@ use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCha
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
-use crate::store::{statements, NewKey};
+use crate::store::{rate_sql, statements, NewKey};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_keys.sql"),
     include_str!("../../../migrations/sqlite/0002_ledger.sql"),
+    include_str!("../../../migrations/sqlite/0003_rate.sql"),
 ];
 
 const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
@@ -58,6 +59,7 @@ struct Sql {
     revoke_in_account: String,
     list: String,
     usage: String,
+    rate: String,
 }
 
 impl Sql {
@@ -70,6 +72,7 @@ impl Sql {
              parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?11, ?16)"
         );
         Self {
+            rate: rate_sql(&t.rate, "tat", "?"),
             insert_subject: format!(
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
@@ -130,11 +133,25 @@ impl SqliteStore {
             .busy_timeout(options.statement_timeout);
         if !memory {
             connect = connect.journal_mode(SqliteJournalMode::Wal);
+            // SQLite's own error for a missing directory is "unable to open database
+            // file", which does not say which file: say it, and why.
+            let path = connect.get_filename();
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir.filter(|d| !d.is_dir()) {
+                return Err(Error::Unavailable(
+                    format!(
+                        "cannot open the SQLite database {}: the directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    )
+                    .into(),
+                ));
+            }
         }
         let max = if memory {
             1
         } else {
-            options.pool_size.unwrap_or(4).max(1)
+            options.pool_size.unwrap_or(4)
         };
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
@@ -372,6 +389,24 @@ impl SqliteStore {
             })
         };
         Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+    }
+
+    /// Runs the GCRA upsert ([`rate_sql`]): the bucket's new `tat` and whether allowed.
+    pub async fn rate_upsert(
+        &self,
+        bucket: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        window_ms: i64,
+    ) -> Result<(i64, bool)> {
+        let row = sqlx::query(&self.sql.rate)
+            .bind(bucket)
+            .bind(now_ms)
+            .bind(interval_ms)
+            .bind(window_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0))
     }
 
     pub async fn close(&self) {
