@@ -1,8 +1,11 @@
 // The JavaScript half of the npm package `keyleash`. Every rule lives in the Rust
-// core (see native.js); this file only adapts calling conventions: errors become
-// KeyLeashError with a `.code`, Dates become ISO strings, and the agentkey drop-in
-// and the Express middleware and routes forward requests to the core's HTTP rules.
+// core (see native.js); this file only adapts calling conventions: arguments and
+// option names are checked before the native half sees them, errors become
+// KeyLeashError with a `.code` (never quoting a value: it may be a raw key), Dates
+// become ISO strings, and the agentkey drop-in and the Express middleware and
+// routes forward requests to the core's HTTP rules.
 
+const util = require("node:util");
 const native = require("./native.js");
 
 /** Error of every keyleash call the caller can act on; `.code` is stable. */
@@ -14,16 +17,27 @@ class KeyLeashError extends Error {
   }
 }
 
+function invalid(message) {
+  return new KeyLeashError("invalid_argument", message);
+}
+
 const TAGGED = /^\[keyleash:([a-z_]+)\] ([\s\S]*)$/;
+const NAPI_CONVERSION = /into rust type `([^`]+)`(?: on \w+\.(\w+))?/;
 
 function toKeyLeashError(e) {
   if (e instanceof KeyLeashError) return e;
   const message = e instanceof Error ? e.message : String(e);
   const tagged = TAGGED.exec(message);
   if (tagged) return new KeyLeashError(tagged[1], tagged[2]);
-  // Anything else comes from converting arguments (a string where a number was
-  // expected, a missing field): the caller's mistake.
-  return new KeyLeashError("invalid_argument", message);
+  // Anything else comes from napi converting an argument the checks below let
+  // through. napi's message quotes the value, which may be a raw key: keep only
+  // the field and the type.
+  const conversion = NAPI_CONVERSION.exec(message);
+  if (!conversion) return invalid("an argument has the wrong type");
+  const type = conversion[1];
+  const expected =
+    type === "String" ? "a string" : type === "bool" ? "a boolean" : /^Vec</.test(type) ? "an array" : "a number";
+  return invalid(`${conversion[2] ?? "an argument"} must be ${expected}`);
 }
 
 /** Runs `fn` and rejects with a KeyLeashError instead of whatever it threw. */
@@ -36,33 +50,164 @@ async function call(fn) {
 }
 
 function iso(value, field) {
-  if (value === undefined || value === null) return value;
   if (value instanceof Date) {
-    if (Number.isNaN(value.getTime())) throw new KeyLeashError("invalid_argument", `${field} is an invalid Date`);
+    if (Number.isNaN(value.getTime())) throw invalid(`${field} is an invalid Date`);
     return value.toISOString();
   }
   return value;
 }
 
-/** A copy of an options object without its null and undefined fields (null means absent). */
-function options(value, what) {
-  if (value === undefined || value === null) return {};
-  if (typeof value !== "object" || Array.isArray(value)) {
-    throw new KeyLeashError("invalid_argument", `${what} must be an object`);
+// What a value of each kind must be, checked before the native half sees it: no
+// loose conversion (revoke(1.5) is not revoke(1)), and no message that quotes the
+// value (it may be a raw key). `to` converts an accepted value for the native half.
+const KINDS = {
+  string: { ok: (v) => typeof v === "string", is: "a string" },
+  // Ranges and finiteness are the core's to check, with the core's messages.
+  number: { ok: (v) => typeof v === "number", is: "a number" },
+  boolean: { ok: (v) => typeof v === "boolean", is: "true or false" },
+  id: { ok: (v) => Number.isSafeInteger(v) && v > 0, is: "a whole number from 1 to 2^53 - 1" },
+  account: {
+    ok: (v) => typeof v === "string" || Number.isSafeInteger(v),
+    is: "a string or a whole number",
+    to: String,
+  },
+  strings: { ok: (v) => Array.isArray(v) && v.every((s) => typeof s === "string"), is: "an array of strings" },
+  instant: { ok: (v) => typeof v === "string" || v instanceof Date, is: "an ISO 8601 string or a Date", to: iso },
+  limit: { ok: (v) => v === false || typeof v === "number", is: "a number or false" },
+  function: { ok: (v) => typeof v === "function", is: "a function" },
+  object: { ok: (v) => typeof v === "object", is: "an object" },
+  json: { ok: () => true },
+};
+
+/** `value` as the native half takes a `kind`; null and undefined stay null (absent). */
+function checked(value, field, kind) {
+  if (value === undefined || value === null) return null;
+  const k = KINDS[kind];
+  if (!k.ok(value)) throw invalid(`${field} must be ${k.is}`);
+  return k.to ? k.to(value, field) : value;
+}
+
+/** Like `checked`, for an argument that may not be absent. */
+function required(value, field, kind) {
+  const v = checked(value, field, kind);
+  if (v === null) throw invalid(`${field} must be ${KINDS[kind].is}`);
+  return v;
+}
+
+const CONNECT = {
+  tableName: "string",
+  keyPrefix: "string",
+  validScopes: "strings",
+  poolSize: "number",
+  acquireTimeoutMs: "number",
+  statementTimeoutMs: "number",
+  manualClock: "instant",
+};
+const ROUTE = {
+  signupScopes: "strings",
+  requireEmailForSignup: "boolean",
+  signupExpiresIn: "string",
+  signupBudgetCents: "number",
+  signupBudgetPeriod: "string",
+};
+
+/** The names and kinds of every options object of the package. */
+const OPTIONS = {
+  connect: CONNECT,
+  AgentKey: { pool: "object", url: "string", ...CONNECT },
+  create: {
+    accountId: "account",
+    userId: "string",
+    scopes: "strings",
+    budgetCents: "number",
+    budgetPeriod: "string",
+    expiresIn: "string",
+    expiresAt: "instant",
+    delegatedBy: "string",
+    name: "string",
+    parentId: "id",
+    metadata: "json",
+  },
+  charge: { costCents: "number", idempotencyKey: "string" },
+  usage: { from: "instant", to: "instant" },
+  advance: { seconds: "number", minutes: "number", hours: "number", days: "number" },
+  selfServe: ROUTE,
+  agentKeyMiddleware: { scope: "string" },
+  createAgentKeyRoutes: ROUTE,
+};
+
+/**
+ * A checked copy of an options object of `what` (a key of OPTIONS), without its
+ * null and undefined fields (null means absent). A name it does not know is
+ * refused, never ignored: a misspelt `budgetCent` must not mint an uncapped key.
+ */
+function strict(value, what, mandatory = []) {
+  if (value === undefined || value === null) value = {};
+  if (typeof value !== "object" || Array.isArray(value)) throw invalid(`${what} options must be an object`);
+  const spec = OPTIONS[what];
+  const out = {};
+  for (const [name, v] of Object.entries(value)) {
+    if (!Object.hasOwn(spec, name)) throw unknownOption(name, what, Object.keys(spec));
+    const c = checked(v, name, spec[name]);
+    if (c !== null) out[name] = c;
   }
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined));
+  for (const name of mandatory) {
+    if (out[name] === undefined) throw invalid(`${what} options: ${name} is required`);
+  }
+  return out;
 }
 
-function createArgs(opts) {
-  const o = options(opts, "create options");
-  if (typeof o.accountId === "number") o.accountId = String(o.accountId);
-  o.expiresAt = iso(o.expiresAt, "expiresAt");
-  return o;
+function unknownOption(name, what, known) {
+  const close = closest(name, known);
+  const hint = close ? `; did you mean "${close}"?` : ` (known: ${known.join(", ")})`;
+  return invalid(`${what} options: unknown option "${name}"${hint}`);
 }
 
-function chargeArgs(opts) {
-  const { costCents, idempotencyKey } = options(opts, "charge options");
-  return options({ costCents, idempotencyKey });
+/** The known name closest to `name` (case, `_` and `-` aside), if one is close. */
+function closest(name, known) {
+  const norm = (s) => s.toLowerCase().replace(/[_-]/g, "");
+  const n = norm(name);
+  let best;
+  let bestDistance = Math.min(2, Math.ceil(n.length / 3));
+  for (const k of known) {
+    const d = distance(n, norm(k));
+    if (d <= bestDistance && (best === undefined || d < distance(n, norm(best)))) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** Edit distance with transpositions (optimal string alignment). */
+function distance(a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1); // a transposition
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * `created` (a result holding a raw key) with the key hidden from console.log and
+ * util.inspect; `created.key` and JSON.stringify still give it, to send it once.
+ */
+function hideKey(created) {
+  if (created && typeof created === "object" && typeof created.key === "string") {
+    Object.defineProperty(created, util.inspect.custom, {
+      value(_depth, options, inspect) {
+        return inspect({ ...this, key: "<redacted>" }, options);
+      },
+    });
+  }
+  return created;
 }
 
 /**
@@ -79,14 +224,13 @@ class KeyLeash {
 
   /** Connects to `postgres://…`, `sqlite:path.db` or `sqlite::memory:`. */
   static async connect(url, opts) {
-    const nativeHandle = await call(() => {
-      const o = options(opts, "options");
-      o.manualClock = iso(o.manualClock, "manualClock");
-      return native.NativeKeyLeash.connect(url, o);
-    });
+    const nativeHandle = await call(() =>
+      native.NativeKeyLeash.connect(required(url, "url", "string"), strict(opts, "connect")),
+    );
     return new KeyLeash(Promise.resolve(nativeHandle));
   }
 
+  /** Runs `fn(native handle)` once connected; every failure becomes a KeyLeashError. */
   #run(fn) {
     return call(async () => fn(await this.#ready));
   }
@@ -96,19 +240,19 @@ class KeyLeash {
     return this.#run((n) => n.migrate());
   }
 
-  /** Mints a key; the raw key is in the result once and never again. */
+  /** Mints a key; the raw key is in the result once and never again (console.log hides it). */
   create(opts) {
-    return this.#run((n) => n.create(createArgs(opts)));
+    return this.#run(async (n) => hideKey(await n.create(strict(opts, "create"))));
   }
 
   /** Validates a raw key. */
   validate(rawKey) {
-    return this.#run((n) => n.validate(rawKey));
+    return this.#run((n) => n.validate(required(rawKey, "rawKey", "string")));
   }
 
   /** Charges a key after the fact, atomically. */
   trackUsage(rawKey, opts) {
-    return this.#run((n) => n.trackUsage(rawKey, chargeArgs(opts)));
+    return this.#run((n) => n.trackUsage(required(rawKey, "rawKey", "string"), strict(opts, "charge", ["costCents"])));
   }
 
   /** Whether a validation result grants `scope`. */
@@ -118,47 +262,59 @@ class KeyLeash {
 
   /** Soft-revokes a key (only of `accountId`, when given). */
   revoke(keyId, accountId) {
-    return this.#run((n) => n.revoke(keyId, accountId === undefined || accountId === null ? null : String(accountId)));
+    return this.#run((n) => n.revoke(required(keyId, "keyId", "id"), checked(accountId, "accountId", "account")));
   }
 
   /** Creates, once, a budget row bound to an external subject. */
   ensureSubject(subject, opts) {
-    return this.#run((n) => n.ensureSubject(subject, createArgs(opts)));
+    return this.#run((n) => n.ensureSubject(required(subject, "subject", "string"), strict(opts, "create")));
   }
 
   /** Validates a subject row. */
   validateBySubject(subject) {
-    return this.#run((n) => n.validateBySubject(subject));
+    return this.#run((n) => n.validateBySubject(required(subject, "subject", "string")));
   }
 
   /** Charges a subject row. */
   trackUsageBySubject(subject, opts) {
-    return this.#run((n) => n.trackUsageBySubject(subject, chargeArgs(opts)));
+    return this.#run((n) =>
+      n.trackUsageBySubject(required(subject, "subject", "string"), strict(opts, "charge", ["costCents"])),
+    );
   }
 
   /** The keys of an account, without secrets. */
   list(accountId) {
-    return this.#run((n) => n.list(String(accountId)));
+    return this.#run((n) => n.list(required(accountId, "accountId", "account")));
   }
 
   /** A key's ledger rows, `from` inclusive and `to` exclusive. */
   usage(keyId, range) {
     return this.#run((n) => {
-      const { from, to } = options(range, "usage range");
-      return n.usage(keyId, iso(from, "from") ?? null, iso(to, "to") ?? null);
+      const { from = null, to = null } = strict(range, "usage");
+      return n.usage(required(keyId, "keyId", "id"), from, to);
     });
   }
 
   /** The middleware's decision for one request: `{status, body}`. */
   authenticate(authorization, scope) {
-    return this.#run((n) => n.authenticate(authorization ?? null, scope ?? null));
+    return this.#run((n) =>
+      n.authenticate(checked(authorization, "authorization", "string"), checked(scope, "scope", "string")),
+    );
   }
 
-  /** One self-serve request (`signup`, `me`, `mint`, `revoke`): `{status, body}`. */
+  /** One self-serve request (`signup`, `me`, `mint`, `revoke` with `id`): `{status, body}`. */
   selfServe(route, id, authorization, body, opts) {
-    return this.#run((n) =>
-      n.selfServe(route, id ?? null, authorization ?? null, body, options(opts, "route options")),
-    );
+    return this.#run(async (n) => {
+      const r = await n.selfServe(
+        required(route, "route", "string"),
+        checked(id, "id", "string"),
+        checked(authorization, "authorization", "string"),
+        required(body, "body", "string"),
+        strict(opts, "selfServe"),
+      );
+      hideKey(r.body);
+      return r;
+    });
   }
 
   /** The clock's reading as an ISO string. */
@@ -168,12 +324,12 @@ class KeyLeash {
 
   /** Sets a manual clock. */
   setNow(at) {
-    return this.#run((n) => n.setNow(iso(at, "at")));
+    return this.#run((n) => n.setNow(required(at, "at", "instant")));
   }
 
   /** Moves a manual clock by any mix of `{seconds, minutes, hours, days}`. */
   advance(by) {
-    return this.#run((n) => n.advance(options(by, "advance")));
+    return this.#run((n) => n.advance(strict(by, "advance")));
   }
 
   /** Closes the connection pool. */
@@ -184,9 +340,11 @@ class KeyLeash {
 
 /** Whether a validation result (or a key's scopes) grants `scope`. */
 function hasScope(result, scope) {
+  const wanted = required(scope, "scope", "string");
   if (!result || result.valid === false) return false;
+  if (typeof result !== "object") throw invalid("result must be a validation result or an array of scopes");
   const scopes = Array.isArray(result) ? result : (result.scopes ?? null);
-  return native.hasScope(scopes, String(scope));
+  return native.hasScope(checked(scopes, "scopes", "strings"), wanted);
 }
 
 /** A postgres:// URL from a `pg` Pool's settings (and pg's PG* defaults). */
@@ -206,16 +364,16 @@ function urlFromPool(pool) {
 
 /**
  * agentkey's class, backed by keyleash: `new AgentKey({ pool, tableName, keyPrefix,
- * validScopes })`. It reads the `pg` Pool's connection settings and opens its own
- * pool; the first call waits for the connection.
+ * validScopes })` (and any option of `KeyLeash.connect`). It reads the `pg` Pool's
+ * connection settings and opens its own pool; the first call waits for the
+ * connection. A misspelt option throws at once.
  */
 class AgentKey extends KeyLeash {
   constructor(opts) {
-    const { pool, url, ...rest } = options(opts, "AgentKey options");
+    const { pool, url, ...o } = strict(opts, "AgentKey");
     const ready = (async () => {
       const target = url ?? (pool ? urlFromPool(pool) : undefined);
-      if (!target) throw new KeyLeashError("invalid_argument", "AgentKey needs a pg Pool (pool) or a url");
-      const o = options(rest, "AgentKey options");
+      if (!target) throw invalid("AgentKey needs a pg Pool (pool) or a url");
       if (o.poolSize === undefined && pool?.options?.max) o.poolSize = pool.options.max;
       return call(() => native.NativeKeyLeash.connect(target, o));
     })();
@@ -232,7 +390,7 @@ const AUTH_UNAVAILABLE = { status: 500, body: { error: "auth_unavailable" } };
  * answers SPEC §6's statuses (fail closed with 500 when the store is down).
  */
 function agentKeyMiddleware(kl, opts) {
-  const scope = opts?.scope ?? null;
+  const { scope = null } = strict(opts, "agentKeyMiddleware");
   return async function keyleashMiddleware(req, res, next) {
     const r = await kl.authenticate(req.headers.authorization ?? null, scope).catch(() => AUTH_UNAVAILABLE);
     if (r.status !== 200) return res.status(r.status).json(r.body);
@@ -249,9 +407,7 @@ function agentKeyMiddleware(kl, opts) {
  */
 function createAgentKeyRoutes(kl, opts) {
   const express = require("express");
-  const o = options(opts, "route options");
-  const { signupScopes, requireEmailForSignup, signupExpiresIn, signupBudgetCents, signupBudgetPeriod } = o;
-  const routeOptions = { signupScopes, requireEmailForSignup, signupExpiresIn, signupBudgetCents, signupBudgetPeriod };
+  const routeOptions = strict(opts, "createAgentKeyRoutes");
   const router = express.Router();
   // The raw body goes to the core, which parses it, so both packages answer a
   // malformed body identically. A body an app-level parser already read is reused.

@@ -81,11 +81,20 @@ export interface ConnectOptions {
   keyPrefix?: string
   /** When set, every scope given to `create` must be in this list. */
   validScopes?: Array<string>
-  /** Maximum connections (default 10 for Postgres, 4 for a SQLite file). */
+  /**
+   * Maximum connections: 1 to 1000 (default 10 for Postgres, 4 for a SQLite file).
+   * A double, so the core (not napi's wrapping conversion) checks the range.
+   */
   poolSize?: number
-  /** How long a call waits for a connection before `unavailable`, in ms. Default 5000. */
+  /**
+   * How long a call waits for a connection before `unavailable`, in ms: 1 to
+   * 600000. Default 5000.
+   */
   acquireTimeoutMs?: number
-  /** The longest one statement may run before `unavailable`, in ms. Default 10000. */
+  /**
+   * The longest one statement may run before `unavailable`, in ms: 1 to
+   * 86400000. Default 10000.
+   */
   statementTimeoutMs?: number
   /** Use a manual clock starting at this ISO 8601 instant (for tests). */
   manualClock?: string

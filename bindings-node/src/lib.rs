@@ -9,10 +9,9 @@
 //! half can recover the code; messages never contain a raw key or a URL.
 
 use std::future::Future;
-use std::time::Duration as StdDuration;
 
 use keyleash::http::{Access, Reply, Route, SelfServeOptions};
-use keyleash::{Clock, UsageRange};
+use keyleash::{options, Clock, UsageRange};
 use napi::{Error, Result, Status};
 use napi_derive::napi;
 use serde_json::{json, Value};
@@ -26,12 +25,15 @@ pub struct ConnectOptions {
     pub key_prefix: Option<String>,
     /// When set, every scope given to `create` must be in this list.
     pub valid_scopes: Option<Vec<String>>,
-    /// Maximum connections (default 10 for Postgres, 4 for a SQLite file).
-    pub pool_size: Option<u32>,
-    /// How long a call waits for a connection before `unavailable`, in ms. Default 5000.
-    pub acquire_timeout_ms: Option<u32>,
-    /// The longest one statement may run before `unavailable`, in ms. Default 10000.
-    pub statement_timeout_ms: Option<u32>,
+    /// Maximum connections: 1 to 1000 (default 10 for Postgres, 4 for a SQLite file).
+    /// A double, so the core (not napi's wrapping conversion) checks the range.
+    pub pool_size: Option<f64>,
+    /// How long a call waits for a connection before `unavailable`, in ms: 1 to
+    /// 600000. Default 5000.
+    pub acquire_timeout_ms: Option<f64>,
+    /// The longest one statement may run before `unavailable`, in ms: 1 to
+    /// 86400000. Default 10000.
+    pub statement_timeout_ms: Option<f64>,
     /// Use a manual clock starting at this ISO 8601 instant (for tests).
     pub manual_clock: Option<String>,
 }
@@ -195,12 +197,20 @@ impl NativeKeyLeash {
                 o.key_prefix = p;
             }
             o.valid_scopes = c.valid_scopes;
-            o.pool_size = c.pool_size;
+            // The numbers as JavaScript gave them: the core's converters check
+            // them, so every language has the same limits and messages.
+            if let Some(n) = c.pool_size {
+                o.pool_size = Some(options::pool_size("poolSize", n).map_err(err)?);
+            }
             if let Some(ms) = c.acquire_timeout_ms {
-                o.acquire_timeout = StdDuration::from_millis(ms.into());
+                o.acquire_timeout =
+                    options::millis("acquireTimeoutMs", ms, options::MAX_ACQUIRE_TIMEOUT_MS)
+                        .map_err(err)?;
             }
             if let Some(ms) = c.statement_timeout_ms {
-                o.statement_timeout = StdDuration::from_millis(ms.into());
+                o.statement_timeout =
+                    options::millis("statementTimeoutMs", ms, options::MAX_STATEMENT_TIMEOUT_MS)
+                        .map_err(err)?;
             }
             if let Some(start) = c.manual_clock {
                 let start = keyleash::parse_time("manualClock", &start).map_err(err)?;
@@ -316,10 +326,10 @@ impl NativeKeyLeash {
         })
         .await?;
         Ok(match access {
-            Access::Granted(info) => reply(Reply {
-                status: 200,
-                body: to_json(&keyleash::Validation::Valid(info))?,
-            }),
+            Access::Granted(info) => reply(Reply::new(
+                200,
+                to_json(&keyleash::Validation::Valid(info))?,
+            )),
             Access::Denied(r) => reply(r),
         })
     }
@@ -349,6 +359,7 @@ impl NativeKeyLeash {
                 .unwrap_or(defaults.signup_expires_in),
             signup_budget_cents: options.signup_budget_cents,
             signup_budget_period: options.signup_budget_period,
+            ..defaults
         };
         let kl = self.inner.clone();
         let r = run(async move {
@@ -360,7 +371,7 @@ impl NativeKeyLeash {
                 _ => Route::Revoke(&id),
             };
             Ok(kl
-                .self_serve(route, authorization.as_deref(), &body, &o)
+                .self_serve(route, authorization.as_deref(), &body, None, &o)
                 .await)
         })
         .await?;
