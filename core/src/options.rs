@@ -90,7 +90,7 @@ mod tests {
             assert_eq!(e.code(), "invalid_argument");
             assert!(e
                 .to_string()
-                .starts_with("poolSize must be a whole number from 1 to 1000"));
+                .contains("poolSize must be a whole number from 1 to 1000, got"));
         }
         assert_eq!(pool_size("poolSize", 1.0).unwrap(), 1);
         assert_eq!(pool_size("poolSize", 1000.0).unwrap(), 1000);

@@ -247,10 +247,14 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), Duration::days(7));
         assert_eq!(parse_duration("1w").unwrap(), Duration::days(7));
         assert_eq!(parse_duration("1mo").unwrap(), Duration::days(30));
+        // Zero is agentkey's way to make an already-expired key.
+        assert_eq!(parse_duration("0h").unwrap(), Duration::zero());
+        assert_eq!(parse_duration("0s").unwrap(), Duration::zero());
+        let e = parse_duration("7days").unwrap_err().to_string();
+        assert!(e.starts_with("Invalid duration: 7days"), "{e}");
         for bad in [
             "",
             "d",
-            "0d",
             "-1d",
             "1.5h",
             "1 d",

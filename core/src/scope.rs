@@ -81,6 +81,16 @@ mod tests {
         s.iter().map(|s| (*s).to_string()).collect()
     }
 
+    // Pins agentkey's wording, which its users' code matches on: every bad scope named.
+    #[test]
+    fn agentkey_words() {
+        let allowed = v(&["read"]);
+        let e = check_scopes(&v(&["a", "read", "b"]), Some(&allowed)).unwrap_err();
+        assert_eq!(e.to_string(), "Invalid scopes: a, b (not in validScopes)");
+        let e = crate::period::Period::parse("weekly").unwrap_err();
+        assert!(e.to_string().starts_with("Invalid budget period: weekly"), "{e}");
+    }
+
     // Pins null = all, exact match, admin, and trailing-* segment semantics.
     #[test]
     fn matching() {

@@ -204,3 +204,202 @@ async fn children_and_revoke(kind: Kind) {
     assert_eq!(r.status, 401);
 }
 both!(children_and_revoke);
+
+// Pins that a store failure's reply carries a loggable cause, never sent to the client.
+async fn unavailable_carries_cause(kind: Kind) {
+    let db = Db::open(kind).await;
+    let k = db.kl.create(opts("a")).await.unwrap();
+    db.kl.close().await;
+    let r = denied(&db, Some(&bearer(&k.key)), None).await;
+    assert_eq!(r.body, json!({"error": "auth_unavailable"}));
+    let cause = r.cause.expect("a cause to log");
+    assert!(cause.contains("unavailable"), "{cause}");
+    let r = db
+        .kl
+        .self_serve(
+            Route::Signup,
+            None,
+            r#"{"email":"a@b.c"}"#,
+            None,
+            &SelfServeOptions::default(),
+        )
+        .await;
+    assert_eq!((r.status, r.cause.is_some()), (500, true));
+}
+both!(unavailable_carries_cause);
+
+// Pins the strict bodies: unknown fields named, the 64 KiB limit, the operator's
+// signup period, and a child that may not reset more often than its caller.
+async fn strict_bodies(kind: Kind) {
+    let db = Db::open(kind).await;
+    let o = SelfServeOptions {
+        signup_scopes: Some(vec!["proxy.chat".into()]),
+        signup_budget_cents: Some(50.0),
+        signup_expires_in: "30d".into(),
+        signup_budget_period: Some("week".into()),
+        ..SelfServeOptions::default()
+    };
+    let signup = |body: String| {
+        let (kl, o) = (db.kl.clone(), o.clone());
+        async move {
+            kl.self_serve(Route::Signup, None, &body, Some("10.0.0.1"), &o)
+                .await
+        }
+    };
+    let r = signup(r#"{"email":"a@b.c","budgetCents":5}"#.into()).await;
+    assert_eq!(
+        (r.status, &r.body["error"]),
+        (400, &json!("invalid_argument"))
+    );
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown field `budgetCents`"));
+    let r = signup(r#"{"email":"a@b.c","budget_period":"day"}"#.into()).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body["message"].as_str().unwrap().contains("(week)"));
+    let big = format!(r#"{{"email":"a@b.c","name":"{}"}}"#, "x".repeat(70_000));
+    let r = signup(big).await;
+    assert_eq!(r, Reply::payload_too_large());
+    assert_eq!(r.status, 413);
+    let r = signup(r#"{"email":"a@b.c","budget_period":"week"}"#.into()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["budgetPeriod"], json!("week"));
+    let caller = format!("Bearer {}", r.body["key"].as_str().unwrap());
+    let mint = |body: &'static str| {
+        let (kl, caller) = (db.kl.clone(), caller.clone());
+        async move {
+            kl.self_serve(
+                Route::Mint,
+                Some(&caller),
+                body,
+                None,
+                &SelfServeOptions::default(),
+            )
+            .await
+        }
+    };
+    let r = mint(r#"{"budgetCents":20}"#).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["message"].as_str().unwrap().contains("budgetCents"));
+    let r = mint(r#"{"email":"a@b.c"}"#).await;
+    assert_eq!(r.status, 400, "mint has no email field");
+    let r = mint(r#"{"budget_cents":5,"budget_period":"day"}"#).await;
+    assert_eq!(
+        (r.status, &r.body["error"]),
+        (403, &json!("period_shorter_than_parent"))
+    );
+    for ok in [
+        r#"{"budget_cents":5,"budget_period":"month"}"#,
+        r#"{"budget_cents":5}"#,
+    ] {
+        assert_eq!(mint(ok).await.status, 201, "{ok}");
+    }
+    let lifetime = db.kl.create(budget("b", 10.0, None)).await.unwrap();
+    let r = db
+        .kl
+        .self_serve(
+            Route::Mint,
+            Some(&bearer(&lifetime.key)),
+            r#"{"budget_period":"month"}"#,
+            None,
+            &SelfServeOptions::default(),
+        )
+        .await;
+    assert_eq!(r.status, 403, "a lifetime cap is the longest period");
+}
+both!(strict_bodies);
+
+// Pins the signup rate limit: 20 an hour per address by default, shared by two
+// instances (as two processes would be), 429 with Retry-After, per-domain too,
+// and room again after the interval.
+async fn signup_rate_limit(kind: Kind) {
+    let db = Db::open(kind).await;
+    let other = db.another().await;
+    let o = SelfServeOptions {
+        signup_rate_limit_per_domain: Some(25),
+        ..SelfServeOptions::default()
+    };
+    let body = r#"{"email":"a@example.com"}"#;
+    let mut created = 0;
+    for i in 0..21 {
+        let kl = if i % 2 == 0 { &db.kl } else { &other };
+        let r = kl
+            .self_serve(Route::Signup, None, body, Some("10.0.0.7"), &o)
+            .await;
+        if r.status == 201 {
+            created += 1;
+        } else {
+            assert_eq!(i, 20, "only the 21st is refused");
+            assert_eq!((r.status, &r.body["error"]), (429, &json!("rate_limited")));
+            assert_eq!(r.retry_after, Some(180), "one interval of 3 minutes");
+            assert_eq!(r.body["retryAfter"], json!(180));
+        }
+    }
+    assert_eq!(created, 20);
+    assert_eq!(
+        db.scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {keys}")
+            .await,
+        Some(20)
+    );
+    // Another address is not affected, until the domain's 25 are used up.
+    for _ in 0..5 {
+        let r = db
+            .kl
+            .self_serve(Route::Signup, None, body, Some("10.0.0.8"), &o)
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let r = db
+        .kl
+        .self_serve(Route::Signup, None, body, Some("10.0.0.9"), &o)
+        .await;
+    assert_eq!(r.status, 429, "the domain limit");
+    // Three minutes later the first address has room for one more.
+    db.clock().advance(Duration::minutes(3));
+    let r = db
+        .kl
+        .self_serve(
+            Route::Signup,
+            None,
+            r#"{"email":"a@other.org"}"#,
+            Some("10.0.0.7"),
+            &o,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = db
+        .kl
+        .self_serve(
+            Route::Signup,
+            None,
+            r#"{"email":"a@other.org"}"#,
+            Some("10.0.0.7"),
+            &o,
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    // Off when asked.
+    let off = SelfServeOptions {
+        signup_rate_limit: None,
+        ..SelfServeOptions::default()
+    };
+    let r = db
+        .kl
+        .self_serve(
+            Route::Signup,
+            None,
+            r#"{"email":"a@other.org"}"#,
+            Some("10.0.0.7"),
+            &off,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let bad = SelfServeOptions {
+        signup_rate_limit: Some(0),
+        ..SelfServeOptions::default()
+    };
+    assert_eq!(bad.check().unwrap_err().code(), "invalid_argument");
+    assert!(SelfServeOptions::default().check().is_ok());
+}
+both!(signup_rate_limit);
