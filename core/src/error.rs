@@ -41,7 +41,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable, language-independent code of this error (CONFORMANCE.md):
+    /// The stable, language-independent code of this error:
     /// `invalid_scope`, `invalid_duration`, `invalid_period`, `invalid_argument`,
     /// `unavailable` or `not_migrated` (see `docs/errors.md`).
     pub fn code(&self) -> &'static str {

@@ -1,4 +1,4 @@
-//! The HTTP rules of SPEC §6, shared by the Express and FastAPI integrations.
+//! The HTTP rules of docs/http.md, shared by the Express and FastAPI integrations.
 //!
 //! An integration hands this module the `Authorization` header, the raw request
 //! body and the route, and writes the returned [`Reply`] (a status and a JSON body)
@@ -222,7 +222,7 @@ impl KeyLeash {
     /// The middleware's decision for one request: the key from `authorization`
     /// (`Bearer <key>`), validated, and holding `scope` when one is required.
     ///
-    /// Denials, as SPEC §6: 401 `{"error": "Missing API key"}`; 401
+    /// Denials, as docs/http.md says: 401 `{"error": "Missing API key"}`; 401
     /// `{"error": reason}` for `invalid`, `expired`, `revoked`; 429
     /// `{"error": "budget_exceeded"}`; 403 `{"error": "insufficient_scope",
     /// "required", "available"}`; 500 `{"error": "auth_unavailable"}` when the store

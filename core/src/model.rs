@@ -1,7 +1,7 @@
-//! The public option and result types, shaped like SPEC §4.
+//! The public option and result types, shaped like docs/api.md.
 //!
 //! Amounts are cents as `f64` at this boundary (exact micro-cents inside); times are
-//! UTC. Results serialize (serde) to exactly the camelCase JSON of SPEC §4, with
+//! UTC. Results serialize (serde) to exactly the camelCase JSON of docs/api.md, with
 //! timestamps as ISO 8601 with milliseconds and `Z`, so bindings can pass them on.
 
 use std::fmt;

@@ -88,7 +88,10 @@ mod tests {
         let e = check_scopes(&v(&["a", "read", "b"]), Some(&allowed)).unwrap_err();
         assert_eq!(e.to_string(), "Invalid scopes: a, b (not in validScopes)");
         let e = crate::period::Period::parse("weekly").unwrap_err();
-        assert!(e.to_string().starts_with("Invalid budget period: weekly"), "{e}");
+        assert!(
+            e.to_string().starts_with("Invalid budget period: weekly"),
+            "{e}"
+        );
     }
 
     // Pins null = all, exact match, admin, and trailing-* segment semantics.

@@ -1,4 +1,4 @@
-//! The operations of SPEC §4 and the ledger/idempotency/key-format parts of §5,
+//! The operations of docs/api.md and the ledger, idempotency and key format of docs/semantics.md,
 //! on both stores.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The Rust runner of the cross-language conformance vectors (`CONFORMANCE.md`,
+//! The Rust runner of the cross-language conformance vectors (`docs/conformance.md`,
 //! `tests/conformance/README.md`): every vector of `CONFORMANCE_DIR` (default
 //! `tests/conformance`; a relative path is taken from the workspace root), on a fresh
 //! SQLite file and on a fresh table of `DATABASE_URL`, through the public API of the
@@ -512,7 +512,7 @@ fn known(map: &Map<String, Value>, fields: &[&str], what: &str) -> Result<(), Fa
     }
 }
 
-/// `expect` as a subset of `actual` (CONFORMANCE.md): a field given must match, a
+/// `expect` as a subset of `actual` (docs/conformance.md): a field given must match, a
 /// `null` field matches null or absent; a list result is matched element by element.
 fn subset(expect: &Value, actual: &Value) -> bool {
     match (expect, actual) {

@@ -1,4 +1,4 @@
-//! The HTTP rules of SPEC §6 as the Express and FastAPI integrations receive them.
+//! The HTTP rules of docs/http.md as the Express and FastAPI integrations receive them.
 
 mod common;
 

@@ -13,7 +13,7 @@ use keyleash::{
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{PgPool, SqlitePool};
 
-/// The manual clock's first reading in every test (CONFORMANCE.md's default).
+/// The manual clock's first reading in every test (docs/conformance.md's default).
 pub const START: &str = "2026-01-15T12:00:00Z";
 
 /// Which store a test runs on.
