@@ -26,6 +26,7 @@ pyo3::import_exception!(keyleash.exceptions, InvalidDurationError);
 pyo3::import_exception!(keyleash.exceptions, InvalidPeriodError);
 pyo3::import_exception!(keyleash.exceptions, InvalidArgumentError);
 pyo3::import_exception!(keyleash.exceptions, UnavailableError);
+pyo3::import_exception!(keyleash.exceptions, NotMigratedError);
 
 /// The one mapping from a core error to a Python exception: the class follows
 /// `code()`, the message is the core's (never a secret), and the cause's text
@@ -41,6 +42,7 @@ fn py_err(e: keyleash::Error) -> PyErr {
         keyleash::Error::InvalidPeriod(_) => InvalidPeriodError::new_err(args),
         keyleash::Error::InvalidArgument(_) => InvalidArgumentError::new_err(args),
         keyleash::Error::Unavailable(_) => UnavailableError::new_err(args),
+        keyleash::Error::NotMigrated(_) => NotMigratedError::new_err(args),
     }
 }
 
@@ -61,18 +63,23 @@ fn opt_time(field: &str, s: Option<String>) -> PyResult<Option<DateTime<Utc>>> {
     s.map(|s| parse_time(field, &s)).transpose()
 }
 
+/// A timeout option in milliseconds, converted (and range-checked) by the core.
 fn millis(
     field: &str,
-    ms: Option<i64>,
+    ms: Option<f64>,
+    max_ms: u64,
     default: std::time::Duration,
 ) -> PyResult<std::time::Duration> {
-    match ms.map(u64::try_from) {
-        None => Ok(default),
-        Some(Ok(ms)) if ms > 0 => Ok(std::time::Duration::from_millis(ms)),
-        Some(_) => Err(bad_arg(format!(
-            "{field} must be a positive number of milliseconds"
-        ))),
-    }
+    ms.map_or(Ok(default), |ms| {
+        keyleash::options::millis(field, ms, max_ms).map_err(py_err)
+    })
+}
+
+/// A signup rate limit: the Python layer hands an int clamped to 64 bits; one
+/// outside `u32` is out of the core's range either way, so it crosses as the
+/// nearest refused value (0 or `u32::MAX`) and `SelfServeOptions::check` names it.
+fn rate_limit(n: Option<i64>) -> Option<u32> {
+    n.map(|n| u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX }))
 }
 
 /// Options of `create` and `ensure_subject`, built once from keyword arguments.
@@ -127,25 +134,29 @@ struct PySelfServeOptions(keyleash::SelfServeOptions);
 impl PySelfServeOptions {
     #[new]
     #[pyo3(signature = (*, signup_scopes=None, require_email=true,
-        signup_expires_in=String::from("24h"), signup_budget_cents=None, signup_budget_period=None))]
+        signup_expires_in=String::from("24h"), signup_budget_cents=None, signup_budget_period=None,
+        signup_rate_limit=Some(20), signup_rate_limit_per_domain=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         signup_scopes: Option<Vec<String>>,
         require_email: bool,
         signup_expires_in: String,
         signup_budget_cents: Option<f64>,
         signup_budget_period: Option<String>,
+        signup_rate_limit: Option<i64>,
+        signup_rate_limit_per_domain: Option<i64>,
     ) -> PyResult<Self> {
-        keyleash::period::parse_duration(&signup_expires_in).map_err(py_err)?;
-        if let Some(p) = &signup_budget_period {
-            keyleash::period::Period::parse(p).map_err(py_err)?;
-        }
-        Ok(Self(keyleash::SelfServeOptions {
+        let options = keyleash::SelfServeOptions {
             signup_scopes,
             require_email,
             signup_expires_in,
             signup_budget_cents,
             signup_budget_period,
-        }))
+            signup_rate_limit: rate_limit(signup_rate_limit),
+            signup_rate_limit_per_domain: rate_limit(signup_rate_limit_per_domain),
+        };
+        options.check().map_err(py_err)?;
+        Ok(Self(options))
     }
 }
 
@@ -169,25 +180,32 @@ impl NativeKeyLeash {
         table_name: Option<String>,
         key_prefix: Option<String>,
         valid_scopes: Option<Vec<String>>,
-        pool_size: Option<i64>,
-        acquire_timeout_ms: Option<i64>,
-        statement_timeout_ms: Option<i64>,
+        pool_size: Option<f64>,
+        acquire_timeout_ms: Option<f64>,
+        statement_timeout_ms: Option<f64>,
         manual_clock: Option<String>,
     ) -> PyResult<Bound<'_, PyAny>> {
+        use keyleash::options::{MAX_ACQUIRE_TIMEOUT_MS, MAX_STATEMENT_TIMEOUT_MS};
         let d = Options::default();
         let pool_size = pool_size
-            .map(|n| u32::try_from(n).ok().filter(|n| *n > 0))
-            .map(|n| n.ok_or_else(|| bad_arg("pool_size must be a positive integer")))
-            .transpose()?;
+            .map(|n| keyleash::options::pool_size("pool_size", n))
+            .transpose()
+            .map_err(py_err)?;
         let options = Options {
             table_name: table_name.unwrap_or(d.table_name),
             key_prefix: key_prefix.unwrap_or(d.key_prefix),
             valid_scopes,
             pool_size,
-            acquire_timeout: millis("acquire_timeout_ms", acquire_timeout_ms, d.acquire_timeout)?,
+            acquire_timeout: millis(
+                "acquire_timeout_ms",
+                acquire_timeout_ms,
+                MAX_ACQUIRE_TIMEOUT_MS,
+                d.acquire_timeout,
+            )?,
             statement_timeout: millis(
                 "statement_timeout_ms",
                 statement_timeout_ms,
+                MAX_STATEMENT_TIMEOUT_MS,
                 d.statement_timeout,
             )?,
             clock: opt_time("manual_clock", manual_clock)?.map_or(Clock::System, Clock::manual),
@@ -329,8 +347,9 @@ impl NativeKeyLeash {
         })
     }
 
-    /// The HTTP decision for one request: `(200, validation JSON)` when granted,
-    /// else the core's reply `(status, body JSON)`.
+    /// The HTTP decision for one request: `(200, validation JSON, None)` when
+    /// granted, else the core's reply `(status, body JSON, cause)`, where `cause`
+    /// (on a 500) describes the store failure for the server's log.
     #[pyo3(signature = (authorization, scope=None))]
     fn authenticate<'py>(
         &self,
@@ -344,15 +363,22 @@ impl NativeKeyLeash {
                 .authenticate(authorization.as_deref(), scope.as_deref())
                 .await
             {
-                Access::Granted(info) => Ok((200u16, to_json(&keyleash::Validation::Valid(info))?)),
-                Access::Denied(reply) => Ok((reply.status, to_json(&reply.body)?)),
+                Access::Granted(info) => Ok((
+                    200u16,
+                    to_json(&keyleash::Validation::Valid(info))?,
+                    None,
+                )),
+                Access::Denied(reply) => Ok((reply.status, to_json(&reply.body)?, reply.cause)),
             }
         })
     }
 
     /// One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
-    /// `key_id`, the path segment as sent); returns the core's `(status, body JSON)`.
-    #[pyo3(signature = (route, authorization, body, options, key_id=None))]
+    /// `key_id`, the path segment as sent), `client` the client's address (what the
+    /// signup rate limit counts); returns the core's `(status, body JSON,
+    /// Retry-After seconds or None, cause or None)`.
+    #[pyo3(signature = (route, authorization, body, options, key_id=None, client=None))]
+    #[allow(clippy::too_many_arguments)]
     fn self_serve<'py>(
         &self,
         py: Python<'py>,
@@ -361,6 +387,7 @@ impl NativeKeyLeash {
         body: String,
         options: &PySelfServeOptions,
         key_id: Option<String>,
+        client: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (kl, options) = (self.kl()?, options.0.clone());
         future_into_py(py, async move {
@@ -373,9 +400,16 @@ impl NativeKeyLeash {
                 other => return Err(bad_arg(format!("unknown self-serve route {other:?}"))),
             };
             let reply = kl
-                .self_serve(route, authorization.as_deref(), &body, &options)
+                .self_serve(
+                    route,
+                    authorization.as_deref(),
+                    &body,
+                    client.as_deref(),
+                    &options,
+                )
                 .await;
-            Ok((reply.status, to_json(&reply.body)?))
+            let body = to_json(&reply.body)?;
+            Ok((reply.status, body, reply.retry_after, reply.cause))
         })
     }
 
@@ -424,12 +458,21 @@ fn has_scope(scopes: Option<Vec<String>>, scope: &str) -> bool {
     keyleash::has_scope(scopes.as_deref(), scope)
 }
 
+/// The core's 413 reply for a body over `MAX_BODY_BYTES`: `(413, body JSON)`.
+#[pyfunction]
+fn payload_too_large() -> PyResult<(u16, String)> {
+    let reply = keyleash::Reply::payload_too_large();
+    Ok((reply.status, to_json(&reply.body)?))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeKeyLeash>()?;
     m.add_class::<PyCreateOptions>()?;
     m.add_class::<PySelfServeOptions>()?;
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
+    m.add_function(wrap_pyfunction!(payload_too_large, m)?)?;
+    m.add("MAX_BODY_BYTES", keyleash::http::MAX_BODY_BYTES)?;
     m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
     Ok(())
 }

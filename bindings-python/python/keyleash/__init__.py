@@ -16,6 +16,7 @@ from keyleash.exceptions import (
     InvalidPeriodError,
     InvalidScopeError,
     KeyLeashError,
+    NotMigratedError,
     UnavailableError,
 )
 from keyleash.results import ChargeResult, CreatedKey, KeySummary, LedgerEntry, Validation
@@ -33,6 +34,7 @@ __all__ = [
     "KeyLeashError",
     "KeySummary",
     "LedgerEntry",
+    "NotMigratedError",
     "UnavailableError",
     "Validation",
     "has_scope",

@@ -33,7 +33,11 @@ class SelfServeOptions:
         signup_expires_in: str = "24h",
         signup_budget_cents: float | None = None,
         signup_budget_period: str | None = None,
-    ) -> None: ...
+        signup_rate_limit: int | None = 20,
+        signup_rate_limit_per_domain: int | None = None,
+    ) -> None:
+        """Checked by the core at once (``InvalidArgumentError`` and kin); a rate
+        limit of ``None`` is off."""
 
 class NativeKeyLeash:
     @staticmethod
@@ -43,9 +47,9 @@ class NativeKeyLeash:
         table_name: str | None = None,
         key_prefix: str | None = None,
         valid_scopes: list[str] | None = None,
-        pool_size: int | None = None,
-        acquire_timeout_ms: int | None = None,
-        statement_timeout_ms: int | None = None,
+        pool_size: float | None = None,
+        acquire_timeout_ms: float | None = None,
+        statement_timeout_ms: float | None = None,
         manual_clock: str | None = None,
     ) -> Awaitable[NativeKeyLeash]: ...
     def migrate(self) -> Awaitable[None]: ...
@@ -67,7 +71,8 @@ class NativeKeyLeash:
     def close(self) -> Awaitable[None]: ...
     def authenticate(
         self, authorization: str | None, scope: str | None = None
-    ) -> Awaitable[tuple[int, str]]: ...
+    ) -> Awaitable[tuple[int, str, str | None]]:
+        """``(status, body JSON, cause)``; ``cause`` (on a 500) is for the log."""
     def self_serve(
         self,
         route: str,
@@ -75,11 +80,19 @@ class NativeKeyLeash:
         body: str,
         options: SelfServeOptions,
         key_id: str | None = None,
-    ) -> Awaitable[tuple[int, str]]: ...
+        client: str | None = None,
+    ) -> Awaitable[tuple[int, str, int | None, str | None]]:
+        """``(status, body JSON, Retry-After seconds, cause)``."""
     def now(self) -> str: ...
     def set_now(self, at: str) -> None: ...
     def advance(self, seconds: float, minutes: float, hours: float, days: float) -> None: ...
 
+MAX_BODY_BYTES: int
+"""The largest request body the self-serve routes read (65,536 bytes)."""
+
 def has_scope(scopes: list[str] | None, scope: str) -> bool: ...
+def payload_too_large() -> tuple[int, str]:
+    """The core's 413 reply for a body over ``MAX_BODY_BYTES``."""
+
 def shutdown() -> None:
     """Registered with atexit: stops delivering results before Python finalizes."""

@@ -13,7 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypedDict, Unpack
 
-from keyleash import _native
+from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
 from keyleash.results import ChargeResult, CreatedKey, KeySummary, LedgerEntry, Validation
 
@@ -79,13 +79,26 @@ def _create_options(options: CreateOptions) -> _native.CreateOptions:
     # Unknown names reach the native constructor, which raises TypeError: a typo
     # like `budget_cent=5` must not mint an uncapped key.
     kwargs: dict[str, Any] = dict(options)
+    for field in ("user_id", "budget_period", "expires_in", "delegated_by", "name"):
+        if field in kwargs:
+            kwargs[field] = _check.opt_text(field, kwargs[field])
+    if "account_id" in kwargs:
+        kwargs["account_id"] = _check.text("account_id", kwargs["account_id"])
+    if "scopes" in kwargs:
+        kwargs["scopes"] = _check.opt_texts("scopes", kwargs["scopes"])
+    if "budget_cents" in kwargs:
+        kwargs["budget_cents"] = _check.opt_amount("budget_cents", kwargs["budget_cents"])
+    if "parent_id" in kwargs:
+        kwargs["parent_id"] = _check.opt_int64("parent_id", kwargs["parent_id"])
     if kwargs.get("metadata") is not None:
+        if not isinstance(kwargs["metadata"], Mapping):
+            raise InvalidArgumentError(
+                f"metadata must be a mapping, got {type(kwargs['metadata']).__name__}"
+            )
         try:
             kwargs["metadata"] = json.dumps(kwargs["metadata"], allow_nan=False)
         except (TypeError, ValueError) as e:
             raise InvalidArgumentError("metadata must be JSON-serializable") from e
-    if kwargs.get("scopes") is not None:
-        kwargs["scopes"] = list(kwargs["scopes"])
     if "expires_at" in kwargs:
         kwargs["expires_at"] = _iso("expires_at", kwargs["expires_at"])
     return _native.CreateOptions(**kwargs)
@@ -94,7 +107,7 @@ def _create_options(options: CreateOptions) -> _native.CreateOptions:
 def has_scope(result: Validation, scope: str) -> bool:
     """Whether a validation result is valid and grants ``scope``: ``None`` scopes
     grant all, ``admin`` grants all, ``proxy.*`` grants ``proxy.chat``."""
-    return result.valid and _native.has_scope(result.scopes, scope)
+    return result.valid and _native.has_scope(result.scopes, _check.text("scope", scope))
 
 
 class KeyLeash:
@@ -111,11 +124,17 @@ class KeyLeash:
         Raises ``InvalidArgumentError`` (bad URL, table name, prefix) or
         ``UnavailableError``. Call ``migrate()`` before first use."""
         kwargs: dict[str, Any] = dict(options)  # unknown names raise TypeError natively
-        if kwargs.get("valid_scopes") is not None:
-            kwargs["valid_scopes"] = list(kwargs["valid_scopes"])
+        for field in ("table_name", "key_prefix"):
+            if field in kwargs:
+                kwargs[field] = _check.opt_text(field, kwargs[field])
+        if "valid_scopes" in kwargs:
+            kwargs["valid_scopes"] = _check.opt_texts("valid_scopes", kwargs["valid_scopes"])
+        for field in ("pool_size", "acquire_timeout_ms", "statement_timeout_ms"):
+            if field in kwargs:
+                kwargs[field] = _check.opt_whole_number(field, kwargs[field])
         if "manual_clock" in kwargs:
             kwargs["manual_clock"] = _iso("manual_clock", kwargs["manual_clock"])
-        native = await _native.NativeKeyLeash.connect(url, **kwargs)
+        native = await _native.NativeKeyLeash.connect(_check.text("url", url), **kwargs)
         return cls(native)
 
     async def __aenter__(self) -> Self:
@@ -140,15 +159,17 @@ class KeyLeash:
 
     async def ensure_subject(self, subject: str, **options: Unpack[CreateOptions]) -> None:
         """Creates, once, a budget row bound to an external identity (idempotent)."""
+        subject = _check.text("subject", subject)
         await self._native.ensure_subject(subject, _create_options(options))
 
     async def validate(self, raw_key: str) -> Validation:
         """Checks a raw key; ``valid=False`` with a reason when it may not be used."""
-        return Validation.from_dict(json.loads(await self._native.validate(raw_key)))
+        raw = await self._native.validate(_check.text("raw_key", raw_key))
+        return Validation.from_dict(json.loads(raw))
 
     async def validate_by_subject(self, subject: str) -> Validation:
         """``validate`` for a row made by ``ensure_subject``."""
-        raw = await self._native.validate_by_subject(subject)
+        raw = await self._native.validate_by_subject(_check.text("subject", subject))
         return Validation.from_dict(json.loads(raw))
 
     async def track_usage(
@@ -156,23 +177,33 @@ class KeyLeash:
     ) -> ChargeResult:
         """Charges ``cost_cents`` atomically: succeeds only if it fits the cap of the
         key and every ancestor. NaN, infinite or negative costs give ``invalid_cost``."""
-        raw = await self._native.track_usage(raw_key, float(cost_cents), idempotency_key)
+        raw = await self._native.track_usage(
+            _check.text("raw_key", raw_key),
+            _check.amount("cost_cents", cost_cents),
+            _check.opt_text("idempotency_key", idempotency_key),
+        )
         return ChargeResult.from_dict(json.loads(raw))
 
     async def track_usage_by_subject(
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
     ) -> ChargeResult:
         """``track_usage`` for a row made by ``ensure_subject``."""
-        raw = await self._native.track_usage_by_subject(subject, float(cost_cents), idempotency_key)
+        raw = await self._native.track_usage_by_subject(
+            _check.text("subject", subject),
+            _check.amount("cost_cents", cost_cents),
+            _check.opt_text("idempotency_key", idempotency_key),
+        )
         return ChargeResult.from_dict(json.loads(raw))
 
     async def revoke(self, key_id: int, account_id: str | None = None) -> bool:
         """Soft-revokes a key (only of ``account_id`` when given); whether one was."""
-        return await self._native.revoke(key_id, account_id)
+        return await self._native.revoke(
+            _check.int64("key_id", key_id), _check.opt_text("account_id", account_id)
+        )
 
     async def list(self, account_id: str) -> KeySummaries:
         """The keys of an account, oldest first, without secrets."""
-        raw = json.loads(await self._native.list(account_id))
+        raw = json.loads(await self._native.list(_check.text("account_id", account_id)))
         return [KeySummary.from_dict(row) for row in raw]
 
     async def usage(
@@ -182,7 +213,8 @@ class KeyLeash:
         to: datetime | str | None = None,
     ) -> LedgerEntries:
         """A key's ledger rows, ``from_`` inclusive to ``to`` exclusive, oldest first."""
-        raw = await self._native.usage(key_id, _iso("from_", from_), _iso("to", to))
+        key = _check.int64("key_id", key_id)
+        raw = await self._native.usage(key, _iso("from_", from_), _iso("to", to))
         return [LedgerEntry.from_dict(row) for row in json.loads(raw)]
 
     async def close(self) -> None:
@@ -205,4 +237,9 @@ class KeyLeash:
         self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
     ) -> None:
         """Moves the manual clock by the sum given (negative goes back)."""
-        self._native.advance(seconds, minutes, hours, days)
+        self._native.advance(
+            _check.amount("seconds", seconds),
+            _check.amount("minutes", minutes),
+            _check.amount("hours", hours),
+            _check.amount("days", days),
+        )

@@ -3,9 +3,11 @@
 Mistakes a caller can fix raise a subclass of ``KeyLeashError`` whose ``code`` is
 ``invalid_scope``, ``invalid_duration``, ``invalid_period`` or ``invalid_argument``;
 a store that cannot be reached raises ``UnavailableError`` (``unavailable``), with
-nothing half-applied. Normal outcomes of a key (unknown, expired, revoked, over
-budget, a bad cost) are results, not errors. No message ever holds a raw key or a
-database password. The native module raises these very classes.
+nothing half-applied, and a database ``migrate()`` has not prepared raises its
+subclass ``NotMigratedError`` (``not_migrated``). Normal outcomes of a key (unknown,
+expired, revoked, over budget, a bad cost) are results, not errors. No message
+ever holds a raw key or a database password. The native module raises these very
+classes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "InvalidPeriodError",
     "InvalidScopeError",
     "KeyLeashError",
+    "NotMigratedError",
     "UnavailableError",
 ]
 
@@ -62,3 +65,11 @@ class UnavailableError(KeyLeashError):
     """The store could not be reached or failed; nothing was applied."""
 
     code = "unavailable"
+
+
+class NotMigratedError(UnavailableError):
+    """A table keyleash needs does not exist: call ``migrate()`` on this database
+    (with this ``table_name``) first. Nothing was applied. A subclass of
+    ``UnavailableError``, so code that handles an unavailable store handles it too."""
+
+    code = "not_migrated"

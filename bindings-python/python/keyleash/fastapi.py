@@ -8,21 +8,29 @@ module only reads the request and writes the core's reply back unchanged.
 Denials are raised as ``KeyLeashDenied`` (a Starlette ``HTTPException``) and
 answered with the core's exact body, not FastAPI's ``{"detail": ...}`` wrapper: the
 dependency registers the handler on the app the first time it denies a request.
+
+When the store fails (500 ``auth_unavailable``), the core's description of the
+failure is logged once, at error level, on the ``keyleash`` logger; it never holds
+a key or a password, and the client never sees it. Self-serve bodies are read up to
+``MAX_BODY_BYTES`` (65,536) and no further: a longer one is answered 413
+``payload_too_large``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from keyleash import _native, client, sync
+from keyleash import _check, _native, client, sync
+from keyleash.exceptions import InvalidArgumentError
 from keyleash.results import Validation
 
 __all__ = [
@@ -39,6 +47,15 @@ __all__ = [
 ]
 
 AnyKeyLeash = client.KeyLeash | sync.KeyLeash
+
+_log = logging.getLogger("keyleash")
+
+
+def _log_cause(cause: str | None) -> None:
+    """Logs the core's description of a store failure (never a key or password)."""
+    if cause is not None:
+        _log.error("keyleash: the key store failed, answered 500 auth_unavailable: %s", cause)
+
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -85,7 +102,8 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
     native = _native_of(kl)
 
     async def keyleash_key(request: Request, _credentials: Credentials) -> Validation:
-        status, body = await native.authenticate(request.headers.get("authorization"), scope)
+        status, body, cause = await native.authenticate(request.headers.get("authorization"), scope)
+        _log_cause(cause)
         if status != 200:
             _deny(request, status, body)
         return Validation.from_dict(json.loads(body))
@@ -93,9 +111,28 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
     return keyleash_key
 
 
+async def _read_body(request: Request) -> bytes | None:
+    """The request body, or None when it is longer than ``MAX_BODY_BYTES``: reading
+    stops there, so a 50 MB body costs at most 64 KiB of memory."""
+    limit = _native.MAX_BODY_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class SignupRequest(BaseModel):
     """``POST /signup`` (agentkey's snake_case fields; all optional but ``email``
-    when the router requires it)."""
+    when the router requires it). An unknown field is refused with 400."""
+
+    model_config = ConfigDict(extra="forbid")
 
     email: str | None = None
     scopes: list[str] | None = None
@@ -106,7 +143,10 @@ class SignupRequest(BaseModel):
 
 
 class MintRequest(BaseModel):
-    """``POST /sdk-keys``: a child of the calling key, never wider than it."""
+    """``POST /sdk-keys``: a child of the calling key, never wider than it (nor with
+    a shorter budget period). An unknown field is refused with 400."""
+
+    model_config = ConfigDict(extra="forbid")
 
     scopes: list[str] | None = None
     budget_cents: float | None = None
@@ -157,6 +197,7 @@ class ErrorResponse(BaseModel):
     required: str | None = None
     available: list[str] | None = None
     allowed: list[str] | None = None
+    retryAfter: int | None = None
 
 
 def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -179,25 +220,60 @@ def agentkey_router(
     signup_expires_in: str = "24h",
     signup_budget_cents: float | None = None,
     signup_budget_period: str | None = None,
+    signup_rate_limit: int | Literal[False] = 20,
+    signup_rate_limit_per_domain: int | None = None,
 ) -> APIRouter:
     """The self-serve routes of SPEC §6 with agentkey's security model:
     ``POST /signup``, ``GET /sdk-keys/me``, ``POST /sdk-keys``, ``DELETE
-    /sdk-keys/{key_id}``. Raises ``InvalidDurationError``/``InvalidPeriodError``
-    at once for a bad ``signup_expires_in``/``signup_budget_period``."""
+    /sdk-keys/{key_id}``.
+
+    ``signup_rate_limit`` is the most signups per client address per hour (default
+    20; ``False`` turns it off), ``signup_rate_limit_per_domain`` the most per email
+    domain per hour (default ``None``: off). Both are counted in the store, so they
+    hold across processes; a refused signup is 429 ``rate_limited`` with a
+    ``Retry-After`` header. Every option is checked at once: a bad one raises
+    ``InvalidDurationError``, ``InvalidPeriodError``, ``InvalidScopeError`` or
+    ``InvalidArgumentError`` here, not on the first request."""
     native = _native_of(kl)
+    if not isinstance(require_email, bool):
+        raise InvalidArgumentError(
+            f"require_email must be a bool, got {type(require_email).__name__}"
+        )
+    if signup_rate_limit is None:
+        raise InvalidArgumentError(
+            "signup_rate_limit must be an int (signups per address per hour), "
+            "or False to turn the limit off; got None"
+        )
     options = _native.SelfServeOptions(
-        signup_scopes=None if signup_scopes is None else list(signup_scopes),
+        signup_scopes=_check.opt_texts("signup_scopes", signup_scopes),
         require_email=require_email,
-        signup_expires_in=signup_expires_in,
-        signup_budget_cents=signup_budget_cents,
-        signup_budget_period=signup_budget_period,
+        signup_expires_in=_check.text("signup_expires_in", signup_expires_in),
+        signup_budget_cents=_check.opt_amount("signup_budget_cents", signup_budget_cents),
+        signup_budget_period=_check.opt_text("signup_budget_period", signup_budget_period),
+        signup_rate_limit=(
+            None
+            if signup_rate_limit is False
+            else _check.int64("signup_rate_limit", signup_rate_limit)
+        ),
+        signup_rate_limit_per_domain=_check.opt_int64(
+            "signup_rate_limit_per_domain", signup_rate_limit_per_domain
+        ),
     )
 
     async def answer(request: Request, route: str, key_id: str | None = None) -> Response:
-        body = (await request.body()).decode("utf-8", errors="replace")
+        raw = await _read_body(request)
+        if raw is None:
+            status, reply = _native.payload_too_large()
+            return Response(reply, status_code=status, media_type="application/json")
+        body = raw.decode("utf-8", errors="replace")
         auth = request.headers.get("authorization")
-        status, reply = await native.self_serve(route, auth, body, options, key_id)
-        return Response(reply, status_code=status, media_type="application/json")
+        address = request.client.host if request.client is not None else None
+        status, reply, retry_after, cause = await native.self_serve(
+            route, auth, body, options, key_id, address
+        )
+        _log_cause(cause)
+        headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+        return Response(reply, status_code=status, headers=headers, media_type="application/json")
 
     router = APIRouter(tags=["keyleash"])
     bad: dict[int | str, dict[str, Any]] = {
@@ -206,12 +282,21 @@ def agentkey_router(
     forbidden: dict[int | str, dict[str, Any]] = {
         403: {"model": ErrorResponse, "description": "Wider than the calling key"}
     }
+    too_large: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorResponse, "description": "Body larger than 65,536 bytes"}
+    }
 
     @router.post(
         "/signup",
         status_code=201,
         response_model=None,
-        responses={201: {"model": CreatedKeyResponse}, **bad, 500: _AUTH_ERRORS[500]},
+        responses={
+            201: {"model": CreatedKeyResponse},
+            **bad,
+            **too_large,
+            429: {"model": ErrorResponse, "description": "Too many signups; see Retry-After"},
+            500: _AUTH_ERRORS[500],
+        },
         openapi_extra=_documented_body(SignupRequest),
     )
     async def signup(request: Request) -> Response:
@@ -231,7 +316,13 @@ def agentkey_router(
         "/sdk-keys",
         status_code=201,
         response_model=None,
-        responses={201: {"model": CreatedKeyResponse}, **bad, **forbidden, **_AUTH_ERRORS},
+        responses={
+            201: {"model": CreatedKeyResponse},
+            **bad,
+            **forbidden,
+            **too_large,
+            **_AUTH_ERRORS,
+        },
         openapi_extra=_documented_body(MintRequest),
     )
     async def mint(request: Request, _credentials: Credentials) -> Response:
