@@ -56,6 +56,16 @@ class Db:
             row = conn.execute(sql).fetchone()
             return None if row is None else row[0]
 
+    def execute(self, sql: str) -> None:
+        """Runs a statement outside keyleash (e.g. to break the store under it)."""
+        sql = self.render(sql)
+        if self.store == "sqlite":
+            with sqlite3.connect(self.url.removeprefix("sqlite://")) as conn:
+                conn.execute(sql)
+        else:
+            with psycopg.connect(self.url) as conn:
+                conn.execute(sql)
+
     def used_micros(self, key_id: int) -> int:
         return int(self.scalar(f"SELECT budget_used_micros FROM {{keys}} WHERE id = {key_id}"))
 
@@ -75,9 +85,9 @@ class Db:
                 Path(path + suffix).unlink(missing_ok=True)
 
 
-async def open_db(store: str, **options: Any) -> Db:
+async def open_db(store: str, url: str | None = None, **options: Any) -> Db:
     table = unique("t_py")
-    url = database_url(store)
+    url = url or database_url(store)
     options.setdefault("manual_clock", START)
     kl = await keyleash.KeyLeash.connect(url, table_name=table, **options)
     await kl.migrate()

@@ -4,6 +4,7 @@ and the OpenAPI document (bearer security, request and response models)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -242,3 +243,145 @@ async def test_sync_facade_in_fastapi(db: Db) -> None:
             assert (await client.post("/v1/chat")).status_code == 401
     finally:
         server.stop()
+
+
+def break_store(db: Db) -> None:
+    """A real store failure: the keys table disappears under the running server."""
+    db.execute("ALTER TABLE {keys} RENAME TO {keys}_gone")
+
+
+def keyleash_logs(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "keyleash"]
+
+
+# Pins issue 10 (5): each 500 auth_unavailable logs its cause once, at error level,
+# on the "keyleash" logger, without the key; other denials log nothing.
+async def test_store_failure_is_logged(
+    db: Db, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="keyleash")
+    k = await db.kl.create(account_id="a", scopes=["proxy.chat"])
+    await expect(await http.post("/v1/chat", headers=bearer("ak_nope")), 401, {"error": "invalid"})
+    assert keyleash_logs(caplog) == []
+    break_store(db)
+    requests = [
+        ("POST", "/v1/chat", bearer(k.key), None),
+        ("GET", "/auth/sdk-keys/me", bearer(k.key), None),
+        ("POST", "/auth/signup", {}, {"email": "a@b.c"}),
+        ("POST", "/auth/sdk-keys", bearer(k.key), {}),
+        ("DELETE", f"/auth/sdk-keys/{k.id}", bearer(k.key), None),
+    ]
+    for method, path, headers, body in requests:
+        caplog.clear()
+        resp = await http.request(method, path, headers=headers, json=body)
+        await expect(resp, 500, {"error": "auth_unavailable"})
+        [record] = keyleash_logs(caplog)
+        message = record.getMessage()
+        assert record.levelno == logging.ERROR
+        assert db.table in message and "migrate()" in message, message
+        assert k.key not in message and k.key not in resp.text
+
+
+MAX_BODY = 65_536
+TOO_LARGE = {"error": "payload_too_large", "message": "request body is larger than 65536 bytes"}
+JSON = {"content-type": "application/json"}
+
+
+# Pins issue 10 (6): the self-serve routes read at most 65,536 bytes of body: more is
+# the core's 413 (declared or streamed without a length); exactly 65,536 is read.
+async def test_body_limit(db: Db, http: httpx.AsyncClient) -> None:
+    k = await db.kl.create(account_id="a", scopes=["read"])
+    big = b'{"email": "a@b.c", "name": "' + b"x" * 100_000 + b'"}'
+    await expect(await http.post("/auth/signup", content=big, headers=JSON), 413, TOO_LARGE)
+    mint = await http.post("/auth/sdk-keys", content=big, headers={**JSON, **bearer(k.key)})
+    await expect(mint, 413, TOO_LARGE)
+
+    async def streamed() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b" " * 1024
+
+    resp = await http.post("/auth/signup", content=streamed(), headers=JSON)
+    assert "content-length" not in resp.request.headers
+    await expect(resp, 413, TOO_LARGE)
+    exact = b'{"email": "a@b.c"}'.ljust(MAX_BODY)
+    assert len(exact) == MAX_BODY
+    resp = await http.post("/auth/signup", content=exact, headers=JSON)
+    assert resp.status_code == 201, resp.text
+    over = await http.post("/auth/signup", content=exact + b" ", headers=JSON)
+    await expect(over, 413, TOO_LARGE)
+
+
+# Pins issue 10 (7): unknown body fields are refused (a typo must not mint an
+# uncapped key), naming the field.
+async def test_unknown_body_fields(db: Db, http: httpx.AsyncClient) -> None:
+    k = await db.kl.create(account_id="a", scopes=["read"], budget_cents=50)
+    resp = await http.post("/auth/sdk-keys", json={"budgetCents": 20}, headers=bearer(k.key))
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_argument")
+    assert "budgetCents" in resp.json()["message"]
+    resp = await http.post("/auth/signup", json={"email": "a@b.c", "budgetCents": 20})
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_argument")
+    assert "budgetCents" in resp.json()["message"]
+    assert [s.id for s in await db.kl.list("a")] == [k.id]
+
+
+async def signups(url: str, n: int, email: str = "a@b.c") -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+        return [await client.post("/auth/signup", json={"email": email}) for _ in range(n)]
+
+
+# Pins issue 10 (7): the signup rate limit per client address (429 with Retry-After),
+# per email domain, and turned off with False.
+async def test_signup_rate_limit(db: Db) -> None:
+    server = Server(make_app(db.kl, signup_rate_limit=2, signup_rate_limit_per_domain=3))
+    try:
+        first = await signups(server.url, 3)
+        assert [r.status_code for r in first] == [201, 201, 429]
+        refused = first[2]
+        body = refused.json()
+        assert body["error"] == "rate_limited" and isinstance(body["retryAfter"], int)
+        assert body["retryAfter"] > 0 and refused.headers["retry-after"] == str(body["retryAfter"])
+    finally:
+        server.stop()
+    # Another router on the same database: its per-domain limit counts the two above.
+    server = Server(make_app(db.kl, signup_rate_limit=False, signup_rate_limit_per_domain=3))
+    try:
+        assert [r.status_code for r in await signups(server.url, 2)] == [201, 429]
+        assert "retry-after" in (await signups(server.url, 1))[0].headers
+        others = await signups(server.url, 25, email="x@elsewhere.example")
+        assert [r.status_code for r in others] == [201, 201, 201] + [429] * 22
+    finally:
+        server.stop()
+    server = Server(make_app(db.kl, signup_rate_limit=False))
+    try:
+        assert {r.status_code for r in await signups(server.url, 25, "y@z.example")} == {201}
+    finally:
+        server.stop()
+    assert db.scalar("SELECT COUNT(*) FROM {keys}") == 2 + 1 + 3 + 25
+
+
+# Pins the router's option checks: a wrong type or a limit out of 1..=1,000,000 fails
+# when the router is made, never on the first request; None is not "off" (False is).
+async def test_router_option_types(db: Db) -> None:
+    any_router: Any = agentkey_router
+    bad: list[dict[str, Any]] = [
+        {"signup_rate_limit": None},
+        {"signup_rate_limit": 0},
+        {"signup_rate_limit": -1},
+        {"signup_rate_limit": True},
+        {"signup_rate_limit": 20.0},
+        {"signup_rate_limit": "20"},
+        {"signup_rate_limit": 1_000_001},
+        {"signup_rate_limit": 2**40},
+        {"signup_rate_limit": 2**70},
+        {"signup_rate_limit_per_domain": 0},
+        {"signup_rate_limit_per_domain": False},
+        {"signup_scopes": "read"},
+        {"signup_budget_cents": True},
+        {"signup_budget_cents": "50"},
+        {"signup_expires_in": 3600},
+        {"require_email": "no"},
+    ]
+    for options in bad:
+        with pytest.raises(keyleash.InvalidArgumentError):
+            any_router(db.kl, **options)
+    agentkey_router(db.kl, signup_rate_limit=1_000_000, signup_rate_limit_per_domain=1)

@@ -1,12 +1,14 @@
 """Postgres stopped mid-test: calls fail fast with ``UnavailableError``, the FastAPI
 app answers 500 ``auth_unavailable`` (fail closed, never hanging), nothing is
 half-applied, and the same app and instance recover when Postgres is back, without
-a restart. Uses the private cluster's ``KEYLEASH_PG_STOP`` / ``KEYLEASH_PG_START``
+a restart; each failure is logged once on the "keyleash" logger, without the key or
+the password. Uses the private cluster's ``KEYLEASH_PG_STOP`` / ``KEYLEASH_PG_START``
 commands from scripts/with-postgres.sh."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import time
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 import keyleash
-from conftest import open_db
+from conftest import database_url, open_db
 from server import Server, make_app
 
 
@@ -27,8 +29,13 @@ def pg(command: str) -> None:
 
 
 # Pins fail-closed and recovery across a real Postgres stop and start.
-async def test_postgres_outage_and_recovery() -> None:
-    db = await open_db("postgres", acquire_timeout_ms=1500, statement_timeout_ms=3000)
+async def test_postgres_outage_and_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="keyleash")
+    # The private cluster trusts local connections: the password is never checked,
+    # but it is in the URL, so it must not reach a message or a log line.
+    url = database_url("postgres").replace("://postgres@", "://postgres:hunter2-secret@")
+    assert "hunter2-secret" in url
+    db = await open_db("postgres", url, acquire_timeout_ms=1500, statement_timeout_ms=3000)
     k = await db.kl.create(account_id="a", scopes=["proxy.chat"], budget_cents=10)
     assert (await db.kl.track_usage(k.key, 2)).success
     server = Server(make_app(db.kl))
@@ -44,10 +51,18 @@ async def test_postgres_outage_and_recovery() -> None:
                 assert e.value.code == "unavailable"
                 with pytest.raises(keyleash.UnavailableError):
                     await db.kl.track_usage(k.key, 3)
+                caplog.clear()
                 resp = await http.post("/v1/chat", headers=auth)
                 assert (resp.status_code, resp.json()) == (500, {"error": "auth_unavailable"})
                 me = await http.get("/auth/sdk-keys/me", headers=auth)
                 assert (me.status_code, me.json()) == (500, {"error": "auth_unavailable"})
+                # Issue 10 (5): one error line per failed request, naming the cause.
+                logged = [r for r in caplog.records if r.name == "keyleash"]
+                assert [r.levelno for r in logged] == [logging.ERROR] * 2, logged
+                for record in logged:
+                    message = record.getMessage()
+                    assert "unavailable" in message, message
+                    assert k.key not in message and "hunter2" not in message
                 assert time.monotonic() - started < 20, "calls must fail fast, not hang"
             finally:
                 pg("KEYLEASH_PG_START")

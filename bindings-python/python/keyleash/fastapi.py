@@ -54,7 +54,7 @@ _log = logging.getLogger("keyleash")
 def _log_cause(cause: str | None) -> None:
     """Logs the core's description of a store failure (never a key or password)."""
     if cause is not None:
-        _log.error("keyleash: the key store failed, answered 500 auth_unavailable: %s", cause)
+        _log.error("the key store failed (answered 500 auth_unavailable): %s", cause)
 
 
 bearer_scheme = HTTPBearer(
