@@ -3,19 +3,33 @@
 import type { RequestHandler, Router } from "express";
 
 /** The stable codes of KeyLeashError (CONFORMANCE.md). */
-export type ErrorCode = "invalid_scope" | "invalid_duration" | "invalid_period" | "invalid_argument" | "unavailable";
+export type ErrorCode =
+  | "invalid_scope"
+  | "invalid_duration"
+  | "invalid_period"
+  | "invalid_argument"
+  | "unavailable"
+  | "not_migrated";
 
-/** Thrown (as a rejection) by every call the caller can act on. */
+/**
+ * Thrown (as a rejection) by every call the caller can act on; thrown at once by
+ * `new AgentKey`, `agentKeyMiddleware` and `createAgentKeyRoutes` for a bad option.
+ * An unknown option name or a value of the wrong type is `invalid_argument`. The
+ * message never repeats an argument that could be a key.
+ */
 export declare class KeyLeashError extends Error {
   readonly name: "KeyLeashError";
-  /** `invalid_scope`, `invalid_duration`, `invalid_period`, `invalid_argument` or `unavailable`. */
+  /**
+   * `invalid_scope`, `invalid_duration`, `invalid_period`, `invalid_argument`,
+   * `unavailable`, or `not_migrated` (a table is missing: run `migrate()`).
+   */
   readonly code: ErrorCode;
 }
 
 /** A budget period: every 24 h, every 7 days, or a calendar month (anchor day kept). */
 export type BudgetPeriod = "day" | "week" | "month";
 
-/** Options of `KeyLeash.connect`. */
+/** Options of `KeyLeash.connect`; an unknown name is refused (`invalid_argument`). */
 export interface ConnectOptions {
   /** The keys table, `name` or `schema.name` (Postgres only). Default `sdk_api_keys`. */
   tableName?: string;
@@ -23,17 +37,17 @@ export interface ConnectOptions {
   keyPrefix?: string;
   /** When set, every scope given to `create` must be in this list. */
   validScopes?: string[] | null;
-  /** Maximum connections (default 10 for Postgres, 4 for a SQLite file). */
+  /** Maximum connections: a whole number from 1 to 1000 (default 10 for Postgres, 4 for a SQLite file). */
   poolSize?: number;
-  /** How long a call waits for a connection before `unavailable`, in ms. Default 5000. */
+  /** How long a call waits for a connection before `unavailable`, in ms: 1 to 600000. Default 5000. */
   acquireTimeoutMs?: number;
-  /** The longest one statement may run before `unavailable`, in ms. Default 10000. */
+  /** The longest one statement may run before `unavailable`, in ms: 1 to 86400000. Default 10000. */
   statementTimeoutMs?: number;
   /** Use a manual clock starting at this instant (tests); see `setNow` / `advance`. */
   manualClock?: string | Date;
 }
 
-/** Options of `create` and `ensureSubject`. */
+/** Options of `create` and `ensureSubject`; an unknown name is refused (`invalid_argument`). */
 export interface CreateOptions {
   /** The owning account (required by `create`, unless `parentId` is given). */
   accountId?: string | number;
@@ -53,13 +67,16 @@ export interface CreateOptions {
   delegatedBy?: string | null;
   /** A label. Default `default`. */
   name?: string | null;
-  /** A parent key's id: the new key's charges also count against it and its ancestors. */
+  /** A parent key's id (a safe integer ≥ 1): the new key's charges also count against it and its ancestors. */
   parentId?: number | null;
   /** Free-form JSON kept with the key (at most 16 KiB). */
   metadata?: unknown;
 }
 
-/** The result of `create`. `key` is the raw key: shown once, never stored. */
+/**
+ * The result of `create`. `key` is the raw key: shown once, never stored.
+ * `console.log` / `util.inspect` show it as `'<redacted>'`; `JSON.stringify` keeps it.
+ */
 export interface CreatedKey {
   key: string;
   id: number;
@@ -154,6 +171,24 @@ export interface LedgerEntry {
 export interface HttpReply {
   status: number;
   body: unknown;
+  /** On 429 `rate_limited`: seconds for a `Retry-After` header. */
+  retryAfter?: number;
+  /** On 500 `auth_unavailable`: what failed in the store, to log (never sent; never a key or password). */
+  cause?: string;
+}
+
+/** The body of 413: a request body over `MAX_BODY_BYTES`. */
+export interface PayloadTooLargeBody {
+  error: "payload_too_large";
+  message: string;
+}
+
+/** The body of 429 from `POST /signup` over a signup rate limit (with a `Retry-After` header). */
+export interface RateLimitedBody {
+  error: "rate_limited";
+  message: string;
+  /** Seconds until a signup from this address (or domain) is accepted again. */
+  retryAfter: number;
 }
 
 /** How far to move a manual clock. */
@@ -178,7 +213,7 @@ export declare class KeyLeash {
   trackUsage(rawKey: string, charge: ChargeOptions): Promise<TrackUsageResult>;
   /** Whether a validation result grants `scope` (null scopes = all, `admin`, `prefix.*`). */
   hasScope(result: ValidateResult, scope: string): boolean;
-  /** Soft-revokes a key (only a key of `accountId`, when given); whether one was revoked. */
+  /** Soft-revokes a key (`keyId`: a safe integer ≥ 1; only a key of `accountId`, when given); whether one was revoked. */
   revoke(keyId: number, accountId?: string | number | null): Promise<boolean>;
   /** Creates, once, a budget row bound to an external subject (idempotent). */
   ensureSubject(subject: string, options?: CreateOptions): Promise<void>;
@@ -192,13 +227,14 @@ export declare class KeyLeash {
   usage(keyId: number, range?: { from?: string | Date; to?: string | Date }): Promise<LedgerEntry[]>;
   /** The middleware's decision for one request (used by the Express integration). */
   authenticate(authorization: string | null | undefined, scope?: string | null): Promise<HttpReply>;
-  /** One self-serve request (used by the Express integration). */
+  /** One self-serve request from the client at `clientAddress` (used by the Express integration). */
   selfServe(
     route: "signup" | "me" | "mint" | "revoke",
     id: string | null | undefined,
     authorization: string | null | undefined,
     body: string,
-    options?: object,
+    clientAddress?: string | null,
+    options?: SelfServeOptions,
   ): Promise<HttpReply>;
   /** The clock's reading, ISO 8601. */
   now(): Promise<string>;
@@ -226,11 +262,28 @@ export declare class AgentKey extends KeyLeash {
 /** Whether a validation result grants `scope`. */
 export declare function hasScope(result: ValidateResult | string[] | null, scope: string): boolean;
 
-/** Express middleware: SPEC §6's statuses; attaches `req.agentKey`. */
-export declare function agentKeyMiddleware(kl: KeyLeash, options?: { scope?: string }): RequestHandler;
+/** Called once per store failure (the request is answered 500 `auth_unavailable`). */
+export type OnError = (err: KeyLeashError) => void;
 
-/** Options of the self-serve routes. */
-export interface RouteOptions {
+/** Options of `agentKeyMiddleware`; an unknown name throws `invalid_argument`. */
+export interface MiddlewareOptions {
+  /** The scope every request's key must hold. */
+  scope?: string;
+  /** Store failures; default: one `keyleash: …` line on stderr per failure. */
+  onError?: OnError;
+}
+
+/** Express middleware: SPEC §6's statuses; attaches `req.agentKey`. */
+export declare function agentKeyMiddleware(kl: KeyLeash, options?: MiddlewareOptions): RequestHandler;
+
+/** The largest request body the self-serve routes read: 65536 bytes. */
+export declare const MAX_BODY_BYTES: number;
+
+/** The core's 413 answer, for an app's own routes that read a body. */
+export declare function payloadTooLarge(): { status: 413; body: PayloadTooLargeBody };
+
+/** Options of `selfServe`: the self-serve routes' own options. */
+export interface SelfServeOptions {
   /** The scopes `POST /signup` may grant; none when unset. */
   signupScopes?: string[];
   /** Whether signup needs an email. Default true. */
@@ -239,11 +292,24 @@ export interface RouteOptions {
   signupExpiresIn?: string;
   /** Budget of signup keys and the largest a signup may ask for. */
   signupBudgetCents?: number;
-  /** Period of the signup budget. */
+  /** Period of the signup budget; a signup asking for another period is refused (400). */
   signupBudgetPeriod?: BudgetPeriod;
+  /** Signups per client address (`req.ip`) per hour, 1 to 1000000; default 20; `false` turns it off. */
+  signupRateLimit?: number | false;
+  /** Signups per email domain per hour, 1 to 1000000; default none. */
+  signupRateLimitPerDomain?: number;
 }
 
-/** `POST /signup`, `GET /sdk-keys/me`, `POST /sdk-keys`, `DELETE /sdk-keys/:id`. */
+/** Options of `createAgentKeyRoutes`; an unknown name throws `invalid_argument`. */
+export interface RouteOptions extends SelfServeOptions {
+  /** Store failures; default: one `keyleash: …` line on stderr per failure. */
+  onError?: OnError;
+}
+
+/**
+ * `POST /signup`, `GET /sdk-keys/me`, `POST /sdk-keys`, `DELETE /sdk-keys/:id`.
+ * Bodies over `MAX_BODY_BYTES` are 413; a signup over a rate limit is 429 with `Retry-After`.
+ */
 export declare function createAgentKeyRoutes(kl: KeyLeash, options?: RouteOptions): Router;
 
 declare global {

@@ -49,6 +49,15 @@ async function call(fn) {
   }
 }
 
+/** Runs `fn` and throws a KeyLeashError instead of whatever it threw (synchronous calls). */
+function callSync(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw toKeyLeashError(e);
+  }
+}
+
 function iso(value, field) {
   if (value instanceof Date) {
     if (Number.isNaN(value.getTime())) throw invalid(`${field} is an invalid Date`);
@@ -109,6 +118,8 @@ const ROUTE = {
   signupExpiresIn: "string",
   signupBudgetCents: "number",
   signupBudgetPeriod: "string",
+  signupRateLimit: "limit",
+  signupRateLimitPerDomain: "number",
 };
 
 /** The names and kinds of every options object of the package. */
@@ -132,8 +143,8 @@ const OPTIONS = {
   usage: { from: "instant", to: "instant" },
   advance: { seconds: "number", minutes: "number", hours: "number", days: "number" },
   selfServe: ROUTE,
-  agentKeyMiddleware: { scope: "string" },
-  createAgentKeyRoutes: ROUTE,
+  agentKeyMiddleware: { scope: "string", onError: "function" },
+  createAgentKeyRoutes: { ...ROUTE, onError: "function" },
 };
 
 /**
@@ -295,21 +306,26 @@ class KeyLeash {
     });
   }
 
-  /** The middleware's decision for one request: `{status, body}`. */
+  /** The middleware's decision for one request: `{status, body, cause?}`. */
   authenticate(authorization, scope) {
     return this.#run((n) =>
       n.authenticate(checked(authorization, "authorization", "string"), checked(scope, "scope", "string")),
     );
   }
 
-  /** One self-serve request (`signup`, `me`, `mint`, `revoke` with `id`): `{status, body}`. */
-  selfServe(route, id, authorization, body, opts) {
+  /**
+   * One self-serve request (`signup`, `me`, `mint`, `revoke` with `id`) from the
+   * client at `clientAddress` (signups are rate-limited per address):
+   * `{status, body, retryAfter?, cause?}`.
+   */
+  selfServe(route, id, authorization, body, clientAddress, opts) {
     return this.#run(async (n) => {
       const r = await n.selfServe(
         required(route, "route", "string"),
         checked(id, "id", "string"),
         checked(authorization, "authorization", "string"),
         required(body, "body", "string"),
+        checked(clientAddress, "clientAddress", "string"),
         strict(opts, "selfServe"),
       );
       hideKey(r.body);
@@ -382,17 +398,55 @@ class AgentKey extends KeyLeash {
   }
 }
 
-const AUTH_UNAVAILABLE = { status: 500, body: { error: "auth_unavailable" } };
+/** The largest request body the self-serve routes read (the core's limit): 65,536 bytes. */
+const MAX_BODY_BYTES = native.MAX_BODY_BYTES;
+
+/** The core's answer to a body over MAX_BODY_BYTES: `{status: 413, body}`. */
+function payloadTooLarge() {
+  return native.payloadTooLarge();
+}
+
+/** The default `onError`: one line on stderr per store failure. */
+function logError(err) {
+  console.error(`keyleash: ${String(err.message).replace(/\s+/g, " ")}`);
+}
+
+/**
+ * The reply of `pending` (an authenticate or selfServe call); a store failure is
+ * reported to `onError` once and answered 500 auth_unavailable (fail closed).
+ */
+async function answer(pending, onError) {
+  let r;
+  let code = "unavailable";
+  try {
+    r = await pending;
+  } catch (e) {
+    const err = toKeyLeashError(e);
+    code = err.code;
+    r = { status: 500, body: { error: "auth_unavailable" }, cause: err.message };
+  }
+  if (r.cause !== undefined && r.cause !== null) {
+    const err = new KeyLeashError(code, `the key store failed, answered 500 auth_unavailable: ${r.cause}`);
+    try {
+      onError(err);
+    } catch {
+      logError(err); // a throwing onError must not take the request down with it
+    }
+  }
+  return r;
+}
 
 /**
  * Express middleware: authenticates `Authorization: Bearer <key>`, requires
  * `scope` when given, attaches the validation result as `req.agentKey`, and
  * answers SPEC §6's statuses (fail closed with 500 when the store is down).
+ * Options: `scope`, `onError(err)` (called once per store failure with a
+ * KeyLeashError; default: one `keyleash: …` line on stderr).
  */
 function agentKeyMiddleware(kl, opts) {
-  const { scope = null } = strict(opts, "agentKeyMiddleware");
+  const { scope = null, onError = logError } = strict(opts, "agentKeyMiddleware");
   return async function keyleashMiddleware(req, res, next) {
-    const r = await kl.authenticate(req.headers.authorization ?? null, scope).catch(() => AUTH_UNAVAILABLE);
+    const r = await answer(kl.authenticate(req.headers.authorization ?? null, scope), onError);
     if (r.status !== 200) return res.status(r.status).json(r.body);
     req.agentKey = r.body;
     return next();
@@ -403,20 +457,32 @@ function agentKeyMiddleware(kl, opts) {
  * The self-serve routes as an Express Router: `POST /signup`, `GET /sdk-keys/me`,
  * `POST /sdk-keys`, `DELETE /sdk-keys/:id`. Options: `signupScopes`,
  * `requireEmailForSignup` (default true), `signupExpiresIn` (default "24h"),
- * `signupBudgetCents`, `signupBudgetPeriod`.
+ * `signupBudgetCents`, `signupBudgetPeriod`, `signupRateLimit` (signups per
+ * client address per hour, default 20; false disables), `signupRateLimitPerDomain`
+ * (per email domain per hour; default none), `onError(err)` (as for the
+ * middleware). The client address is `req.ip` (set Express's `trust proxy` behind
+ * a proxy). Bodies over MAX_BODY_BYTES are answered 413.
  */
 function createAgentKeyRoutes(kl, opts) {
   const express = require("express");
-  const routeOptions = strict(opts, "createAgentKeyRoutes");
+  const { onError = logError, ...routeOptions } = strict(opts, "createAgentKeyRoutes");
+  callSync(() => native.checkRouteOptions(routeOptions));
   const router = express.Router();
   // The raw body goes to the core, which parses it, so both packages answer a
   // malformed body identically. A body an app-level parser already read is reused.
-  const rawBody = express.text({ type: () => true, limit: "64kb" });
+  const rawBody = express.text({ type: () => true, limit: MAX_BODY_BYTES });
   const handle = (route) => async (req, res) => {
     const body = typeof req.body === "string" ? req.body : req.body ? JSON.stringify(req.body) : "";
-    const r = await kl
-      .selfServe(route, req.params.id ?? null, req.headers.authorization ?? null, body, routeOptions)
-      .catch(() => AUTH_UNAVAILABLE);
+    const pending = kl.selfServe(
+      route,
+      req.params.id ?? null,
+      req.headers.authorization ?? null,
+      body,
+      req.ip ?? null,
+      routeOptions,
+    );
+    const r = await answer(pending, onError);
+    if (r.retryAfter !== undefined && r.retryAfter !== null) res.set("Retry-After", String(r.retryAfter));
     res.status(r.status).json(r.body);
   };
   router.post("/signup", rawBody, handle("signup"));
@@ -424,8 +490,9 @@ function createAgentKeyRoutes(kl, opts) {
   router.post("/sdk-keys", rawBody, handle("mint"));
   router.delete("/sdk-keys/:id", handle("revoke"));
   router.use((err, _req, res, _next) => {
-    const status = err.status === 413 ? 413 : 400;
-    res.status(status).json({ error: "invalid_argument", message: "request body: could not be read" });
+    const r = err.type === "entity.too.large" ? payloadTooLarge() : null;
+    if (r) return res.status(r.status).json(r.body);
+    res.status(400).json({ error: "invalid_argument", message: "request body: could not be read" });
   });
   return router;
 }
@@ -437,4 +504,6 @@ module.exports = {
   agentKeyMiddleware,
   createAgentKeyRoutes,
   hasScope,
+  payloadTooLarge,
+  MAX_BODY_BYTES,
 };

@@ -1,5 +1,14 @@
 // ES module entry: the same objects as the CommonJS entry (index.js).
 import cjs from "./index.js";
 
-export const { KeyLeash, KeyLeashError, AgentKey, agentKeyMiddleware, createAgentKeyRoutes, hasScope } = cjs;
+export const {
+  KeyLeash,
+  KeyLeashError,
+  AgentKey,
+  agentKeyMiddleware,
+  createAgentKeyRoutes,
+  hasScope,
+  payloadTooLarge,
+  MAX_BODY_BYTES,
+} = cjs;
 export default cjs;

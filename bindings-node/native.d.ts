@@ -34,15 +34,16 @@ export declare class NativeKeyLeash {
   /** A key's ledger rows between two ISO instants (`from` inclusive, `to` exclusive). */
   usage(keyId: number, from?: string | undefined | null, to?: string | undefined | null): Promise<any>
   /**
-   * The middleware's decision: `{status, body}`; status 200 means granted and
-   * `body` is the validation result.
+   * The middleware's decision: `{status, body, cause?}`; status 200 means
+   * granted and `body` is the validation result.
    */
   authenticate(authorization?: string | undefined | null, scope?: string | undefined | null): Promise<any>
   /**
    * One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
-   * `id`); returns `{status, body}`.
+   * `id`), from the client at `clientAddress` (what the signup rate limit
+   * counts); returns `{status, body, retryAfter?, cause?}`.
    */
-  selfServe(route: string, id: string | undefined | null, authorization: string | undefined | null, body: string, options: RouteOptions): Promise<any>
+  selfServe(route: string, id: string | undefined | null, authorization: string | undefined | null, body: string, clientAddress: string | undefined | null, options: RouteOptions): Promise<any>
   /** The clock's reading, ISO 8601. */
   now(): string
   /** Sets a manual clock to an ISO 8601 instant. */
@@ -72,6 +73,12 @@ export interface ChargeOptions {
   /** Applied once per key and idempotency key; repeats return the first result. */
   idempotencyKey?: string
 }
+
+/**
+ * Checks the options of the self-serve routes, so a bad one fails when the routes
+ * are made rather than on the first request.
+ */
+export declare function checkRouteOptions(options: RouteOptions): void
 
 /** Options of `KeyLeash.connect`. */
 export interface ConnectOptions {
@@ -132,6 +139,12 @@ export interface CreateOptions {
  */
 export declare function hasScope(scopes: Array<string> | undefined | null, scope: string): boolean
 
+/** The largest request body the self-serve routes read, in bytes. */
+export declare const MAX_BODY_BYTES: number
+
+/** The core's answer to a body over `MAX_BODY_BYTES`: `{status: 413, body}`. */
+export declare function payloadTooLarge(): any
+
 /** Options of the self-serve routes. */
 export interface RouteOptions {
   /** The scopes `POST /signup` may grant (none when unset). */
@@ -142,6 +155,13 @@ export interface RouteOptions {
   signupExpiresIn?: string
   /** Budget of signup keys and the largest a signup may ask for. */
   signupBudgetCents?: number
-  /** Period of the signup budget. */
+  /** Period of the signup budget: a signup asking for another one is refused. */
   signupBudgetPeriod?: string
+  /**
+   * Signups per client address per hour: 1 to 1000000, default 20; `false`
+   * turns the limit off.
+   */
+  signupRateLimit?: number | boolean
+  /** Signups per email domain per hour: 1 to 1000000; default none. */
+  signupRateLimitPerDomain?: number
 }

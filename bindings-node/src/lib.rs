@@ -12,7 +12,7 @@ use std::future::Future;
 
 use keyleash::http::{Access, Reply, Route, SelfServeOptions};
 use keyleash::{options, Clock, UsageRange};
-use napi::{Error, Result, Status};
+use napi::{Either, Error, Result, Status};
 use napi_derive::napi;
 use serde_json::{json, Value};
 
@@ -98,8 +98,67 @@ pub struct RouteOptions {
     pub signup_expires_in: Option<String>,
     /// Budget of signup keys and the largest a signup may ask for.
     pub signup_budget_cents: Option<f64>,
-    /// Period of the signup budget.
+    /// Period of the signup budget: a signup asking for another one is refused.
     pub signup_budget_period: Option<String>,
+    /// Signups per client address per hour: 1 to 1000000, default 20; `false`
+    /// turns the limit off.
+    pub signup_rate_limit: Option<Either<f64, bool>>,
+    /// Signups per email domain per hour: 1 to 1000000; default none.
+    pub signup_rate_limit_per_domain: Option<f64>,
+}
+
+/// A rate limit as JavaScript gave it. A number that is no whole `u32` becomes 0,
+/// which [`SelfServeOptions::check`] refuses with the core's message.
+fn rate_limit(n: f64) -> u32 {
+    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
+        return n as u32;
+    }
+    0
+}
+
+impl RouteOptions {
+    /// The core's options, checked (`SelfServeOptions::check`).
+    fn into_core(self) -> Result<SelfServeOptions> {
+        let defaults = SelfServeOptions::default();
+        let signup_rate_limit = match self.signup_rate_limit {
+            None => defaults.signup_rate_limit,
+            Some(Either::A(n)) => Some(rate_limit(n)),
+            Some(Either::B(false)) => None,
+            Some(Either::B(true)) => return Err(arg("signupRateLimit must be a number or false")),
+        };
+        let o = SelfServeOptions {
+            signup_scopes: self.signup_scopes,
+            require_email: self
+                .require_email_for_signup
+                .unwrap_or(defaults.require_email),
+            signup_expires_in: self.signup_expires_in.unwrap_or(defaults.signup_expires_in),
+            signup_budget_cents: self.signup_budget_cents,
+            signup_budget_period: self.signup_budget_period,
+            signup_rate_limit,
+            signup_rate_limit_per_domain: self.signup_rate_limit_per_domain.map(rate_limit),
+        };
+        o.check().map_err(err)?;
+        Ok(o)
+    }
+}
+
+/// Checks the options of the self-serve routes, so a bad one fails when the routes
+/// are made rather than on the first request.
+#[napi]
+pub fn check_route_options(options: RouteOptions) -> Result<()> {
+    options.into_core().map(|_| ())
+}
+
+/// The largest request body the self-serve routes read, in bytes.
+#[napi]
+#[allow(clippy::cast_possible_truncation)] // 65536
+pub const MAX_BODY_BYTES: u32 = keyleash::http::MAX_BODY_BYTES as u32;
+
+/// The core's answer to a body over `MAX_BODY_BYTES`: `{status: 413, body}`.
+#[napi]
+pub fn payload_too_large() -> Value {
+    reply(Reply::payload_too_large())
 }
 
 /// Whether `scopes` (a key's scopes; null = all) grant `scope`: exact match,
@@ -146,8 +205,17 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::from_reason(e.to_string()))
 }
 
+/// `{status, body}`, with `retryAfter` (seconds, for a `Retry-After` header) and
+/// `cause` (a store failure to log, never sent) when the core set them.
 fn reply(r: Reply) -> Value {
-    json!({ "status": r.status, "body": r.body })
+    let mut v = json!({ "status": r.status, "body": r.body });
+    if let Some(secs) = r.retry_after {
+        v["retryAfter"] = json!(secs);
+    }
+    if let Some(cause) = r.cause {
+        v["cause"] = json!(cause);
+    }
+    v
 }
 
 impl CreateOptions {
@@ -310,8 +378,8 @@ impl NativeKeyLeash {
         to_json(&run(async move { kl.usage(key_id, range).await }).await?)
     }
 
-    /// The middleware's decision: `{status, body}`; status 200 means granted and
-    /// `body` is the validation result.
+    /// The middleware's decision: `{status, body, cause?}`; status 200 means
+    /// granted and `body` is the validation result.
     #[napi]
     pub async fn authenticate(
         &self,
@@ -335,7 +403,8 @@ impl NativeKeyLeash {
     }
 
     /// One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
-    /// `id`); returns `{status, body}`.
+    /// `id`), from the client at `clientAddress` (what the signup rate limit
+    /// counts); returns `{status, body, retryAfter?, cause?}`.
     #[napi]
     pub async fn self_serve(
         &self,
@@ -343,24 +412,13 @@ impl NativeKeyLeash {
         id: Option<String>,
         authorization: Option<String>,
         body: String,
+        client_address: Option<String>,
         options: RouteOptions,
     ) -> Result<Value> {
         if !matches!(route.as_str(), "signup" | "me" | "mint" | "revoke") {
             return Err(arg("route must be signup, me, mint or revoke"));
         }
-        let defaults = SelfServeOptions::default();
-        let o = SelfServeOptions {
-            signup_scopes: options.signup_scopes,
-            require_email: options
-                .require_email_for_signup
-                .unwrap_or(defaults.require_email),
-            signup_expires_in: options
-                .signup_expires_in
-                .unwrap_or(defaults.signup_expires_in),
-            signup_budget_cents: options.signup_budget_cents,
-            signup_budget_period: options.signup_budget_period,
-            ..defaults
-        };
+        let o = options.into_core()?;
         let kl = self.inner.clone();
         let r = run(async move {
             let id = id.unwrap_or_default();
@@ -370,8 +428,9 @@ impl NativeKeyLeash {
                 "mint" => Route::Mint,
                 _ => Route::Revoke(&id),
             };
+            let client = client_address.as_deref();
             Ok(kl
-                .self_serve(route, authorization.as_deref(), &body, None, &o)
+                .self_serve(route, authorization.as_deref(), &body, client, &o)
                 .await)
         })
         .await?;

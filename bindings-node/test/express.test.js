@@ -4,8 +4,12 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const express = require("express");
-const { agentKeyMiddleware, createAgentKeyRoutes } = require("..");
-const { STORES, open } = require("./helpers");
+const { spawn } = require("node:child_process");
+const path = require("node:path");
+const { agentKeyMiddleware, createAgentKeyRoutes, KeyLeashError } = require("..");
+const { START, STORES, open, pg, closePg } = require("./helpers");
+
+test.after(closePg);
 
 /** Starts an app on 127.0.0.1 and returns a `call(method, path, {key, body, raw})`. */
 async function serve(t, kl, routeOptions) {
@@ -29,7 +33,10 @@ async function serve(t, kl, routeOptions) {
       headers,
       body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
     });
-    return { status: res.status, body: await res.json() };
+    const reply = { status: res.status, body: await res.json() };
+    // The headers too, kept out of the deepEqual comparisons below.
+    Object.defineProperty(reply, "headers", { value: res.headers });
+    return reply;
   };
 }
 
@@ -211,4 +218,216 @@ test("routes reuse a body an app-level JSON parser already read", async (t) => {
   });
   assert.equal(res.status, 400);
   assert.deepEqual(await res.json(), { error: "Scopes not allowed on signup: b", allowed: ["a"] });
+});
+
+/** Runs `fn` with stderr captured; resolves to [its result, the lines written]. */
+async function capturingStderr(fn) {
+  const lines = [];
+  const write = process.stderr.write;
+  process.stderr.write = (chunk, ...rest) => {
+    lines.push(...String(chunk).split("\n").filter(Boolean));
+    const done = rest.find((r) => typeof r === "function");
+    if (done) done();
+    return true;
+  };
+  try {
+    return [await fn(), lines];
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+/** Starts test/routes-child.js (the self-serve routes in another process) on `url` and `tableName`. */
+async function serveInChild(t, url, tableName) {
+  const child = spawn(process.execPath, [path.join(__dirname, "routes-child.js"), url, tableName, START], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  t.after(() => child.kill());
+  const port = await new Promise((resolve, reject) => {
+    child.stdout.on("data", (d) => {
+      const m = /PORT (\d+)/.exec(String(d));
+      if (m) resolve(Number(m[1]));
+    });
+    child.on("exit", (code) => reject(new Error(`routes-child.js exited with ${code}`)));
+  });
+  return async (body) => {
+    const res = await fetch(`http://127.0.0.1:${port}/signup`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const reply = { status: res.status, body: await res.json() };
+    Object.defineProperty(reply, "headers", { value: res.headers });
+    return reply;
+  };
+}
+
+for (const store of STORES) {
+  test(`${store}: 21 signups from one address over two processes: the 21st is 429 with Retry-After`, async (t) => {
+    const { kl, url, tableName } = await open(store);
+    const call = await serve(t, kl, { requireEmailForSignup: false });
+    const other = await serveInChild(t, url, tableName);
+    const replies = [];
+    for (let i = 0; i < 21; i++) {
+      replies.push(i % 2 ? await other({}) : await call("POST", "/signup", { body: {} }));
+    }
+    assert.deepEqual(
+      replies.slice(0, 20).map((r) => r.status),
+      Array(20).fill(201),
+    );
+    const refused = replies[20];
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error, "rate_limited");
+    assert.ok(Number.isInteger(refused.body.retryAfter) && refused.body.retryAfter > 0, JSON.stringify(refused.body));
+    assert.equal(refused.headers.get("retry-after"), String(refused.body.retryAfter));
+    // Exactly 20 keys exist: the refused signup minted nothing.
+    if (store === "postgres") {
+      assert.deepEqual(await pg(`SELECT count(*)::int AS n FROM ${tableName}`), [{ n: 20 }]);
+    } else {
+      assert.equal((await kl.create({ accountId: "probe" })).id, 21);
+    }
+  });
+}
+
+test("signupRateLimit: false turns the limit off; per domain it counts email domains", async (t) => {
+  const { kl } = await open("sqlite");
+  const open1 = await serve(t, kl, { requireEmailForSignup: false, signupRateLimit: false });
+  for (let i = 0; i < 25; i++) assert.equal((await open1("POST", "/signup", { body: {} })).status, 201);
+  const { kl: kl2 } = await open("sqlite");
+  const perDomain = await serve(t, kl2, { signupRateLimit: 100, signupRateLimitPerDomain: 2 });
+  const signup = (email) => perDomain("POST", "/signup", { body: { email } });
+  assert.equal((await signup("a@one.test")).status, 201);
+  assert.equal((await signup("b@one.test")).status, 201);
+  const third = await signup("c@one.test");
+  assert.equal(third.status, 429);
+  assert.ok(third.headers.get("retry-after"));
+  assert.equal((await signup("a@two.test")).status, 201);
+});
+
+test("bad route options are refused when the routes are made", async () => {
+  const { kl } = await open("sqlite");
+  for (const bad of [
+    { signupRateLimit: 0 },
+    { signupRateLimit: 1.5 },
+    { signupRateLimit: 1_000_001 },
+    { signupRateLimit: -1 },
+    { signupRateLimitPerDomain: 0 },
+    { signupExpiresIn: "7 days" },
+    { signupBudgetPeriod: "year" },
+    { signupBudgetCents: -1 },
+  ]) {
+    assert.throws(
+      () => createAgentKeyRoutes(kl, bad),
+      (e) => e instanceof KeyLeashError && e.code !== undefined && e.code.startsWith("invalid_"),
+      JSON.stringify(bad),
+    );
+  }
+  assert.throws(() => createAgentKeyRoutes(kl, { signupRateLimit: true }), /signupRateLimit must be a number or false/);
+  assert.throws(() => createAgentKeyRoutes(kl, { onError: "log" }), /onError must be a function/);
+});
+
+for (const store of STORES) {
+  test(`${store}: bodies over 64 KiB are 413, unknown fields and foreign periods are refused`, async (t) => {
+    const { kl } = await open(store);
+    const call = await serve(t, kl, { signupBudgetCents: 50, signupBudgetPeriod: "month" });
+    const tooLarge = {
+      status: 413,
+      body: { error: "payload_too_large", message: "request body is larger than 65536 bytes" },
+    };
+    const padded = (bytes) => {
+      const name = "x".repeat(bytes - JSON.stringify({ email: "a@b.c", name: "" }).length);
+      return JSON.stringify({ email: "a@b.c", name });
+    };
+    assert.equal(Buffer.byteLength(padded(65_536)), 65_536);
+    assert.notEqual((await call("POST", "/signup", { raw: padded(65_536) })).status, 413);
+    assert.deepEqual(await call("POST", "/signup", { raw: padded(65_537) }), tooLarge);
+    const parent = await kl.create({ accountId: "acme", budgetCents: 50, budgetPeriod: "week" });
+    assert.deepEqual(await call("POST", "/sdk-keys", { key: parent.key, raw: "x".repeat(70_000) }), tooLarge);
+
+    const unknown = await call("POST", "/signup", { body: { email: "a@b.c", budgetCents: 5 } });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.body.error, "invalid_argument");
+    assert.match(unknown.body.message, /budgetCents/);
+    const unknownMint = await call("POST", "/sdk-keys", { key: parent.key, body: { budgetCents: 5 } });
+    assert.equal(unknownMint.status, 400);
+    assert.match(unknownMint.body.message, /budgetCents/);
+
+    // The signup period is the operator's: "day" when "month" was configured is refused.
+    assert.equal((await call("POST", "/signup", { body: { email: "a@b.c", budget_period: "day" } })).status, 400);
+    const same = await call("POST", "/signup", { body: { email: "a@b.c", budget_period: "month" } });
+    assert.equal(same.status, 201);
+    assert.equal(same.body.budgetPeriod, "month");
+    const none = await serve(t, kl, {});
+    assert.equal((await none("POST", "/signup", { body: { email: "a@b.c", budget_period: "day" } })).status, 400);
+
+    // A child may not reset more often than its caller.
+    const mint = (body) => call("POST", "/sdk-keys", { key: parent.key, body });
+    const shorter = await mint({ budget_cents: 10, budget_period: "day" });
+    assert.equal(shorter.status, 403);
+    assert.equal(shorter.body.error, "period_shorter_than_parent");
+    assert.equal((await mint({ budget_cents: 10, budget_period: "year" })).body.error, "invalid_period");
+    const longer = await mint({ budget_cents: 10, budget_period: "month" });
+    assert.equal(longer.status, 201);
+  });
+}
+
+test("an app-level JSON parser with a larger limit still gets the core's 413", async (t) => {
+  const { kl } = await open("sqlite");
+  const app = express();
+  app.use(express.json({ limit: "1mb" }));
+  app.use(createAgentKeyRoutes(kl, { requireEmailForSignup: false }));
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, "127.0.0.1", () => resolve(s));
+  });
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  const res = await fetch(`http://127.0.0.1:${server.address().port}/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "x".repeat(70_000) }),
+  });
+  assert.equal(res.status, 413);
+  assert.equal((await res.json()).error, "payload_too_large");
+});
+
+test("postgres: a store failure is reported once to onError, by default one stderr line, never a key", async (t) => {
+  const { kl, tableName } = await open("postgres");
+  const k = await kl.create({ accountId: "a", scopes: ["proxy.chat"] });
+  const reported = [];
+  const app = express();
+  app.use(createAgentKeyRoutes(kl, { onError: (e) => reported.push(e) }));
+  app.get("/custom", agentKeyMiddleware(kl, { onError: (e) => reported.push(e) }), (_req, res) => res.json({}));
+  app.get("/default", agentKeyMiddleware(kl), (_req, res) => res.json({}));
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, "127.0.0.1", () => resolve(s));
+  });
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const get = async (p) => {
+    const res = await fetch(base + p, { headers: { authorization: `Bearer ${k.key}` } });
+    return { status: res.status, body: await res.json() };
+  };
+  // A real failure of the store: the table is gone.
+  await pg(`DROP TABLE ${tableName} CASCADE`);
+  const down = { status: 500, body: { error: "auth_unavailable" } };
+  const [reply, lines] = await capturingStderr(() => get("/default"));
+  assert.deepEqual(reply, down);
+  assert.equal(lines.length, 1, lines.join("\n"));
+  assert.match(lines[0], /^keyleash: .*does not exist/);
+  assert.ok(!lines[0].includes(k.key.slice(3, 20)), lines[0]);
+
+  const [replies, quiet] = await capturingStderr(async () => [
+    await get("/custom"),
+    await get("/sdk-keys/me"),
+    await (await fetch(`${base}/signup`, { method: "POST", body: '{"email": "a@b.c"}' })).json(),
+  ]);
+  assert.deepEqual(replies, [down, down, down.body]);
+  assert.deepEqual(quiet, [], "a custom onError replaces the stderr line");
+  assert.equal(reported.length, 3);
+  for (const e of reported) {
+    assert.ok(e instanceof KeyLeashError);
+    assert.equal(typeof e.code, "string");
+    assert.match(e.message, /does not exist/);
+    assert.ok(!e.message.includes(k.key.slice(3, 20)), e.message);
+  }
+  await kl.close();
 });

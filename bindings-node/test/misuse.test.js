@@ -48,13 +48,13 @@ test("a misspelt option is refused, named, with the right spelling suggested", a
   await refused(() => agentKeyMiddleware(kl, { scopes: "proxy.chat" }), /"scopes"/, /scope\b/);
   await refused(() => createAgentKeyRoutes(kl, { signupScope: ["a"] }), /"signupScope"/, /signupScopes/);
   await refused(() => createAgentKeyRoutes(kl, { signup_budget_cents: 5 }), /signupBudgetCents/);
-  await refused(() => kl.selfServe("signup", null, null, "{}", { requireEmail: false }), /"requireEmail"/);
+  await refused(() => kl.selfServe("signup", null, null, "{}", null, { requireEmail: false }), /"requireEmail"/);
   await refused(() => new AgentKey({ url, tablename: "t" }), /"tablename"/, /tableName/);
   await refused(() => new AgentKey({ url, validScope: ["a"] }), /"validScope"/, /validScopes/);
   // agentkey's own option names are all accepted.
   const ak = new AgentKey({ url, tableName: unique(), keyPrefix: "ak_", validScopes: ["a"] });
   await ak.migrate();
-  createAgentKeyRoutes(ak, { signupScopes: ["a"], requireEmailForSignup: false });
+  createAgentKeyRoutes(ak, { signupRateLimit: 20, signupScopes: ["a"], requireEmailForSignup: false });
   agentKeyMiddleware(ak, { scope: "a" });
   await ak.close();
 });
@@ -90,6 +90,9 @@ test("values of the wrong type are refused before anything happens", async () =>
   await refused(() => kl.setNow(1767225600000), /at\b/);
   await refused(() => KeyLeash.connect(42), /url/);
   await refused(() => hasScope({ valid: true, scopes: ["a"] }, 7), /scope/);
+  await refused(() => createAgentKeyRoutes(kl, { signupRateLimit: true }), /signupRateLimit/);
+  await refused(() => createAgentKeyRoutes(kl, { onError: "log" }), /onError/);
+  await refused(() => agentKeyMiddleware(kl, { onError: "log" }), /onError/);
   assert.equal((await kl.validate(first.key)).budgetUsedCents, 0);
   // NaN and infinite costs stay agentkey's `invalid_cost` result, not an error.
   assert.deepEqual(await kl.trackUsage(first.key, { costCents: Number.NaN }), {
@@ -114,6 +117,7 @@ test("no error message and no console output repeats a raw key", async () => {
     () => kl.authenticate([`Bearer ${raw}`]),
     () => kl.selfServe("me", null, { raw }, ""),
     () => kl.selfServe("signup", null, null, { raw }),
+    () => kl.selfServe("signup", null, null, "{}", { raw }),
     () => kl.revoke(raw),
     () => kl.list([raw]),
     () => hasScope({ valid: true, scopes: raw }, "a"),

@@ -1,7 +1,16 @@
 // Type-checked by `make check` (tsc --strict): the declarations type every method,
 // narrow the validate result on `valid`, and type `req.agentKey` for Express users.
 import express from "express";
-import { agentKeyMiddleware, createAgentKeyRoutes, KeyLeash, KeyLeashError, type ValidateResult } from "../index.js";
+import {
+  agentKeyMiddleware,
+  createAgentKeyRoutes,
+  KeyLeash,
+  KeyLeashError,
+  MAX_BODY_BYTES,
+  payloadTooLarge,
+  type RateLimitedBody,
+  type ValidateResult,
+} from "../index.js";
 
 async function main(): Promise<void> {
   const kl = await KeyLeash.connect("sqlite::memory:", { manualClock: new Date(), validScopes: ["a"] });
@@ -20,17 +29,36 @@ async function main(): Promise<void> {
     const why: string = charge.reason;
     void why;
   }
+  // @ts-expect-error a misspelt option is a type error (and an invalid_argument at run time)
+  await kl.create({ accountId: "a", budgetCent: 5 });
   try {
     await kl.create({ accountId: "a", budgetPeriod: "month" });
   } catch (e) {
     if (e instanceof KeyLeashError) {
-      const code: "invalid_scope" | "invalid_duration" | "invalid_period" | "invalid_argument" | "unavailable" = e.code;
+      const code:
+        | "invalid_scope"
+        | "invalid_duration"
+        | "invalid_period"
+        | "invalid_argument"
+        | "unavailable"
+        | "not_migrated" = e.code;
       void code;
     }
   }
   const app = express();
-  app.use(createAgentKeyRoutes(kl, { signupScopes: ["a"] }));
-  app.get("/x", agentKeyMiddleware(kl, { scope: "a" }), (req, res) => {
+  const onError = (err: KeyLeashError): void => console.error(err.code, err.message);
+  app.use(createAgentKeyRoutes(kl, { signupScopes: ["a"], signupRateLimit: false, onError }));
+  app.use(createAgentKeyRoutes(kl, { signupRateLimit: 5, signupRateLimitPerDomain: 2 }));
+  const tooLarge = payloadTooLarge();
+  const limit: number = MAX_BODY_BYTES;
+  void [tooLarge.body.error === "payload_too_large", limit];
+  const reply = await kl.selfServe("signup", null, null, "{}", "127.0.0.1", { signupRateLimit: 1 });
+  if (reply.status === 429) {
+    const seconds: number | undefined = reply.retryAfter;
+    const body = reply.body as RateLimitedBody;
+    void [seconds, body.retryAfter];
+  }
+  app.get("/x", agentKeyMiddleware(kl, { scope: "a", onError }), (req, res) => {
     res.json({ account: req.agentKey?.accountId, scopes: req.agentKey?.scopes });
   });
 }
