@@ -13,15 +13,33 @@
 // Env: DATABASE_URL (default sqlite://keyleash-express.db), PORT (default 3000).
 
 const express = require("express");
-const { KeyLeash, agentKeyMiddleware, createAgentKeyRoutes } = require("keyleash");
+const { KeyLeash, MAX_BODY_BYTES, agentKeyMiddleware, createAgentKeyRoutes, payloadTooLarge } = require("keyleash");
 
 /** A pretend model and price list: 0.5 cents per call plus 0.01 cents per character. */
 function complete(prompt) {
   return { text: `echo: ${prompt}`, costCents: 0.5 + [...prompt].length * 0.01 };
 }
 
-/** The prompt of a JSON body `{"prompt": "..."}`, or undefined. */
+/** The deepest nesting of `[` and `{` in JSON text, not counting those inside strings. */
+function nesting(raw) {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "[" || c === "{") deepest = Math.max(deepest, ++depth);
+    else if (c === "]" || c === "}") depth--;
+  }
+  return deepest;
+}
+
+/** The prompt of a JSON body `{"prompt": "..."}`, or undefined (also for nesting deeper than 32). */
 function promptOf(raw) {
+  if (nesting(raw) > 32) return undefined;
   try {
     const body = JSON.parse(raw);
     return typeof body?.prompt === "string" ? body.prompt : undefined;
@@ -36,7 +54,8 @@ async function main() {
 
   const app = express();
   app.use(createAgentKeyRoutes(kl, { signupScopes: ["proxy.chat"], signupBudgetCents: 50, signupBudgetPeriod: "day" }));
-  const chatBody = express.text({ type: () => true });
+  // At most MAX_BODY_BYTES of body are read; more is answered 413 (below).
+  const chatBody = express.text({ type: () => true, limit: MAX_BODY_BYTES });
   app.post("/v1/chat", agentKeyMiddleware(kl, { scope: "proxy.chat" }), chatBody, async (req, res) => {
     const prompt = promptOf(typeof req.body === "string" ? req.body : "");
     if (prompt === undefined) {
@@ -48,7 +67,10 @@ async function main() {
     const rawKey = req.get("authorization").trim().slice("bearer".length).trim();
     const charge = await kl
       .trackUsage(rawKey, { costCents: answer.costCents, idempotencyKey: req.get("idempotency-key") })
-      .catch(() => null);
+      .catch((e) => {
+        console.error(`keyleash: the key store failed: ${e.message}`); // the message never holds a key
+        return null;
+      });
     if (charge === null) return res.status(500).json({ error: "auth_unavailable" });
     if (!charge.success) {
       // budget_exceeded, or the key was revoked or expired since the middleware checked it.
@@ -59,6 +81,16 @@ async function main() {
       costCents: answer.costCents,
       budgetRemainingCents: charge.budgetRemainingCents,
     });
+  });
+
+  // A chat body too large to read is 413 with the core's JSON; any other unreadable
+  // body is a bad body.
+  app.use((err, _req, res, _next) => {
+    if (err.type === "entity.too.large") {
+      const r = payloadTooLarge();
+      return res.status(r.status).json(r.body);
+    }
+    res.status(400).json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
   });
 
   const port = Number(process.env.PORT ?? 3000);
