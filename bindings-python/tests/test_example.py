@@ -16,6 +16,7 @@ from conftest import database_url, unique
 from server import Server
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "fastapi-app" / "app.py"
+JSON = {"content-type": "application/json"}
 
 
 def load_example(url: str) -> ModuleType:
@@ -84,3 +85,33 @@ async def test_fastapi_example(store: str) -> None:
         example.kl.close()
         if store == "sqlite":
             Path(url.removeprefix("sqlite://")).unlink()
+
+
+# Pins the chat route's body rules (issue 10, the same as Express): nesting up to 32
+# levels is parsed, 33 is a bad body (brackets inside strings do not count), and the
+# body is read up to exactly 65,536 bytes.
+async def test_fastapi_example_body_rules(tmp_path: Path) -> None:
+    example = load_example(f"sqlite://{tmp_path / 'example.db'}")
+    server = Server(example.app)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+            signup = await http.post("/signup", json={"email": "dev@example.com"})
+            auth = {"Authorization": f"Bearer {signup.json()['key']}", **JSON}
+
+            def nested(depth: int) -> str:
+                return '{"prompt": "[[{{", "a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+            ok = await http.post("/v1/chat", content=nested(32), headers=auth)
+            assert ok.status_code == 200, ok.text
+            deep = await http.post("/v1/chat", content=nested(33), headers=auth)
+            assert (deep.status_code, deep.json()["error"]) == (400, "invalid_argument")
+            prompt = '{"prompt": "' + "[" * 100 + '"}'
+            brackets = await http.post("/v1/chat", content=prompt, headers=auth)
+            assert brackets.status_code == 200, brackets.text
+            exact = '{"prompt": "x"}'.ljust(65_536)
+            assert (await http.post("/v1/chat", content=exact, headers=auth)).status_code == 200
+            over = await http.post("/v1/chat", content=exact + " ", headers=auth)
+            assert (over.status_code, over.json()["error"]) == (413, "payload_too_large")
+    finally:
+        server.stop()
+        example.kl.close()

@@ -27,6 +27,10 @@ EXPRESS = REPO / "examples" / "express-app"
 FASTAPI = REPO / "examples" / "fastapi-app"
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 FIFTY = "x" * 50  # 0.5 + 50 * 0.01 = 1 cent
+BIG = "x" * 100_000  # a body over the 65,536-byte limit
+DEEP = '{"prompt": "x", "a": ' + "[" * 10_000 + "]" * 10_000 + "}"
+TOO_LARGE = {"error": "payload_too_large", "message": "request body is larger than 65536 bytes"}
+BAD_BODY = {"error": "invalid_argument", "message": 'the body must be JSON like {"prompt": "..."}'}
 
 
 def free_port() -> int:
@@ -61,7 +65,7 @@ class App:
                 assert time.monotonic() < deadline, f"the {kind} example did not listen"
                 time.sleep(0.05)
 
-    def call(
+    def request(
         self,
         method: str,
         path: str,
@@ -69,7 +73,7 @@ class App:
         body: Any = None,
         raw: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
+    ) -> httpx.Response:
         h = dict(headers or {})
         if key is not None:
             h["Authorization"] = f"Bearer {key}"
@@ -77,13 +81,20 @@ class App:
             raw = httpx.Request("POST", "/", json=body).content.decode()
         if raw is not None:
             h["Content-Type"] = "application/json"
-        res = self.http.request(method, path, headers=h, content=raw)
+        return self.http.request(method, path, headers=h, content=raw)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        res = self.request(method, path, **kwargs)
         return res.status_code, res.json()
 
     def break_store(self) -> None:
         """A real store failure: the keys table disappears under the running server."""
         with sqlite3.connect(self.db) as conn:
             conn.execute("ALTER TABLE sdk_api_keys RENAME TO sdk_api_keys_gone")
+
+    def mend_store(self) -> None:
+        with sqlite3.connect(self.db) as conn:
+            conn.execute("ALTER TABLE sdk_api_keys_gone RENAME TO sdk_api_keys")
 
     def stop(self) -> None:
         self.http.close()
@@ -118,6 +129,17 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
         "signup, bad duration",
         call("POST", "/signup", body={"email": "a@example.com", "expires_in": "soon"}),
     )
+    yield step(
+        "signup, another period",
+        call("POST", "/signup", body={"email": "a@example.com", "budget_period": "week"}),
+    )
+    yield step(
+        "signup, unknown field",
+        call("POST", "/signup", body={"email": "a@example.com", "budgetCents": 20}),
+    )
+    yield step(
+        "signup, 100 KB", call("POST", "/signup", body={"email": "a@example.com", "name": BIG})
+    )
     status, root = call("POST", "/signup", body={"email": "agent@example.com", "name": "root"})
     yield ("signup", status, root)
     key = root["key"]
@@ -138,6 +160,8 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     yield step("chat, bad JSON", call("POST", "/v1/chat", key=key, raw="not json"))
     yield step("chat, no prompt", call("POST", "/v1/chat", key=key, body={"prompt": 5}))
     yield step("chat, empty body", call("POST", "/v1/chat", key=key, raw=""))
+    yield step("chat, 100 KB", call("POST", "/v1/chat", key=key, body={"prompt": BIG}))
+    yield step("chat, nested 10,000 deep", call("POST", "/v1/chat", key=key, raw=DEEP))
     yield step("mint, wider scope", call("POST", "/sdk-keys", key=key, body={"scopes": ["admin"]}))
     yield step(
         "mint, bigger budget", call("POST", "/sdk-keys", key=key, body={"budget_cents": 100})
@@ -147,6 +171,15 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
         "mint, bad period", call("POST", "/sdk-keys", key=key, body={"budget_period": "yearly"})
     )
     yield step("mint, bad JSON", call("POST", "/sdk-keys", key=key, raw="{"))
+    yield step("mint, unknown field", call("POST", "/sdk-keys", key=key, body={"budgetCents": 20}))
+    yield step("mint, 100 KB", call("POST", "/sdk-keys", key=key, body={"name": BIG}))
+    weekly_body = {"budget_cents": 10, "budget_period": "week", "name": "weekly"}
+    status, weekly = call("POST", "/sdk-keys", key=key, body=weekly_body)
+    yield ("mint, a weekly child", status, weekly)
+    yield step(
+        "mint, shorter period",
+        call("POST", "/sdk-keys", key=weekly["key"], body={"budget_period": "day"}),
+    )
     yield step("mint without a key", call("POST", "/sdk-keys", body={}))
     status, bare = call("POST", "/sdk-keys", key=key, body={"scopes": [], "name": "no scopes"})
     yield ("mint, no scopes", status, bare)
@@ -185,6 +218,20 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     yield step("signup, store down", call("POST", "/signup", body={"email": "b@example.com"}))
     yield step("mint, store down", call("POST", "/sdk-keys", key=key, body={}))
     yield step("revoke, store down", call("DELETE", f"/sdk-keys/{bare['id']}", key=key))
+    app.mend_store()
+    # Three signups counted so far (root, another account, store down): 17 more fit
+    # in the default 20 per address per hour, then 429 with Retry-After.
+    created = 0
+    while (
+        res := app.request("POST", "/signup", body={"email": "c@example.com"})
+    ).status_code == 201:
+        created += 1
+        assert created <= 20, "the signup rate limit did not apply"
+    limited = res.json()
+    assert limited["retryAfter"] > 0 and res.headers["retry-after"] == str(limited["retryAfter"])
+    assert limited["message"].endswith(f"retry in {limited['retryAfter']} s"), limited
+    limited.update(retryAfter="<secs>", message=limited["message"].rsplit(";", 1)[0])
+    yield ("signups until rate limited", res.status_code, {"created": created, **limited})
 
 
 def normalized(value: Any) -> Any:
@@ -201,9 +248,10 @@ def normalized(value: Any) -> Any:
 
 
 EXPECTED_STATUSES = [
-    401, 401, 401, 400, 400, 400, 400, 400, 400, 201, 401, 200, 200, 200, 200, 200, 400, 400,
-    400, 403, 403, 403, 400, 400, 401, 201, 403, 201, 200, 429, 429, 200, 201, 401, 401, 400,
-    401, 201, 404, 200, 404, 401, 404, 500, 500, 500, 500, 500,
+    401, 401, 401, 400, 400, 400, 400, 400, 400, 400, 400, 413, 201, 401, 200, 200, 200, 200,
+    200, 400, 400, 400, 413, 400, 403, 403, 403, 400, 400, 400, 413, 201, 403, 401, 201, 403,
+    201, 200, 429, 429, 200, 201, 401, 401, 400, 401, 201, 404, 200, 404, 401, 404, 500, 500,
+    500, 500, 500, 429,
 ]  # fmt: skip
 
 
@@ -227,6 +275,21 @@ def test_express_and_fastapi_answer_alike(tmp_path: Path) -> None:
     assert by_label["chat, expired"] == {"error": "expired"}
     assert by_label["chat, revoked"] == {"error": "revoked"}
     assert by_label["chat, store down"] == {"error": "auth_unavailable"}
+    # Issue 10: the body limit, deep nesting, strict fields, periods, the rate limit.
+    for label in ("signup, 100 KB", "chat, 100 KB", "mint, 100 KB"):
+        assert by_label[label] == TOO_LARGE, label
+    assert by_label["chat, nested 10,000 deep"] == BAD_BODY
+    for label in ("signup, unknown field", "mint, unknown field"):
+        assert by_label[label]["error"] == "invalid_argument"
+        assert "unknown field `budgetCents`" in by_label[label]["message"], by_label[label]
+    assert by_label["signup, another period"]["error"] == "invalid_argument"
+    assert by_label["mint, shorter period"]["error"] == "period_shorter_than_parent"
+    assert by_label["signups until rate limited"] == {
+        "created": 17,
+        "error": "rate_limited",
+        "message": "too many signups: at most 20 an hour",
+        "retryAfter": "<secs>",
+    }
     assert by_label["revoke"] == {"revoked": True}
     assert by_label["chat without the scope"] == {
         "error": "insufficient_scope",

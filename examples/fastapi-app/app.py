@@ -9,6 +9,10 @@ example, answering every request with the same status and the same JSON
     POST /sdk-keys          mint a narrower child key that draws on this one
     DELETE /sdk-keys/{id}   revoke a key of your own account
 
+The chat route reads at most 65,536 bytes of body (more is the core's 413
+payload_too_large) and refuses JSON nested deeper than 32 levels before parsing it,
+as the Express example does.
+
 Run it with `make example-fastapi` (or `python app.py` in a virtualenv with keyleash,
 fastapi and uvicorn), then open http://127.0.0.1:8000/docs.
 Env: DATABASE_URL (default sqlite://keyleash-fastapi.db), PORT (default 8000).
@@ -17,15 +21,19 @@ Env: DATABASE_URL (default sqlite://keyleash-fastapi.db), PORT (default 8000).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 import keyleash.sync
-from keyleash import KeyLeashError
+from keyleash import KeyLeashError, _native
 from keyleash.fastapi import agentkey_router, require_key
+
+MAX_DEPTH = 32
+"""The deepest JSON nesting a chat body may have (checked before parsing)."""
 
 kl = keyleash.sync.KeyLeash.connect(os.environ.get("DATABASE_URL", "sqlite://keyleash-fastapi.db"))
 kl.migrate()
@@ -43,8 +51,45 @@ def complete(prompt: str) -> tuple[str, float]:
     return f"echo: {prompt}", 0.5 + len(prompt) * 0.01
 
 
+async def read_body(request: Request) -> bytes | None:
+    """The body, or None when it is longer than MAX_BODY_BYTES (reading stops there)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _native.MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_deep(raw: bytes) -> bool:
+    """Whether the JSON text nests `[` / `{` (outside strings) deeper than MAX_DEPTH."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 def prompt_of(raw: bytes) -> str | None:
-    """The prompt of a JSON body ``{"prompt": "..."}``, or None."""
+    """The prompt of a JSON body ``{"prompt": "..."}``, or None (also for JSON nested
+    deeper than MAX_DEPTH, refused before json.loads could recurse that deep)."""
+    if too_deep(raw):
+        return None
     try:
         body: Any = json.loads(raw)
     except ValueError:
@@ -54,11 +99,13 @@ def prompt_of(raw: bytes) -> str | None:
 
 
 @app.post("/v1/chat", dependencies=[Depends(require_key(kl, scope="proxy.chat"))])
-async def chat(
-    request: Request, idempotency_key: str | None = Header(default=None)
-) -> JSONResponse:
+async def chat(request: Request, idempotency_key: str | None = Header(default=None)) -> Response:
     """Answer a prompt and charge its cost to the calling key."""
-    prompt = prompt_of(await request.body())
+    raw = await read_body(request)
+    if raw is None:
+        status, body = _native.payload_too_large()
+        return Response(body, status_code=status, media_type="application/json")
+    prompt = prompt_of(raw)
     if prompt is None:
         message = 'the body must be JSON like {"prompt": "..."}'
         return JSONResponse({"error": "invalid_argument", "message": message}, status_code=400)
@@ -66,7 +113,8 @@ async def chat(
     raw_key = request.headers["authorization"].strip()[len("bearer") :].strip()
     try:
         charge = await kl.aio.track_usage(raw_key, cost, idempotency_key=idempotency_key)
-    except KeyLeashError:
+    except KeyLeashError as e:  # the message never holds a key or a password
+        logging.getLogger("keyleash").error("the key store failed: %s", e)
         return JSONResponse({"error": "auth_unavailable"}, status_code=500)
     if not charge.success:
         # budget_exceeded, or the key was revoked or expired since require_key checked it.
