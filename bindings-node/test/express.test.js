@@ -7,7 +7,7 @@ const express = require("express");
 const { spawn } = require("node:child_process");
 const path = require("node:path");
 const { agentKeyMiddleware, createAgentKeyRoutes, KeyLeashError } = require("..");
-const { START, STORES, open, pg, closePg } = require("./helpers");
+const { START, STORES, open, pg, closePg, capturingStderr } = require("./helpers");
 
 test.after(closePg);
 
@@ -219,23 +219,6 @@ test("routes reuse a body an app-level JSON parser already read", async (t) => {
   assert.equal(res.status, 400);
   assert.deepEqual(await res.json(), { error: "Scopes not allowed on signup: b", allowed: ["a"] });
 });
-
-/** Runs `fn` with stderr captured; resolves to [its result, the lines written]. */
-async function capturingStderr(fn) {
-  const lines = [];
-  const write = process.stderr.write;
-  process.stderr.write = (chunk, ...rest) => {
-    lines.push(...String(chunk).split("\n").filter(Boolean));
-    const done = rest.find((r) => typeof r === "function");
-    if (done) done();
-    return true;
-  };
-  try {
-    return [await fn(), lines];
-  } finally {
-    process.stderr.write = write;
-  }
-}
 
 /** Starts test/routes-child.js (the self-serve routes in another process) on `url` and `tableName`. */
 async function serveInChild(t, url, tableName) {

@@ -71,4 +71,21 @@ async function counters(db, keyId, account = "a") {
   };
 }
 
-module.exports = { START, STORES, open, pg, closePg, counters, urlOf, pgUrl, unique };
+/** Runs `fn` with stderr captured; resolves to [its result, the lines written]. */
+async function capturingStderr(fn) {
+  const lines = [];
+  const write = process.stderr.write;
+  process.stderr.write = (chunk, ...rest) => {
+    lines.push(...String(chunk).split("\n").filter(Boolean));
+    const done = rest.find((r) => typeof r === "function");
+    if (done) done();
+    return true;
+  };
+  try {
+    return [await fn(), lines];
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+module.exports = { START, STORES, open, pg, closePg, counters, urlOf, pgUrl, unique, capturingStderr };

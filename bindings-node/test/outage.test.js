@@ -7,7 +7,7 @@ const assert = require("node:assert/strict");
 const { execSync } = require("node:child_process");
 const express = require("express");
 const { KeyLeash, agentKeyMiddleware } = require("..");
-const { open } = require("./helpers");
+const { open, capturingStderr } = require("./helpers");
 
 function cluster(action) {
   const cmd = process.env[action === "stop" ? "KEYLEASH_PG_STOP" : "KEYLEASH_PG_START"];
@@ -41,7 +41,12 @@ test("postgres stopped and restarted under a live Express app", async (t) => {
       KeyLeash.connect(process.env.DATABASE_URL, { acquireTimeoutMs: 500 }),
       (e) => e.code === "unavailable",
     );
-    assert.deepEqual(await get(), { status: 500, body: { error: "auth_unavailable" } });
+    // Answered 500 and reported once on stderr (the default onError), without the key.
+    const [down, lines] = await capturingStderr(get);
+    assert.deepEqual(down, { status: 500, body: { error: "auth_unavailable" } });
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], /^keyleash: the key store failed/);
+    assert.ok(!lines[0].includes(k.key.slice(3, 20)), lines[0]);
     assert.ok(Date.now() - started < 15_000, "failures must be bounded in time");
   } finally {
     cluster("start");
