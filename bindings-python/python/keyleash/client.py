@@ -33,11 +33,12 @@ class ConnectOptions(TypedDict, total=False):
     valid_scopes: Sequence[str]
     """When given, every scope of ``create``/``ensure_subject`` must be in it."""
     pool_size: int
-    """Maximum connections (default 10 on Postgres, 4 on a SQLite file)."""
+    """Maximum connections, 1 to 1000 (default 10 on Postgres, 4 on a SQLite file)."""
     acquire_timeout_ms: int
-    """How long a call waits for a connection before ``UnavailableError``. Default 5000."""
+    """How long a call waits for a connection before ``UnavailableError``: 1 to
+    600,000 (10 minutes). Default 5000."""
     statement_timeout_ms: int
-    """The longest one statement may run. Default 10000."""
+    """The longest one statement may run: 1 to 86,400,000 (a day). Default 10000."""
     manual_clock: datetime | str
     """Start a manual clock here (tests); absent means the system clock."""
 
@@ -90,11 +91,7 @@ def _create_options(options: CreateOptions) -> _native.CreateOptions:
         kwargs["budget_cents"] = _check.opt_amount("budget_cents", kwargs["budget_cents"])
     if "parent_id" in kwargs:
         kwargs["parent_id"] = _check.opt_int64("parent_id", kwargs["parent_id"])
-    if kwargs.get("metadata") is not None:
-        if not isinstance(kwargs["metadata"], Mapping):
-            raise InvalidArgumentError(
-                f"metadata must be a mapping, got {type(kwargs['metadata']).__name__}"
-            )
+    if kwargs.get("metadata") is not None:  # free-form JSON, as in Node
         try:
             kwargs["metadata"] = json.dumps(kwargs["metadata"], allow_nan=False)
         except (TypeError, ValueError) as e:

@@ -98,7 +98,8 @@ def _native_of(kl: AnyKeyLeash) -> _native.NativeKeyLeash:
 def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awaitable[Validation]]:
     """A dependency that admits a request only with a valid key holding ``scope``
     and returns its validation result. Otherwise it answers as SPEC §6: 401, 403,
-    429, or 500 ``{"error": "auth_unavailable"}`` when the store is down."""
+    429, or 500 ``{"error": "auth_unavailable"}`` when the store is down (its cause
+    logged once on the ``keyleash`` logger)."""
     native = _native_of(kl)
 
     async def keyleash_key(request: Request, _credentials: Credentials) -> Validation:
