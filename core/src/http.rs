@@ -142,20 +142,21 @@ impl SelfServeOptions {
         if let Some(c) = self.signup_budget_cents {
             if crate::amount::cents_to_micros(c).is_none() {
                 return Err(Error::arg(format!(
-                    "signupBudgetCents must be a finite number from 0 to 1e12, got {c}"
+                    "the signup budget must be a finite number of cents from 0 to 1e12, got {c}"
                 )));
             }
         }
-        for (field, limit) in [
-            ("signupRateLimit", self.signup_rate_limit),
+        // Named in words, not in one language's spelling: Node and Python both show this.
+        for (what, limit) in [
+            ("the signup rate limit", self.signup_rate_limit),
             (
-                "signupRateLimitPerDomain",
+                "the per-domain signup rate limit",
                 self.signup_rate_limit_per_domain,
             ),
         ] {
             if limit.is_some_and(|n| n == 0 || n > MAX_SIGNUP_RATE_LIMIT) {
                 return Err(Error::arg(format!(
-                    "{field} must be a whole number from 1 to {MAX_SIGNUP_RATE_LIMIT} signups per hour"
+                    "{what} must be a whole number from 1 to {MAX_SIGNUP_RATE_LIMIT} signups per hour"
                 )));
             }
         }
@@ -451,12 +452,12 @@ impl KeyLeash {
                 ));
             }
         }
+        let asked = req
+            .budget_period
+            .as_deref()
+            .map(Period::parse)
+            .transpose()?;
         if let (Some(own), Some(_)) = (&caller.budget_period, caller.budget_cents) {
-            let asked = req
-                .budget_period
-                .as_deref()
-                .map(Period::parse)
-                .transpose()?;
             let own = Period::parse(own)?;
             // A shorter period resets more often, so it spends more over a lifetime;
             // none (a lifetime cap) is the longest.
@@ -467,7 +468,7 @@ impl KeyLeash {
                     format!("budget_period may not be shorter than the calling key's, {own}"),
                 ));
             }
-        } else if caller.budget_cents.is_some() && req.budget_period.is_some() {
+        } else if caller.budget_cents.is_some() && asked.is_some() {
             return Ok(Reply::error(
                 403,
                 "period_shorter_than_parent",

@@ -307,6 +307,20 @@ async fn strict_bodies(kind: Kind) {
         )
         .await;
     assert_eq!(r.status, 403, "a lifetime cap is the longest period");
+    let r = db
+        .kl
+        .self_serve(
+            Route::Mint,
+            Some(&bearer(&lifetime.key)),
+            r#"{"budget_period":"year"}"#,
+            None,
+            &SelfServeOptions::default(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["error"]),
+        (400, &json!("invalid_period"))
+    );
 }
 both!(strict_bodies);
 
