@@ -363,11 +363,9 @@ impl NativeKeyLeash {
                 .authenticate(authorization.as_deref(), scope.as_deref())
                 .await
             {
-                Access::Granted(info) => Ok((
-                    200u16,
-                    to_json(&keyleash::Validation::Valid(info))?,
-                    None,
-                )),
+                Access::Granted(info) => {
+                    Ok((200u16, to_json(&keyleash::Validation::Valid(info))?, None))
+                }
                 Access::Denied(reply) => Ok((reply.status, to_json(&reply.body)?, reply.cause)),
             }
         })
