@@ -80,3 +80,18 @@ express-app: node ## Run the Express example (an LLM proxy) on embedded SQLite a
 .PHONY: fmt
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+BENCH_SECONDS ?= 5
+BENCH_CALLERS ?= 32
+BENCH_KEYS ?= 1000
+BENCH_NAME ?= latest
+
+.PHONY: bench
+bench: ## Measure keyleash (Rust, Node, Python, HTTP; Postgres and SQLite) against pgbench, agentkey's SQL and SQLite on a private Postgres: one table, also in bench/results/latest.{txt,json}
+	bash bench/prepare.sh
+	BENCH_SECONDS=$(BENCH_SECONDS) BENCH_CALLERS=$(BENCH_CALLERS) BENCH_KEYS=$(BENCH_KEYS) BENCH_NAME=$(BENCH_NAME) \
+		bash scripts/with-postgres.sh .venv/bin/python bench/run.py
+
+.PHONY: bench-short
+bench-short: ## `make bench` at 1 s per case and 100 keys (under 2 minutes): proves the harness still runs; bench/results/short.*
+	$(MAKE) --no-print-directory bench BENCH_SECONDS=1 BENCH_KEYS=100 BENCH_NAME=short

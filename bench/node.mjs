@@ -1,0 +1,128 @@
+// The Node driver of `make bench`: keyleash through the napi-rs addon, as an Express
+// or plain Node service calls it. Read its rows against the Rust driver's (what the
+// binding adds per call) and against the pgbench references (what keyleash adds).
+//
+// Usage: node bench/node.mjs CASE URL KEYS_FILE SECONDS CALLERS
+//
+//   CASE      validate  validate a random key of KEYS_FILE (one raw key a line)
+//             charge    trackUsage 1 cent on a random key
+//             hot       trackUsage 1 cent on the file's first key
+//             floor     validate("ak_x") from one caller, one call after another:
+//                       malformed, so it never reaches the store (the binding floor)
+//             mp        like charge, but a refusal (budget_exceeded) is expected and
+//                       counted: the multi-process case gives some keys a tiny cap.
+//                       With BENCH_START_AT (epoch ms) set, waits until then, so
+//                       several processes measure the same window.
+//
+// Prints one JSON line (the same fields as bench/rust and bench/python.py): calls in
+// the timed window, ops/s, p50/p99 latency per call, unexpected results, and the
+// process's peak RSS (VmHWM) at the end. A short warm-up before the window is untimed.
+
+import { readFileSync } from "node:fs";
+import { KeyLeash } from "../bindings-node/index.mjs";
+
+const [caseName, url, keysFile, secondsArg, callersArg] = process.argv.slice(2);
+if (callersArg === undefined) {
+  console.error("usage: node bench/node.mjs CASE URL KEYS_FILE SECONDS CALLERS");
+  process.exit(2);
+}
+const seconds = Number(secondsArg);
+const callers = caseName === "floor" ? 1 : Number(callersArg);
+const keys = readFileSync(keysFile, "utf8").split("\n").filter(Boolean);
+
+/** Nearest-rank percentile of sorted numbers (the rule every driver uses). */
+function percentile(sorted, q) {
+  if (sorted.length === 0) return 0;
+  const i = Math.min(Math.max(Math.ceil(q * sorted.length), 1), sorted.length) - 1;
+  return sorted[i];
+}
+
+/** This process's peak resident set (VmHWM), in MB. */
+function peakRssMb() {
+  const m = readFileSync("/proc/self/status", "utf8").match(/VmHWM:\s+(\d+) kB/);
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+/** One call of the case; resolves to null if the result is the expected one, else a description. */
+async function call(kl) {
+  switch (caseName) {
+    case "validate": {
+      const v = await kl.validate(keys[Math.floor(Math.random() * keys.length)]);
+      return v.valid ? null : `validate said ${v.reason}`;
+    }
+    case "floor": {
+      const v = await kl.validate("ak_x");
+      return v.valid ? 'validate("ak_x") said valid' : null;
+    }
+    case "charge":
+    case "hot":
+    case "mp": {
+      const key = caseName === "hot" ? keys[0] : keys[Math.floor(Math.random() * keys.length)];
+      const c = await kl.trackUsage(key, { costCents: 1 });
+      if (c.success) return null;
+      if (caseName === "mp" && c.reason === "budget_exceeded") return "refused";
+      return `charge refused: ${c.reason}`;
+    }
+    default:
+      throw new Error(`unknown case ${caseName}`);
+  }
+}
+
+const kl = await KeyLeash.connect(url);
+const startAt = Number(process.env.BENCH_START_AT ?? 0);
+if (startAt > Date.now()) await new Promise((r) => setTimeout(r, startAt - Date.now()));
+
+const warmupNs = BigInt(Math.round(Math.min(seconds * 0.2, 1) * 1e9));
+const start = process.hrtime.bigint() + warmupNs;
+const end = start + BigInt(Math.round(seconds * 1e9));
+const latencies = [];
+let errors = 0;
+let refused = 0;
+let succeeded = 0; // every expected result, warm-up included: for mp, the charges applied
+let firstError = null;
+
+async function caller() {
+  for (;;) {
+    const began = process.hrtime.bigint();
+    if (began >= end) return;
+    let outcome;
+    try {
+      outcome = await call(kl);
+    } catch (e) {
+      outcome = `${e.code ?? "error"}: ${e.message}`;
+    }
+    if (outcome === null) {
+      succeeded += 1;
+    } else if (outcome === "refused") {
+      refused += 1;
+    } else if (outcome !== null) {
+      errors += 1;
+      firstError ??= outcome;
+    }
+    if (began >= start) latencies.push(Number(process.hrtime.bigint() - began));
+  }
+}
+
+await Promise.all(Array.from({ length: callers }, caller));
+const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+await kl.close();
+
+latencies.sort((a, b) => a - b);
+console.log(
+  JSON.stringify({
+    driver: "node",
+    case: caseName,
+    store: url.startsWith("sqlite:") ? "sqlite" : "postgres",
+    callers,
+    seconds: elapsed,
+    ops: latencies.length,
+    ops_per_s: latencies.length / elapsed,
+    p50_ms: percentile(latencies, 0.5) / 1e6,
+    p99_ms: percentile(latencies, 0.99) / 1e6,
+    errors,
+    first_error: firstError,
+    refused,
+    succeeded,
+    rss_mb: peakRssMb(),
+  }),
+);

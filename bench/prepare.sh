@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Before `make bench`: makes sure everything the bench drives exists, building only
+# what is missing, so the measurement starts at once and measures what is built.
+#
+# * The Node addon (bindings-node/*.node) and the venv with the Python package are
+#   used as they are; `make node` / scripts/python-env.sh run only if they are
+#   missing. (Rebuild them yourself to measure a change in core/ from Node/Python.)
+#   A napi or maturin build already running (another engineer's) is waited for
+#   rather than started a second time.
+# * The Express example's npm dependencies: `make node-deps` if missing.
+# * wrk (the HTTP load generator): Debian's package, installed if missing.
+# * The Rust driver (bench/rust): cargo build --release into target/bench, which is
+#   incremental (a no-op when nothing changed; it follows core/ as it is now).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+while pgrep -f "napi build|maturin" >/dev/null; do
+    say "a napi/maturin build is running; waiting for it to finish"
+    sleep 5
+done
+
+if ! ls bindings-node/*.node >/dev/null 2>&1; then
+    say "the Node addon is missing: make node"
+    make --no-print-directory node
+fi
+if [ ! -d examples/express-app/node_modules/express ]; then
+    say "the Express example's dependencies are missing: make node-deps"
+    make --no-print-directory node-deps
+fi
+if ! .venv/bin/python -c 'import keyleash, keyleash.fastapi, uvicorn' >/dev/null 2>&1; then
+    say "the venv with the Python package is missing: scripts/python-env.sh"
+    bash scripts/python-env.sh >/dev/null
+fi
+if ! command -v wrk >/dev/null; then
+    [ "$(id -u)" -eq 0 ] || { say "wrk is missing; install Debian's package wrk (apt-get install wrk)"; exit 1; }
+    say "installing wrk (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+fi
+[ -x /usr/lib/postgresql/15/bin/pgbench ] || { say "pgbench (PostgreSQL 15) is missing"; exit 1; }
+
+say "building the Rust driver (bench/rust, into target/bench)"
+CARGO_TARGET_DIR=target/bench cargo build --release --quiet --manifest-path bench/rust/Cargo.toml
