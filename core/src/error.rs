@@ -55,6 +55,19 @@ impl Error {
         }
     }
 
+    /// This error again, for each caller of a failed batch (an `Error` owns its
+    /// source, so each caller gets the same code and message, source as text).
+    pub(crate) fn for_each_caller(&self) -> Self {
+        match self {
+            Error::InvalidScope(m) => Error::InvalidScope(m.clone()),
+            Error::InvalidDuration(m) => Error::InvalidDuration(m.clone()),
+            Error::InvalidPeriod(m) => Error::InvalidPeriod(m.clone()),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::NotMigrated(m) => Error::NotMigrated(m.clone()),
+            Error::Unavailable(source) => Error::Unavailable(source.to_string().into()),
+        }
+    }
+
     pub(crate) fn arg(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }

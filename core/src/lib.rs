@@ -41,6 +41,7 @@ mod batch_tests;
 pub mod clock;
 mod engine;
 pub mod error;
+mod group;
 pub mod http;
 mod ident;
 pub mod key;
@@ -65,6 +66,7 @@ pub use crate::scope::has_scope;
 
 use crate::engine::{ChargeReq, Lookup};
 use crate::error::shown;
+use crate::group::Group;
 use crate::ident::TableNames;
 use crate::period::{parse_duration, Period};
 use crate::store::{Backend, NewKey, Store};
@@ -88,7 +90,11 @@ pub struct KeyLeash {
 }
 
 struct Inner {
-    store: Store,
+    store: Arc<Store>,
+    /// Concurrent validates, one store round trip per batch (`group.rs`).
+    validates: Arc<Group<Lookup, Validation>>,
+    /// Concurrent charges, one transaction per batch, decided in arrival order.
+    charges: Arc<Group<ChargeReq, ChargeResult>>,
     prefix: String,
     valid_scopes: Option<Vec<String>>,
     clock: Clock,
@@ -119,8 +125,13 @@ impl KeyLeash {
                 "the database URL must start with postgres://, postgresql:// or sqlite:",
             ));
         };
+        let store = Arc::new(store);
+        let limits = store.group_limits(options.pool_size);
+        let clock = options.clock.clone();
         Ok(Self {
             inner: Arc::new(Inner {
+                validates: Group::new(limits.validates, validate_batches(&store, &clock)),
+                charges: Group::new(limits.charges, charge_batches(&store, &clock)),
                 store,
                 prefix: options.key_prefix,
                 valid_scopes: options.valid_scopes,
@@ -307,22 +318,7 @@ impl KeyLeash {
     }
 
     async fn validate_lookup(&self, lookup: Lookup) -> Result<Validation> {
-        let now = self.inner.clock.now();
-        let rows = self
-            .inner
-            .store
-            .fetch(std::slice::from_ref(&lookup))
-            .await?;
-        let Some(row) = rows.iter().find(|r| lookup.matches(r)) else {
-            return Ok(Validation::Invalid(InvalidReason::Invalid));
-        };
-        let (validation, rolls) = row.validate(&rows, now);
-        for (seen_reset, update) in rolls {
-            // Persist the rollover unless a concurrent call already changed the row;
-            // either way the answer above is what the row said at `now`.
-            self.inner.store.persist_roll(seen_reset, &update).await?;
-        }
-        Ok(validation)
+        self.inner.validates.call(lookup).await
     }
 
     /// Charges `charge.cost_cents` to a key after the fact, atomically: it succeeds
@@ -363,15 +359,7 @@ impl KeyLeash {
             micros,
             idempotency_key: charge.idempotency_key,
         };
-        let now = self.inner.clock.now();
-        let mut outcomes = self
-            .inner
-            .store
-            .charge(std::slice::from_ref(&req), now)
-            .await?;
-        Ok(outcomes
-            .pop()
-            .unwrap_or(ChargeResult::Refused(ChargeRefusal::InvalidKey)))
+        self.inner.charges.call(req).await
     }
 
     /// Revokes a key (soft: `revoked_at` is set, the row stays). With `account_id`,
@@ -408,6 +396,43 @@ impl KeyLeash {
         (raw_key.len() <= MAX_RAW_KEY_LEN && key::well_formed(&self.inner.prefix, raw_key))
             .then(|| Lookup::Hash(key::hash(raw_key)))
     }
+}
+
+/// The executor of validate batches: one read of every named row and its
+/// ancestors, then each caller's answer from the rows as read at one instant.
+fn validate_batches(store: &Arc<Store>, clock: &Clock) -> group::Executor<Lookup, Validation> {
+    let (store, clock) = (Arc::clone(store), clock.clone());
+    Box::new(move |lookups: Vec<Lookup>| {
+        let (store, clock) = (Arc::clone(&store), clock.clone());
+        Box::pin(async move {
+            let now = clock.now();
+            let rows = store.fetch(&lookups).await?;
+            let mut out = Vec::with_capacity(lookups.len());
+            for lookup in &lookups {
+                let Some(row) = rows.iter().find(|r| lookup.matches(r)) else {
+                    out.push(Validation::Invalid(InvalidReason::Invalid));
+                    continue;
+                };
+                let (validation, rolls) = row.validate(&rows, now);
+                for (seen_reset, update) in rolls {
+                    // Persist the rollover unless a concurrent call already changed
+                    // the row; either way the answer is what the row said at `now`.
+                    store.persist_roll(seen_reset, &update).await?;
+                }
+                out.push(validation);
+            }
+            Ok(out)
+        })
+    })
+}
+
+/// The executor of charge batches: one transaction, decided in arrival order.
+fn charge_batches(store: &Arc<Store>, clock: &Clock) -> group::Executor<ChargeReq, ChargeResult> {
+    let (store, clock) = (Arc::clone(store), clock.clone());
+    Box::new(move |reqs: Vec<ChargeReq>| {
+        let (store, clock) = (Arc::clone(&store), clock.clone());
+        Box::pin(async move { store.charge(&reqs, clock.now()).await })
+    })
 }
 
 fn lookup_subject(subject: &str) -> Option<Lookup> {

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup};
 use crate::error::Result;
+use crate::group::Limits;
 use crate::model::{ChargeResult, LedgerEntry, UsageRange};
 
 pub(crate) mod postgres;
@@ -94,6 +95,49 @@ pub(crate) trait Backend {
 pub(crate) enum Store {
     Postgres(postgres::PgStore),
     Sqlite(sqlite::SqliteStore),
+}
+
+/// How calls are grouped on one store (`group.rs`).
+pub(crate) struct GroupLimits {
+    pub validates: Limits,
+    pub charges: Limits,
+}
+
+/// The most calls waiting for one store, per kind; one more is `unavailable`.
+const MAX_QUEUE: usize = 10_000;
+
+impl Store {
+    /// The grouping of this store. Charges: one batch in flight (one transaction),
+    /// on both stores. That is what keeps arrival order: two charge batches in
+    /// flight could take a shared row's lock in either order (a property test
+    /// caught exactly that with four), and one transaction of many charges is cheap:
+    /// calls arriving meanwhile gather into the next batch. On SQLite it also means
+    /// one writer per database file in this process, so charges never queue on
+    /// SQLite's lock through the busy timeout. Validates: up to 4 batches in flight
+    /// on Postgres (more would split the same callers into smaller batches; on a
+    /// small machine the cost per statement, not the database, is the limit) and
+    /// the remaining connections on SQLite.
+    pub fn group_limits(&self, pool_size: Option<u32>) -> GroupLimits {
+        let limits = |max_batch, in_flight| Limits {
+            max_batch,
+            max_queue: MAX_QUEUE,
+            in_flight,
+        };
+        match self {
+            Store::Postgres(_) => {
+                let pool = usize::try_from(pool_size.unwrap_or(10)).unwrap_or(1);
+                let in_flight = (pool / 2).clamp(1, 4);
+                GroupLimits {
+                    validates: limits(256, in_flight),
+                    charges: limits(128, 1),
+                }
+            }
+            Store::Sqlite(s) => GroupLimits {
+                validates: limits(256, s.connections().saturating_sub(1).max(1)),
+                charges: limits(128, 1),
+            },
+        }
+    }
 }
 
 macro_rules! dispatch {

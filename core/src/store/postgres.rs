@@ -57,6 +57,7 @@ struct Sql {
     by_hash: String,
     by_subject: String,
     by_id: String,
+    ancestors_of: String,
     lock_by_hash: String,
     lock_by_subject: String,
     lock_by_both: String,
@@ -87,8 +88,9 @@ impl Sql {
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
             insert: format!("{insert} RETURNING id::int8"),
-            by_hash: with_ancestors(keys, "key_hash = ANY($1)", ""),
-            by_subject: with_ancestors(keys, "external_subject = ANY($1)", ""),
+            by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1)"),
+            by_subject: format!("SELECT {COLUMNS} FROM {keys} WHERE external_subject = ANY($1)"),
+            ancestors_of: with_ancestors(keys, "id = ANY($1)", ""),
             by_id: with_ancestors(keys, "id = $1", ""),
             lock_by_hash: with_ancestors(keys, "key_hash = ANY($1)", " FOR UPDATE"),
             lock_by_subject: with_ancestors(keys, "external_subject = ANY($2)", " FOR UPDATE"),
@@ -242,6 +244,10 @@ impl PgStore {
         Ok(())
     }
 
+    /// Reads the named rows, then the ancestors of those that have a parent: a key
+    /// without a parent (the common case) costs one plain index lookup, not the
+    /// recursive query. Two statements, so a family read here may mix two instants;
+    /// charges, which must not, lock the whole family in one statement.
     pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
         let (hashes, subjects) = split(lookups.iter());
         let mut rows = Vec::with_capacity(lookups.len());
@@ -252,6 +258,24 @@ impl PgStore {
             if !values.is_empty() {
                 for r in sqlx::query(sql).bind(values).fetch_all(&self.pool).await? {
                     rows.push(decode(&r)?);
+                }
+            }
+        }
+        let parents: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| r.parent_id)
+            .filter(|p| rows.iter().all(|r| r.id != *p))
+            .collect();
+        if !parents.is_empty() {
+            let sql = &self.sql.ancestors_of;
+            for r in sqlx::query(sql)
+                .bind(&parents)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                let row = decode(&r)?;
+                if rows.iter().all(|known| known.id != row.id) {
+                    rows.push(row);
                 }
             }
         }

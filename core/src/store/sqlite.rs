@@ -114,6 +114,8 @@ impl Sql {
 /// A SQLite-backed store.
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
+    /// The pool's size (1 for an in-memory database).
+    connections: usize,
     names: TableNames,
     sql: Sql,
 }
@@ -170,9 +172,15 @@ impl SqliteStore {
             .await?;
         Ok(Self {
             pool,
+            connections: usize::try_from(max).unwrap_or(1),
             sql: Sql::new(&names),
             names,
         })
+    }
+
+    /// The pool's size.
+    pub fn connections(&self) -> usize {
+        self.connections
     }
 
     pub async fn migrate(&self) -> Result<()> {

@@ -1,0 +1,250 @@
+//! Grouping of concurrent calls: many callers, one statement per round trip.
+//!
+//! On two cores shared with Postgres, what limits keyleash is the CPU each
+//! statement costs on both sides, not the database's work per row. So concurrent
+//! validates of one `KeyLeash` go to the store as one batch (`= ANY($1)`), and
+//! concurrent charges as one transaction, decided in arrival order by
+//! [`crate::engine::plan_charges`] exactly as if they had run one at a time.
+//!
+//! How a call travels: it joins the queue and, if fewer than `in_flight` batches
+//! are running, starts a runner task. A runner takes up to `max_batch` calls in
+//! arrival order, runs them as one batch, answers each caller, and loops until the
+//! queue is empty. An idle system therefore adds no wait: the first call runs at
+//! once as a batch of one; calls arriving while a batch is in flight gather into
+//! the next one ("group commit").
+//!
+//! Invariants and hazards:
+//! - Bounded: at most `max_queue` calls wait; one more is refused at once with
+//!   `unavailable` ("queue is full") instead of growing memory when the store
+//!   falls behind.
+//! - A batch that fails (statement error, connection lost) fails every call in it
+//!   with that error and, being one transaction, applies nothing.
+//! - The runner is a spawned task: a caller that stops waiting (a cancelled
+//!   request) cannot cancel a batch that other callers share. Its answer is dropped.
+//! - Arrival order is queue order; a caller's outcome never depends on how the
+//!   calls were cut into batches (pinned by `batch_tests.rs` and `tests/grouping.rs`).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{Error, Result};
+
+/// The future a batch executor returns: one outcome per request, in order.
+pub(crate) type BatchFuture<Out> = Pin<Box<dyn Future<Output = Result<Vec<Out>>> + Send>>;
+
+/// Runs one batch of requests against the store.
+pub(crate) type Executor<Req, Out> = Box<dyn Fn(Vec<Req>) -> BatchFuture<Out> + Send + Sync>;
+
+/// Sizes of one group.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The most calls in one batch.
+    pub max_batch: usize,
+    /// The most calls waiting; one more is refused with `unavailable`.
+    pub max_queue: usize,
+    /// The most batches running at once (each holds one connection).
+    pub in_flight: usize,
+}
+
+type Pending<Req, Out> = (Req, oneshot::Sender<Result<Out>>);
+
+/// One kind of call (validates, or charges) of one `KeyLeash`.
+pub(crate) struct Group<Req, Out> {
+    queue: Mutex<VecDeque<Pending<Req, Out>>>,
+    runners: Arc<Semaphore>,
+    limits: Limits,
+    exec: Executor<Req, Out>,
+}
+
+impl<Req: Send + 'static, Out: Send + 'static> Group<Req, Out> {
+    /// A group that runs its batches with `exec`.
+    pub fn new(limits: Limits, exec: Executor<Req, Out>) -> Arc<Self> {
+        Arc::new(Self {
+            queue: Mutex::new(VecDeque::new()),
+            runners: Arc::new(Semaphore::new(limits.in_flight.max(1))),
+            limits,
+            exec,
+        })
+    }
+
+    /// Runs `req` as part of a batch and returns its own outcome.
+    pub async fn call(self: &Arc<Self>, req: Req) -> Result<Out> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut queue = self.lock();
+            if queue.len() >= self.limits.max_queue {
+                return Err(Error::Unavailable(
+                    format!(
+                        "the request queue is full ({} calls are waiting for the store)",
+                        self.limits.max_queue
+                    )
+                    .into(),
+                ));
+            }
+            queue.push_back((req, tx));
+        }
+        self.start_runner();
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Unavailable("the batch was abandoned".into())))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending<Req, Out>>> {
+        // A panic while holding this lock can only come from VecDeque itself; the
+        // queue is still consistent, so keep going.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a runner unless `in_flight` are running already.
+    fn start_runner(self: &Arc<Self>) {
+        let Ok(permit) = Arc::clone(&self.runners).try_acquire_owned() else {
+            return;
+        };
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.run(permit).await });
+    }
+
+    async fn run(self: Arc<Self>, permit: OwnedSemaphorePermit) {
+        loop {
+            let batch: Vec<_> = {
+                let mut queue = self.lock();
+                let n = queue.len().min(self.limits.max_batch);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let (reqs, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let n = reqs.len();
+            match (self.exec)(reqs).await {
+                Ok(outs) if outs.len() == n => {
+                    for (tx, out) in answers.into_iter().zip(outs) {
+                        let _ = tx.send(Ok(out));
+                    }
+                }
+                Ok(_) => {
+                    for tx in answers {
+                        let _ = tx.send(Err(Error::Unavailable(
+                            "a batch returned the wrong number of outcomes".into(),
+                        )));
+                    }
+                }
+                Err(e) => {
+                    for tx in answers {
+                        let _ = tx.send(Err(e.for_each_caller()));
+                    }
+                }
+            }
+        }
+        drop(permit);
+        // A call may have joined after the queue looked empty but before the permit
+        // was back: make sure someone runs it.
+        if !self.lock().is_empty() {
+            self.start_runner();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn doubling(sizes: Arc<Mutex<Vec<usize>>>, fail_on: Option<u32>) -> Executor<u32, u32> {
+        Box::new(move |reqs: Vec<u32>| {
+            let sizes = Arc::clone(&sizes);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                sizes.lock().unwrap().push(reqs.len());
+                if fail_on.is_some_and(|f| reqs.contains(&f)) {
+                    return Err(Error::Unavailable("boom".into()));
+                }
+                Ok(reqs.iter().map(|r| r * 2).collect())
+            })
+        })
+    }
+
+    // Pins that concurrent calls gather into batches, each caller gets its own answer,
+    // and at most `in_flight` batches run at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gathers_and_answers_each_caller() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let limits = Limits {
+            max_batch: 16,
+            max_queue: 1000,
+            in_flight: 1,
+        };
+        let g = Group::new(limits, doubling(Arc::clone(&sizes), None));
+        let calls: Vec<_> = (0..100u32)
+            .map(|i| {
+                let g = Arc::clone(&g);
+                tokio::spawn(async move { (i, g.call(i).await.unwrap()) })
+            })
+            .collect();
+        for c in calls {
+            let (i, out) = c.await.unwrap();
+            assert_eq!(out, i * 2);
+        }
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        assert!(sizes.iter().all(|&n| n <= 16));
+        assert!(sizes.len() < 100, "calls were grouped: {sizes:?}");
+    }
+
+    // Pins that a failed batch fails exactly its own callers, and later batches still run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_batch_fails_only_its_calls() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let limits = Limits {
+            max_batch: 1,
+            max_queue: 1000,
+            in_flight: 1,
+        };
+        let g = Group::new(limits, doubling(sizes, Some(3)));
+        for i in 0..6u32 {
+            let r = g.call(i).await;
+            if i == 3 {
+                assert_eq!(r.unwrap_err().code(), "unavailable");
+            } else {
+                assert_eq!(r.unwrap(), i * 2);
+            }
+        }
+    }
+
+    // Pins the bound: calls past `max_queue` are refused at once, with a message that says so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let s = Arc::clone(&started);
+        let exec: Executor<u32, u32> = Box::new(move |reqs: Vec<u32>| {
+            s.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(reqs)
+            })
+        });
+        let limits = Limits {
+            max_batch: 1,
+            max_queue: 4,
+            in_flight: 1,
+        };
+        let g = Group::new(limits, exec);
+        let waiting: Vec<_> = (0..5u32)
+            .map(|i| {
+                let g = Arc::clone(&g);
+                tokio::spawn(async move { g.call(i).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = g.call(99).await.unwrap_err();
+        assert_eq!(refused.code(), "unavailable");
+        assert!(refused.to_string().contains("queue is full"), "{refused}");
+        for w in waiting {
+            assert!(w.await.unwrap().is_ok());
+        }
+    }
+}
