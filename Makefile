@@ -87,7 +87,10 @@ BENCH_KEYS ?= 1000
 BENCH_NAME ?= latest
 
 .PHONY: bench
-bench: ## Measure keyleash (Rust, Node, Python, HTTP; Postgres and SQLite) against pgbench, agentkey's SQL and SQLite on a private Postgres: one table, also in bench/results/latest.{txt,json}
+# `node` and python-env.sh rebuild incrementally, so the table measures the tree as it
+# is (a stale addon or wheel would measure an older core from Node and Python).
+bench: node ## Measure keyleash (Rust, Node, Python, HTTP; Postgres and SQLite) against pgbench, agentkey's SQL and SQLite on a private Postgres: one table, also in bench/results/latest.{txt,json}
+	bash scripts/python-env.sh >/dev/null
 	bash bench/prepare.sh
 	BENCH_SECONDS=$(BENCH_SECONDS) BENCH_CALLERS=$(BENCH_CALLERS) BENCH_KEYS=$(BENCH_KEYS) BENCH_NAME=$(BENCH_NAME) \
 		bash scripts/with-postgres.sh .venv/bin/python bench/run.py

@@ -2,9 +2,9 @@
 # Before `make bench`: makes sure everything the bench drives exists, building only
 # what is missing, so the measurement starts at once and measures what is built.
 #
-# * The Node addon (bindings-node/*.node) and the venv with the Python package are
-#   used as they are; `make node` / scripts/python-env.sh run only if they are
-#   missing. (Rebuild them yourself to measure a change in core/ from Node/Python.)
+# * The Node addon (bindings-node/*.node) and the venv with the Python package:
+#   `make bench` rebuilds both incrementally before this runs; here `make node` /
+#   scripts/python-env.sh run only if they are still missing.
 #   A napi or maturin build already running (another engineer's) is waited for
 #   rather than started a second time.
 # * The Express example's npm dependencies: `make node-deps` if missing.
