@@ -2,7 +2,7 @@
 // the results are discriminated unions, which the generator cannot express).
 import type { RequestHandler, Router } from "express";
 
-/** The stable codes of KeyLeashError (CONFORMANCE.md). */
+/** The stable codes of KeyLeashError (docs/errors.md). */
 export type ErrorCode =
   | "invalid_scope"
   | "invalid_duration"
@@ -273,7 +273,7 @@ export interface MiddlewareOptions {
   onError?: OnError;
 }
 
-/** Express middleware: SPEC §6's statuses; attaches `req.agentKey`. */
+/** Express middleware: the statuses of docs/http.md; attaches `req.agentKey`. */
 export declare function agentKeyMiddleware(kl: KeyLeash, options?: MiddlewareOptions): RequestHandler;
 
 /** The largest request body the self-serve routes read: 65536 bytes. */

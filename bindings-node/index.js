@@ -439,7 +439,7 @@ async function answer(pending, onError) {
 /**
  * Express middleware: authenticates `Authorization: Bearer <key>`, requires
  * `scope` when given, attaches the validation result as `req.agentKey`, and
- * answers SPEC §6's statuses (fail closed with 500 when the store is down).
+ * answers the statuses of docs/http.md (fail closed with 500 when the store is down).
  * Options: `scope`, `onError(err)` (called once per store failure with a
  * KeyLeashError; default: one `keyleash: …` line on stderr).
  */

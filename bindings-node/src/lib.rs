@@ -1,7 +1,7 @@
 //! The napi-rs binding of keyleash: the native half of the npm package.
 //!
 //! Each method converts its arguments, calls the core and converts the result
-//! (the core's serde JSON, already in SPEC §4's camelCase shape) or the error. The
+//! (the core's serde JSON, already in the camelCase shape of docs/api.md) or the error. The
 //! JavaScript half (`index.js`) wraps this class: it turns errors into
 //! `KeyLeashError` with a `.code`, and adds the agentkey drop-in and Express.
 //!

@@ -16,7 +16,7 @@ async function rejectsWith(promise, code) {
 }
 
 for (const store of STORES) {
-  test(`${store}: create, validate, trackUsage with SPEC §4 shapes`, async () => {
+  test(`${store}: create, validate, trackUsage with the shapes of docs/api.md`, async () => {
     const { kl } = await open(store, { validScopes: ["proxy.chat", "usage.read"] });
     const k = await kl.create({
       accountId: "a",

@@ -1,4 +1,4 @@
-// The Node runner of the cross-language conformance vectors (CONFORMANCE.md,
+// The Node runner of the cross-language conformance vectors (docs/conformance.md,
 // tests/conformance/README.md): every vector of CONFORMANCE_DIR (default
 // tests/conformance; a relative path is taken from the repository root) on a fresh
 // SQLite file and on a fresh table of DATABASE_URL, through the npm package. One line

@@ -1,5 +1,5 @@
 // Express over real HTTP on 127.0.0.1: every status of the middleware and every
-// rule of the self-serve routes (SPEC §6), on SQLite and Postgres.
+// rule of the self-serve routes (docs/http.md), on SQLite and Postgres.
 
 const test = require("node:test");
 const assert = require("node:assert/strict");
@@ -41,7 +41,7 @@ async function serve(t, kl, routeOptions) {
 }
 
 for (const store of STORES) {
-  test(`${store}: middleware answers every status of SPEC §6`, async (t) => {
+  test(`${store}: middleware answers every status of docs/http.md`, async (t) => {
     const { kl } = await open(store);
     const call = await serve(t, kl);
     const k = await kl.create({ accountId: "a", scopes: ["proxy.chat"], budgetCents: 5, expiresIn: "1h" });

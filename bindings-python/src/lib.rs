@@ -2,7 +2,7 @@
 //!
 //! Every function converts its arguments, calls the core and maps the error; no rule
 //! of keyleash lives here. Results cross as the core's serde JSON text (exactly the
-//! camelCase shape of SPEC §4), which the pure-Python layer wraps in result objects,
+//! camelCase shape of docs/api.md), which the pure-Python layer wraps in result objects,
 //! so Python sees the very bytes Node sees.
 //!
 //! Async methods return asyncio awaitables (`bridge.rs`, on a process-wide tokio
@@ -449,7 +449,7 @@ impl NativeKeyLeash {
     }
 }
 
-/// Whether `scopes` (`None` = all) grant `scope` (SPEC §4 `hasScope`).
+/// Whether `scopes` (`None` = all) grant `scope` (docs/semantics.md, "Scopes").
 #[pyfunction]
 #[pyo3(signature = (scopes, scope))]
 fn has_scope(scopes: Option<Vec<String>>, scope: &str) -> bool {

@@ -1,4 +1,4 @@
-"""The Python runner of the cross-language conformance vectors (CONFORMANCE.md,
+"""The Python runner of the cross-language conformance vectors (docs/conformance.md,
 tests/conformance/README.md): every vector of ``CONFORMANCE_DIR`` (default
 ``tests/conformance``; a relative path is taken from the repository root) on a fresh
 SQLite file and on a fresh table of ``DATABASE_URL``, through the installed package.
@@ -98,7 +98,7 @@ def shown(result: Any) -> str:
 
 
 def plain(result: Any) -> Any:
-    """The JSON form of a result: ``to_dict()`` gives SPEC §4's camelCase fields."""
+    """The JSON form of a result: ``to_dict()`` gives the camelCase fields of docs/api.md."""
     if isinstance(result, list):
         return [plain(r) for r in result]
     to_dict = getattr(result, "to_dict", None)

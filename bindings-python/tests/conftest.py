@@ -18,7 +18,7 @@ import pytest
 import keyleash
 
 START = "2026-01-15T12:00:00.000Z"
-"""The manual clock's first reading (CONFORMANCE.md's default)."""
+"""The manual clock's first reading (docs/conformance.md's default)."""
 
 STORES = ["sqlite", "postgres"]
 _seq = itertools.count()

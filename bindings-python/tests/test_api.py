@@ -1,5 +1,5 @@
 """Every method of ``keyleash.KeyLeash`` on both stores, through the built extension:
-result shapes (``to_dict()`` is SPEC §4's camelCase JSON), attributes, semantics."""
+result shapes (``to_dict()`` is the camelCase JSON of docs/api.md), attributes, semantics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every error code of CONFORMANCE.md as its typed exception, on both stores, and no
+"""Every error code of docs/errors.md as its typed exception, on both stores, and no
 secret (raw key, database password) in any message."""
 
 from __future__ import annotations

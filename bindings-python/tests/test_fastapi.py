@@ -1,5 +1,5 @@
 """FastAPI over real HTTP (uvicorn on 127.0.0.1), on both stores: every status code
-and JSON body of SPEC §6 from ``require_key``, every rule of the self-serve routes,
+and JSON body of docs/http.md from ``require_key``, every rule of the self-serve routes,
 and the OpenAPI document (bearer security, request and response models)."""
 
 from __future__ import annotations

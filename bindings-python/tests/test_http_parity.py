@@ -1,8 +1,8 @@
-"""HTTP parity (SPEC §6): the Express example and the FastAPI example, each started as
+"""HTTP parity (docs/http.md): the Express example and the FastAPI example, each started as
 a real server process on its own SQLite file, get the same sequence of requests
 covering every route and every status. Their statuses and JSON bodies must be
 identical once generated values (raw keys, account ids, timestamps) are normalized,
-and the statuses must be the ones SPEC §6 names."""
+and the statuses must be the ones docs/http.md names."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ class App:
 
 
 def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
-    """Every route and status of SPEC §6, each request built from earlier answers."""
+    """Every route and status of docs/http.md, each request built from earlier answers."""
     call = app.call
 
     def step(label: str, answer: tuple[int, Any]) -> tuple[str, int, Any]:

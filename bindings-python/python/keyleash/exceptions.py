@@ -1,4 +1,4 @@
-"""The errors keyleash raises, one class per code of CONFORMANCE.md.
+"""The errors keyleash raises, one class per code of docs/errors.md.
 
 Mistakes a caller can fix raise a subclass of ``KeyLeashError`` whose ``code`` is
 ``invalid_scope``, ``invalid_duration``, ``invalid_period`` or ``invalid_argument``;

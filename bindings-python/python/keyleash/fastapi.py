@@ -2,7 +2,7 @@
 
 Every decision (status code, JSON body, what a self-serve key may grant) is the
 core's (``core/src/http.rs``), shared with the Express package, so both answer
-every request with the same status and the same bytes of JSON (SPEC §6). This
+every request with the same status and the same bytes of JSON (docs/http.md). This
 module only reads the request and writes the core's reply back unchanged.
 
 Denials are raised as ``KeyLeashDenied`` (a Starlette ``HTTPException``) and
@@ -97,7 +97,7 @@ def _native_of(kl: AnyKeyLeash) -> _native.NativeKeyLeash:
 
 def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awaitable[Validation]]:
     """A dependency that admits a request only with a valid key holding ``scope``
-    and returns its validation result. Otherwise it answers as SPEC §6: 401, 403,
+    and returns its validation result. Otherwise it answers as docs/http.md says: 401, 403,
     429, or 500 ``{"error": "auth_unavailable"}`` when the store is down (its cause
     logged once on the ``keyleash`` logger)."""
     native = _native_of(kl)
@@ -224,7 +224,7 @@ def agentkey_router(
     signup_rate_limit: int | Literal[False] = 20,
     signup_rate_limit_per_domain: int | None = None,
 ) -> APIRouter:
-    """The self-serve routes of SPEC §6 with agentkey's security model:
+    """The self-serve routes of docs/http.md with agentkey's security model:
     ``POST /signup``, ``GET /sdk-keys/me``, ``POST /sdk-keys``, ``DELETE
     /sdk-keys/{key_id}``.
 

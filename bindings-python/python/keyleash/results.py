@@ -1,4 +1,4 @@
-"""Result objects: snake_case attributes over the core's camelCase JSON (SPEC §4).
+"""Result objects: snake_case attributes over the core's camelCase JSON (docs/api.md).
 
 Each result keeps the exact JSON the core produced; ``to_dict()`` returns it, so it
 equals what the Node package returns, field for field (timestamps as ISO 8601 with
@@ -35,7 +35,7 @@ class _Result:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Self:
-        """Wraps a result in the camelCase shape of SPEC §4."""
+        """Wraps a result in the camelCase shape of docs/api.md."""
         names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         for key, value in raw.items():
