@@ -1,9 +1,11 @@
 //! Storage: one module per backend behind one trait.
 //!
+//! - `charge.rs`: how a charge batch is decided and written, once for both stores
+//!   (lock, prior idempotent charges, plan, write, commit), over each store's SQL.
 //! - `postgres.rs`: the production store. Charges lock the touched rows
-//!   (`SELECT … FOR UPDATE`, in id order so concurrent batches cannot deadlock),
-//!   let [`crate::engine`] decide, and write back with one `UPDATE … FROM UNNEST`
-//!   and one `INSERT … SELECT FROM UNNEST`, all in one transaction.
+//!   (`SELECT … FOR UPDATE`, in id order so concurrent batches cannot deadlock) and
+//!   write back with one `UPDATE … FROM UNNEST` and one `INSERT … SELECT FROM
+//!   UNNEST`, all in one transaction.
 //! - `sqlite.rs`: the embedded store, the same steps under `BEGIN IMMEDIATE`.
 //!
 //! Every method is batch-shaped where the hot path is (`fetch`, `charge`): a caller
@@ -19,6 +21,7 @@ use crate::error::Result;
 use crate::group::Limits;
 use crate::model::{ChargeResult, LedgerEntry, UsageRange};
 
+pub(crate) mod charge;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 

@@ -16,10 +16,11 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Row};
 
-use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
+use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup, Plan, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
+use crate::store::charge::{self, ChargeSql};
 use crate::store::{rate_sql, statements, NewKey};
 
 const MIGRATIONS: &[&str] = &[
@@ -305,86 +306,14 @@ impl PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Runs a charge batch through the shared pipeline (`charge.rs`).
     pub async fn charge(
         &self,
         reqs: &[ChargeReq],
         now: DateTime<Utc>,
     ) -> Result<Vec<ChargeResult>> {
-        let (hashes, subjects) = split(reqs.iter().map(|r| &r.lookup));
-        let lock = match (hashes.is_empty(), subjects.is_empty()) {
-            (false, true) => &self.sql.lock_by_hash,
-            (true, false) => &self.sql.lock_by_subject,
-            _ => &self.sql.lock_by_both,
-        };
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<KeyRow> = sqlx::query(lock)
-            .bind(&hashes)
-            .bind(&subjects)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(decode)
-            .collect::<Result<_, _>>()?;
-        let idem: Vec<&str> = reqs
-            .iter()
-            .filter_map(|r| r.idempotency_key.as_deref())
-            .collect();
-        let mut priors = Vec::new();
-        if !idem.is_empty() && !rows.is_empty() {
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            for r in sqlx::query(&self.sql.priors)
-                .bind(&ids)
-                .bind(&idem)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                priors.push(PriorCharge {
-                    key_id: r.try_get(0)?,
-                    idempotency_key: r.try_get(1)?,
-                    used_after_micros: r.try_get(2)?,
-                    remaining_after_micros: r.try_get(3)?,
-                });
-            }
-        }
-        let plan = plan_charges(&rows, &priors, reqs, now);
-        if !plan.updates.is_empty() {
-            let u = &plan.updates;
-            sqlx::query(&self.sql.update)
-                .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.used_micros).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.used_cents).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.held_micros).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.reset_at).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.anchor_at).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.last_used_at).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !plan.ledger.is_empty() {
-            let l = &plan.ledger;
-            sqlx::query(&self.sql.ledger_insert)
-                .bind(l.iter().map(|l| l.key_id).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.account_id.clone()).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.amount_micros).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.created_at).collect::<Vec<_>>())
-                .bind(
-                    l.iter()
-                        .map(|l| l.idempotency_key.clone())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(l.iter().map(|l| l.used_after_micros).collect::<Vec<_>>())
-                .bind(
-                    l.iter()
-                        .map(|l| l.remaining_after_micros)
-                        .collect::<Vec<_>>(),
-                )
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(plan.outcomes)
+        let tx = self.pool.begin().await?;
+        charge::run(PgCharge { tx, sql: &self.sql }, reqs, now).await
     }
 
     pub async fn revoke(
@@ -451,6 +380,96 @@ impl PgStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Postgres' SQL for the steps of a charge (`charge.rs`): one locking statement for
+/// the whole family in id order, and `UNNEST` arrays for the writes.
+struct PgCharge<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    sql: &'a Sql,
+}
+
+impl ChargeSql for PgCharge<'_> {
+    async fn lock(&mut self, reqs: &[ChargeReq]) -> Result<Vec<KeyRow>> {
+        let (hashes, subjects) = split(reqs.iter().map(|r| &r.lookup));
+        let lock = match (hashes.is_empty(), subjects.is_empty()) {
+            (false, true) => &self.sql.lock_by_hash,
+            (true, false) => &self.sql.lock_by_subject,
+            _ => &self.sql.lock_by_both,
+        };
+        let rows = sqlx::query(lock)
+            .bind(&hashes)
+            .bind(&subjects)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+
+    async fn priors(&mut self, rows: &[KeyRow], reqs: &[ChargeReq]) -> Result<Vec<PriorCharge>> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let idem: Vec<&str> = reqs
+            .iter()
+            .filter_map(|r| r.idempotency_key.as_deref())
+            .collect();
+        let found = sqlx::query(&self.sql.priors)
+            .bind(&ids)
+            .bind(&idem)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let prior = |r: &PgRow| -> Result<PriorCharge, sqlx::Error> {
+            Ok(PriorCharge {
+                key_id: r.try_get(0)?,
+                idempotency_key: r.try_get(1)?,
+                used_after_micros: r.try_get(2)?,
+                remaining_after_micros: r.try_get(3)?,
+            })
+        };
+        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
+    }
+
+    async fn write(&mut self, plan: &Plan) -> Result<()> {
+        if !plan.updates.is_empty() {
+            let u = &plan.updates;
+            sqlx::query(&self.sql.update)
+                .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.used_micros).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.used_cents).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.held_micros).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.reset_at).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.anchor_at).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.last_used_at).collect::<Vec<_>>())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if !plan.ledger.is_empty() {
+            let l = &plan.ledger;
+            sqlx::query(&self.sql.ledger_insert)
+                .bind(l.iter().map(|l| l.key_id).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.account_id.clone()).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.amount_micros).collect::<Vec<_>>())
+                .bind(l.iter().map(|l| l.created_at).collect::<Vec<_>>())
+                .bind(
+                    l.iter()
+                        .map(|l| l.idempotency_key.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(l.iter().map(|l| l.used_after_micros).collect::<Vec<_>>())
+                .bind(
+                    l.iter()
+                        .map(|l| l.remaining_after_micros)
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
     }
 }
 

@@ -18,10 +18,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row};
 
-use crate::engine::{plan_charges, ChargeReq, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
+use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup, Plan, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
+use crate::store::charge::{self, ChargeSql};
 use crate::store::{rate_sql, statements, NewKey};
 
 const MIGRATIONS: &[&str] = &[
@@ -286,73 +287,14 @@ impl SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Runs a charge batch through the shared pipeline (`charge.rs`).
     pub async fn charge(
         &self,
         reqs: &[ChargeReq],
         now: DateTime<Utc>,
     ) -> Result<Vec<ChargeResult>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut rows: Vec<KeyRow> = Vec::new();
-        for req in reqs {
-            if rows.iter().any(|r| req.lookup.matches(r)) {
-                continue;
-            }
-            let (sql, value) = self.lookup_sql(&req.lookup);
-            for r in sqlx::query(sql).bind(value).fetch_all(&mut *tx).await? {
-                push_new(&mut rows, decode(&r)?);
-            }
-        }
-        let mut priors = Vec::new();
-        for req in reqs {
-            let (Some(k), Some(row)) = (
-                &req.idempotency_key,
-                rows.iter().find(|r| req.lookup.matches(r)),
-            ) else {
-                continue;
-            };
-            if let Some(p) = sqlx::query(&self.sql.prior)
-                .bind(row.id)
-                .bind(k)
-                .fetch_optional(&mut *tx)
-                .await?
-            {
-                priors.push(PriorCharge {
-                    key_id: row.id,
-                    idempotency_key: k.clone(),
-                    used_after_micros: p.try_get(0)?,
-                    remaining_after_micros: p.try_get(1)?,
-                });
-            }
-        }
-        let plan = plan_charges(&rows, &priors, reqs, now);
-        for u in &plan.updates {
-            sqlx::query(&self.sql.update)
-                .bind(u.id)
-                .bind(u.budget_micros)
-                .bind(u.budget_cents)
-                .bind(u.used_micros)
-                .bind(u.used_cents)
-                .bind(u.held_micros)
-                .bind(u.reset_at.as_ref().map(ts))
-                .bind(u.anchor_at.as_ref().map(ts))
-                .bind(u.last_used_at.as_ref().map(ts))
-                .execute(&mut *tx)
-                .await?;
-        }
-        for l in &plan.ledger {
-            sqlx::query(&self.sql.ledger_insert)
-                .bind(l.key_id)
-                .bind(&l.account_id)
-                .bind(l.amount_micros)
-                .bind(ts(&l.created_at))
-                .bind(&l.idempotency_key)
-                .bind(l.used_after_micros)
-                .bind(l.remaining_after_micros)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(plan.outcomes)
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        charge::run(LiteCharge { tx, store: self }, reqs, now).await
     }
 
     pub async fn revoke(
@@ -419,6 +361,93 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// SQLite's SQL for the steps of a charge (`charge.rs`), under `BEGIN IMMEDIATE`:
+/// the write lock is the database's, so "lock" is a plain read of each family.
+struct LiteCharge<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    store: &'a SqliteStore,
+}
+
+impl ChargeSql for LiteCharge<'_> {
+    async fn lock(&mut self, reqs: &[ChargeReq]) -> Result<Vec<KeyRow>> {
+        let mut rows: Vec<KeyRow> = Vec::new();
+        for req in reqs {
+            if rows.iter().any(|r| req.lookup.matches(r)) {
+                continue;
+            }
+            let (sql, value) = self.store.lookup_sql(&req.lookup);
+            for r in sqlx::query(sql)
+                .bind(value)
+                .fetch_all(&mut *self.tx)
+                .await?
+            {
+                push_new(&mut rows, decode(&r)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn priors(&mut self, rows: &[KeyRow], reqs: &[ChargeReq]) -> Result<Vec<PriorCharge>> {
+        let mut priors = Vec::new();
+        for req in reqs {
+            let (Some(k), Some(row)) = (
+                &req.idempotency_key,
+                rows.iter().find(|r| req.lookup.matches(r)),
+            ) else {
+                continue;
+            };
+            if let Some(p) = sqlx::query(&self.store.sql.prior)
+                .bind(row.id)
+                .bind(k)
+                .fetch_optional(&mut *self.tx)
+                .await?
+            {
+                priors.push(PriorCharge {
+                    key_id: row.id,
+                    idempotency_key: k.clone(),
+                    used_after_micros: p.try_get(0)?,
+                    remaining_after_micros: p.try_get(1)?,
+                });
+            }
+        }
+        Ok(priors)
+    }
+
+    async fn write(&mut self, plan: &Plan) -> Result<()> {
+        for u in &plan.updates {
+            sqlx::query(&self.store.sql.update)
+                .bind(u.id)
+                .bind(u.budget_micros)
+                .bind(u.budget_cents)
+                .bind(u.used_micros)
+                .bind(u.used_cents)
+                .bind(u.held_micros)
+                .bind(u.reset_at.as_ref().map(ts))
+                .bind(u.anchor_at.as_ref().map(ts))
+                .bind(u.last_used_at.as_ref().map(ts))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        for l in &plan.ledger {
+            sqlx::query(&self.store.sql.ledger_insert)
+                .bind(l.key_id)
+                .bind(&l.account_id)
+                .bind(l.amount_micros)
+                .bind(ts(&l.created_at))
+                .bind(&l.idempotency_key)
+                .bind(l.used_after_micros)
+                .bind(l.remaining_after_micros)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
     }
 }
 
