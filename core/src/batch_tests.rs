@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 
 use crate::engine::{ChargeReq, Lookup};
-use crate::store::Backend;
 use crate::{key, Charge, Clock, CreateOptions, KeyLeash, Options};
 
 const NOW: &str = "2026-01-15T12:00:00Z";

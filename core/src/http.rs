@@ -33,7 +33,6 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::model::{CreateOptions, InvalidReason, KeyInfo, Validation};
 use crate::period::{parse_duration, Period};
-use crate::store::Backend;
 use crate::{key, KeyLeash};
 
 /// The largest request body the self-serve routes read, in bytes (64 KiB). An

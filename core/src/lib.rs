@@ -69,7 +69,7 @@ use crate::error::shown;
 use crate::group::Group;
 use crate::ident::TableNames;
 use crate::period::{parse_duration, Period};
-use crate::store::{Backend, NewKey, Store};
+use crate::store::{NewKey, Store};
 
 /// Longest user id, name, delegatedBy and idempotency key, in bytes.
 pub const MAX_TEXT_LEN: usize = 256;

@@ -1,4 +1,4 @@
-//! Storage: one module per backend behind one trait.
+//! Storage: one module per backend, one `Store` that dispatches to the one in use.
 //!
 //! - `charge.rs`: how a charge batch is decided and written, once for both stores
 //!   (lock, prior idempotent charges, plan, write, commit), over each store's SQL.
@@ -44,54 +44,6 @@ pub(crate) struct NewKey {
     pub metadata: Option<String>,
     pub created_at: DateTime<Utc>,
     pub parent_id: Option<i64>,
-}
-
-/// What every backend provides. Errors are [`crate::Error::Unavailable`]: the
-/// arguments were checked before they got here.
-pub(crate) trait Backend {
-    /// Creates or adopts the schema; idempotent and safe to run concurrently.
-    async fn migrate(&self) -> Result<()>;
-    /// Inserts a minted key and returns its id.
-    async fn insert_key(&self, key: &NewKey) -> Result<i64>;
-    /// Inserts a subject row unless one exists for its subject.
-    async fn insert_subject(&self, key: &NewKey) -> Result<()>;
-    /// Reads the key `id` and its ancestors (no lock); empty when there is no such key.
-    async fn get(&self, id: i64) -> Result<Vec<KeyRow>>;
-    /// Reads the rows named by `lookups` and their ancestors (no lock), in any order.
-    async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>>;
-    /// Persists a rollover computed from a row whose reset time was `seen_reset`;
-    /// false if the row changed meanwhile (someone else rolled or charged it).
-    async fn persist_roll(
-        &self,
-        seen_reset: Option<DateTime<Utc>>,
-        update: &KeyUpdate,
-    ) -> Result<bool>;
-    /// Applies a batch of positive charges atomically, in order.
-    async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>>;
-    /// Sets `revoked_at` on a live key (of `account_id`, when given).
-    async fn revoke(
-        &self,
-        key_id: i64,
-        account_id: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<bool>;
-    /// The rows of an account, by id.
-    async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>>;
-    /// A key's ledger rows in a window, oldest first.
-    async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>>;
-    /// One GCRA rate-limit check of `bucket`, in one atomic statement: `None` when
-    /// the event is allowed (and counted), else how many milliseconds until it
-    /// would be. `interval_ms` is the window divided by the limit; at most
-    /// `window_ms` worth of events may be outstanding.
-    async fn rate_check(
-        &self,
-        bucket: &str,
-        now_ms: i64,
-        interval_ms: i64,
-        window_ms: i64,
-    ) -> Result<Option<i64>>;
-    /// Closes the pool.
-    async fn close(&self);
 }
 
 /// The store of one `KeyLeash`.
@@ -152,33 +104,49 @@ macro_rules! dispatch {
     };
 }
 
-impl Backend for Store {
-    async fn migrate(&self) -> Result<()> {
+/// What every backend provides, dispatched to the store in use. Errors are
+/// [`crate::Error::Unavailable`] (or `NotMigrated`): the arguments were checked
+/// before they got here.
+impl Store {
+    /// Creates or adopts the schema; idempotent and safe to run concurrently.
+    pub async fn migrate(&self) -> Result<()> {
         dispatch!(self, s => s.migrate().await)
     }
-    async fn insert_key(&self, key: &NewKey) -> Result<i64> {
+    /// Inserts a minted key and returns its id.
+    pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
         dispatch!(self, s => s.insert_key(key).await)
     }
-    async fn insert_subject(&self, key: &NewKey) -> Result<()> {
+    /// Inserts a subject row unless one exists for its subject.
+    pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
         dispatch!(self, s => s.insert_subject(key).await)
     }
-    async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
+    /// Reads the key `id` and its ancestors (no lock); empty when there is no such key.
+    pub async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
         dispatch!(self, s => s.get(id).await)
     }
-    async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
+    /// Reads the rows named by `lookups` and their ancestors (no lock), in any order.
+    pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
         dispatch!(self, s => s.fetch(lookups).await)
     }
-    async fn persist_roll(
+    /// Persists a rollover computed from a row whose reset time was `seen_reset`;
+    /// false if the row changed meanwhile (someone else rolled or charged it).
+    pub async fn persist_roll(
         &self,
         seen_reset: Option<DateTime<Utc>>,
         update: &KeyUpdate,
     ) -> Result<bool> {
         dispatch!(self, s => s.persist_roll(seen_reset, update).await)
     }
-    async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Vec<ChargeResult>> {
+    /// Applies a batch of positive charges atomically, in order.
+    pub async fn charge(
+        &self,
+        reqs: &[ChargeReq],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ChargeResult>> {
         dispatch!(self, s => s.charge(reqs, now).await)
     }
-    async fn revoke(
+    /// Sets `revoked_at` on a live key (of `account_id`, when given).
+    pub async fn revoke(
         &self,
         key_id: i64,
         account_id: Option<&str>,
@@ -186,13 +154,19 @@ impl Backend for Store {
     ) -> Result<bool> {
         dispatch!(self, s => s.revoke(key_id, account_id, now).await)
     }
-    async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
+    /// The rows of an account, by id.
+    pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
         dispatch!(self, s => s.list(account_id).await)
     }
-    async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
+    /// A key's ledger rows in a window, oldest first.
+    pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
         dispatch!(self, s => s.usage(key_id, range).await)
     }
-    async fn rate_check(
+    /// One GCRA rate-limit check of `bucket`, in one atomic statement: `None` when
+    /// the event is allowed (and counted), else how many milliseconds until it
+    /// would be. `interval_ms` is the window divided by the limit; at most
+    /// `window_ms` worth of events may be outstanding.
+    pub async fn rate_check(
         &self,
         bucket: &str,
         now_ms: i64,
@@ -203,7 +177,8 @@ impl Backend for Store {
             dispatch!(self, s => s.rate_upsert(bucket, now_ms, interval_ms, window_ms).await)?;
         Ok((!allowed).then(|| (tat + interval_ms - window_ms - now_ms).max(1)))
     }
-    async fn close(&self) {
+    /// Closes the pool.
+    pub async fn close(&self) {
         dispatch!(self, s => s.close().await)
     }
 }
