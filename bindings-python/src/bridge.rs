@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::IntoPyObjectExt;
+use pyo3::{intern, IntoPyObjectExt};
 use tokio::runtime::{Builder, Runtime};
 
 static CLOSING: AtomicBool = AtomicBool::new(false);
@@ -78,6 +78,25 @@ where
             std::mem::forget(unsent);
         }
     });
+    Ok(py_fut)
+}
+
+/// An asyncio future of the running loop, already resolved with `result`: for a
+/// call the core answered synchronously, without the store (`KeyLeash::validate_now`
+/// and kin). Awaiting a done future returns at once, without suspending: no tokio
+/// task, no delivery thread, no loop wake-up. Everything happens here, on the
+/// calling thread with the GIL held, before this returns, so nothing is left to
+/// race interpreter exit or to outlive a cancelled caller.
+pub fn ready_into_py<'py, T>(py: Python<'py>, result: PyResult<T>) -> PyResult<Bound<'py, PyAny>>
+where
+    T: IntoPyObject<'py>,
+{
+    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+    let py_fut = event_loop.call_method0(intern!(py, "create_future"))?;
+    match result.and_then(|v| v.into_bound_py_any(py)) {
+        Ok(v) => py_fut.call_method1(intern!(py, "set_result"), (v,))?,
+        Err(e) => py_fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
+    };
     Ok(py_fut)
 }
 

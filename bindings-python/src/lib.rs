@@ -19,7 +19,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use serde::Serialize;
 
-use crate::bridge::future_into_py;
+use crate::bridge::{future_into_py, ready_into_py};
 
 pyo3::import_exception!(keyleash.exceptions, InvalidScopeError);
 pyo3::import_exception!(keyleash.exceptions, InvalidDurationError);
@@ -243,6 +243,9 @@ impl NativeKeyLeash {
 
     fn validate<'py>(&self, py: Python<'py>, raw_key: String) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
+        if let Some(answer) = kl.validate_now(&raw_key) {
+            return ready_into_py(py, to_json(&answer));
+        }
         future_into_py(py, async move {
             to_json(&kl.validate(&raw_key).await.map_err(py_err)?)
         })
@@ -254,6 +257,9 @@ impl NativeKeyLeash {
         subject: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
+        if let Some(answer) = kl.validate_by_subject_now(&subject) {
+            return ready_into_py(py, to_json(&answer));
+        }
         future_into_py(py, async move {
             to_json(&kl.validate_by_subject(&subject).await.map_err(py_err)?)
         })
@@ -272,6 +278,9 @@ impl NativeKeyLeash {
             cost_cents,
             idempotency_key,
         };
+        if let Some(outcome) = kl.track_usage_now(&raw_key, &charge) {
+            return ready_into_py(py, outcome.map_err(py_err).and_then(|c| to_json(&c)));
+        }
         future_into_py(py, async move {
             to_json(&kl.track_usage(&raw_key, charge).await.map_err(py_err)?)
         })
@@ -290,6 +299,9 @@ impl NativeKeyLeash {
             cost_cents,
             idempotency_key,
         };
+        if let Some(outcome) = kl.track_usage_by_subject_now(&subject, &charge) {
+            return ready_into_py(py, outcome.map_err(py_err).and_then(|c| to_json(&c)));
+        }
         future_into_py(py, async move {
             to_json(
                 &kl.track_usage_by_subject(&subject, charge)

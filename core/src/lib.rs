@@ -303,18 +303,33 @@ impl KeyLeash {
     /// malformed one), `revoked`, `expired` or `budget_exceeded`, in that order.
     /// Rolls an elapsed budget period first. Errors only with `unavailable`.
     pub async fn validate(&self, raw_key: &str) -> Result<Validation> {
-        match self.lookup_key(raw_key) {
-            Some(lookup) => self.validate_lookup(lookup).await,
-            None => Ok(Validation::Invalid(InvalidReason::Invalid)),
+        match self.validate_now(raw_key) {
+            Some(answer) => Ok(answer),
+            None => self.validate_lookup(Lookup::Hash(key::hash(raw_key))).await,
         }
+    }
+
+    /// The answer of [`KeyLeash::validate`] when it needs no store (a malformed key
+    /// is `invalid`), or `None` when only the store can answer. Synchronous and
+    /// cheap (no I/O, no lock): bindings call it first and skip the trip through
+    /// their async machinery when it answers. `validate` itself starts with it, so
+    /// both give the same answer by construction.
+    pub fn validate_now(&self, raw_key: &str) -> Option<Validation> {
+        (!self.key_shaped(raw_key)).then_some(Validation::Invalid(InvalidReason::Invalid))
     }
 
     /// [`KeyLeash::validate`] for a subject row made by [`KeyLeash::ensure_subject`].
     pub async fn validate_by_subject(&self, subject: &str) -> Result<Validation> {
-        match lookup_subject(subject) {
-            Some(lookup) => self.validate_lookup(lookup).await,
-            None => Ok(Validation::Invalid(InvalidReason::Invalid)),
+        match self.validate_by_subject_now(subject) {
+            Some(answer) => Ok(answer),
+            None => self.validate_lookup(Lookup::Subject(subject.into())).await,
         }
+    }
+
+    /// [`KeyLeash::validate_now`] for [`KeyLeash::validate_by_subject`]: `invalid`
+    /// for a subject no row can have (empty, oversized, with a NUL).
+    pub fn validate_by_subject_now(&self, subject: &str) -> Option<Validation> {
+        (!subject_shaped(subject)).then_some(Validation::Invalid(InvalidReason::Invalid))
     }
 
     async fn validate_lookup(&self, lookup: Lookup) -> Result<Validation> {
@@ -328,8 +343,21 @@ impl KeyLeash {
     /// `revoked`) are results; errors are `invalid_argument` (a bad idempotency key)
     /// and `unavailable`.
     pub async fn track_usage(&self, raw_key: &str, charge: Charge) -> Result<ChargeResult> {
-        let lookup = self.lookup_key(raw_key);
-        self.charge(lookup, charge).await
+        match charge_step(self.key_shaped(raw_key), &charge) {
+            Err(answer) => answer,
+            Ok(micros) => {
+                let lookup = Lookup::Hash(key::hash(raw_key));
+                self.charge(lookup, micros, charge).await
+            }
+        }
+    }
+
+    /// The outcome of [`KeyLeash::track_usage`] when it needs no store (a bad
+    /// idempotency key, an invalid or zero cost, a malformed key), or `None` when
+    /// only the store can answer. Synchronous and cheap, like
+    /// [`KeyLeash::validate_now`]; `track_usage` starts with the same check.
+    pub fn track_usage_now(&self, raw_key: &str, charge: &Charge) -> Option<Result<ChargeResult>> {
+        charge_step(self.key_shaped(raw_key), charge).err()
     }
 
     /// [`KeyLeash::track_usage`] for a subject row made by [`KeyLeash::ensure_subject`].
@@ -338,22 +366,25 @@ impl KeyLeash {
         subject: &str,
         charge: Charge,
     ) -> Result<ChargeResult> {
-        self.charge(lookup_subject(subject), charge).await
+        match charge_step(subject_shaped(subject), &charge) {
+            Err(answer) => answer,
+            Ok(micros) => {
+                let lookup = Lookup::Subject(subject.into());
+                self.charge(lookup, micros, charge).await
+            }
+        }
     }
 
-    async fn charge(&self, lookup: Option<Lookup>, charge: Charge) -> Result<ChargeResult> {
-        if let Some(k) = &charge.idempotency_key {
-            check_text("idempotencyKey", k, MAX_TEXT_LEN, true)?;
-        }
-        let Some(micros) = amount::cents_to_micros(charge.cost_cents) else {
-            return Ok(ChargeResult::Refused(ChargeRefusal::InvalidCost));
-        };
-        if micros == 0 {
-            return Ok(ChargeResult::Free);
-        }
-        let Some(lookup) = lookup else {
-            return Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey));
-        };
+    /// [`KeyLeash::track_usage_now`] for [`KeyLeash::track_usage_by_subject`].
+    pub fn track_usage_by_subject_now(
+        &self,
+        subject: &str,
+        charge: &Charge,
+    ) -> Option<Result<ChargeResult>> {
+        charge_step(subject_shaped(subject), charge).err()
+    }
+
+    async fn charge(&self, lookup: Lookup, micros: i64, charge: Charge) -> Result<ChargeResult> {
         let req = ChargeReq {
             lookup,
             micros,
@@ -392,9 +423,9 @@ impl KeyLeash {
         self.inner.store.close().await;
     }
 
-    fn lookup_key(&self, raw_key: &str) -> Option<Lookup> {
-        (raw_key.len() <= MAX_RAW_KEY_LEN && key::well_formed(&self.inner.prefix, raw_key))
-            .then(|| Lookup::Hash(key::hash(raw_key)))
+    /// Whether `raw_key` could be in the store (length, prefix, checksum).
+    fn key_shaped(&self, raw_key: &str) -> bool {
+        raw_key.len() <= MAX_RAW_KEY_LEN && key::well_formed(&self.inner.prefix, raw_key)
     }
 }
 
@@ -435,10 +466,29 @@ fn charge_batches(store: &Arc<Store>, clock: &Clock) -> group::Executor<ChargeRe
     })
 }
 
-fn lookup_subject(subject: &str) -> Option<Lookup> {
-    check_text("subject", subject, MAX_SUBJECT_LEN, true)
-        .ok()
-        .map(|()| Lookup::Subject(subject.to_string()))
+/// Whether `subject` could be in the store (non-empty, not oversized, no NUL).
+fn subject_shaped(subject: &str) -> bool {
+    check_text("subject", subject, MAX_SUBJECT_LEN, true).is_ok()
+}
+
+/// The part of a charge decided without the store, in this order: a bad
+/// idempotency key is an error, an invalid cost `invalid_cost`, a zero cost
+/// `Free`, a key (or subject) that cannot exist `invalid_key`. `Err` holds that
+/// outcome; `Ok` the cost in micro-cents, for the store to decide.
+fn charge_step(known: bool, charge: &Charge) -> std::result::Result<i64, Result<ChargeResult>> {
+    if let Some(k) = &charge.idempotency_key {
+        check_text("idempotencyKey", k, MAX_TEXT_LEN, true).map_err(Err)?;
+    }
+    let Some(micros) = amount::cents_to_micros(charge.cost_cents) else {
+        return Err(Ok(ChargeResult::Refused(ChargeRefusal::InvalidCost)));
+    };
+    if micros == 0 {
+        return Err(Ok(ChargeResult::Free));
+    }
+    if !known {
+        return Err(Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey)));
+    }
+    Ok(micros)
 }
 
 /// Checks a caller's string: at most `max` bytes, no NUL, non-empty when `required`.

@@ -152,7 +152,7 @@ class KeyLeash:
     async def create(self, **options: Unpack[CreateOptions]) -> CreatedKey:
         """Mints a key; the raw key is in the result once and never again."""
         raw = await self._native.create(_create_options(options))
-        return CreatedKey.from_dict(json.loads(raw))
+        return CreatedKey._from_json(raw)
 
     async def ensure_subject(self, subject: str, **options: Unpack[CreateOptions]) -> None:
         """Creates, once, a budget row bound to an external identity (idempotent)."""
@@ -162,12 +162,12 @@ class KeyLeash:
     async def validate(self, raw_key: str) -> Validation:
         """Checks a raw key; ``valid=False`` with a reason when it may not be used."""
         raw = await self._native.validate(_check.text("raw_key", raw_key))
-        return Validation.from_dict(json.loads(raw))
+        return Validation._from_json(raw)
 
     async def validate_by_subject(self, subject: str) -> Validation:
         """``validate`` for a row made by ``ensure_subject``."""
         raw = await self._native.validate_by_subject(_check.text("subject", subject))
-        return Validation.from_dict(json.loads(raw))
+        return Validation._from_json(raw)
 
     async def track_usage(
         self, raw_key: str, cost_cents: float, *, idempotency_key: str | None = None
@@ -179,7 +179,7 @@ class KeyLeash:
             _check.amount("cost_cents", cost_cents),
             _check.opt_text("idempotency_key", idempotency_key),
         )
-        return ChargeResult.from_dict(json.loads(raw))
+        return ChargeResult._from_json(raw)
 
     async def track_usage_by_subject(
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
@@ -190,7 +190,7 @@ class KeyLeash:
             _check.amount("cost_cents", cost_cents),
             _check.opt_text("idempotency_key", idempotency_key),
         )
-        return ChargeResult.from_dict(json.loads(raw))
+        return ChargeResult._from_json(raw)
 
     async def revoke(self, key_id: int, account_id: str | None = None) -> bool:
         """Soft-revokes a key (only of ``account_id`` when given); whether one was."""
@@ -201,7 +201,7 @@ class KeyLeash:
     async def list(self, account_id: str) -> KeySummaries:
         """The keys of an account, oldest first, without secrets."""
         raw = json.loads(await self._native.list(_check.text("account_id", account_id)))
-        return [KeySummary.from_dict(row) for row in raw]
+        return [KeySummary._own(row) for row in raw]
 
     async def usage(
         self,
@@ -212,7 +212,7 @@ class KeyLeash:
         """A key's ledger rows, ``from_`` inclusive to ``to`` exclusive, oldest first."""
         key = _check.int64("key_id", key_id)
         raw = await self._native.usage(key, _iso("from_", from_), _iso("to", to))
-        return [LedgerEntry.from_dict(row) for row in json.loads(raw)]
+        return [LedgerEntry._own(row) for row in json.loads(raw)]
 
     async def close(self) -> None:
         """Closes the pool; later calls raise ``UnavailableError``."""

@@ -107,7 +107,7 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
         _log_cause(cause)
         if status != 200:
             _deny(request, status, body)
-        return Validation.from_dict(json.loads(body))
+        return Validation._from_json(body)
 
     return keyleash_key
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 from datetime import datetime
 from typing import Any, Self
@@ -25,6 +26,29 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
 
+_Attribute = tuple[str, bool] | None
+_ATTRIBUTES: dict[tuple[type, str], _Attribute] = {}
+
+
+def _attribute(cls: type, key: str) -> _Attribute:
+    """The attribute of ``cls`` a JSON key fills, and whether it is a timestamp, or
+    None (an unknown key). Cached: results are made per call, on the hot path; the
+    cache holds the core's keys, plus at most 1024 others from ``from_dict``."""
+    try:
+        return _ATTRIBUTES[cls, key]
+    except KeyError:
+        pass
+    name = _snake(key)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    attribute = None if name == "_raw" or name not in fields else (name, name in _TIME_FIELDS)
+    if len(_ATTRIBUTES) < 1024:
+        _ATTRIBUTES[cls, key] = attribute
+    return attribute
+
+
+_SCALARS = (str, int, float, type(None))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Result:
     _raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
@@ -36,14 +60,30 @@ class _Result:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Self:
         """Wraps a result in the camelCase shape of docs/api.md."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        return cls._own(copy.deepcopy(raw))
+
+    @classmethod
+    def _from_json(cls, text: str) -> Self:
+        """Wraps the core's JSON text of one result (what the native calls return)."""
+        return cls._own(json.loads(text))
+
+    @classmethod
+    def _own(cls, raw: dict[str, Any]) -> Self:
+        """Wraps ``raw``, which nobody else holds: it becomes ``_raw`` as is. The
+        attributes get their own copies of lists and dicts (``scopes``,
+        ``metadata``), so changing one never changes what ``to_dict()`` returns."""
         values: dict[str, Any] = {}
         for key, value in raw.items():
-            name = _snake(key)
-            if name in names and name != "_raw":
-                is_time = name in _TIME_FIELDS and isinstance(value, str)
-                values[name] = datetime.fromisoformat(value) if is_time else value
-        return cls(_raw=copy.deepcopy(raw), **values)
+            attribute = _attribute(cls, key)
+            if attribute is None:
+                continue
+            name, is_time = attribute
+            if is_time and isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            elif not isinstance(value, _SCALARS):
+                value = copy.deepcopy(value)
+            values[name] = value
+        return cls(_raw=raw, **values)
 
 
 @dataclasses.dataclass(frozen=True)
