@@ -303,9 +303,33 @@ impl KeyLeash {
     /// malformed one), `revoked`, `expired` or `budget_exceeded`, in that order.
     /// Rolls an elapsed budget period first. Errors only with `unavailable`.
     pub async fn validate(&self, raw_key: &str) -> Result<Validation> {
-        match self.lookup_key(raw_key) {
-            Some(lookup) => self.validate_lookup(lookup).await,
-            None => Ok(Validation::Invalid(InvalidReason::Invalid)),
+        match self.key_ref(raw_key) {
+            Ok(key) => self.validate_ref(&key).await,
+            Err(reason) => Ok(Validation::Invalid(reason)),
+        }
+    }
+
+    /// [`KeyLeash::validate`]'s answer when it needs no store access (a malformed
+    /// key: `invalid`), else `None`. Synchronous and cheap, so a binding can answer
+    /// without entering its async machinery; `validate` answers through it too.
+    pub fn validate_now(&self, raw_key: &str) -> Option<Validation> {
+        self.key_ref(raw_key).err().map(Validation::Invalid)
+    }
+
+    /// [`KeyLeash::validate`] for a key already parsed and hashed by
+    /// [`KeyLeash::key_ref`].
+    pub async fn validate_ref(&self, key: &KeyRef) -> Result<Validation> {
+        self.validate_lookup(key.0.clone()).await
+    }
+
+    /// `raw_key` hashed once, to validate and charge it without hashing it again
+    /// (the HTTP path charges the key it authenticated); `Err(invalid)` when it is
+    /// malformed, so no store could hold it.
+    pub fn key_ref(&self, raw_key: &str) -> std::result::Result<KeyRef, InvalidReason> {
+        if raw_key.len() <= MAX_RAW_KEY_LEN && key::well_formed(&self.inner.prefix, raw_key) {
+            Ok(KeyRef(Lookup::Hash(key::hash(raw_key))))
+        } else {
+            Err(InvalidReason::Invalid)
         }
     }
 
@@ -328,8 +352,35 @@ impl KeyLeash {
     /// `revoked`) are results; errors are `invalid_argument` (a bad idempotency key)
     /// and `unavailable`.
     pub async fn track_usage(&self, raw_key: &str, charge: Charge) -> Result<ChargeResult> {
-        let lookup = self.lookup_key(raw_key);
-        self.charge(lookup, charge).await
+        match precheck(&charge, self.well_formed(raw_key)) {
+            Precheck::Decided(r) => r,
+            Precheck::Store(micros) => {
+                let lookup = Lookup::Hash(key::hash(raw_key));
+                self.charge(lookup, micros, charge.idempotency_key).await
+            }
+        }
+    }
+
+    /// [`KeyLeash::track_usage`]'s answer when it needs no store access (a bad
+    /// idempotency key, an invalid or zero cost, a malformed key), else `None`.
+    /// Synchronous and cheap; `track_usage` answers through the same checks.
+    pub fn track_usage_now(&self, raw_key: &str, charge: &Charge) -> Option<Result<ChargeResult>> {
+        match precheck(charge, self.well_formed(raw_key)) {
+            Precheck::Decided(r) => Some(r),
+            Precheck::Store(_) => None,
+        }
+    }
+
+    /// [`KeyLeash::track_usage`] for a key already parsed and hashed by
+    /// [`KeyLeash::key_ref`] (what [`KeyLeash::authenticate_key`] granted).
+    pub async fn track_usage_ref(&self, key: &KeyRef, charge: Charge) -> Result<ChargeResult> {
+        match precheck(&charge, true) {
+            Precheck::Decided(r) => r,
+            Precheck::Store(micros) => {
+                self.charge(key.0.clone(), micros, charge.idempotency_key)
+                    .await
+            }
+        }
     }
 
     /// [`KeyLeash::track_usage`] for a subject row made by [`KeyLeash::ensure_subject`].
@@ -338,26 +389,27 @@ impl KeyLeash {
         subject: &str,
         charge: Charge,
     ) -> Result<ChargeResult> {
-        self.charge(lookup_subject(subject), charge).await
+        let lookup = lookup_subject(subject);
+        match (precheck(&charge, lookup.is_some()), lookup) {
+            (Precheck::Store(micros), Some(lookup)) => {
+                self.charge(lookup, micros, charge.idempotency_key).await
+            }
+            (Precheck::Decided(r), _) => r,
+            (Precheck::Store(_), None) => Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey)),
+        }
     }
 
-    async fn charge(&self, lookup: Option<Lookup>, charge: Charge) -> Result<ChargeResult> {
-        if let Some(k) = &charge.idempotency_key {
-            check_text("idempotencyKey", k, MAX_TEXT_LEN, true)?;
-        }
-        let Some(micros) = amount::cents_to_micros(charge.cost_cents) else {
-            return Ok(ChargeResult::Refused(ChargeRefusal::InvalidCost));
-        };
-        if micros == 0 {
-            return Ok(ChargeResult::Free);
-        }
-        let Some(lookup) = lookup else {
-            return Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey));
-        };
+    /// A charge `precheck` left to the store: one transaction per batch.
+    async fn charge(
+        &self,
+        lookup: Lookup,
+        micros: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<ChargeResult> {
         let req = ChargeReq {
             lookup,
             micros,
-            idempotency_key: charge.idempotency_key,
+            idempotency_key,
         };
         self.inner.charges.call(req).await
     }
@@ -392,10 +444,49 @@ impl KeyLeash {
         self.inner.store.close().await;
     }
 
-    fn lookup_key(&self, raw_key: &str) -> Option<Lookup> {
-        (raw_key.len() <= MAX_RAW_KEY_LEN && key::well_formed(&self.inner.prefix, raw_key))
-            .then(|| Lookup::Hash(key::hash(raw_key)))
+    /// Whether a store could hold `raw_key` (else it is `invalid` without a lookup).
+    fn well_formed(&self, raw_key: &str) -> bool {
+        raw_key.len() <= MAX_RAW_KEY_LEN && key::well_formed(&self.inner.prefix, raw_key)
     }
+}
+
+/// A raw key parsed and hashed once ([`KeyLeash::key_ref`]), to validate and charge
+/// it again without the raw key: it holds the key's SHA-256, never the key.
+#[derive(Clone)]
+pub struct KeyRef(Lookup);
+
+impl std::fmt::Debug for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRef(<redacted>)")
+    }
+}
+
+/// What a charge's checks decide before any store access.
+enum Precheck {
+    /// The answer: a bad idempotency key, an invalid or zero cost, an unknown key.
+    Decided(Result<ChargeResult>),
+    /// The store must decide a charge of this many micro-cents.
+    Store(i64),
+}
+
+/// The checks of every charge, in order: the idempotency key, the cost (zero
+/// succeeds at once), then whether the key can exist at all (`known`).
+fn precheck(charge: &Charge, known: bool) -> Precheck {
+    if let Some(k) = &charge.idempotency_key {
+        if let Err(e) = check_text("idempotencyKey", k, MAX_TEXT_LEN, true) {
+            return Precheck::Decided(Err(e));
+        }
+    }
+    let Some(micros) = amount::cents_to_micros(charge.cost_cents) else {
+        return Precheck::Decided(Ok(ChargeResult::Refused(ChargeRefusal::InvalidCost)));
+    };
+    if micros == 0 {
+        return Precheck::Decided(Ok(ChargeResult::Free));
+    }
+    if !known {
+        return Precheck::Decided(Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey)));
+    }
+    Precheck::Store(micros)
 }
 
 /// The executor of validate batches: one read of every named row and its
