@@ -273,6 +273,24 @@ export interface MiddlewareOptions {
   onError?: OnError;
 }
 
+/** Options of `req.agentKey.charge`; an unknown name rejects with `invalid_argument`. */
+export interface KeyChargeOptions {
+  /** A repeat with the same idempotency key is applied once and returns the first result. */
+  idempotencyKey?: string | null;
+}
+
+/**
+ * `req.agentKey`: the validation result of the request's key, and `charge`. The raw
+ * key is not on it: JSON.stringify and util.inspect show the validation result only.
+ */
+export interface GrantedKey extends ValidKey {
+  /**
+   * Charges the request's key, as `kl.trackUsage(rawKey, { costCents, ...options })`
+   * would, without parsing the header or hashing the key again. Not enumerable.
+   */
+  charge(costCents: number, options?: KeyChargeOptions): Promise<TrackUsageResult>;
+}
+
 /** Express middleware: the statuses of docs/http.md; attaches `req.agentKey`. */
 export declare function agentKeyMiddleware(kl: KeyLeash, options?: MiddlewareOptions): RequestHandler;
 
@@ -315,8 +333,8 @@ export declare function createAgentKeyRoutes(kl: KeyLeash, options?: RouteOption
 declare global {
   namespace Express {
     interface Request {
-      /** The validation result of the request's key, set by `agentKeyMiddleware`. */
-      agentKey?: ValidKey;
+      /** The validation result of the request's key and its `charge`, set by `agentKeyMiddleware`. */
+      agentKey?: GrantedKey;
     }
   }
 }

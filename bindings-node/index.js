@@ -140,6 +140,7 @@ const OPTIONS = {
     metadata: "json",
   },
   charge: { costCents: "number", idempotencyKey: "string" },
+  "req.agentKey.charge": { idempotencyKey: "string" },
   usage: { from: "instant", to: "instant" },
   advance: { seconds: "number", minutes: "number", hours: "number", days: "number" },
   selfServe: ROUTE,
@@ -221,16 +222,27 @@ function hideKey(created) {
   return created;
 }
 
+/** The middleware's authenticate, which also hands back the granted key's handle. */
+const AUTHENTICATE_KEY = Symbol("keyleash.authenticateKey");
+
 /**
  * Scoped, budgeted, time-bounded API keys on Postgres or SQLite.
  * Create one with `await KeyLeash.connect(url, options)`.
  */
 class KeyLeash {
   #ready;
+  /** The native handle once connected (null before), for the synchronous fast paths. */
+  #native = null;
 
   /** @internal Use KeyLeash.connect (or new AgentKey({ pool })). */
   constructor(ready) {
     this.#ready = ready;
+    ready.then(
+      (n) => {
+        this.#native = n;
+      },
+      () => {},
+    );
   }
 
   /** Connects to `postgres://…`, `sqlite:path.db` or `sqlite::memory:`. */
@@ -238,7 +250,9 @@ class KeyLeash {
     const nativeHandle = await call(() =>
       native.NativeKeyLeash.connect(required(url, "url", "string"), strict(opts, "connect")),
     );
-    return new KeyLeash(Promise.resolve(nativeHandle));
+    const kl = new KeyLeash(Promise.resolve(nativeHandle));
+    kl.#native = nativeHandle;
+    return kl;
   }
 
   /** Runs `fn(native handle)` once connected; every failure becomes a KeyLeashError. */
@@ -258,12 +272,37 @@ class KeyLeash {
 
   /** Validates a raw key. */
   validate(rawKey) {
-    return this.#run((n) => n.validate(required(rawKey, "rawKey", "string")));
+    const n = this.#native;
+    if (n === null || typeof rawKey !== "string") {
+      return this.#run((n) => n.validate(required(rawKey, "rawKey", "string")));
+    }
+    // What the core answers without the store (a malformed key) comes back
+    // synchronously: no native task, no async function, one resolved promise.
+    const now = n.validateNow(rawKey);
+    return now !== null ? Promise.resolve(now) : call(() => n.validate(rawKey));
   }
 
   /** Charges a key after the fact, atomically. */
   trackUsage(rawKey, opts) {
-    return this.#run((n) => n.trackUsage(required(rawKey, "rawKey", "string"), strict(opts, "charge", ["costCents"])));
+    const n = this.#native;
+    if (n === null) {
+      return this.#run((n) =>
+        n.trackUsage(required(rawKey, "rawKey", "string"), strict(opts, "charge", ["costCents"])),
+      );
+    }
+    // As validate: a charge the core decides without the store (a bad idempotency
+    // key, an invalid or zero cost, a malformed key) is answered synchronously.
+    let rawKeyChecked;
+    let charge;
+    let now;
+    try {
+      rawKeyChecked = required(rawKey, "rawKey", "string");
+      charge = strict(opts, "charge", ["costCents"]);
+      now = n.trackUsageNow(rawKeyChecked, charge);
+    } catch (e) {
+      return Promise.reject(toKeyLeashError(e));
+    }
+    return now !== null ? Promise.resolve(now) : call(() => n.trackUsage(rawKeyChecked, charge));
   }
 
   /** Whether a validation result grants `scope`. */
@@ -310,6 +349,16 @@ class KeyLeash {
   authenticate(authorization, scope) {
     return this.#run((n) =>
       n.authenticate(checked(authorization, "authorization", "string"), checked(scope, "scope", "string")),
+    );
+  }
+
+  /**
+   * @internal `authenticate` for agentKeyMiddleware: when granted, `key` is a native
+   * handle charging the key by its hash (the raw key stays in the header).
+   */
+  [AUTHENTICATE_KEY](authorization, scope) {
+    return this.#run((n) =>
+      n.authenticateKey(checked(authorization, "authorization", "string"), checked(scope, "scope", "string")),
     );
   }
 
@@ -440,17 +489,38 @@ async function answer(pending, onError) {
  * Express middleware: authenticates `Authorization: Bearer <key>`, requires
  * `scope` when given, attaches the validation result as `req.agentKey`, and
  * answers the statuses of docs/http.md (fail closed with 500 when the store is down).
+ * `req.agentKey.charge(costCents, { idempotencyKey })` charges that key, as
+ * `kl.trackUsage(rawKey, { costCents, idempotencyKey })` would.
  * Options: `scope`, `onError(err)` (called once per store failure with a
  * KeyLeashError; default: one `keyleash: …` line on stderr).
  */
 function agentKeyMiddleware(kl, opts) {
   const { scope = null, onError = logError } = strict(opts, "agentKeyMiddleware");
   return async function keyleashMiddleware(req, res, next) {
-    const r = await answer(kl.authenticate(req.headers.authorization ?? null, scope), onError);
+    const r = await answer(kl[AUTHENTICATE_KEY](req.headers.authorization ?? null, scope), onError);
     if (r.status !== 200) return res.status(r.status).json(r.body);
-    req.agentKey = r.body;
+    req.agentKey = grantedKey(r.body, r.key);
     return next();
   };
+}
+
+/**
+ * The validation result `info` with `charge(costCents, opts)`: `kl.trackUsage` of
+ * the same key, through `handle` (the key's hash, held natively), so the header is
+ * not parsed and the key not hashed again. The method is not enumerable and the
+ * handle lives only in its closure: JSON.stringify and util.inspect show the
+ * validation result alone, and the raw key is nowhere on the object.
+ */
+function grantedKey(info, handle) {
+  Object.defineProperty(info, "charge", {
+    value: function charge(costCents, opts) {
+      return call(() => {
+        const cost = required(costCents, "costCents", "number");
+        return handle.charge({ ...strict(opts, "req.agentKey.charge"), costCents: cost });
+      });
+    },
+  });
+  return info;
 }
 
 /**

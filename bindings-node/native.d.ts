@@ -19,8 +19,19 @@ export declare class NativeKeyLeash {
   create(options: CreateOptions): Promise<any>
   /** Validates a raw key. */
   validate(rawKey: string): Promise<any>
+  /**
+   * `validate`'s answer when it needs no store access (a malformed key), else
+   * null: synchronous, so the JavaScript half answers without a task or a
+   * promise chain.
+   */
+  validateNow(rawKey: string): any | null
   /** Charges a raw key. */
   trackUsage(rawKey: string, charge: ChargeOptions): Promise<any>
+  /**
+   * `trackUsage`'s answer when it needs no store access (a bad idempotency key,
+   * an invalid or zero cost, a malformed key), else null. Synchronous.
+   */
+  trackUsageNow(rawKey: string, charge: ChargeOptions): any | null
   /** Revokes a key (of `accountId` only, when given). */
   revoke(keyId: number, accountId?: string | undefined | null): Promise<boolean>
   /** Creates a subject row once. */
@@ -39,6 +50,12 @@ export declare class NativeKeyLeash {
    */
   authenticate(authorization?: string | undefined | null, scope?: string | undefined | null): Promise<any>
   /**
+   * `authenticate`, also handing back the granted key as a handle that charges
+   * it without the raw key (it holds the key's hash): `{status, body, cause?,
+   * key?}`, `key` set when status is 200.
+   */
+  authenticateKey(authorization?: string | undefined | null, scope?: string | undefined | null): Promise<Authenticated>
+  /**
    * One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
    * `id`), from the client at `clientAddress` (what the signup rate limit
    * counts); returns `{status, body, retryAfter?, cause?}`.
@@ -54,6 +71,15 @@ export declare class NativeKeyLeash {
   close(): Promise<void>
 }
 
+/**
+ * A key the middleware granted, to charge it without its raw key (it holds the
+ * key's hash). Use `req.agentKey.charge` instead.
+ */
+export declare class NativeKeyRef {
+  /** Charges the key, as `trackUsage` with its raw key would. */
+  charge(charge: ChargeOptions): Promise<any>
+}
+
 /** How far to move a manual clock (any mix; negative moves back). */
 export interface AdvanceBy {
   /** Seconds. */
@@ -64,6 +90,18 @@ export interface AdvanceBy {
   hours?: number
   /** Days. */
   days?: number
+}
+
+/** The reply of `authenticateKey`. */
+export interface Authenticated {
+  /** 200 when granted, else the denial's status. */
+  status: number
+  /** The validation result when granted, else the denial's JSON body. */
+  body: any
+  /** A store failure to log (never sent). */
+  cause?: string
+  /** The granted key, to charge it. */
+  key?: NativeKeyRef
 }
 
 /** A charge. */

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeKeyLeash = nativeBinding.NativeKeyLeash
+module.exports.NativeKeyRef = nativeBinding.NativeKeyRef
 module.exports.checkRouteOptions = nativeBinding.checkRouteOptions
 module.exports.hasScope = nativeBinding.hasScope
 module.exports.MAX_BODY_BYTES = nativeBinding.MAX_BODY_BYTES

@@ -174,6 +174,37 @@ pub struct NativeKeyLeash {
     inner: keyleash::KeyLeash,
 }
 
+/// The reply of `authenticateKey`.
+#[napi(object, object_from_js = false)]
+pub struct Authenticated {
+    /// 200 when granted, else the denial's status.
+    pub status: u32,
+    /// The validation result when granted, else the denial's JSON body.
+    pub body: Value,
+    /// A store failure to log (never sent).
+    pub cause: Option<String>,
+    /// The granted key, to charge it.
+    pub key: Option<NativeKeyRef>,
+}
+
+/// A key the middleware granted, to charge it without its raw key (it holds the
+/// key's hash). Use `req.agentKey.charge` instead.
+#[napi]
+pub struct NativeKeyRef {
+    inner: keyleash::KeyLeash,
+    key: keyleash::KeyRef,
+}
+
+#[napi]
+impl NativeKeyRef {
+    /// Charges the key, as `trackUsage` with its raw key would.
+    #[napi]
+    pub async fn charge(&self, charge: ChargeOptions) -> Result<Value> {
+        let (kl, key) = (self.inner.clone(), self.key.clone());
+        to_json(&run(async move { kl.track_usage_ref(&key, charge.into()).await }).await?)
+    }
+}
+
 fn err(e: keyleash::Error) -> Error {
     Error::new(
         Status::GenericFailure,
@@ -310,11 +341,33 @@ impl NativeKeyLeash {
         to_json(&run(async move { kl.validate(&raw_key).await }).await?)
     }
 
+    /// `validate`'s answer when it needs no store access (a malformed key), else
+    /// null: synchronous, so the JavaScript half answers without a task or a
+    /// promise chain.
+    #[napi]
+    pub fn validate_now(&self, raw_key: String) -> Result<Option<Value>> {
+        self.inner
+            .validate_now(&raw_key)
+            .as_ref()
+            .map(to_json)
+            .transpose()
+    }
+
     /// Charges a raw key.
     #[napi]
     pub async fn track_usage(&self, raw_key: String, charge: ChargeOptions) -> Result<Value> {
         let kl = self.inner.clone();
         to_json(&run(async move { kl.track_usage(&raw_key, charge.into()).await }).await?)
+    }
+
+    /// `trackUsage`'s answer when it needs no store access (a bad idempotency key,
+    /// an invalid or zero cost, a malformed key), else null. Synchronous.
+    #[napi]
+    pub fn track_usage_now(&self, raw_key: String, charge: ChargeOptions) -> Result<Option<Value>> {
+        match self.inner.track_usage_now(&raw_key, &charge.into()) {
+            Some(r) => to_json(&r.map_err(err)?).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Revokes a key (of `accountId` only, when given).
@@ -399,6 +452,41 @@ impl NativeKeyLeash {
                 to_json(&keyleash::Validation::Valid(info))?,
             )),
             Access::Denied(r) => reply(r),
+        })
+    }
+
+    /// `authenticate`, also handing back the granted key as a handle that charges
+    /// it without the raw key (it holds the key's hash): `{status, body, cause?,
+    /// key?}`, `key` set when status is 200.
+    #[napi]
+    pub async fn authenticate_key(
+        &self,
+        authorization: Option<String>,
+        scope: Option<String>,
+    ) -> Result<Authenticated> {
+        let kl = self.inner.clone();
+        let granted = run(async move {
+            Ok(kl
+                .authenticate_key(authorization.as_deref(), scope.as_deref())
+                .await)
+        })
+        .await?;
+        Ok(match granted {
+            Ok((info, key)) => Authenticated {
+                status: 200,
+                body: to_json(&keyleash::Validation::Valid(info))?,
+                cause: None,
+                key: Some(NativeKeyRef {
+                    inner: self.inner.clone(),
+                    key,
+                }),
+            },
+            Err(r) => Authenticated {
+                status: u32::from(r.status),
+                body: r.body,
+                cause: r.cause,
+                key: None,
+            },
         })
     }
 

@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::model::{CreateOptions, InvalidReason, KeyInfo, Validation};
 use crate::period::{parse_duration, Period};
-use crate::{key, KeyLeash};
+use crate::{key, KeyLeash, KeyRef};
 
 /// The largest request body the self-serve routes read, in bytes (64 KiB). An
 /// integration stops reading there and answers [`Reply::payload_too_large`].
@@ -228,27 +228,35 @@ impl KeyLeash {
     /// "required", "available"}`; 500 `{"error": "auth_unavailable"}` when the store
     /// fails. Never returns an error: every outcome is a reply.
     pub async fn authenticate(&self, authorization: Option<&str>, scope: Option<&str>) -> Access {
+        match self.authenticate_key(authorization, scope).await {
+            Ok((info, _)) => Access::Granted(info),
+            Err(reply) => Access::Denied(reply),
+        }
+    }
+
+    /// [`KeyLeash::authenticate`], also handing back the granted key hashed, so the
+    /// request's handler can charge it ([`KeyLeash::track_usage_ref`]) without
+    /// parsing the header and hashing the key again. `Err` is the denial reply.
+    pub async fn authenticate_key(
+        &self,
+        authorization: Option<&str>,
+        scope: Option<&str>,
+    ) -> std::result::Result<(Box<KeyInfo>, KeyRef), Reply> {
         let Some(raw) = authorization.and_then(bearer) else {
-            return Access::Denied(Reply::new(401, json!({ "error": "Missing API key" })));
+            return Err(Reply::new(401, json!({ "error": "Missing API key" })));
         };
-        let info = match self.validate(raw).await {
+        let key = self.key_ref(raw).map_err(denied)?;
+        let info = match self.validate_ref(&key).await {
             Ok(Validation::Valid(info)) => info,
-            Ok(Validation::Invalid(reason)) => {
-                let status = if reason == InvalidReason::BudgetExceeded {
-                    429
-                } else {
-                    401
-                };
-                return Access::Denied(Reply::new(status, json!({ "error": reason.as_str() })));
-            }
-            Err(e) => return Access::Denied(Reply::unavailable(&e)),
+            Ok(Validation::Invalid(reason)) => return Err(denied(reason)),
+            Err(e) => return Err(Reply::unavailable(&e)),
         };
         match scope {
-            Some(scope) if !info.has_scope(scope) => Access::Denied(Reply::new(
+            Some(scope) if !info.has_scope(scope) => Err(Reply::new(
                 403,
                 json!({ "error": "insufficient_scope", "required": scope, "available": info.scopes }),
             )),
-            _ => Access::Granted(info),
+            _ => Ok((info, key)),
         }
     }
 
@@ -525,6 +533,16 @@ impl KeyLeash {
 }
 
 /// The key of an `Authorization: Bearer <key>` header (scheme case-insensitive).
+/// The denial of a key that is not valid: 429 for `budget_exceeded`, else 401.
+fn denied(reason: InvalidReason) -> Reply {
+    let status = if reason == InvalidReason::BudgetExceeded {
+        429
+    } else {
+        401
+    };
+    Reply::new(status, json!({ "error": reason.as_str() }))
+}
+
 fn bearer(header: &str) -> Option<&str> {
     let (scheme, rest) = header.split_at_checked(7)?;
     let key = rest.trim();

@@ -318,6 +318,23 @@ impl KeyLeash {
         (!self.key_shaped(raw_key)).then_some(Validation::Invalid(InvalidReason::Invalid))
     }
 
+    /// [`KeyLeash::validate`] for a key already parsed and hashed by
+    /// [`KeyLeash::key_ref`].
+    pub async fn validate_ref(&self, key: &KeyRef) -> Result<Validation> {
+        self.validate_lookup(key.0.clone()).await
+    }
+
+    /// `raw_key` hashed once, to validate and charge it without hashing it again
+    /// (the HTTP path charges the key it authenticated); `Err(invalid)` when it is
+    /// malformed, so no store could hold it.
+    pub fn key_ref(&self, raw_key: &str) -> std::result::Result<KeyRef, InvalidReason> {
+        if self.key_shaped(raw_key) {
+            Ok(KeyRef(Lookup::Hash(key::hash(raw_key))))
+        } else {
+            Err(InvalidReason::Invalid)
+        }
+    }
+
     /// [`KeyLeash::validate`] for a subject row made by [`KeyLeash::ensure_subject`].
     pub async fn validate_by_subject(&self, subject: &str) -> Result<Validation> {
         match self.validate_by_subject_now(subject) {
@@ -358,6 +375,15 @@ impl KeyLeash {
     /// [`KeyLeash::validate_now`]; `track_usage` starts with the same check.
     pub fn track_usage_now(&self, raw_key: &str, charge: &Charge) -> Option<Result<ChargeResult>> {
         charge_step(self.key_shaped(raw_key), charge).err()
+    }
+
+    /// [`KeyLeash::track_usage`] for a key already parsed and hashed by
+    /// [`KeyLeash::key_ref`] (what [`KeyLeash::authenticate_key`] granted).
+    pub async fn track_usage_ref(&self, key: &KeyRef, charge: Charge) -> Result<ChargeResult> {
+        match charge_step(true, &charge) {
+            Err(answer) => answer,
+            Ok(micros) => self.charge(key.0.clone(), micros, charge).await,
+        }
     }
 
     /// [`KeyLeash::track_usage`] for a subject row made by [`KeyLeash::ensure_subject`].
@@ -489,6 +515,17 @@ fn charge_step(known: bool, charge: &Charge) -> std::result::Result<i64, Result<
         return Err(Ok(ChargeResult::Refused(ChargeRefusal::InvalidKey)));
     }
     Ok(micros)
+}
+
+/// A raw key parsed and hashed once ([`KeyLeash::key_ref`]), to validate and charge
+/// it again without the raw key: it holds the key's SHA-256, never the key.
+#[derive(Clone)]
+pub struct KeyRef(Lookup);
+
+impl std::fmt::Debug for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyRef(<redacted>)")
+    }
 }
 
 /// Checks a caller's string: at most `max` bytes, no NUL, non-empty when `required`.

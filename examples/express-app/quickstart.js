@@ -7,7 +7,7 @@ const { KeyLeash, agentKeyMiddleware, createAgentKeyRoutes } = require("keyleash
   const app = express();
   app.use(createAgentKeyRoutes(kl, { signupScopes: ["proxy.chat"], signupBudgetCents: 50 }));
   app.post("/chat", agentKeyMiddleware(kl, { scope: "proxy.chat" }), async (req, res) => {
-    const charge = await kl.trackUsage(req.get("authorization").slice(7), { costCents: 5 });
+    const charge = await req.agentKey.charge(5); // the key the middleware granted
     if (!charge.success) return res.status(429).json({ error: charge.reason });
     res.json({ reply: "hello", budgetRemainingCents: charge.budgetRemainingCents });
   });

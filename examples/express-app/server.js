@@ -64,9 +64,9 @@ async function main() {
         .json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
     }
     const answer = complete(prompt);
-    const rawKey = req.get("authorization").trim().slice("bearer".length).trim();
-    const charge = await kl
-      .trackUsage(rawKey, { costCents: answer.costCents, idempotencyKey: req.get("idempotency-key") })
+    // The key the middleware authenticated, charged without parsing the header again.
+    const charge = await req.agentKey
+      .charge(answer.costCents, { idempotencyKey: req.get("idempotency-key") })
       .catch((e) => {
         console.error(`keyleash: the key store failed: ${e.message}`); // the message never holds a key
         return null;
