@@ -99,24 +99,31 @@ async fn batch_equals_sequential(url: &str, tag: &str) {
     let now: DateTime<Utc> = NOW.parse().unwrap();
     let (batched, h1) = setup(url, &format!("batch_{tag}_{}", std::process::id())).await;
     let (single, h2) = setup(url, &format!("single_{tag}_{}", std::process::id())).await;
-    let got = batched
+    let charged = batched
         .inner
         .store
         .charge(&requests(&h1), now)
         .await
         .unwrap();
-    let mut want = Vec::new();
+    let (got, mut exhausted) = (charged.outcomes, charged.exhausted);
+    let (mut want, mut want_exhausted) = (Vec::new(), Vec::new());
     for req in requests(&h2) {
-        want.extend(
-            single
-                .inner
-                .store
-                .charge(std::slice::from_ref(&req), now)
-                .await
-                .unwrap(),
-        );
+        let one = single
+            .inner
+            .store
+            .charge(std::slice::from_ref(&req), now)
+            .await
+            .unwrap();
+        want.extend(one.outcomes);
+        want_exhausted.extend(one.exhausted);
     }
     assert_eq!(got, want);
+    // The keys left without budget (what caches are told) are the same too.
+    exhausted.sort_unstable();
+    want_exhausted.sort_unstable();
+    want_exhausted.dedup();
+    assert!(!exhausted.is_empty());
+    assert_eq!(exhausted, want_exhausted);
     assert_eq!(got.iter().filter(|r| r.success()).count(), 10, "{got:?}");
     assert_eq!(state(&batched).await, state(&single).await);
     assert_eq!(

@@ -132,6 +132,14 @@ pub(crate) struct KeyUpdate {
 }
 
 impl KeyUpdate {
+    /// Whether the row, as written, has no budget left (what `validate` calls
+    /// `budget_exceeded`): the charge that did this must invalidate caches.
+    pub fn exhausted(&self) -> bool {
+        self.budget_micros.is_some_and(|cap| {
+            i128::from(self.used_micros) + i128::from(self.held_micros) >= i128::from(cap)
+        })
+    }
+
     fn new(id: i64, b: &Budget, last_used_at: Option<DateTime<Utc>>) -> Self {
         Self {
             id,
@@ -262,6 +270,24 @@ impl KeyRow {
                 (b, true)
             }
         }
+    }
+
+    /// What a cached valid answer for this row depends on: the ids of its chain,
+    /// and the earliest expiry or next budget reset in it (the answer must not be
+    /// served past that instant).
+    pub fn cache_bounds(
+        &self,
+        rows: &[KeyRow],
+        now: DateTime<Utc>,
+    ) -> (Vec<i64>, Option<DateTime<Utc>>) {
+        let chain = chain(rows, self);
+        let ids = chain.iter().map(|r| r.id).collect();
+        let bound = chain
+            .iter()
+            .flat_map(|r| [r.expires_at, r.budget(now).0.reset_at])
+            .flatten()
+            .min();
+        (ids, bound)
     }
 
     /// Revoked beats expired; `None` when neither.

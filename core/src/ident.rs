@@ -27,6 +27,13 @@ pub struct TableNames {
 }
 
 impl TableNames {
+    /// The Postgres `NOTIFY` channel of this keys table, the same in every process
+    /// and language: `keyleash_` and 16 hex digits of the SHA-256 of the
+    /// qualified table name (a channel name must stay under 64 bytes).
+    pub fn channel(&self) -> String {
+        format!("keyleash_{}", &crate::key::hash(&self.keys)[..16])
+    }
+
     /// Checks `configured` and derives every name from it.
     pub fn new(configured: &str) -> Result<Self> {
         let bad = |why: &str| {

@@ -38,6 +38,7 @@
 pub mod amount;
 #[cfg(test)]
 mod batch_tests;
+mod cache;
 pub mod clock;
 mod engine;
 pub mod error;
@@ -59,11 +60,12 @@ pub use crate::clock::{Clock, ManualClock};
 pub use crate::error::{Error, Result};
 pub use crate::http::{Access, Reply, Route, SelfServeOptions};
 pub use crate::model::{
-    iso, parse_time, Charge, ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, InvalidReason,
-    KeyInfo, KeySummary, LedgerEntry, Options, UsageRange, Validation,
+    iso, parse_time, CacheOptions, CacheStats, Charge, ChargeRefusal, ChargeResult, CreateOptions,
+    CreatedKey, InvalidReason, KeyInfo, KeySummary, LedgerEntry, Options, UsageRange, Validation,
 };
 pub use crate::scope::has_scope;
 
+use crate::cache::Cache;
 use crate::engine::{ChargeReq, Lookup};
 use crate::error::shown;
 use crate::group::Group;
@@ -98,6 +100,18 @@ struct Inner {
     prefix: String,
     valid_scopes: Option<Vec<String>>,
     clock: Clock,
+    /// The opt-in validation cache (`cache.rs`).
+    cache: Option<Arc<Cache>>,
+    /// The cache's `LISTEN` task (Postgres), stopped with the last clone or `close`.
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(l) = &self.listener {
+            l.abort();
+        }
+    }
 }
 
 impl KeyLeash {
@@ -125,17 +139,41 @@ impl KeyLeash {
                 "the database URL must start with postgres://, postgresql:// or sqlite:",
             ));
         };
+        let (cache, listener) = match (&options.cache, &store) {
+            (None, _) => (None, None),
+            (Some(o), Store::Postgres(pg)) => {
+                // Serves nothing until its LISTEN connection is up.
+                let (connect, channel) = pg.listen_target();
+                let cache = Arc::new(Cache::new(o, Some(channel.clone())));
+                let listening = cache::listen(
+                    connect,
+                    channel,
+                    Arc::downgrade(&cache),
+                    options.acquire_timeout,
+                );
+                (Some(cache), Some(tokio::spawn(listening)))
+            }
+            (Some(o), Store::Sqlite(_)) => (Some(Arc::new(Cache::new(o, None))), None),
+        };
         let store = Arc::new(store);
         let limits = store.group_limits(options.pool_size);
         let clock = options.clock.clone();
         Ok(Self {
             inner: Arc::new(Inner {
-                validates: Group::new(limits.validates, validate_batches(&store, &clock)),
-                charges: Group::new(limits.charges, charge_batches(&store, &clock)),
+                validates: Group::new(
+                    limits.validates,
+                    validate_batches(&store, &clock, cache.clone()),
+                ),
+                charges: Group::new(
+                    limits.charges,
+                    charge_batches(&store, &clock, cache.clone()),
+                ),
                 store,
                 prefix: options.key_prefix,
                 valid_scopes: options.valid_scopes,
                 clock: options.clock,
+                cache,
+                listener,
             }),
         })
     }
@@ -302,26 +340,46 @@ impl KeyLeash {
     /// `invalid` (unknown, malformed, bad checksum: no database round trip for a
     /// malformed one), `revoked`, `expired` or `budget_exceeded`, in that order.
     /// Rolls an elapsed budget period first. Errors only with `unavailable`.
+    /// With the validation cache on ([`Options::cache`]), a valid answer may come
+    /// from the cache (see [`CacheOptions`]).
     pub async fn validate(&self, raw_key: &str) -> Result<Validation> {
-        match self.validate_now(raw_key) {
-            Some(answer) => Ok(answer),
-            None => self.validate_lookup(Lookup::Hash(key::hash(raw_key))).await,
+        match self.key_ref(raw_key) {
+            Err(reason) => Ok(Validation::Invalid(reason)),
+            Ok(key) => self.validate_ref(&key).await,
         }
     }
 
-    /// The answer of [`KeyLeash::validate`] when it needs no store (a malformed key
-    /// is `invalid`), or `None` when only the store can answer. Synchronous and
-    /// cheap (no I/O, no lock): bindings call it first and skip the trip through
-    /// their async machinery when it answers. `validate` itself starts with it, so
-    /// both give the same answer by construction.
+    /// The answer of [`KeyLeash::validate`] when it needs no store: a malformed key
+    /// is `invalid`, and a key in the validation cache gets its cached answer.
+    /// `None` when only the store can answer. Synchronous and cheap (no I/O; one
+    /// hash and one short lock with the cache on): bindings call it first and skip
+    /// the trip through their async machinery when it answers. `validate` makes
+    /// the same checks first, so both give the same answer by construction.
     pub fn validate_now(&self, raw_key: &str) -> Option<Validation> {
-        (!self.key_shaped(raw_key)).then_some(Validation::Invalid(InvalidReason::Invalid))
+        match self.key_ref(raw_key) {
+            Err(reason) => Some(Validation::Invalid(reason)),
+            Ok(key) => self.cached(&key.0),
+        }
+    }
+
+    /// The live cached answer for `lookup`, if the cache is on and has one.
+    fn cached(&self, lookup: &Lookup) -> Option<Validation> {
+        let cache = self.inner.cache.as_ref()?;
+        cache.get(lookup, self.inner.clock.now())
+    }
+
+    /// The validation cache's counters, or `None` when the cache is off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(|c| c.stats())
     }
 
     /// [`KeyLeash::validate`] for a key already parsed and hashed by
     /// [`KeyLeash::key_ref`].
     pub async fn validate_ref(&self, key: &KeyRef) -> Result<Validation> {
-        self.validate_lookup(key.0.clone()).await
+        match self.cached(&key.0) {
+            Some(answer) => Ok(answer),
+            None => self.inner.validates.call(key.0.clone()).await,
+        }
     }
 
     /// `raw_key` hashed once, to validate and charge it without hashing it again
@@ -339,18 +397,21 @@ impl KeyLeash {
     pub async fn validate_by_subject(&self, subject: &str) -> Result<Validation> {
         match self.validate_by_subject_now(subject) {
             Some(answer) => Ok(answer),
-            None => self.validate_lookup(Lookup::Subject(subject.into())).await,
+            None => {
+                self.validate_ref(&KeyRef(Lookup::Subject(subject.into())))
+                    .await
+            }
         }
     }
 
     /// [`KeyLeash::validate_now`] for [`KeyLeash::validate_by_subject`]: `invalid`
-    /// for a subject no row can have (empty, oversized, with a NUL).
+    /// for a subject no row can have (empty, oversized, with a NUL), or the cached
+    /// answer.
     pub fn validate_by_subject_now(&self, subject: &str) -> Option<Validation> {
-        (!subject_shaped(subject)).then_some(Validation::Invalid(InvalidReason::Invalid))
-    }
-
-    async fn validate_lookup(&self, lookup: Lookup) -> Result<Validation> {
-        self.inner.validates.call(lookup).await
+        if !subject_shaped(subject) {
+            return Some(Validation::Invalid(InvalidReason::Invalid));
+        }
+        self.cached(&Lookup::Subject(subject.into()))
     }
 
     /// Charges `charge.cost_cents` to a key after the fact, atomically: it succeeds
@@ -421,14 +482,21 @@ impl KeyLeash {
 
     /// Revokes a key (soft: `revoked_at` is set, the row stays). With `account_id`,
     /// only a key of that account is revoked. Returns whether a live key was revoked.
+    /// Other processes' validation caches drop the key (and its descendants) when
+    /// the revoke commits (Postgres `NOTIFY`); this process's at once.
     pub async fn revoke(&self, key_id: i64, account_id: Option<&str>) -> Result<bool> {
         if let Some(a) = account_id {
             check_text("accountId", a, MAX_ACCOUNT_LEN, true)?;
         }
-        self.inner
+        let revoked = self
+            .inner
             .store
             .revoke(key_id, account_id, self.inner.clock.now())
-            .await
+            .await?;
+        if let (true, Some(cache)) = (revoked, &self.inner.cache) {
+            cache.invalidate(&[key_id]);
+        }
+        Ok(revoked)
     }
 
     /// The keys of an account (revoked ones included), oldest first, without secrets.
@@ -444,8 +512,15 @@ impl KeyLeash {
         self.inner.store.usage(key_id, range).await
     }
 
-    /// Closes the connection pool; later calls fail with `unavailable`.
+    /// Closes the connection pool (and the cache's listener); later calls fail
+    /// with `unavailable`.
     pub async fn close(&self) {
+        if let Some(l) = &self.inner.listener {
+            l.abort();
+        }
+        if let Some(c) = &self.inner.cache {
+            c.set_listening(false);
+        }
         self.inner.store.close().await;
     }
 
@@ -457,11 +532,17 @@ impl KeyLeash {
 
 /// The executor of validate batches: one read of every named row and its
 /// ancestors, then each caller's answer from the rows as read at one instant.
-fn validate_batches(store: &Arc<Store>, clock: &Clock) -> group::Executor<Lookup, Validation> {
+/// Valid answers go into the cache, if any, unless it was invalidated meanwhile.
+fn validate_batches(
+    store: &Arc<Store>,
+    clock: &Clock,
+    cache: Option<Arc<Cache>>,
+) -> group::Executor<Lookup, Validation> {
     let (store, clock) = (Arc::clone(store), clock.clone());
     Box::new(move |lookups: Vec<Lookup>| {
-        let (store, clock) = (Arc::clone(&store), clock.clone());
+        let (store, clock, cache) = (Arc::clone(&store), clock.clone(), cache.clone());
         Box::pin(async move {
+            let epoch = cache.as_ref().map(|c| c.epoch());
             let now = clock.now();
             let rows = store.fetch(&lookups).await?;
             let mut out = Vec::with_capacity(lookups.len());
@@ -476,6 +557,10 @@ fn validate_batches(store: &Arc<Store>, clock: &Clock) -> group::Executor<Lookup
                     // the row; either way the answer is what the row said at `now`.
                     store.persist_roll(seen_reset, &update).await?;
                 }
+                if let (Some(cache), Some(epoch), true) = (&cache, epoch, validation.is_valid()) {
+                    let (ids, bound) = row.cache_bounds(&rows, now);
+                    cache.put(lookup.clone(), validation.clone(), ids, now, bound, epoch);
+                }
                 out.push(validation);
             }
             Ok(out)
@@ -484,11 +569,23 @@ fn validate_batches(store: &Arc<Store>, clock: &Clock) -> group::Executor<Lookup
 }
 
 /// The executor of charge batches: one transaction, decided in arrival order.
-fn charge_batches(store: &Arc<Store>, clock: &Clock) -> group::Executor<ChargeReq, ChargeResult> {
+/// Keys the batch left without budget leave this process's cache at once (other
+/// processes' when the transaction's notification arrives).
+fn charge_batches(
+    store: &Arc<Store>,
+    clock: &Clock,
+    cache: Option<Arc<Cache>>,
+) -> group::Executor<ChargeReq, ChargeResult> {
     let (store, clock) = (Arc::clone(store), clock.clone());
     Box::new(move |reqs: Vec<ChargeReq>| {
-        let (store, clock) = (Arc::clone(&store), clock.clone());
-        Box::pin(async move { store.charge(&reqs, clock.now()).await })
+        let (store, clock, cache) = (Arc::clone(&store), clock.clone(), cache.clone());
+        Box::pin(async move {
+            let charged = store.charge(&reqs, clock.now()).await?;
+            if let Some(cache) = &cache {
+                cache.invalidate(&charged.exhausted);
+            }
+            Ok(charged.outcomes)
+        })
     })
 }
 

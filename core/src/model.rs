@@ -34,6 +34,52 @@ pub struct Options {
     pub statement_timeout: StdDuration,
     /// The source of "now". Default [`Clock::System`].
     pub clock: Clock,
+    /// The opt-in validation cache (`None`, the default, is off). See
+    /// [`CacheOptions`] and docs/semantics.md "Validation cache".
+    pub cache: Option<CacheOptions>,
+}
+
+/// The validation cache of one `KeyLeash`: valid answers are kept in this process
+/// for at most `ttl` (and never past the key's expiry or budget reset), at most
+/// `max_entries` of them. On Postgres, revokes and exhausted budgets reach every
+/// process within milliseconds through `LISTEN`/`NOTIFY`; changes made by hand
+/// in SQL are seen after `ttl`. Charges never read the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// How long a valid answer may be served: 1 ms to 1 hour. Default 10 s.
+    pub ttl: StdDuration,
+    /// The most answers kept: 1 to 1,000,000; the oldest goes first. Default 10,000.
+    pub max_entries: usize,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            ttl: StdDuration::from_secs(10),
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// Counters of a validation cache ([`crate::KeyLeash::cache_stats`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheStats {
+    /// Answers held now.
+    pub entries: usize,
+    /// Validates answered from the cache.
+    pub hits: u64,
+    /// Validates that went to the store.
+    pub misses: u64,
+    /// Whether the cache serves answers: on Postgres only while its `LISTEN`
+    /// connection is up; always on SQLite.
+    pub listening: bool,
+    /// How many times the `LISTEN` connection was lost (each emptied the cache).
+    pub disconnects: u64,
+    /// The Postgres channel the cache listens on (`None` on SQLite). After changing
+    /// keys by hand in SQL, `SELECT pg_notify('<channel>', '*')` empties every
+    /// process's cache at once.
+    pub channel: Option<String>,
 }
 
 impl Default for Options {
@@ -46,6 +92,7 @@ impl Default for Options {
             acquire_timeout: StdDuration::from_secs(5),
             statement_timeout: StdDuration::from_secs(10),
             clock: Clock::System,
+            cache: None,
         }
     }
 }

@@ -20,6 +20,17 @@ pub const MAX_ACQUIRE_TIMEOUT_MS: u64 = 600_000;
 /// The longest statement timeout accepted, in milliseconds (one day).
 pub const MAX_STATEMENT_TIMEOUT_MS: u64 = 86_400_000;
 
+/// The longest validation-cache time to live accepted, in milliseconds (1 hour).
+pub const MAX_CACHE_TTL_MS: u64 = 3_600_000;
+/// The most validation-cache entries accepted.
+pub const MAX_CACHE_ENTRIES: u64 = 1_000_000;
+
+/// Converts a validation cache's `maxEntries` given as a number: a whole number
+/// from 1 to [`MAX_CACHE_ENTRIES`], else `invalid_argument` naming `field`.
+pub fn cache_entries(field: &str, n: f64) -> Result<usize> {
+    whole(field, n, 1, MAX_CACHE_ENTRIES).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
 /// Converts a pool size given as a number: a whole number from 1 to
 /// [`MAX_POOL_SIZE`], else `invalid_argument` naming `field`.
 pub fn pool_size(field: &str, n: f64) -> Result<u32> {
@@ -53,6 +64,16 @@ pub(crate) fn check(o: &Options) -> Result<()> {
                 "{field} must be from 1 ms to {max} ms, got {ms} ms"
             )));
         }
+    }
+    if let Some(c) = &o.cache {
+        let ms = c.ttl.as_millis();
+        if ms < 1 || ms > u128::from(MAX_CACHE_TTL_MS) {
+            return Err(Error::arg(format!(
+                "cache.ttl must be from 1 ms to {MAX_CACHE_TTL_MS} ms, got {ms} ms"
+            )));
+        }
+        #[allow(clippy::cast_precision_loss)] // at most usize, compared to 1e6
+        cache_entries("cache.max_entries", c.max_entries as f64)?;
     }
     Ok(())
 }
@@ -110,5 +131,30 @@ mod tests {
             .to_string()
             .contains("statement_timeout"));
         assert!(check(&Options::default()).is_ok());
+        for bad in [
+            crate::CacheOptions {
+                ttl: Duration::ZERO,
+                max_entries: 10,
+            },
+            crate::CacheOptions {
+                ttl: Duration::from_secs(3601),
+                max_entries: 10,
+            },
+            crate::CacheOptions {
+                ttl: Duration::from_secs(1),
+                max_entries: 0,
+            },
+            crate::CacheOptions {
+                ttl: Duration::from_secs(1),
+                max_entries: 1_000_001,
+            },
+        ] {
+            let o = Options {
+                cache: Some(bad),
+                ..Options::default()
+            };
+            let e = check(&o).unwrap_err();
+            assert!(e.to_string().contains("cache."), "{e}");
+        }
     }
 }

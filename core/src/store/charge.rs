@@ -25,10 +25,22 @@ pub(crate) trait ChargeSql {
     async fn lock(&mut self, reqs: &[ChargeReq]) -> Result<Vec<KeyRow>>;
     /// The ledger rows of `rows` stored under the idempotency keys of `reqs`.
     async fn priors(&mut self, rows: &[KeyRow], reqs: &[ChargeReq]) -> Result<Vec<PriorCharge>>;
-    /// Writes the plan's key updates and ledger rows (either may be empty).
-    async fn write(&mut self, plan: &Plan) -> Result<()>;
+    /// Writes the plan's key updates and ledger rows (either may be empty) and,
+    /// where the store has notifications, announces `exhausted` (the keys this
+    /// batch left without budget) to other processes' validation caches when the
+    /// transaction commits.
+    async fn write(&mut self, plan: &Plan, exhausted: &[i64]) -> Result<()>;
     /// Commits the transaction, which releases the locks.
     async fn commit(self) -> Result<()>;
+}
+
+/// The outcome of a charge batch.
+pub(crate) struct Charged {
+    /// One per request, in order.
+    pub outcomes: Vec<ChargeResult>,
+    /// The keys the batch left without budget: cached valid answers naming them
+    /// are stale.
+    pub exhausted: Vec<i64>,
 }
 
 /// Runs a batch of positive charges through `tx`, in order, atomically: every
@@ -37,7 +49,7 @@ pub(crate) async fn run<T: ChargeSql>(
     mut tx: T,
     reqs: &[ChargeReq],
     now: DateTime<Utc>,
-) -> Result<Vec<ChargeResult>> {
+) -> Result<Charged> {
     let rows = tx.lock(reqs).await?;
     let wants_priors = reqs.iter().any(|r| r.idempotency_key.is_some());
     let priors = if wants_priors && !rows.is_empty() {
@@ -46,9 +58,18 @@ pub(crate) async fn run<T: ChargeSql>(
         Vec::new()
     };
     let plan = plan_charges(&rows, &priors, reqs, now);
+    let exhausted: Vec<i64> = plan
+        .updates
+        .iter()
+        .filter(|u| u.exhausted())
+        .map(|u| u.id)
+        .collect();
     if !plan.updates.is_empty() || !plan.ledger.is_empty() {
-        tx.write(&plan).await?;
+        tx.write(&plan, &exhausted).await?;
     }
     tx.commit().await?;
-    Ok(plan.outcomes)
+    Ok(Charged {
+        outcomes: plan.outcomes,
+        exhausted,
+    })
 }

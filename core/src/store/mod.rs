@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup};
 use crate::error::Result;
 use crate::group::Limits;
-use crate::model::{ChargeResult, LedgerEntry, UsageRange};
+use crate::model::{LedgerEntry, UsageRange};
 
 pub(crate) mod charge;
 pub(crate) mod postgres;
@@ -138,11 +138,7 @@ impl Store {
         dispatch!(self, s => s.persist_roll(seen_reset, update).await)
     }
     /// Applies a batch of positive charges atomically, in order.
-    pub async fn charge(
-        &self,
-        reqs: &[ChargeReq],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ChargeResult>> {
+    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<charge::Charged> {
         dispatch!(self, s => s.charge(reqs, now).await)
     }
     /// Sets `revoked_at` on a live key (of `account_id`, when given).

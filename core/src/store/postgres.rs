@@ -16,11 +16,12 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Row};
 
+use crate::cache;
 use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup, Plan, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
-use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
-use crate::store::charge::{self, ChargeSql};
+use crate::model::{LedgerEntry, Options, UsageRange};
+use crate::store::charge::{self, ChargeSql, Charged};
 use crate::store::{rate_sql, statements, NewKey};
 
 const MIGRATIONS: &[&str] = &[
@@ -63,8 +64,7 @@ struct Sql {
     lock_by_subject: String,
     lock_by_both: String,
     priors: String,
-    update: String,
-    ledger_insert: String,
+    write: String,
     roll: String,
     revoke: String,
     revoke_in_account: String,
@@ -104,27 +104,37 @@ impl Sql {
                 "SELECT key_id::int8, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
                  WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
             ),
-            update: format!(
-                "UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, budget_used_micros = u.um, \
-                 budget_used_cents = u.uc, budget_held_micros = u.hm, budget_reset_at = u.ra, \
-                 budget_anchor_at = u.aa, last_used_at = u.lu \
+            // One statement for the whole write (one round trip): the key updates,
+            // the ledger rows and, when the batch left keys without budget, the
+            // notification to other processes' caches (sent when the transaction
+            // commits). Data-modifying CTEs run whether or not the query reads them.
+            write: format!(
+                "WITH u AS (UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, \
+                 budget_used_micros = u.um, budget_used_cents = u.uc, budget_held_micros = u.hm, \
+                 budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu \
                  FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], $6::int8[], \
                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[]) AS u(id, bm, bc, um, uc, hm, ra, aa, lu) \
-                 WHERE k.id = u.id"
-            ),
-            ledger_insert: format!(
-                "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
+                 WHERE k.id = u.id), \
+                 l AS (INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
                  used_after_micros, remaining_after_micros) \
-                 SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::timestamptz[], $5::text[], \
-                 $6::int8[], $7::int8[])"
+                 SELECT * FROM UNNEST($10::int8[], $11::text[], $12::int8[], $13::timestamptz[], $14::text[], \
+                 $15::int8[], $16::int8[])) \
+                 SELECT 1 FROM (SELECT pg_notify($17::text, $18::text) WHERE $18::text <> '') AS n"
             ),
             roll: format!(
                 "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = $2, \
                  budget_anchor_at = $3 WHERE id = $1 AND budget_reset_at IS NOT DISTINCT FROM $4"
             ),
-            revoke: format!("UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"),
+            // The revoke and its notification to other processes' caches are one
+            // statement: one cannot commit without the other.
+            revoke: format!(
+                "WITH r AS (UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id) \
+                 SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify($3::text, r.id::text)) AS n"
+            ),
             revoke_in_account: format!(
-                "UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND account_id = $3 AND revoked_at IS NULL"
+                "WITH r AS (UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND account_id = $4 \
+                 AND revoked_at IS NULL RETURNING id) \
+                 SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify($3::text, r.id::text)) AS n"
             ),
             list: format!("SELECT {COLUMNS} FROM {keys} WHERE account_id = $1 ORDER BY id"),
             usage: format!(
@@ -141,6 +151,10 @@ pub(crate) struct PgStore {
     pool: PgPool,
     names: TableNames,
     sql: Sql,
+    /// How to open a connection: the validation cache's listener opens its own.
+    connect: Box<PgConnectOptions>,
+    /// The `NOTIFY` channel of this keys table ([`TableNames::channel`]).
+    channel: String,
 }
 
 impl PgStore {
@@ -170,11 +184,13 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.unwrap_or(10))
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         Ok(Self {
             pool,
             sql: Sql::new(&names),
+            channel: names.channel(),
             names,
+            connect: Box::new(connect),
         })
     }
 
@@ -307,13 +323,14 @@ impl PgStore {
     }
 
     /// Runs a charge batch through the shared pipeline (`charge.rs`).
-    pub async fn charge(
-        &self,
-        reqs: &[ChargeReq],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ChargeResult>> {
+    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Charged> {
         let tx = self.pool.begin().await?;
-        charge::run(PgCharge { tx, sql: &self.sql }, reqs, now).await
+        let sql = PgCharge {
+            tx,
+            sql: &self.sql,
+            channel: &self.channel,
+        };
+        charge::run(sql, reqs, now).await
     }
 
     pub async fn revoke(
@@ -326,10 +343,14 @@ impl PgStore {
             Some(a) => sqlx::query(&self.sql.revoke_in_account)
                 .bind(key_id)
                 .bind(now)
+                .bind(&self.channel)
                 .bind(a),
-            None => sqlx::query(&self.sql.revoke).bind(key_id).bind(now),
+            None => sqlx::query(&self.sql.revoke)
+                .bind(key_id)
+                .bind(now)
+                .bind(&self.channel),
         };
-        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
+        Ok(!q.fetch_all(&self.pool).await?.is_empty())
     }
 
     pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
@@ -381,6 +402,11 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Where the validation cache listens: the connect options and the channel.
+    pub fn listen_target(&self) -> (PgConnectOptions, String) {
+        ((*self.connect).clone(), self.channel.clone())
+    }
 }
 
 /// Postgres' SQL for the steps of a charge (`charge.rs`): one locking statement for
@@ -388,6 +414,7 @@ impl PgStore {
 struct PgCharge<'a> {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
     sql: &'a Sql,
+    channel: &'a str,
 }
 
 impl ChargeSql for PgCharge<'_> {
@@ -428,43 +455,41 @@ impl ChargeSql for PgCharge<'_> {
         Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
     }
 
-    async fn write(&mut self, plan: &Plan) -> Result<()> {
-        if !plan.updates.is_empty() {
-            let u = &plan.updates;
-            sqlx::query(&self.sql.update)
-                .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.used_micros).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.used_cents).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.held_micros).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.reset_at).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.anchor_at).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.last_used_at).collect::<Vec<_>>())
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        if !plan.ledger.is_empty() {
-            let l = &plan.ledger;
-            sqlx::query(&self.sql.ledger_insert)
-                .bind(l.iter().map(|l| l.key_id).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.account_id.clone()).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.amount_micros).collect::<Vec<_>>())
-                .bind(l.iter().map(|l| l.created_at).collect::<Vec<_>>())
-                .bind(
-                    l.iter()
-                        .map(|l| l.idempotency_key.clone())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(l.iter().map(|l| l.used_after_micros).collect::<Vec<_>>())
-                .bind(
-                    l.iter()
-                        .map(|l| l.remaining_after_micros)
-                        .collect::<Vec<_>>(),
-                )
-                .execute(&mut *self.tx)
-                .await?;
-        }
+    async fn write(&mut self, plan: &Plan, exhausted: &[i64]) -> Result<()> {
+        let (u, l) = (&plan.updates, &plan.ledger);
+        sqlx::query(&self.sql.write)
+            .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.used_micros).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.used_cents).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.held_micros).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.reset_at).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.anchor_at).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.last_used_at).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.key_id).collect::<Vec<_>>())
+            .bind(
+                l.iter()
+                    .map(|l| l.account_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(l.iter().map(|l| l.amount_micros).collect::<Vec<_>>())
+            .bind(l.iter().map(|l| l.created_at).collect::<Vec<_>>())
+            .bind(
+                l.iter()
+                    .map(|l| l.idempotency_key.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(l.iter().map(|l| l.used_after_micros).collect::<Vec<_>>())
+            .bind(
+                l.iter()
+                    .map(|l| l.remaining_after_micros)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(self.channel)
+            .bind(cache::payload(exhausted))
+            .fetch_all(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

@@ -21,8 +21,8 @@ use sqlx::{Executor, Row};
 use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup, Plan, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
-use crate::model::{ChargeResult, LedgerEntry, Options, UsageRange};
-use crate::store::charge::{self, ChargeSql};
+use crate::model::{LedgerEntry, Options, UsageRange};
+use crate::store::charge::{self, ChargeSql, Charged};
 use crate::store::{rate_sql, statements, NewKey};
 
 const MIGRATIONS: &[&str] = &[
@@ -288,11 +288,7 @@ impl SqliteStore {
     }
 
     /// Runs a charge batch through the shared pipeline (`charge.rs`).
-    pub async fn charge(
-        &self,
-        reqs: &[ChargeReq],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ChargeResult>> {
+    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Charged> {
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         charge::run(LiteCharge { tx, store: self }, reqs, now).await
     }
@@ -416,7 +412,9 @@ impl ChargeSql for LiteCharge<'_> {
         Ok(priors)
     }
 
-    async fn write(&mut self, plan: &Plan) -> Result<()> {
+    /// SQLite has no notifications: `exhausted` reaches only this process's cache
+    /// (through the caller), others see it when their entries expire.
+    async fn write(&mut self, plan: &Plan, _exhausted: &[i64]) -> Result<()> {
         for u in &plan.updates {
             sqlx::query(&self.store.sql.update)
                 .bind(u.id)
