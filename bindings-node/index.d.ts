@@ -45,6 +45,38 @@ export interface ConnectOptions {
   statementTimeoutMs?: number;
   /** Use a manual clock starting at this instant (tests); see `setNow` / `advance`. */
   manualClock?: string | Date;
+  /**
+   * The opt-in validation cache: valid answers are served from this process for
+   * up to `ttlMs` (never past the key's expiry or budget reset). On Postgres,
+   * revokes and exhausted budgets reach every process's cache through
+   * LISTEN/NOTIFY; changes made by hand in SQL are seen after `ttlMs`. Charges
+   * never read the cache. Absent: off. `{}` takes the defaults.
+   */
+  cache?: CacheOptions;
+}
+
+/** Options of the validation cache; an unknown name is refused (`invalid_argument`). */
+export interface CacheOptions {
+  /** How long a valid answer may be served, in ms: 1 to 3600000. Default 10000. */
+  ttlMs?: number;
+  /** The most answers kept (the oldest goes first): 1 to 1000000. Default 10000. */
+  maxEntries?: number;
+}
+
+/** The validation cache's counters (`cacheStats()`). */
+export interface CacheStats {
+  /** Answers held now. */
+  entries: number;
+  /** Validates answered from the cache. */
+  hits: number;
+  /** Validates that went to the store. */
+  misses: number;
+  /** Whether the cache serves answers: on Postgres only while its LISTEN connection is up. */
+  listening: boolean;
+  /** How many times the LISTEN connection was lost (each emptied the cache). */
+  disconnects: number;
+  /** The Postgres channel listened on (null on SQLite); `pg_notify(channel, '*')` empties every cache. */
+  channel: string | null;
 }
 
 /** Options of `create` and `ensureSubject`; an unknown name is refused (`invalid_argument`). */
@@ -219,6 +251,8 @@ export declare class KeyLeash {
   ensureSubject(subject: string, options?: CreateOptions): Promise<void>;
   /** Validates a subject row. */
   validateBySubject(subject: string): Promise<ValidateResult>;
+  /** The validation cache's counters, or null when the cache is off. */
+  cacheStats(): CacheStats | null;
   /** Charges a subject row. */
   trackUsageBySubject(subject: string, charge: ChargeOptions): Promise<TrackUsageResult>;
   /** The keys of an account (revoked ones included), without secrets. */

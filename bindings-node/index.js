@@ -84,6 +84,11 @@ const KINDS = {
   instant: { ok: (v) => typeof v === "string" || v instanceof Date, is: "an ISO 8601 string or a Date", to: iso },
   limit: { ok: (v) => v === false || typeof v === "number", is: "a number or false" },
   function: { ok: (v) => typeof v === "function", is: "a function" },
+  cache: {
+    ok: (v) => typeof v === "object" && !Array.isArray(v),
+    is: "an object ({ttlMs, maxEntries})",
+    to: (v) => strict(v, "cache"),
+  },
   object: { ok: (v) => typeof v === "object", is: "an object" },
   json: { ok: () => true },
 };
@@ -111,6 +116,7 @@ const CONNECT = {
   acquireTimeoutMs: "number",
   statementTimeoutMs: "number",
   manualClock: "instant",
+  cache: "cache",
 };
 const ROUTE = {
   signupScopes: "strings",
@@ -125,6 +131,7 @@ const ROUTE = {
 /** The names and kinds of every options object of the package. */
 const OPTIONS = {
   connect: CONNECT,
+  cache: { ttlMs: "number", maxEntries: "number" },
   AgentKey: { pool: "object", url: "string", ...CONNECT },
   create: {
     accountId: "account",
@@ -270,7 +277,10 @@ class KeyLeash {
     return this.#run(async (n) => hideKey(await n.create(strict(opts, "create"))));
   }
 
-  /** Validates a raw key. */
+  /**
+   * Validates a raw key. With the validation cache on, a cached valid answer comes
+   * back without a trip to the store (or to a native task).
+   */
   validate(rawKey) {
     const n = this.#native;
     if (n === null || typeof rawKey !== "string") {
@@ -323,6 +333,14 @@ class KeyLeash {
   /** Validates a subject row. */
   validateBySubject(subject) {
     return this.#run((n) => n.validateBySubject(required(subject, "subject", "string")));
+  }
+
+  /**
+   * The validation cache's counters `{entries, hits, misses, listening, disconnects,
+   * channel}`, or null when the cache is off (or before the connection is made).
+   */
+  cacheStats() {
+    return this.#native === null ? null : this.#native.cacheStats();
   }
 
   /** Charges a subject row. */

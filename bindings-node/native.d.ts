@@ -25,6 +25,11 @@ export declare class NativeKeyLeash {
    * promise chain.
    */
   validateNow(rawKey: string): any | null
+  /**
+   * The validation cache's counters (`{entries, hits, misses, listening,
+   * disconnects, channel}`), or null when the cache is off.
+   */
+  cacheStats(): any | null
   /** Charges a raw key. */
   trackUsage(rawKey: string, charge: ChargeOptions): Promise<any>
   /**
@@ -104,6 +109,14 @@ export interface Authenticated {
   key?: NativeKeyRef
 }
 
+/** Options of the validation cache (`connect({cache: {...}})`). */
+export interface CacheOptions {
+  /** How long a valid answer may be served, in ms: 1 to 3600000. Default 10000. */
+  ttlMs?: number
+  /** The most answers kept: 1 to 1000000. Default 10000. */
+  maxEntries?: number
+}
+
 /** A charge. */
 export interface ChargeOptions {
   /** The cost in cents: finite and ≥ 0. */
@@ -143,6 +156,8 @@ export interface ConnectOptions {
   statementTimeoutMs?: number
   /** Use a manual clock starting at this ISO 8601 instant (for tests). */
   manualClock?: string
+  /** The opt-in validation cache (absent: off). */
+  cache?: CacheOptions
 }
 
 /** Options of `create` and `ensureSubject`. */

@@ -36,6 +36,17 @@ pub struct ConnectOptions {
     pub statement_timeout_ms: Option<f64>,
     /// Use a manual clock starting at this ISO 8601 instant (for tests).
     pub manual_clock: Option<String>,
+    /// The opt-in validation cache (absent: off).
+    pub cache: Option<CacheOptions>,
+}
+
+/// Options of the validation cache (`connect({cache: {...}})`).
+#[napi(object)]
+pub struct CacheOptions {
+    /// How long a valid answer may be served, in ms: 1 to 3600000. Default 10000.
+    pub ttl_ms: Option<f64>,
+    /// The most answers kept: 1 to 1000000. Default 10000.
+    pub max_entries: Option<f64>,
 }
 
 /// Options of `create` and `ensureSubject`.
@@ -315,6 +326,17 @@ impl NativeKeyLeash {
                 let start = keyleash::parse_time("manualClock", &start).map_err(err)?;
                 o.clock = Clock::manual(start);
             }
+            if let Some(cache) = c.cache {
+                let mut co = keyleash::CacheOptions::default();
+                if let Some(ms) = cache.ttl_ms {
+                    co.ttl = options::millis("cache.ttlMs", ms, options::MAX_CACHE_TTL_MS)
+                        .map_err(err)?;
+                }
+                if let Some(n) = cache.max_entries {
+                    co.max_entries = options::cache_entries("cache.maxEntries", n).map_err(err)?;
+                }
+                o.cache = Some(co);
+            }
         }
         let inner = run(async move { keyleash::KeyLeash::connect(&url, o).await }).await?;
         Ok(Self { inner })
@@ -351,6 +373,13 @@ impl NativeKeyLeash {
             .as_ref()
             .map(to_json)
             .transpose()
+    }
+
+    /// The validation cache's counters (`{entries, hits, misses, listening,
+    /// disconnects, channel}`), or null when the cache is off.
+    #[napi]
+    pub fn cache_stats(&self) -> Result<Option<Value>> {
+        self.inner.cache_stats().as_ref().map(to_json).transpose()
     }
 
     /// Charges a raw key.
