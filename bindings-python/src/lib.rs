@@ -383,6 +383,37 @@ impl NativeKeyLeash {
         })
     }
 
+    /// `authenticate`, also handing back the granted key:
+    /// `(200, validation JSON, None, NativeKeyRef)` when granted, else `(status,
+    /// body JSON, cause, None)`. The `NativeKeyRef` charges the key by its hash, so
+    /// the request's handler need not parse the header and hash the key again.
+    #[pyo3(signature = (authorization, scope=None))]
+    fn authenticate_key<'py>(
+        &self,
+        py: Python<'py>,
+        authorization: Option<String>,
+        scope: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (kl, pid) = (self.kl()?, self.pid);
+        future_into_py(py, async move {
+            match kl
+                .authenticate_key(authorization.as_deref(), scope.as_deref())
+                .await
+            {
+                Ok((info, key)) => {
+                    let body = to_json(&keyleash::Validation::Valid(info))?;
+                    let key = NativeKeyRef {
+                        inner: kl,
+                        pid,
+                        key,
+                    };
+                    Ok((200u16, body, None, Some(key)))
+                }
+                Err(reply) => Ok((reply.status, to_json(&reply.body)?, reply.cause, None)),
+            }
+        })
+    }
+
     /// One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
     /// `key_id`, the path segment as sent), `client` the client's address (what the
     /// signup rate limit counts); returns the core's `(status, body JSON,
@@ -445,18 +476,59 @@ impl NativeKeyLeash {
 impl NativeKeyLeash {
     /// The connection, unless this is a forked child of the process that made it.
     fn kl(&self) -> PyResult<KeyLeash> {
-        if self.pid == std::process::id() {
-            Ok(self.inner.clone())
-        } else {
-            Err(bad_arg(
-                "this KeyLeash was connected in the parent process before fork(); connect again in this process",
-            ))
-        }
+        same_process(&self.inner, self.pid)
     }
 
     fn manual(&self) -> PyResult<&keyleash::ManualClock> {
         self.inner.clock().as_manual().ok_or_else(|| {
             bad_arg("this KeyLeash reads the system clock; connect with manual_clock=... to set it")
+        })
+    }
+}
+
+/// `inner`, unless this is a forked child of process `pid`, which connected it: the
+/// pool's sockets belong to the parent's runtime.
+fn same_process(inner: &KeyLeash, pid: u32) -> PyResult<KeyLeash> {
+    if pid == std::process::id() {
+        Ok(inner.clone())
+    } else {
+        Err(bad_arg(
+            "this KeyLeash was connected in the parent process before fork(); connect again in this process",
+        ))
+    }
+}
+
+/// A key `authenticate_key` granted, to charge it without its raw key: it holds the
+/// key's hash (never the key) and the connection that validated it. The FastAPI
+/// dependency's `GrantedKey.charge` wraps it.
+#[pyclass(frozen, name = "NativeKeyRef", module = "keyleash._native")]
+struct NativeKeyRef {
+    inner: KeyLeash,
+    /// The process that connected `inner`.
+    pid: u32,
+    /// The key's SHA-256, as the core looks it up.
+    key: keyleash::KeyRef,
+}
+
+#[pymethods]
+impl NativeKeyRef {
+    /// Charges the key as `track_usage` with its raw key would: the charge result
+    /// JSON (refusals such as `budget_exceeded`, `revoked` or `invalid_cost` are
+    /// results); raises for a bad idempotency key or a store failure.
+    #[pyo3(signature = (cost_cents, idempotency_key=None))]
+    fn charge<'py>(
+        &self,
+        py: Python<'py>,
+        cost_cents: f64,
+        idempotency_key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (kl, key) = (same_process(&self.inner, self.pid)?, self.key.clone());
+        let charge = Charge {
+            cost_cents,
+            idempotency_key,
+        };
+        future_into_py(py, async move {
+            to_json(&kl.track_usage_ref(&key, charge).await.map_err(py_err)?)
         })
     }
 }
@@ -478,6 +550,7 @@ fn payload_too_large() -> PyResult<(u16, String)> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeKeyLeash>()?;
+    m.add_class::<NativeKeyRef>()?;
     m.add_class::<PyCreateOptions>()?;
     m.add_class::<PySelfServeOptions>()?;
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 
 import keyleash.sync
 from keyleash import KeyLeashError, _native
-from keyleash.fastapi import agentkey_router, require_key
+from keyleash.fastapi import GrantedKey, agentkey_router, require_key
 
 MAX_DEPTH = 32
 """The deepest JSON nesting a chat body may have (checked before parsing)."""
@@ -98,8 +98,12 @@ def prompt_of(raw: bytes) -> str | None:
     return prompt if isinstance(prompt, str) else None
 
 
-@app.post("/v1/chat", dependencies=[Depends(require_key(kl, scope="proxy.chat"))])
-async def chat(request: Request, idempotency_key: str | None = Header(default=None)) -> Response:
+@app.post("/v1/chat")
+async def chat(
+    request: Request,
+    key: GrantedKey = Depends(require_key(kl, scope="proxy.chat")),  # noqa: B008
+    idempotency_key: str | None = Header(default=None),
+) -> Response:
     """Answer a prompt and charge its cost to the calling key."""
     raw = await read_body(request)
     if raw is None:
@@ -110,9 +114,9 @@ async def chat(request: Request, idempotency_key: str | None = Header(default=No
         message = 'the body must be JSON like {"prompt": "..."}'
         return JSONResponse({"error": "invalid_argument", "message": message}, status_code=400)
     text, cost = complete(prompt)
-    raw_key = request.headers["authorization"].strip()[len("bearer") :].strip()
     try:
-        charge = await kl.aio.track_usage(raw_key, cost, idempotency_key=idempotency_key)
+        # The key require_key granted, charged without parsing the header again.
+        charge = await key.charge(cost, idempotency_key=idempotency_key)
     except KeyLeashError as e:  # the message never holds a key or a password
         logging.getLogger("keyleash").error("the key store failed: %s", e)
         return JSONResponse({"error": "auth_unavailable"}, status_code=500)

@@ -19,13 +19,21 @@ from keyleash.exceptions import (
     NotMigratedError,
     UnavailableError,
 )
-from keyleash.results import ChargeResult, CreatedKey, KeySummary, LedgerEntry, Validation
+from keyleash.results import (
+    ChargeResult,
+    CreatedKey,
+    GrantedKey,
+    KeySummary,
+    LedgerEntry,
+    Validation,
+)
 
 __all__ = [
     "ChargeResult",
     "ConnectOptions",
     "CreateOptions",
     "CreatedKey",
+    "GrantedKey",
     "InvalidArgumentError",
     "InvalidDurationError",
     "InvalidPeriodError",

@@ -73,6 +73,10 @@ class NativeKeyLeash:
         self, authorization: str | None, scope: str | None = None
     ) -> Awaitable[tuple[int, str, str | None]]:
         """``(status, body JSON, cause)``; ``cause`` (on a 500) is for the log."""
+    def authenticate_key(
+        self, authorization: str | None, scope: str | None = None
+    ) -> Awaitable[tuple[int, str, str | None, NativeKeyRef | None]]:
+        """``authenticate`` plus, when granted (200), a handle that charges the key."""
     def self_serve(
         self,
         route: str,
@@ -86,6 +90,12 @@ class NativeKeyLeash:
     def now(self) -> str: ...
     def set_now(self, at: str) -> None: ...
     def advance(self, seconds: float, minutes: float, hours: float, days: float) -> None: ...
+
+class NativeKeyRef:
+    """A key ``authenticate_key`` granted: its hash (never the key) and connection."""
+
+    def charge(self, cost_cents: float, idempotency_key: str | None = None) -> Awaitable[str]:
+        """``track_usage`` of that key: the charge result JSON."""
 
 MAX_BODY_BYTES: int
 """The largest request body the self-serve routes read (65,536 bytes)."""

@@ -31,11 +31,12 @@ from starlette.exceptions import HTTPException
 
 from keyleash import _check, _native, client, sync
 from keyleash.exceptions import InvalidArgumentError
-from keyleash.results import Validation
+from keyleash.results import GrantedKey
 
 __all__ = [
     "CreatedKeyResponse",
     "ErrorResponse",
+    "GrantedKey",
     "KeyLeashDenied",
     "MintRequest",
     "RevokedResponse",
@@ -95,19 +96,22 @@ def _native_of(kl: AnyKeyLeash) -> _native.NativeKeyLeash:
     return (kl.aio if isinstance(kl, sync.KeyLeash) else kl)._native
 
 
-def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awaitable[Validation]]:
+def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awaitable[GrantedKey]]:
     """A dependency that admits a request only with a valid key holding ``scope``
-    and returns its validation result. Otherwise it answers as docs/http.md says: 401, 403,
-    429, or 500 ``{"error": "auth_unavailable"}`` when the store is down (its cause
-    logged once on the ``keyleash`` logger)."""
+    and returns a ``GrantedKey``: its validation result, plus ``await
+    key.charge(cost_cents, idempotency_key=...)``, which charges that key without
+    parsing the header or hashing the key again. Otherwise it answers as docs/http.md
+    says: 401, 403, 429, or 500 ``{"error": "auth_unavailable"}`` when the store is
+    down (its cause logged once on the ``keyleash`` logger)."""
     native = _native_of(kl)
 
-    async def keyleash_key(request: Request, _credentials: Credentials) -> Validation:
-        status, body, cause = await native.authenticate(request.headers.get("authorization"), scope)
+    async def keyleash_key(request: Request, _credentials: Credentials) -> GrantedKey:
+        authorization = request.headers.get("authorization")
+        status, body, cause, key_ref = await native.authenticate_key(authorization, scope)
         _log_cause(cause)
-        if status != 200:
+        if key_ref is None:  # denied: the core's status and body
             _deny(request, status, body)
-        return Validation._from_json(body)
+        return GrantedKey._grant(body, key_ref)
 
     return keyleash_key
 

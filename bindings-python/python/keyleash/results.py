@@ -13,9 +13,22 @@ import dataclasses
 import json
 import re
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-__all__ = ["ChargeResult", "CreatedKey", "KeySummary", "LedgerEntry", "Validation"]
+from keyleash import _check
+from keyleash.exceptions import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from keyleash import _native
+
+__all__ = [
+    "ChargeResult",
+    "CreatedKey",
+    "GrantedKey",
+    "KeySummary",
+    "LedgerEntry",
+    "Validation",
+]
 
 _TIME_FIELDS = frozenset(
     {"expires_at", "budget_reset_at", "revoked_at", "created_at", "last_used_at"}
@@ -136,6 +149,40 @@ class ChargeResult(_Result):
     reason: str | None = None
     budget_used_cents: float | None = None
     budget_remaining_cents: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantedKey(Validation):
+    """The key ``keyleash.fastapi.require_key`` granted: its validation result
+    (``valid`` is true), plus ``charge``, which charges that very key without the
+    raw key. The handle ``charge`` uses is not a dataclass field: ``to_dict()``,
+    ``dataclasses.asdict``, ``repr`` and ``==`` see the validation result alone."""
+
+    # Set per instance by ``_grant``; a ClassVar so it is no field of the dataclass.
+    _key_ref: ClassVar[_native.NativeKeyRef | None] = None
+
+    @classmethod
+    def _grant(cls, body_json: str, key_ref: _native.NativeKeyRef) -> Self:
+        """The validation JSON of a granted request, with the handle charging its key."""
+        granted = cls._from_json(body_json)
+        object.__setattr__(granted, "_key_ref", key_ref)
+        return granted
+
+    async def charge(
+        self, cost_cents: float, *, idempotency_key: str | None = None
+    ) -> ChargeResult:
+        """Charges ``cost_cents`` to this key, as ``kl.track_usage(raw_key,
+        cost_cents, idempotency_key=...)`` would, without parsing the header or
+        hashing the key again. A key revoked, expired or spent since ``require_key``
+        granted it gives ``success=False`` with that ``reason``; a store failure
+        raises ``UnavailableError``."""
+        cost = _check.amount("cost_cents", cost_cents)
+        key = _check.opt_text("idempotency_key", idempotency_key)
+        if self._key_ref is None:
+            raise InvalidArgumentError(
+                "this GrantedKey holds no key to charge: only require_key makes one that does"
+            )
+        return ChargeResult._from_json(await self._key_ref.charge(cost, key))
 
 
 @dataclasses.dataclass(frozen=True)
