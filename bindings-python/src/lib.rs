@@ -14,7 +14,9 @@
 mod bridge;
 
 use chrono::{DateTime, Utc};
-use keyleash::{Access, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange};
+use keyleash::{
+    Access, CacheOptions, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange,
+};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use serde::Serialize;
@@ -61,6 +63,21 @@ fn parse_time(field: &str, s: &str) -> PyResult<DateTime<Utc>> {
 
 fn opt_time(field: &str, s: Option<String>) -> PyResult<Option<DateTime<Utc>>> {
     s.map(|s| parse_time(field, &s)).transpose()
+}
+
+/// The validation cache's options from `(ttl_ms, max_entries)` as Python gave
+/// them (`None`: the core's default), ranged by the core.
+fn cache_options((ttl_ms, max_entries): (Option<f64>, Option<f64>)) -> PyResult<CacheOptions> {
+    use keyleash::options::{cache_entries, MAX_CACHE_TTL_MS};
+    let d = CacheOptions::default();
+    Ok(CacheOptions {
+        ttl: millis("cache.ttl_ms", ttl_ms, MAX_CACHE_TTL_MS, d.ttl)?,
+        max_entries: max_entries
+            .map(|n| cache_entries("cache.max_entries", n))
+            .transpose()
+            .map_err(py_err)?
+            .unwrap_or(d.max_entries),
+    })
 }
 
 /// A timeout option in milliseconds, converted (and range-checked) by the core.
@@ -172,7 +189,8 @@ struct NativeKeyLeash {
 impl NativeKeyLeash {
     #[staticmethod]
     #[pyo3(signature = (url, *, table_name=None, key_prefix=None, valid_scopes=None,
-        pool_size=None, acquire_timeout_ms=None, statement_timeout_ms=None, manual_clock=None))]
+        pool_size=None, acquire_timeout_ms=None, statement_timeout_ms=None, manual_clock=None,
+        cache=None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -184,6 +202,7 @@ impl NativeKeyLeash {
         acquire_timeout_ms: Option<f64>,
         statement_timeout_ms: Option<f64>,
         manual_clock: Option<String>,
+        cache: Option<(Option<f64>, Option<f64>)>,
     ) -> PyResult<Bound<'_, PyAny>> {
         use keyleash::options::{MAX_ACQUIRE_TIMEOUT_MS, MAX_STATEMENT_TIMEOUT_MS};
         let d = Options::default();
@@ -209,12 +228,18 @@ impl NativeKeyLeash {
                 d.statement_timeout,
             )?,
             clock: opt_time("manual_clock", manual_clock)?.map_or(Clock::System, Clock::manual),
+            cache: cache.map(cache_options).transpose()?,
         };
         future_into_py(py, async move {
             let inner = KeyLeash::connect(&url, options).await.map_err(py_err)?;
             let pid = std::process::id();
             Ok(NativeKeyLeash { inner, pid })
         })
+    }
+
+    /// The validation cache's counters as JSON, or None when the cache is off.
+    fn cache_stats(&self) -> PyResult<Option<String>> {
+        self.kl()?.cache_stats().as_ref().map(to_json).transpose()
     }
 
     fn migrate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -9,7 +9,7 @@ All the work is done by one Rust core, shared with the Node package.
 import atexit
 
 from keyleash import _native
-from keyleash.client import ConnectOptions, CreateOptions, KeyLeash, has_scope
+from keyleash.client import CacheOptions, ConnectOptions, CreateOptions, KeyLeash, has_scope
 from keyleash.exceptions import (
     InvalidArgumentError,
     InvalidDurationError,
@@ -20,6 +20,7 @@ from keyleash.exceptions import (
     UnavailableError,
 )
 from keyleash.results import (
+    CacheStats,
     ChargeResult,
     CreatedKey,
     GrantedKey,
@@ -29,6 +30,8 @@ from keyleash.results import (
 )
 
 __all__ = [
+    "CacheOptions",
+    "CacheStats",
     "ChargeResult",
     "ConnectOptions",
     "CreateOptions",

@@ -7,6 +7,7 @@ here: validation, rounding, time and budget math are all the core's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -15,12 +16,36 @@ from typing import Any, Self, TypedDict, Unpack
 
 from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
-from keyleash.results import ChargeResult, CreatedKey, KeySummary, LedgerEntry, Validation
+from keyleash.results import (
+    CacheStats,
+    ChargeResult,
+    CreatedKey,
+    KeySummary,
+    LedgerEntry,
+    Validation,
+)
 
-__all__ = ["ConnectOptions", "CreateOptions", "KeyLeash", "has_scope"]
+__all__ = ["CacheOptions", "ConnectOptions", "CreateOptions", "KeyLeash", "has_scope"]
 
 KeySummaries = list[KeySummary]
 LedgerEntries = list[LedgerEntry]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CacheOptions:
+    """The opt-in validation cache (``connect(url, cache=CacheOptions(...))``).
+
+    Valid answers are served from this process for up to ``ttl_ms`` (never past
+    the key's expiry or budget reset). On Postgres, revokes and exhausted budgets
+    reach every process's cache through LISTEN/NOTIFY within milliseconds; changes
+    made by hand in SQL are seen after ``ttl_ms``. Charges never read the cache.
+    On SQLite only this process's own changes invalidate it.
+    """
+
+    ttl_ms: int | None = None
+    """How long a valid answer may be served: 1 to 3,600,000. ``None``: 10,000."""
+    max_entries: int | None = None
+    """The most answers kept (the oldest goes first): 1 to 1,000,000. ``None``: 10,000."""
 
 
 class ConnectOptions(TypedDict, total=False):
@@ -41,6 +66,8 @@ class ConnectOptions(TypedDict, total=False):
     """The longest one statement may run: 1 to 86,400,000 (a day). Default 10000."""
     manual_clock: datetime | str
     """Start a manual clock here (tests); absent means the system clock."""
+    cache: CacheOptions | None
+    """The opt-in validation cache; absent or ``None`` is off."""
 
 
 class CreateOptions(TypedDict, total=False):
@@ -131,6 +158,8 @@ class KeyLeash:
                 kwargs[field] = _check.opt_whole_number(field, kwargs[field])
         if "manual_clock" in kwargs:
             kwargs["manual_clock"] = _iso("manual_clock", kwargs["manual_clock"])
+        if "cache" in kwargs:
+            kwargs["cache"] = _cache_options(kwargs["cache"])
         native = await _native.NativeKeyLeash.connect(_check.text("url", url), **kwargs)
         return cls(native)
 
@@ -144,6 +173,11 @@ class KeyLeash:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def cache_stats(self) -> CacheStats | None:
+        """The validation cache's counters, or ``None`` when the cache is off."""
+        raw = self._native.cache_stats()
+        return None if raw is None else CacheStats._from_json(raw)
 
     async def migrate(self) -> None:
         """Creates the schema or adopts an existing (agentkey) table; idempotent."""
@@ -240,3 +274,15 @@ class KeyLeash:
             _check.amount("hours", hours),
             _check.amount("days", days),
         )
+
+
+def _cache_options(value: object) -> tuple[float | None, float | None] | None:
+    """``cache`` as the native half takes it; the core checks the ranges."""
+    if value is None:
+        return None
+    if not isinstance(value, CacheOptions):
+        raise InvalidArgumentError("cache must be a keyleash.CacheOptions or None")
+    return (
+        _check.opt_whole_number("cache.ttl_ms", value.ttl_ms),
+        _check.opt_whole_number("cache.max_entries", value.max_entries),
+    )

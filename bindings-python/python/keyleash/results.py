@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from keyleash import _native
 
 __all__ = [
+    "CacheStats",
     "ChargeResult",
     "CreatedKey",
     "GrantedKey",
@@ -219,3 +220,22 @@ class LedgerEntry(_Result):
     created_at: datetime | None = None
     idempotency_key: str | None = None
     hold_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheStats(_Result):
+    """The validation cache's counters (``KeyLeash.cache_stats()``)."""
+
+    entries: int = 0
+    """Answers held now."""
+    hits: int = 0
+    """Validates answered from the cache."""
+    misses: int = 0
+    """Validates that went to the store."""
+    listening: bool = False
+    """Whether the cache serves answers: on Postgres only while its LISTEN connection is up."""
+    disconnects: int = 0
+    """How many times the LISTEN connection was lost (each emptied the cache)."""
+    channel: str | None = None
+    """The Postgres channel listened on (``None`` on SQLite); ``pg_notify(channel, '*')``
+    empties every process's cache."""

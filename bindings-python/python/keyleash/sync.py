@@ -19,7 +19,7 @@ from typing import Any, Self, TypeVar, Unpack
 
 from keyleash import client
 from keyleash.client import ConnectOptions, CreateOptions, KeySummaries, LedgerEntries
-from keyleash.results import ChargeResult, CreatedKey, Validation
+from keyleash.results import CacheStats, ChargeResult, CreatedKey, Validation
 
 __all__ = ["KeyLeash"]
 
@@ -79,6 +79,10 @@ class KeyLeash:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def cache_stats(self) -> CacheStats | None:
+        """The validation cache's counters, or ``None`` when the cache is off."""
+        return self.aio.cache_stats()
 
     def migrate(self) -> None:
         _run(self.aio.migrate())
