@@ -18,33 +18,33 @@ export declare class NativeKeyLeash {
   /** Mints a key. */
   create(options: CreateOptions): Promise<any>
   /** Validates a raw key. */
-  validate(rawKey: string): Promise<any>
+  validate(rawKey: string): Promise<string>
   /**
-   * `validate`'s answer when it needs no store access (a malformed key), else
-   * null: synchronous, so the JavaScript half answers without a task or a
-   * promise chain.
+   * `validate`'s answer when it needs no store access (a malformed key, a
+   * validation-cache hit), else null: synchronous, so the JavaScript half
+   * answers without a task or a promise chain.
    */
-  validateNow(rawKey: string): any | null
+  validateNow(rawKey: string): string | null
   /**
    * The validation cache's counters (`{entries, hits, misses, listening,
    * disconnects, channel}`), or null when the cache is off.
    */
   cacheStats(): any | null
   /** Charges a raw key. */
-  trackUsage(rawKey: string, charge: ChargeOptions): Promise<any>
+  trackUsage(rawKey: string, charge: ChargeOptions): Promise<string>
   /**
    * `trackUsage`'s answer when it needs no store access (a bad idempotency key,
    * an invalid or zero cost, a malformed key), else null. Synchronous.
    */
-  trackUsageNow(rawKey: string, charge: ChargeOptions): any | null
+  trackUsageNow(rawKey: string, charge: ChargeOptions): string | null
   /** Revokes a key (of `accountId` only, when given). */
   revoke(keyId: number, accountId?: string | undefined | null): Promise<boolean>
   /** Creates a subject row once. */
   ensureSubject(subject: string, options: CreateOptions): Promise<void>
   /** Validates a subject row. */
-  validateBySubject(subject: string): Promise<any>
+  validateBySubject(subject: string): Promise<string>
   /** Charges a subject row. */
-  trackUsageBySubject(subject: string, charge: ChargeOptions): Promise<any>
+  trackUsageBySubject(subject: string, charge: ChargeOptions): Promise<string>
   /** The keys of an account. */
   list(accountId: string): Promise<any>
   /** A key's ledger rows between two ISO instants (`from` inclusive, `to` exclusive). */
@@ -82,7 +82,7 @@ export declare class NativeKeyLeash {
  */
 export declare class NativeKeyRef {
   /** Charges the key, as `trackUsage` with its raw key would. */
-  charge(charge: ChargeOptions): Promise<any>
+  charge(charge: ChargeOptions): Promise<string>
 }
 
 /** How far to move a manual clock (any mix; negative moves back). */
