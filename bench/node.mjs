@@ -7,6 +7,10 @@
 //   CASE      validate  validate a random key of KEYS_FILE (one raw key a line)
 //             charge    trackUsage 1 cent on a random key
 //             hot       trackUsage 1 cent on the file's first key
+//             cached    validate a random key with the validation cache on (ttl 60 s)
+//             soak      like cached, for BENCH_SOAK_CALLS calls in all (default ten
+//                       million) instead of SECONDS, sampling the resident set
+//                       (VmRSS) ten times: the line gets rss_samples_mb
 //             floor     validate("ak_x") from one caller, one call after another:
 //                       malformed, so it never reaches the store (the binding floor)
 //             mp        like charge, but a refusal (budget_exceeded) is expected and
@@ -39,14 +43,21 @@ function percentile(sorted, q) {
 
 /** This process's peak resident set (VmHWM), in MB. */
 function peakRssMb() {
-  const m = readFileSync("/proc/self/status", "utf8").match(/VmHWM:\s+(\d+) kB/);
+  return statusMb("VmHWM");
+}
+
+/** A memory line of /proc/self/status (VmHWM, VmRSS), in MB. */
+function statusMb(field) {
+  const m = readFileSync("/proc/self/status", "utf8").match(new RegExp(`${field}:\\s+(\\d+) kB`));
   return m ? Number(m[1]) / 1024 : 0;
 }
 
 /** One call of the case; resolves to null if the result is the expected one, else a description. */
 async function call(kl) {
   switch (caseName) {
-    case "validate": {
+    case "validate":
+    case "cached":
+    case "soak": {
       const v = await kl.validate(keys[Math.floor(Math.random() * keys.length)]);
       return v.valid ? null : `validate said ${v.reason}`;
     }
@@ -68,12 +79,17 @@ async function call(kl) {
   }
 }
 
-const kl = await KeyLeash.connect(url);
+const cached = caseName === "cached" || caseName === "soak";
+const kl = await KeyLeash.connect(url, cached ? { cache: { ttlMs: 60_000, maxEntries: 10_000 } } : {});
+// The soak case counts calls instead of watching the clock.
+const soakCalls = Number(process.env.BENCH_SOAK_CALLS ?? 10_000_000);
+const rssSamples = [];
+let soakStarted = 0;
 const startAt = Number(process.env.BENCH_START_AT ?? 0);
 if (startAt > Date.now()) await new Promise((r) => setTimeout(r, startAt - Date.now()));
 
 const warmupNs = BigInt(Math.round(Math.min(seconds * 0.2, 1) * 1e9));
-const start = process.hrtime.bigint() + warmupNs;
+const start = process.hrtime.bigint() + (caseName === "soak" ? 0n : warmupNs);
 const end = start + BigInt(Math.round(seconds * 1e9));
 const latencies = [];
 let errors = 0;
@@ -84,7 +100,11 @@ let firstError = null;
 async function caller() {
   for (;;) {
     const began = process.hrtime.bigint();
-    if (began >= end) return;
+    if (caseName === "soak") {
+      if (soakStarted >= soakCalls) return;
+      soakStarted += 1;
+      if (soakStarted % (soakCalls / 10) === 0) rssSamples.push(statusMb("VmRSS"));
+    } else if (began >= end) return;
     let outcome;
     try {
       outcome = await call(kl);
@@ -99,12 +119,15 @@ async function caller() {
       errors += 1;
       firstError ??= outcome;
     }
-    if (began >= start) latencies.push(Number(process.hrtime.bigint() - began));
+    if (caseName === "soak") {
+      if (latencies.length < 1_000_000) latencies.push(Number(process.hrtime.bigint() - began));
+    } else if (began >= start) latencies.push(Number(process.hrtime.bigint() - began));
   }
 }
 
 await Promise.all(Array.from({ length: callers }, caller));
 const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+const stats = kl.cacheStats();
 await kl.close();
 
 latencies.sort((a, b) => a - b);
@@ -115,8 +138,8 @@ console.log(
     store: url.startsWith("sqlite:") ? "sqlite" : "postgres",
     callers,
     seconds: elapsed,
-    ops: latencies.length,
-    ops_per_s: latencies.length / elapsed,
+    ops: caseName === "soak" ? soakStarted : latencies.length,
+    ops_per_s: (caseName === "soak" ? soakStarted : latencies.length) / elapsed,
     p50_ms: percentile(latencies, 0.5) / 1e6,
     p99_ms: percentile(latencies, 0.99) / 1e6,
     errors,
@@ -124,5 +147,8 @@ console.log(
     refused,
     succeeded,
     rss_mb: peakRssMb(),
+    rss_samples_mb: caseName === "soak" ? rssSamples : undefined,
+    cache_hits: stats?.hits,
+    cache_misses: stats?.misses,
   }),
 );

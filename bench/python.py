@@ -60,7 +60,7 @@ class Tally:
 
 async def call(kl: keyleash.KeyLeash, case: str, keys: list[str]) -> str | None:
     """One call of the case: None if the result is the expected one, else a description."""
-    if case == "validate":
+    if case in ("validate", "cached"):
         v = await kl.validate(random.choice(keys))
         return None if v.valid else f"validate said {v.reason}"
     if case == "floor":
@@ -100,7 +100,8 @@ async def main(argv: list[str]) -> None:
     with open(keys_file, encoding="ascii") as f:
         keys = [line for line in f.read().split("\n") if line]
 
-    kl = await keyleash.KeyLeash.connect(url)
+    cache = keyleash.CacheOptions(ttl_ms=60_000, max_entries=10_000) if case == "cached" else None
+    kl = await keyleash.KeyLeash.connect(url, cache=cache)
     start = time.perf_counter_ns() + int(min(seconds * 0.2, 1.0) * 1e9)
     end = start + int(seconds * 1e9)
     tally = Tally()

@@ -15,7 +15,10 @@ next to the reference it should be read against:
   (bench/python.py), on Postgres and on a SQLite file: validate random keys, charge
   1 cent on random keys, charge 1 cent on one hot key;
 * the binding floor: validate("ak_x"), which never reaches the store, one call after
-  another (Rust for comparison, Node, Python);
+  another (Rust for comparison, Node, Python), and beside it a cache hit the same way;
+* with the validation cache on (ttl 60 s): validate random keys from every language;
+  and a soak, ten million cached validates from Node (BENCH_SOAK_CALLS) with the
+  resident set sampled at every tenth, which fails the run if it keeps growing;
 * 1, 2 and 4 Node processes charging random keys of one Postgres together, then SQL
   checks that every key's counter equals its ledger sum, no cap was exceeded, and the
   ledger holds exactly the charges the processes saw succeed (a few keys get a 2-cent
@@ -77,6 +80,8 @@ BIG_BUDGET_CENTS = 100_000_000  # $1M: 1-cent charges never exhaust it during a 
 SMALL_CAP_CENTS = 2  # the multi-process case's capped keys: refused from the 3rd charge on
 CAPPED_KEYS = 8
 MP_PROCESSES = (1, 2, 4)
+# The soak case's calls: ten million by default, fewer in bench-short.
+SOAK_CALLS = int(os.environ.get("BENCH_SOAK_CALLS") or 10_000_000)
 DEFAULT_PG_POOL = 10  # keyleash's default Postgres pool size (docs/api.md)
 
 
@@ -413,17 +418,20 @@ class Bench:
         )[0]
         titles = {
             "validate": "validate, random",
+            "cached": "validate, random, cache on",
             "charge": "charge 1c, random",
             "hot": "charge 1c, hot key",
         }
         refs: dict[str, dict[str, tuple[str, str | None]]] = {
             "postgres": {
                 "validate": ("pg.select", "ak.validate"),
+                "cached": ("pg.select", "ak.validate"),
                 "charge": ("pg.update", "ak.charge"),
                 "hot": ("pg.hot", "ak.hot"),
             },
             "sqlite": {
                 "validate": ("sqlite.select", None),
+                "cached": ("sqlite.select", None),
                 "charge": ("sqlite.update", None),
                 "hot": ("sqlite.hot", None),
             },
@@ -448,15 +456,16 @@ class Bench:
     def drivers(self) -> None:
         for lang in ("rust", "node", "python"):
             for store in ("postgres", "sqlite"):
-                for case in ("validate", "charge", "hot"):
+                for case in ("validate", "cached", "charge", "hot"):
                     self.step(f"{lang} {case} on {store}", self.driver, lang, case, store)
 
-    def floor(self, lang: str) -> None:
+    def floor(self, lang: str, case: str = "floor") -> None:
         line = run_json(
-            [*DRIVERS[lang], "floor", self.pg_url, str(self.pg_keys), str(SECONDS), "1"],
+            [*DRIVERS[lang], case, self.pg_url, str(self.pg_keys), str(SECONDS), "1"],
             timeout=SECONDS * 3 + 60,
         )[0]
-        name = f"{lang} floor: validate('ak_x'), 1 caller"
+        what = "validate('ak_x')" if case == "floor" else "cache hit"
+        name = f"{lang} floor: {what}, 1 caller"
         self.check_line(name, line)
         us = 1e6 / line["ops_per_s"] if line["ops_per_s"] else math.inf
         self.add(
@@ -475,6 +484,39 @@ class Bench:
     def floors(self) -> None:
         for lang in ("rust", "node", "python"):
             self.step(f"{lang} binding floor", self.floor, lang)
+            # A cached valid answer, one call after another: what a hit costs,
+            # to read against the floor above (the same binding, no store).
+            self.step(f"{lang} cache hit, 1 caller", self.floor, lang, "cached")
+
+    def soak(self) -> None:
+        """Ten million cached validates from Node (BENCH_SOAK_CALLS), resident set
+        sampled at every tenth: flat means bounded cache, no leak per call."""
+        env = {**os.environ, "BENCH_SOAK_CALLS": str(SOAK_CALLS)}
+        cmd = [*DRIVERS["node"], "soak", self.pg_url, str(self.pg_keys), "0", str(CALLERS)]
+        line = run_json(cmd, timeout=SOAK_CALLS / 20_000 + 120, env=env)[0]
+        name = f"node soak: {SOAK_CALLS:,} validates, cache on"
+        self.check_line(name, line)
+        samples = line.get("rss_samples_mb") or []
+        if len(samples) >= 4:
+            # The first sample is taken once the cache holds every key; growth after
+            # it would be a leak. Allow GC slack of 25% or 16 MB, whichever is larger.
+            base, last = samples[1], samples[-1]
+            if last - base > max(16.0, 0.25 * base):
+                self.fail(f"{name}: RSS grew from {base:.0f} MB to {last:.0f} MB")
+        note = "RSS MB by tenth: " + " ".join(f"{m:.0f}" for m in samples)
+        self.add(
+            Row(
+                name,
+                "postgres",
+                line["ops_per_s"],
+                line["p50_ms"],
+                line["p99_ms"],
+                line["rss_mb"],
+                ref="pg.select",
+                note=note,
+            ),
+            line,
+        )
 
     # ---------------------------------------------------------- multi-process
 
@@ -704,6 +746,7 @@ class Bench:
             self.step("SQLite references", self.sqlite_references)
             self.drivers()
             self.floors()
+            self.step("soak", self.soak)
             self.multi_processes()
             self.https()
         self.info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
@@ -746,10 +789,12 @@ def fmt_ms(ms: float | None) -> str:
     return f"{ms:.5f}" if ms < 0.01 else f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
 
 
-def run_json(cmd: list[str], timeout: float) -> list[dict[str, Any]]:
+def run_json(
+    cmd: list[str], timeout: float, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Runs a driver; its JSON lines, or a Failure naming how it died."""
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     except subprocess.TimeoutExpired as e:
         raise Failure(f"{Path(cmd[0]).name} timed out after {timeout:.0f} s") from e
     if p.returncode != 0:

@@ -9,6 +9,7 @@
 //!   CASE      validate  validate a random key of KEYS_FILE (one raw key a line)
 //!             charge    track_usage 1 cent on a random key
 //!             hot       track_usage 1 cent on the file's first key
+//!             cached    validate a random key with the validation cache on (ttl 60 s)
 //!             floor     validate("ak_x") from one caller: malformed, never reaches the store
 //!             pragma    print the `synchronous` and `journal_mode` of a SQLite URL opened
 //!                       as keyleash opens it (sqlx defaults + WAL)
@@ -66,7 +67,14 @@ async fn main() {
         callers = 1;
     }
 
-    let kl = KeyLeash::connect(&url, Options::default())
+    let options = Options {
+        cache: (case == "cached").then(|| keyleash::CacheOptions {
+            ttl: Duration::from_secs(60),
+            max_entries: 10_000,
+        }),
+        ..Options::default()
+    };
+    let kl = KeyLeash::connect(&url, options)
         .await
         .unwrap_or_else(|e| panic!("connect failed: {e}"));
     let keys = Arc::new(keys);
@@ -134,7 +142,7 @@ async fn caller(
             _ => &keys[rng.below(keys.len())],
         };
         let outcome: Result<(), String> = match case {
-            "validate" => match kl.validate(key).await {
+            "validate" | "cached" => match kl.validate(key).await {
                 Ok(v) if v.is_valid() => Ok(()),
                 Ok(v) => Err(format!("validate said {:?}", v.reason())),
                 Err(e) => Err(e.to_string()),
