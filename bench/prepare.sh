@@ -42,3 +42,20 @@ fi
 
 say "building the Rust driver (bench/rust, into target/bench)"
 CARGO_TARGET_DIR=target/bench cargo build --release --quiet --manifest-path bench/rust/Cargo.toml
+
+# Optional: agentkey itself, for the HTTP rows' peer (BENCH_AGENTKEY=a checkout or a
+# bare git directory of agentkey; it is not on any package registry). Its source at
+# HEAD is copied to target/bench/agentkey, its own devDependencies installed, and
+# compiled with its own tsc; rebuilt only when its HEAD changes.
+if [ -n "${BENCH_AGENTKEY:-}" ]; then
+    OUT=target/bench/agentkey
+    if [ -d "$BENCH_AGENTKEY/.git" ]; then GIT=(git -C "$BENCH_AGENTKEY"); else GIT=(git --git-dir "$BENCH_AGENTKEY"); fi
+    HEAD=$("${GIT[@]}" rev-parse HEAD) || { say "BENCH_AGENTKEY is not a git checkout of agentkey"; exit 1; }
+    if [ "$(cat "$OUT/.head" 2>/dev/null)" != "$HEAD" ] || [ ! -f "$OUT/dist/index.js" ]; then
+        say "building agentkey $HEAD (BENCH_AGENTKEY) into $OUT"
+        rm -rf "$OUT" && mkdir -p "$OUT"
+        "${GIT[@]}" archive HEAD | tar -x -C "$OUT"
+        (cd "$OUT" && npm install --no-audit --no-fund --loglevel=error >/dev/null && npx tsc)
+        echo "$HEAD" > "$OUT/.head"
+    fi
+fi

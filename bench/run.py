@@ -24,7 +24,9 @@ next to the reference it should be read against:
   ledger holds exactly the charges the processes saw succeed (a few keys get a 2-cent
   cap so that some charges are refused);
 * HTTP: the Express and FastAPI examples' POST /v1/chat (validate + charge) under
-  wrk, random keys and one hot key.
+  wrk, random keys and one hot key; with BENCH_AGENTKEY (a checkout or bare git
+  directory of agentkey, which no registry has) also the same route built on
+  agentkey itself (bench/agentkey/server.mjs), Express's peer.
 
 Run inside scripts/with-postgres.sh (it sets DATABASE_URL), by the venv's python
 (this script creates keys through the Python package). `make bench` does all that
@@ -80,6 +82,8 @@ BIG_BUDGET_CENTS = 100_000_000  # $1M: 1-cent charges never exhaust it during a 
 SMALL_CAP_CENTS = 2  # the multi-process case's capped keys: refused from the 3rd charge on
 CAPPED_KEYS = 8
 MP_PROCESSES = (1, 2, 4)
+# agentkey's own Express route beside keyleash's (needs a checkout: BENCH_AGENTKEY).
+AGENTKEY_HTTP = bool(os.environ.get("BENCH_AGENTKEY"))
 # The soak case's calls: ten million by default, fewer in bench-short.
 SOAK_CALLS = int(os.environ.get("BENCH_SOAK_CALLS") or 10_000_000)
 DEFAULT_PG_POOL = 10  # keyleash's default Postgres pool size (docs/api.md)
@@ -629,7 +633,11 @@ class Bench:
                         line["p99_ms"],
                         line["rss_mb"],
                         ref="pg.hot" if hot else "pg.update",
-                        peer="ak.request_hot" if hot else "ak.request",
+                        peer=(
+                            ("ak.express_hot" if hot else "ak.express")
+                            if app == "express" and AGENTKEY_HTTP
+                            else ("ak.request_hot" if hot else "ak.request")
+                        ),
                         note="validate+charge per request; RSS of the server"
                         + (
                             f"; {line['non_2xx']} non-2xx, {line['socket_errors']} socket errors"
@@ -652,7 +660,49 @@ class Bench:
                 server.kill()
             log.close()
 
+    def agentkey_http(self) -> None:
+        """agentkey's own Express route (bench/agentkey/server.mjs) under the same
+        wrk load: the peer the issue's HTTP target names. Only with BENCH_AGENTKEY."""
+        dist = ROOT / "target" / "bench" / "agentkey" / "dist"
+        port = free_port()
+        log = (self.tmp / "agentkey.log").open("w")
+        env = os.environ | {"DATABASE_URL": self.pg_url, "PORT": str(port)}
+        cmd = ["node", str(BENCH / "agentkey" / "server.mjs"), str(dist)]
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            wait_for_port(port, server, self.tmp / "agentkey.log")
+            for hot in (False, True):
+                self.vacuum()
+                line = wrk(port, self.pg_hot if hot else self.pg_keys)
+                line["rss_mb"] = peak_rss_of(server.pid)
+                kind = "hot key" if hot else "random"
+                name = f"agentkey express POST /v1/chat, {kind}"
+                problems = line["non_2xx"] + line["socket_errors"]
+                if problems:
+                    self.fail(f"{name}: {problems} non-2xx responses or socket errors")
+                row = Row(
+                    name,
+                    "postgres",
+                    line["ops_per_s"],
+                    line["p50_ms"],
+                    line["p99_ms"],
+                    line["rss_mb"],
+                    id="ak.express_hot" if hot else "ak.express",
+                    ref="pg.hot" if hot else "pg.update",
+                    note="agentkey's middleware + trackUsage (1 cent); RSS of the server",
+                )
+                self.add(row, line)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            log.close()
+
     def https(self) -> None:
+        if AGENTKEY_HTTP:
+            self.step("HTTP: agentkey's Express route under wrk", self.agentkey_http)
         for app in ("express", "fastapi"):
             self.step(f"HTTP: {app} example under wrk", self.http, app)
 
@@ -687,7 +737,12 @@ class Bench:
             "x ref: ops/s divided by the matching reference's: pgbench SELECT (validate), "
             "guarded UPDATE (charge, HTTP), hot UPDATE (hot key); on SQLite the sqlite3 rows",
             "x agentkey: divided by agentkey's statements under pgbench: validate, charge, "
-            "hot charge; HTTP: its validate+charge",
+            "hot charge; HTTP: "
+            + (
+                "agentkey's own Express route (BENCH_AGENTKEY)"
+                if AGENTKEY_HTTP
+                else "its validate+charge SQL (BENCH_AGENTKEY=checkout adds its Express route)"
+            ),
             "",
         ]
         cols = [
