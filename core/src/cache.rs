@@ -237,9 +237,19 @@ impl Cache {
     }
 }
 
-/// The payload that names `ids` (what [`Cache::notified`] reads).
+/// The longest payload sent: Postgres refuses one of 8,000 bytes or more, and a
+/// refused `pg_notify` would fail the charge batch carrying it.
+const MAX_PAYLOAD: usize = 7_900;
+
+/// The payload that names `ids` (what [`Cache::notified`] reads), or [`FLUSH_ALL`]
+/// when they would not fit (a batch that exhausted hundreds of keys at once).
 pub(crate) fn payload(ids: &[i64]) -> String {
-    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    let text = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    if text.len() > MAX_PAYLOAD {
+        FLUSH_ALL.to_string()
+    } else {
+        text
+    }
 }
 
 /// Keeps one `LISTEN` connection on `channel` for as long as `cache` lives:
@@ -359,6 +369,19 @@ mod tests {
         c.put(l(5), valid(5), vec![5], now, None, c.epoch());
         assert!(c.get(&l(5), now).is_none(), "nothing is served while down");
         assert_eq!(c.stats().disconnects, 1);
+    }
+
+    // Pins the payload: ids as text, and a flush instead of one Postgres would refuse.
+    #[test]
+    fn payloads() {
+        assert_eq!(payload(&[]), "");
+        assert_eq!(payload(&[3, 14, 15]), "3,14,15");
+        let many: Vec<i64> = (1_000_000_000..1_000_002_000).collect();
+        assert_eq!(payload(&many), FLUSH_ALL);
+        let c = cache(10);
+        c.put(l(1), valid(1), vec![1], Utc::now(), None, c.epoch());
+        c.notified(&payload(&many));
+        assert_eq!(c.stats().entries, 0);
     }
 
     // Pins the bound: never more than max_entries, oldest out first, and the order
