@@ -240,6 +240,8 @@ class KeyLeash {
   #ready;
   /** The native handle once connected (null before), for the synchronous fast paths. */
   #native = null;
+  /** Validates gathered in this turn of the event loop, sent as one native call. */
+  #validates = null;
 
   /** @internal Use KeyLeash.connect (or new AgentKey({ pool })). */
   constructor(ready) {
@@ -290,7 +292,34 @@ class KeyLeash {
     // back synchronously: no native task, no async function, one resolved promise.
     // The hot calls return JSON text (cheaper than napi's object conversion).
     const now = n.validateNow(rawKey);
-    return now !== null ? Promise.resolve(JSON.parse(now)) : call(async () => JSON.parse(await n.validate(rawKey)));
+    if (now !== null) return Promise.resolve(JSON.parse(now));
+    // The rest wait for the end of this turn of the event loop (a microtask) and
+    // cross into the core together: one native task and one wake-up for all of
+    // them instead of one each. The core answers each as if it had come alone.
+    if (this.#validates === null) {
+      this.#validates = [];
+      queueMicrotask(() => this.#sendValidates(n));
+    }
+    return new Promise((resolve, reject) => this.#validates.push({ rawKey, resolve, reject }));
+  }
+
+  /** Sends the gathered validates as one `validateMany` and settles each caller. */
+  #sendValidates(n) {
+    const batch = this.#validates;
+    this.#validates = null;
+    n.validateMany(batch.map((v) => v.rawKey)).then(
+      (answers) => {
+        for (let i = 0; i < batch.length; i++) {
+          const a = answers[i];
+          if (a.startsWith("!")) batch[i].reject(toKeyLeashError(new Error(a.slice(1))));
+          else batch[i].resolve(JSON.parse(a));
+        }
+      },
+      (e) => {
+        const err = toKeyLeashError(e);
+        for (const v of batch) v.reject(err);
+      },
+    );
   }
 
   /** Charges a key after the fact, atomically. */

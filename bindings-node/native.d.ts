@@ -20,6 +20,13 @@ export declare class NativeKeyLeash {
   /** Validates a raw key. */
   validate(rawKey: string): Promise<string>
   /**
+   * `validate` of each key, in order, crossing into the core once: each answer
+   * is the validation's JSON text, or `!` and the tagged error message
+   * (`![keyleash:code] …`) for a key whose validate failed. `index.js` gathers
+   * the validates of one turn of the event loop into one such call.
+   */
+  validateMany(rawKeys: Array<string>): Promise<Array<string>>
+  /**
    * `validate`'s answer when it needs no store access (a malformed key, a
    * validation-cache hit), else null: synchronous, so the JavaScript half
    * answers without a task or a promise chain.

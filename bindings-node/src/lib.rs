@@ -371,16 +371,32 @@ impl NativeKeyLeash {
         to_text(&run(async move { kl.validate(&raw_key).await }).await?)
     }
 
+    /// `validate` of each key, in order, crossing into the core once: each answer
+    /// is the validation's JSON text, or `!` and the tagged error message
+    /// (`![keyleash:code] …`) for a key whose validate failed. `index.js` gathers
+    /// the validates of one turn of the event loop into one such call.
+    #[napi]
+    pub async fn validate_many(&self, raw_keys: Vec<String>) -> Result<Vec<String>> {
+        let kl = self.inner.clone();
+        let answers = run(async move { Ok(kl.validate_many(&raw_keys).await) }).await?;
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(v) => to_text(&v),
+                Err(e) => Ok(format!("!{}", err(e).reason)),
+            })
+            .collect()
+    }
+
     /// `validate`'s answer when it needs no store access (a malformed key, a
     /// validation-cache hit), else null: synchronous, so the JavaScript half
     /// answers without a task or a promise chain.
     #[napi]
     pub fn validate_now(&self, raw_key: String) -> Result<Option<String>> {
-        self.inner
-            .validate_now(&raw_key)
-            .as_ref()
-            .map(to_text)
-            .transpose()
+        Ok(self
+            .inner
+            .validate_now_json(&raw_key)
+            .map(|text| text.to_string()))
     }
 
     /// The validation cache's counters (`{entries, hits, misses, listening,

@@ -63,3 +63,22 @@ for (const store of STORES) {
     await other.close();
   });
 }
+
+for (const store of STORES) {
+  test(`${store}: validates gathered in one turn of the event loop answer as sequential ones`, async () => {
+    const db = await open(store);
+    const live = await db.kl.create({ accountId: "a", budgetCents: 5 });
+    const revoked = await db.kl.create({ accountId: "a" });
+    await db.kl.revoke(revoked.id);
+    const spent = await db.kl.create({ accountId: "a", budgetCents: 1 });
+    await db.kl.trackUsage(spent.key, { costCents: 1 });
+    const unknown = `${live.key.slice(0, -1)}${live.key.endsWith("A") ? "B" : "A"}`;
+    const asked = Array.from({ length: 120 }, (_, i) => [live.key, revoked.key, spent.key, "ak_x", unknown][i % 5]);
+    const together = await Promise.all(asked.map((k) => db.kl.validate(k)));
+    for (let i = 0; i < asked.length; i++) assert.deepEqual(together[i], await db.kl.validate(asked[i]));
+    assert.deepEqual(
+      together.slice(0, 5).map((v) => v.reason ?? "valid"),
+      ["valid", "revoked", "budget_exceeded", "invalid", "invalid"],
+    );
+  });
+}

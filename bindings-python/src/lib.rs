@@ -268,8 +268,8 @@ impl NativeKeyLeash {
 
     fn validate<'py>(&self, py: Python<'py>, raw_key: String) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
-        if let Some(answer) = kl.validate_now(&raw_key) {
-            return ready_into_py(py, to_json(&answer));
+        if let Some(answer) = kl.validate_now_json(&raw_key) {
+            return ready_into_py(py, Ok(&*answer));
         }
         future_into_py(py, async move {
             to_json(&kl.validate(&raw_key).await.map_err(py_err)?)
@@ -282,8 +282,8 @@ impl NativeKeyLeash {
         subject: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
-        if let Some(answer) = kl.validate_by_subject_now(&subject) {
-            return ready_into_py(py, to_json(&answer));
+        if let Some(answer) = kl.validate_by_subject_now_json(&subject) {
+            return ready_into_py(py, Ok(&*answer));
         }
         future_into_py(py, async move {
             to_json(&kl.validate_by_subject(&subject).await.map_err(py_err)?)

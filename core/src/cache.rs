@@ -29,7 +29,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -70,6 +70,9 @@ struct State {
 
 struct Entry {
     validation: Validation,
+    /// The answer's JSON (docs/api.md), serialized once when cached: bindings that
+    /// hand results over as text take it as is ([`Cache::get_json`]).
+    json: Arc<str>,
     until: DateTime<Utc>,
     /// The key and its ancestors: a change to any of them drops the entry.
     ids: Vec<i64>,
@@ -100,11 +103,25 @@ impl Cache {
 
     /// The cached answer for `lookup`, if one is live at `now`.
     pub fn get(&self, lookup: &Lookup, now: DateTime<Utc>) -> Option<Validation> {
+        self.find(lookup, now, |e| e.validation.clone())
+    }
+
+    /// [`Cache::get`] as the answer's JSON text, without serializing it again.
+    pub fn get_json(&self, lookup: &Lookup, now: DateTime<Utc>) -> Option<Arc<str>> {
+        self.find(lookup, now, |e| Arc::clone(&e.json))
+    }
+
+    fn find<T>(
+        &self,
+        lookup: &Lookup,
+        now: DateTime<Utc>,
+        take: impl Fn(&Entry) -> T,
+    ) -> Option<T> {
         if self.listening.load(Ordering::Acquire) {
             let mut state = self.lock();
             match state.map.get(lookup) {
                 Some(e) if now < e.until => {
-                    let v = e.validation.clone();
+                    let v = take(e);
                     drop(state);
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Some(v);
@@ -146,6 +163,10 @@ impl Cache {
         if until <= now {
             return;
         }
+        let Ok(json) = serde_json::to_string(&validation) else {
+            return;
+        };
+        let json: Arc<str> = json.into();
         let mut state = self.lock();
         if self.epoch.load(Ordering::Acquire) != epoch || !self.listening.load(Ordering::Acquire) {
             return;
@@ -165,6 +186,7 @@ impl Cache {
             lookup,
             Entry {
                 validation,
+                json,
                 until,
                 ids,
                 seq,
@@ -342,8 +364,12 @@ mod tests {
         assert!(c.get(&l(1), now + chrono::Duration::seconds(10)).is_none());
         assert!(c.get(&l(2), now).is_some());
         assert!(c.get(&l(2), soon).is_none());
+        let text = c.get_json(&l(1), now).expect("live");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["valid"], true);
+        assert_eq!(v["id"], 1);
         let s = c.stats();
-        assert_eq!((s.hits, s.misses), (2, 2));
+        assert_eq!((s.hits, s.misses), (3, 2));
     }
 
     // Pins invalidation by any id of the chain, the epoch guard and the flush.

@@ -73,22 +73,51 @@ impl<Req: Send + 'static, Out: Send + 'static> Group<Req, Out> {
 
     /// Runs `req` as part of a batch and returns its own outcome.
     pub async fn call(self: &Arc<Self>, req: Req) -> Result<Out> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut queue = self.lock();
-            if queue.len() >= self.limits.max_queue {
-                return Err(Error::Unavailable(
-                    format!(
-                        "the request queue is full ({} calls are waiting for the store)",
-                        self.limits.max_queue
-                    )
-                    .into(),
-                ));
-            }
-            queue.push_back((req, tx));
-        }
+        let rx = self.enqueue(&mut self.lock(), req);
         self.start_runner();
-        rx.await
+        Self::outcome(rx).await
+    }
+
+    /// Runs `reqs` as if each were its own [`Group::call`], in this order, joining
+    /// the queue together (one lock, one runner start): a binding that gathered
+    /// calls from its own event loop hands them over in one go.
+    pub async fn call_many(self: &Arc<Self>, reqs: Vec<Req>) -> Vec<Result<Out>> {
+        let waiting: Vec<_> = {
+            let mut queue = self.lock();
+            reqs.into_iter()
+                .map(|req| self.enqueue(&mut queue, req))
+                .collect()
+        };
+        self.start_runner();
+        let mut out = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            out.push(Self::outcome(rx).await);
+        }
+        out
+    }
+
+    /// Queues `req`, or refuses it when the queue is full.
+    fn enqueue(
+        &self,
+        queue: &mut VecDeque<Pending<Req, Out>>,
+        req: Req,
+    ) -> Result<oneshot::Receiver<Result<Out>>> {
+        if queue.len() >= self.limits.max_queue {
+            return Err(Error::Unavailable(
+                format!(
+                    "the request queue is full ({} calls are waiting for the store)",
+                    self.limits.max_queue
+                )
+                .into(),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        queue.push_back((req, tx));
+        Ok(rx)
+    }
+
+    async fn outcome(rx: Result<oneshot::Receiver<Result<Out>>>) -> Result<Out> {
+        rx?.await
             .unwrap_or_else(|_| Err(Error::Unavailable("the batch was abandoned".into())))
     }
 
@@ -193,6 +222,33 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 100);
         assert!(sizes.iter().all(|&n| n <= 16));
         assert!(sizes.len() < 100, "calls were grouped: {sizes:?}");
+    }
+
+    // Pins call_many: every request answered in order, grouped, the overflow refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn call_many_answers_each_in_order() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let limits = Limits {
+            max_batch: 16,
+            max_queue: 40,
+            in_flight: 1,
+        };
+        let g = Group::new(limits, doubling(Arc::clone(&sizes), None));
+        let out = g.call_many((0..50u32).collect()).await;
+        for (i, r) in out.iter().enumerate() {
+            if i < 40 {
+                assert_eq!(*r.as_ref().unwrap(), u32::try_from(i).unwrap() * 2);
+            } else {
+                assert!(r
+                    .as_ref()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("queue is full"));
+            }
+        }
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), 40);
+        assert!(sizes.len() <= 4, "{sizes:?}");
     }
 
     // Pins that a failed batch fails exactly its own callers, and later batches still run.

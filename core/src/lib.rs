@@ -362,6 +362,61 @@ impl KeyLeash {
         }
     }
 
+    /// [`KeyLeash::validate_now`] as the JSON of docs/api.md, for bindings that hand
+    /// results over as text: a cache hit returns the text stored with the entry
+    /// (serialized once, when it was cached) instead of serializing per call.
+    pub fn validate_now_json(&self, raw_key: &str) -> Option<Arc<str>> {
+        match self.key_ref(raw_key) {
+            Err(reason) => Some(json_of(&Validation::Invalid(reason))),
+            Ok(key) => self.cached_json(&key.0),
+        }
+    }
+
+    /// [`KeyLeash::validate_by_subject_now`] as JSON text, like
+    /// [`KeyLeash::validate_now_json`].
+    pub fn validate_by_subject_now_json(&self, subject: &str) -> Option<Arc<str>> {
+        if !subject_shaped(subject) {
+            return Some(json_of(&Validation::Invalid(InvalidReason::Invalid)));
+        }
+        self.cached_json(&Lookup::Subject(subject.into()))
+    }
+
+    fn cached_json(&self, lookup: &Lookup) -> Option<Arc<str>> {
+        let cache = self.inner.cache.as_ref()?;
+        cache.get_json(lookup, self.inner.clock.now())
+    }
+
+    /// [`KeyLeash::validate`] of each of `raw_keys`, in order: the answers are
+    /// exactly those of separate calls made in this order, but the keys join the
+    /// batch queue together. For bindings that gather the validates of one turn
+    /// of their event loop and cross into the core once for all of them.
+    pub async fn validate_many(&self, raw_keys: &[String]) -> Vec<Result<Validation>> {
+        let mut out: Vec<Option<Result<Validation>>> = Vec::with_capacity(raw_keys.len());
+        let mut lookups = Vec::new();
+        for raw in raw_keys {
+            match self.key_ref(raw) {
+                Err(reason) => out.push(Some(Ok(Validation::Invalid(reason)))),
+                Ok(key) => match self.cached(&key.0) {
+                    Some(hit) => out.push(Some(Ok(hit))),
+                    None => {
+                        lookups.push(key.0);
+                        out.push(None);
+                    }
+                },
+            }
+        }
+        let mut looked_up = self.inner.validates.call_many(lookups).await.into_iter();
+        out.into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    looked_up
+                        .next()
+                        .unwrap_or_else(|| Err(Error::Unavailable("a validate was lost".into())))
+                })
+            })
+            .collect()
+    }
+
     /// The live cached answer for `lookup`, if the cache is on and has one.
     fn cached(&self, lookup: &Lookup) -> Option<Validation> {
         let cache = self.inner.cache.as_ref()?;
@@ -587,6 +642,11 @@ fn charge_batches(
             Ok(charged.outcomes)
         })
     })
+}
+
+/// A refusal's JSON text (it cannot fail: the type serializes to plain JSON).
+fn json_of(v: &Validation) -> Arc<str> {
+    serde_json::to_string(v).unwrap_or_default().into()
 }
 
 /// Whether `subject` could be in the store (non-empty, not oversized, no NUL).
