@@ -43,6 +43,9 @@ def _snake(name: str) -> str:
 _Attribute = tuple[str, bool] | None
 _ATTRIBUTES: dict[tuple[type, str], _Attribute] = {}
 _MISSING = object()
+# Per result class: JSON key -> attribute, so building a result is one dict lookup a key.
+_KEYMAPS: dict[type, dict[str, _Attribute]] = {}
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _attribute(cls: type, key: str) -> _Attribute:
@@ -96,16 +99,28 @@ class _Result:
         self = object.__new__(cls)
         fields = self.__dict__
         fields["_raw"] = raw
+        keymap = _KEYMAPS.get(cls)
+        if keymap is None:
+            keymap = _KEYMAPS[cls] = {}
         for key, value in raw.items():
-            attribute = _attribute(cls, key)
+            if key in keymap:
+                attribute = keymap[key]
+            else:
+                attribute = _attribute(cls, key)
+                if len(keymap) < 256:
+                    keymap[key] = attribute
             if attribute is None:
                 continue
             name, is_time = attribute
-            if is_time and isinstance(value, str):
-                value = datetime.fromisoformat(value)
-            elif isinstance(value, list) and all(type(v) is str for v in value):
+            kind = type(value)
+            if is_time:
+                if kind is str:
+                    value = datetime.fromisoformat(value)
+            elif kind in _SCALAR_TYPES:
+                pass
+            elif kind is list and all(type(v) is str for v in value):
                 value = value.copy()
-            elif not isinstance(value, _SCALARS):
+            else:
                 value = copy.deepcopy(value)
             fields[name] = value
         return self
