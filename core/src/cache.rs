@@ -360,14 +360,15 @@ mod tests {
         c.put(l(1), valid(1), vec![1], now, None, c.epoch());
         let soon = now + chrono::Duration::seconds(1);
         c.put(l(2), valid(2), vec![2], now, Some(soon), c.epoch());
-        assert!(c.get(&l(1), now + chrono::Duration::seconds(9)).is_some());
-        assert!(c.get(&l(1), now + chrono::Duration::seconds(10)).is_none());
-        assert!(c.get(&l(2), now).is_some());
-        assert!(c.get(&l(2), soon).is_none());
         let text = c.get_json(&l(1), now).expect("live");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["valid"], true);
         assert_eq!(v["id"], 1);
+        assert!(c.get(&l(1), now + chrono::Duration::seconds(9)).is_some());
+        assert!(c.get(&l(1), now + chrono::Duration::seconds(10)).is_none());
+        assert!(c.get(&l(2), now).is_some());
+        assert!(c.get(&l(2), soon).is_none());
+
         let s = c.stats();
         assert_eq!((s.hits, s.misses), (3, 2));
     }
