@@ -45,6 +45,7 @@ connections on Postgres, 4 on a SQLite file), as users get them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -55,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -604,19 +605,34 @@ class Bench:
 
     # -------------------------------------------------------------------- HTTP
 
-    def http(self, app: str) -> None:
+    @contextlib.contextmanager
+    def served(
+        self, name: str, cmd: list[str], cwd: Path
+    ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+        """A server started with `cmd` on a free port (env PORT, DATABASE_URL the
+        bench's Postgres), yielded once it accepts connections, stopped after."""
         port = free_port()
+        log_path = self.tmp / f"{name}.log"
+        log = log_path.open("w")
+        env = os.environ | {"DATABASE_URL": self.pg_url, "PORT": str(port)}
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        try:
+            wait_for_port(port, server, log_path)
+            yield server, port
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            log.close()
+
+    def http(self, app: str) -> None:
         cmd = {
             "express": ["node", str(ROOT / "examples" / "express-app" / "server.js")],
             "fastapi": [PYTHON, str(ROOT / "examples" / "fastapi-app" / "app.py")],
         }[app]
-        log = (self.tmp / f"{app}.log").open("w")
-        env = os.environ | {"DATABASE_URL": self.pg_url, "PORT": str(port)}
-        server = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(cmd[1]).parent
-        )
-        try:
-            wait_for_port(port, server, self.tmp / f"{app}.log")
+        with self.served(app, cmd, Path(cmd[1]).parent) as (server, port):
             for hot in (False, True):
                 self.vacuum()
                 keys = self.pg_hot if hot else self.pg_keys
@@ -652,25 +668,13 @@ class Bench:
                         f"{name}: {line['non_2xx']} non-2xx responses, "
                         f"{line['socket_errors']} socket errors"
                     )
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
 
     def agentkey_http(self) -> None:
         """agentkey's own Express route (bench/agentkey/server.mjs) under the same
         wrk load: the peer the issue's HTTP target names. Only with BENCH_AGENTKEY."""
         dist = ROOT / "target" / "bench" / "agentkey" / "dist"
-        port = free_port()
-        log = (self.tmp / "agentkey.log").open("w")
-        env = os.environ | {"DATABASE_URL": self.pg_url, "PORT": str(port)}
         cmd = ["node", str(BENCH / "agentkey" / "server.mjs"), str(dist)]
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        try:
-            wait_for_port(port, server, self.tmp / "agentkey.log")
+        with self.served("agentkey", cmd, ROOT) as (server, port):
             for hot in (False, True):
                 self.vacuum()
                 line = wrk(port, self.pg_hot if hot else self.pg_keys)
@@ -692,13 +696,6 @@ class Bench:
                     note="agentkey's middleware + trackUsage (1 cent); RSS of the server",
                 )
                 self.add(row, line)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
 
     def https(self) -> None:
         if AGENTKEY_HTTP:
