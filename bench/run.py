@@ -112,6 +112,19 @@ class Row:
     ratio_peer: float | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, name: str, store: str, line: dict[str, Any], **more: Any) -> Row:
+        """The row of a driver's (or wrk's) JSON line: its ops/s, p50, p99 and RSS."""
+        return cls(
+            name,
+            store,
+            line["ops_per_s"],
+            line["p50_ms"],
+            line["p99_ms"],
+            line.get("rss_mb"),
+            **more,
+        )
+
 
 class Bench:
     """Runs every case in order, collecting rows and failures."""
@@ -388,13 +401,10 @@ class Bench:
             rid, name = titles[line["case"]]
             self.check_line(name, line)
             self.add(
-                Row(
+                Row.of(
                     name,
                     "sqlite",
-                    line["ops_per_s"],
-                    line["p50_ms"],
-                    line["p99_ms"],
-                    line["rss_mb"],
+                    line,
                     id=rid,
                     note=f"1 connection, WAL, {sync}",
                 ),
@@ -445,13 +455,10 @@ class Bench:
         name = f"{lang} {titles[case]}"
         self.check_line(f"{name} on {store}", line)
         self.add(
-            Row(
+            Row.of(
                 name,
                 store,
-                line["ops_per_s"],
-                line["p50_ms"],
-                line["p99_ms"],
-                line["rss_mb"],
+                line,
                 ref=ref,
                 peer=peer,
             ),
@@ -474,13 +481,10 @@ class Bench:
         self.check_line(name, line)
         us = 1e6 / line["ops_per_s"] if line["ops_per_s"] else math.inf
         self.add(
-            Row(
+            Row.of(
                 name,
                 "-",
-                line["ops_per_s"],
-                line["p50_ms"],
-                line["p99_ms"],
-                line["rss_mb"],
+                line,
                 note=f"{us:.2f} us/call",
             ),
             line,
@@ -510,13 +514,10 @@ class Bench:
                 self.fail(f"{name}: RSS grew from {base:.0f} MB to {last:.0f} MB")
         note = "RSS MB by tenth: " + " ".join(f"{m:.0f}" for m in samples)
         self.add(
-            Row(
+            Row.of(
                 name,
                 "postgres",
-                line["ops_per_s"],
-                line["p50_ms"],
-                line["p99_ms"],
-                line["rss_mb"],
+                line,
                 ref="pg.select",
                 note=note,
             ),
@@ -641,13 +642,10 @@ class Bench:
                 name = f"{app} POST /v1/chat, {'hot key' if hot else 'random'}"
                 problems = line["non_2xx"] + line["socket_errors"]
                 self.add(
-                    Row(
+                    Row.of(
                         name,
                         "postgres",
-                        line["ops_per_s"],
-                        line["p50_ms"],
-                        line["p99_ms"],
-                        line["rss_mb"],
+                        line,
                         ref="pg.hot" if hot else "pg.update",
                         peer=(
                             ("ak.express_hot" if hot else "ak.express")
@@ -684,13 +682,10 @@ class Bench:
                 problems = line["non_2xx"] + line["socket_errors"]
                 if problems:
                     self.fail(f"{name}: {problems} non-2xx responses or socket errors")
-                row = Row(
+                row = Row.of(
                     name,
                     "postgres",
-                    line["ops_per_s"],
-                    line["p50_ms"],
-                    line["p99_ms"],
-                    line["rss_mb"],
+                    line,
                     id="ak.express_hot" if hot else "ak.express",
                     ref="pg.hot" if hot else "pg.update",
                     note="agentkey's middleware + trackUsage (1 cent); RSS of the server",
