@@ -48,6 +48,26 @@ fn py_err(e: keyleash::Error) -> PyErr {
     }
 }
 
+/// One answer of `validate_many`: JSON text, or the error, which becomes the
+/// exception instance `py_err` makes (the Python side raises it in its caller).
+enum Answer {
+    Text(String),
+    Error(keyleash::Error),
+}
+
+impl<'py> IntoPyObject<'py> for Answer {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            Answer::Text(text) => pyo3::types::PyString::new(py, &text).into_any(),
+            Answer::Error(e) => py_err(e).into_value(py).into_bound(py).into_any(),
+        })
+    }
+}
+
 fn bad_arg(msg: impl Into<String>) -> PyErr {
     InvalidArgumentError::new_err(msg.into())
 }
@@ -273,6 +293,39 @@ impl NativeKeyLeash {
         }
         future_into_py(py, async move {
             to_json(&kl.validate(&raw_key).await.map_err(py_err)?)
+        })
+    }
+
+    /// `validate`'s answer when no store access is needed (a malformed key, a
+    /// validation-cache hit) as JSON text, else None: synchronous, no future.
+    fn validate_now(&self, raw_key: &str) -> PyResult<Option<String>> {
+        Ok(self.kl()?.validate_now_json(raw_key).map(|t| t.to_string()))
+    }
+
+    /// `validate` of each key, in order, crossing into the core once: an awaitable
+    /// list with, for each key, the validation's JSON text or the exception its
+    /// validate raised. The Python client gathers the validates of one turn of
+    /// the event loop into one such call.
+    fn validate_many<'py>(
+        &self,
+        py: Python<'py>,
+        raw_keys: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            let answers = kl.validate_many(&raw_keys).await;
+            Ok(answers
+                .into_iter()
+                .map(|a| {
+                    match a.and_then(|v| {
+                        serde_json::to_string(&v)
+                            .map_err(|e| keyleash::Error::Unavailable(e.to_string().into()))
+                    }) {
+                        Ok(text) => Answer::Text(text),
+                        Err(e) => Answer::Error(e),
+                    }
+                })
+                .collect::<Vec<_>>())
         })
     }
 

@@ -69,3 +69,31 @@ async def test_two_processes_one_key(db: Db, peer: str) -> None:
     assert ours + theirs == 100, (ours, theirs)
     assert db.used_micros(k.id) == 100_000_000
     assert db.ledger(k.id) == (100_000_000, 100)
+
+
+# Pins: validates gathered in one turn of the event loop (one validate_many) answer
+# exactly as sequential ones, and a caller cancelled meanwhile leaves the others be.
+async def test_gathered_validates_answer_as_sequential_ones(db: Db) -> None:
+    live = await db.kl.create(account_id="a", budget_cents=5)
+    revoked = await db.kl.create(account_id="a")
+    await db.kl.revoke(revoked.id)
+    spent = await db.kl.create(account_id="a", budget_cents=1)
+    await db.kl.track_usage(spent.key, 1)
+    unknown = live.key[:-1] + ("B" if live.key.endswith("A") else "A")
+    kinds = [live.key, revoked.key, spent.key, "ak_x", unknown]
+    asked = [kinds[i % 5] for i in range(120)]
+    together = await asyncio.gather(*(db.kl.validate(k) for k in asked))
+    for key, v in zip(asked, together, strict=True):
+        assert v.to_dict() == (await db.kl.validate(key)).to_dict()
+    assert [v.reason or "valid" for v in together[:5]] == [
+        "valid",
+        "revoked",
+        "budget_exceeded",
+        "invalid",
+        "invalid",
+    ]
+    tasks = [asyncio.ensure_future(db.kl.validate(live.key)) for _ in range(10)]
+    tasks[3].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert all(v.valid for i, v in enumerate(done) if i != 3)  # type: ignore[union-attr]

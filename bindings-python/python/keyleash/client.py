@@ -7,6 +7,7 @@ here: validation, rounding, time and budget math are all the core's.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -141,6 +142,9 @@ class KeyLeash:
     def __init__(self, native: _native.NativeKeyLeash) -> None:
         """Internal: use ``await KeyLeash.connect(url, **options)``."""
         self._native = native
+        # Validates waiting for the end of this turn of each event loop, sent to
+        # the core as one validate_many (see ``validate``).
+        self._gathered: dict[asyncio.AbstractEventLoop, list[tuple[str, asyncio.Future[str]]]] = {}
 
     @classmethod
     async def connect(cls, url: str, **options: Unpack[ConnectOptions]) -> Self:
@@ -194,9 +198,57 @@ class KeyLeash:
         await self._native.ensure_subject(subject, _create_options(options))
 
     async def validate(self, raw_key: str) -> Validation:
-        """Checks a raw key; ``valid=False`` with a reason when it may not be used."""
-        raw = await self._native.validate(_check.text("raw_key", raw_key))
-        return Validation._from_json(raw)
+        """Checks a raw key; ``valid=False`` with a reason when it may not be used.
+
+        What the core answers without the store (a malformed key, a cache hit)
+        comes back at once. The other validates of one turn of the event loop are
+        gathered and cross into the core together (one native call, one wake-up
+        for all of them); each gets exactly the answer it would have had alone."""
+        raw_key = _check.text("raw_key", raw_key)
+        now = self._native.validate_now(raw_key)
+        if now is None:
+            now = await self._gather(raw_key)
+        return Validation._from_json(now)
+
+    def _gather(self, raw_key: str) -> asyncio.Future[str]:
+        """A future of ``raw_key``'s validation JSON, sent with the rest of this
+        turn's validates when the loop gets to the callback scheduled here."""
+        loop = asyncio.get_running_loop()
+        waiting = loop.create_future()
+        gathered = self._gathered.get(loop)
+        if gathered is None:
+            gathered = self._gathered[loop] = []
+            loop.call_soon(self._send_gathered, loop)
+        gathered.append((raw_key, waiting))
+        return waiting
+
+    def _send_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sends this turn's validates as one ``validate_many`` and settles each."""
+        batch = self._gathered.pop(loop, [])
+        try:
+            answers = self._native.validate_many([key for key, _ in batch])
+        except Exception as e:  # every caller of the turn gets the failure
+            for _, waiting in batch:
+                if not waiting.done():
+                    waiting.set_exception(e)
+            return
+
+        def settle(done: asyncio.Future[list[str | BaseException]]) -> None:
+            failure = asyncio.CancelledError() if done.cancelled() else done.exception()
+            if failure is not None:
+                for _, waiting in batch:
+                    if not waiting.done():
+                        waiting.set_exception(failure)
+                return
+            for (_, waiting), answer in zip(batch, done.result(), strict=True):
+                if waiting.done():  # its caller was cancelled
+                    continue
+                if isinstance(answer, BaseException):
+                    waiting.set_exception(answer)
+                else:
+                    waiting.set_result(answer)
+
+        asyncio.ensure_future(answers).add_done_callback(settle)
 
     async def validate_by_subject(self, subject: str) -> Validation:
         """``validate`` for a row made by ``ensure_subject``."""
