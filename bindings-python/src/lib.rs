@@ -14,9 +14,7 @@
 mod bridge;
 
 use chrono::{DateTime, Utc};
-use keyleash::{
-    Access, CacheOptions, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange,
-};
+use keyleash::{CacheOptions, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use serde::Serialize;
@@ -437,33 +435,10 @@ impl NativeKeyLeash {
         })
     }
 
-    /// The HTTP decision for one request: `(200, validation JSON, None)` when
-    /// granted, else the core's reply `(status, body JSON, cause)`, where `cause`
-    /// (on a 500) describes the store failure for the server's log.
-    #[pyo3(signature = (authorization, scope=None))]
-    fn authenticate<'py>(
-        &self,
-        py: Python<'py>,
-        authorization: Option<String>,
-        scope: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.kl()?;
-        future_into_py(py, async move {
-            match kl
-                .authenticate(authorization.as_deref(), scope.as_deref())
-                .await
-            {
-                Access::Granted(info) => {
-                    Ok((200u16, to_json(&keyleash::Validation::Valid(info))?, None))
-                }
-                Access::Denied(reply) => Ok((reply.status, to_json(&reply.body)?, reply.cause)),
-            }
-        })
-    }
-
-    /// `authenticate`, also handing back the granted key:
+    /// The HTTP decision for one request (`KeyLeash::authenticate_key`):
     /// `(200, validation JSON, None, NativeKeyRef)` when granted, else `(status,
-    /// body JSON, cause, None)`. The `NativeKeyRef` charges the key by its hash, so
+    /// body JSON, cause, None)`, where `cause` (on a 500) describes the store
+    /// failure for the server's log. The `NativeKeyRef` charges the key by its hash, so
     /// the request's handler need not parse the header and hash the key again.
     #[pyo3(signature = (authorization, scope=None))]
     fn authenticate_key<'py>(

@@ -73,14 +73,11 @@ class NativeKeyLeash:
         self, key_id: int, from_: str | None = None, to: str | None = None
     ) -> Awaitable[str]: ...
     def close(self) -> Awaitable[None]: ...
-    def authenticate(
-        self, authorization: str | None, scope: str | None = None
-    ) -> Awaitable[tuple[int, str, str | None]]:
-        """``(status, body JSON, cause)``; ``cause`` (on a 500) is for the log."""
     def authenticate_key(
         self, authorization: str | None, scope: str | None = None
     ) -> Awaitable[tuple[int, str, str | None, NativeKeyRef | None]]:
-        """``authenticate`` plus, when granted (200), a handle that charges the key."""
+        """``(status, body JSON, cause, key)``: ``cause`` (on a 500) is for the log;
+        ``key``, when granted (200), a handle that charges the key."""
     def self_serve(
         self,
         route: str,
