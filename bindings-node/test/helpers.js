@@ -25,7 +25,10 @@ function unique(tag) {
 }
 
 function urlOf(store) {
-  return store === "sqlite" ? `sqlite://${path.join(os.tmpdir(), `${unique("keyleash_node")}.db`)}` : pgUrl();
+  // The time too: pids wrap around, and an earlier run's file would be opened again.
+  return store === "sqlite"
+    ? `sqlite://${path.join(os.tmpdir(), `${unique("keyleash_node")}_${Date.now()}.db`)}`
+    : pgUrl();
 }
 
 /** A migrated KeyLeash on a fresh table of `store`, with a manual clock at START. */

@@ -8,6 +8,7 @@ import itertools
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ def unique(tag: str) -> str:
 
 def database_url(store: str) -> str:
     if store == "sqlite":
-        path = Path(tempfile.gettempdir()) / f"{unique('keyleash_py')}.db"
+        # The time too: pids wrap around, and an earlier run's file would be reused.
+        path = Path(tempfile.gettempdir()) / f"{unique('keyleash_py')}_{time.time_ns()}.db"
         return f"sqlite://{path}"
     url = os.environ.get("DATABASE_URL")
     if not url:

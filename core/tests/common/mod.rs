@@ -54,7 +54,13 @@ fn unique(tag: &str) -> String {
 pub fn url(kind: Kind) -> String {
     match kind {
         Kind::Sqlite => {
-            let path = std::env::temp_dir().join(format!("{}.db", unique("keyleash_test")));
+            // The time too: pids wrap around, and a file an earlier run left under
+            // the same pid and sequence number would be opened with its tables.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let name = format!("{}_{nanos}.db", unique("keyleash_test"));
+            let path = std::env::temp_dir().join(name);
             format!("sqlite://{}", path.display())
         }
         Kind::Postgres => std::env::var("DATABASE_URL").unwrap_or_else(|_| {
