@@ -720,7 +720,7 @@ fn check_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// The README's Rust example, compiled and run as a doctest.
+/// The crate README's example, compiled and run as a doctest.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -25,9 +25,9 @@ use crate::store::charge::{self, ChargeSql, Charged};
 use crate::store::{rate_sql, statements, NewKey};
 
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../../migrations/postgres/0001_keys.sql"),
-    include_str!("../../../migrations/postgres/0002_ledger.sql"),
-    include_str!("../../../migrations/postgres/0003_rate.sql"),
+    include_str!("../../migrations/postgres/0001_keys.sql"),
+    include_str!("../../migrations/postgres/0002_ledger.sql"),
+    include_str!("../../migrations/postgres/0003_rate.sql"),
 ];
 
 const COLUMNS: &str = "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \

@@ -1,5 +1,5 @@
 -- The keys table: agentkey's table and columns, adopted in place, plus keyleash's own.
--- SQLite flavour of migrations/postgres/0001_keys.sql (same columns, SQLite types:
+-- SQLite flavour of core/migrations/postgres/0001_keys.sql (same columns, SQLite types:
 -- timestamps are TEXT 'YYYY-MM-DDTHH:MM:SS.ffffffZ', scopes and metadata are JSON TEXT).
 -- SQLite has no ADD COLUMN IF NOT EXISTS: migrate() skips an ADD COLUMN whose column
 -- exists, so every statement is idempotent and the file runs in full every time.
