@@ -14,8 +14,17 @@ demo: node ## The main job on embedded SQLite: the Express and FastAPI examples 
 	KEYLEASH_PYTHON="$$(bash scripts/python-env.sh)" node examples/demo/demo.mjs
 
 .PHONY: test
-test: check node ## Build and run every test (Rust, Node, Python) on SQLite and Postgres (a private cluster unless DATABASE_URL is set)
+test: check node ## Build and run every test (Rust, Node, Python) on SQLite and Postgres (a private cluster unless DATABASE_URL is set), then the packages (test-dist)
 	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node test-python-here conformance-here
+	$(MAKE) --no-print-directory test-dist
+
+.PHONY: dist
+dist: node ## Build every release artifact into dist/: the crate, the Python sdist and manylinux2014 wheel, the npm package and its linux-x64-gnu package
+	bash scripts/dist.sh
+
+.PHONY: test-dist
+test-dist: dist ## Install each artifact of dist/ into a fresh venv, npm project or Cargo project and run a README example against it
+	bash scripts/test-dist.sh
 
 .PHONY: test-rust
 test-rust: ## The Rust tests (needs DATABASE_URL: use `make test`)
@@ -53,7 +62,8 @@ example-fastapi: ## Serve examples/fastapi-app (an LLM proxy on embedded SQLite)
 	cd examples/fastapi-app && "$$(bash ../../scripts/python-env.sh)" app.py
 
 .PHONY: check
-check: node-deps ## cargo fmt --check, clippy and rustdoc with warnings denied; biome (Node package, Express example, demo) and tsc
+check: node-deps ## One version in every manifest; cargo fmt --check, clippy and rustdoc with warnings denied; biome (Node package, Express example, demo) and tsc
+	node scripts/version.mjs
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet

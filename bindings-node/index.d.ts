@@ -1,6 +1,5 @@
 // Types of the npm package `keyleash` (hand-written over the generated native.d.ts:
 // the results are discriminated unions, which the generator cannot express).
-import type { RequestHandler, Router } from "express";
 
 /** The stable codes of KeyLeashError (docs/errors.md). */
 export type ErrorCode =
@@ -325,8 +324,15 @@ export interface GrantedKey extends ValidKey {
   charge(costCents: number, options?: KeyChargeOptions): Promise<TrackUsageResult>;
 }
 
+/**
+ * An Express (4 or 5) handler, typed without importing Express, so that a project that
+ * does not use Express needs no `@types/express`: `app.use` and `app.post` take it as
+ * they take any handler. With `@types/express` installed, `req.agentKey` is typed too.
+ */
+export type ExpressHandler = (req: unknown, res: unknown, next: (err?: unknown) => void) => void;
+
 /** Express middleware: the statuses of docs/http.md; attaches `req.agentKey`. */
-export declare function agentKeyMiddleware(kl: KeyLeash, options?: MiddlewareOptions): RequestHandler;
+export declare function agentKeyMiddleware(kl: KeyLeash, options?: MiddlewareOptions): ExpressHandler;
 
 /** The largest request body the self-serve routes read: 65536 bytes. */
 export declare const MAX_BODY_BYTES: number;
@@ -362,7 +368,7 @@ export interface RouteOptions extends SelfServeOptions {
  * `POST /signup`, `GET /sdk-keys/me`, `POST /sdk-keys`, `DELETE /sdk-keys/:id`.
  * Bodies over `MAX_BODY_BYTES` are 413; a signup over a rate limit is 429 with `Retry-After`.
  */
-export declare function createAgentKeyRoutes(kl: KeyLeash, options?: RouteOptions): Router;
+export declare function createAgentKeyRoutes(kl: KeyLeash, options?: RouteOptions): ExpressHandler;
 
 declare global {
   namespace Express {

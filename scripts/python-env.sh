@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Makes the Python package usable from a fresh clone: creates .venv (python3 -m venv),
 # installs the pinned toolchain (bindings-python/requirements-dev.txt), builds the
-# wheel with maturin and installs it. Rebuilding is incremental: cargo recompiles
-# only what changed. Prints the venv's python path last.
+# wheel with maturin and installs it. The wheel is the one a release ships: linked
+# through zig for manylinux2014 (glibc 2.17 and later), stripped (Cargo.toml's release
+# profile); `make dist` copies it. Rebuilding is incremental: cargo recompiles only
+# what changed. Prints the venv's python path last, and the wheel's path in $WHEELS.
 #
 #   KEYLEASH_PY_PROFILE=release|dev   the wheel's cargo profile (default release)
 set -euo pipefail
@@ -35,7 +37,9 @@ say "building the wheel ($PROFILE)"
 rm -rf "$WHEELS"
 flag=--release
 [ "$PROFILE" = dev ] && flag=""
-(cd bindings-python && "$VENV/bin/maturin" build $flag --quiet \
-    --target x86_64-unknown-linux-gnu --out "$WHEELS" >&2)
+# maturin finds zig on PATH (ziglang installs it into the venv's bin).
+(cd bindings-python && PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" build $flag --quiet \
+    --zig --compatibility manylinux2014 --target x86_64-unknown-linux-gnu \
+    --out "$WHEELS" >&2)
 "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$WHEELS"/keyleash-*.whl
 echo "$VENV/bin/python"

@@ -71,10 +71,16 @@ test("examples/express-app: a signup key chats until its 50 cents a day run out"
   assert.deepEqual(me, { status: 429, body: { error: "budget_exceeded" } });
 });
 
-test("the README's Express quickstart is examples/express-app/quickstart.js and it works", async (t) => {
-  const readme = fs.readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+test("the READMEs' Express quickstart is examples/express-app/quickstart.js and it works", async (t) => {
   const quickstart = fs.readFileSync(path.join(EXAMPLE, "quickstart.js"), "utf8");
-  assert.ok(readme.includes(quickstart), "README's Express example differs from quickstart.js");
+  // The repository's README and the npm package's (scripts/test-dist.sh runs the latter
+  // against the packed tarballs).
+  for (const readme of [path.join(__dirname, "..", "..", "README.md"), path.join(__dirname, "..", "README.md")]) {
+    assert.ok(
+      fs.readFileSync(readme, "utf8").includes(quickstart),
+      `${readme}'s Express example differs from quickstart.js`,
+    );
+  }
   assert.ok(quickstart.trim().split("\n").length <= 16);
   const call = await start(t, "quickstart.js");
   const { body } = await call("POST", "/signup", { body: { email: "a@b.c" } });

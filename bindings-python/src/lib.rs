@@ -609,6 +609,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
     m.add_function(wrap_pyfunction!(payload_too_large, m)?)?;
     m.add("MAX_BODY_BYTES", keyleash::http::MAX_BODY_BYTES)?;
+    // The package's version: the workspace's, the one source every manifest reads.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
     Ok(())
 }

@@ -16,12 +16,19 @@ from conftest import database_url, unique
 from server import Server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+# The package's own README (shown on the package index) carries the same example;
+# scripts/test-dist.sh runs its asyncio example against the built wheel and sdist.
+PACKAGE_README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_example() -> str:
-    python: list[str] = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def readme_example(readme: Path = README) -> str:
+    python: list[str] = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
     [example] = [block for block in python if "keyleash.fastapi" in block]
     return example
+
+
+def test_package_readme_has_the_same_fastapi_example() -> None:
+    assert readme_example(PACKAGE_README) == readme_example()
 
 
 def load(source: str) -> ModuleType:

@@ -51,7 +51,7 @@ __all__ = [
     "has_scope",
 ]
 
-__version__ = "0.1.0"
+__version__: str = _native.__version__
 
 # Results of calls still in flight at exit must not touch a finalizing interpreter.
 atexit.register(_native.shutdown)

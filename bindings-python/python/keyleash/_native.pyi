@@ -100,6 +100,8 @@ class NativeKeyRef:
 
 MAX_BODY_BYTES: int
 """The largest request body the self-serve routes read (65,536 bytes)."""
+__version__: str
+"""The package version (the workspace Cargo.toml's, compiled in)."""
 
 def has_scope(scopes: list[str] | None, scope: str) -> bool: ...
 def payload_too_large() -> tuple[int, str]:
