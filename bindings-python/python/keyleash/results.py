@@ -63,9 +63,6 @@ def _attribute(cls: type, key: str) -> _Attribute:
     return attribute
 
 
-_SCALARS = (str, int, float, type(None))
-
-
 @dataclasses.dataclass(frozen=True)
 class _Result:
     _raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
