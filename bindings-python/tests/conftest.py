@@ -40,6 +40,24 @@ def database_url(store: str) -> str:
     return url
 
 
+def valid(result: keyleash.Validation) -> keyleash.ValidKey:
+    """``result``, which must be valid (the test fails here otherwise)."""
+    assert result.valid, result
+    return result
+
+
+def charged(result: keyleash.ChargeResult) -> keyleash.Charged:
+    """``result``, which must be a charge that succeeded (the test fails otherwise)."""
+    assert result.success, result
+    return result
+
+
+def reason(result: keyleash.Validation | keyleash.ChargeResult) -> str:
+    """Why ``result``, a validation or a charge, said no (the test fails if it said yes)."""
+    assert isinstance(result, keyleash.InvalidKey | keyleash.ChargeRefused), result
+    return result.reason
+
+
 class Db:
     """A migrated keyleash on its own table, plus plain SQL to inspect it."""
 

@@ -45,13 +45,13 @@ def make_app(kl: keyleash.KeyLeash | keyleash.sync.KeyLeash, **router: Any) -> F
 
     @app.post("/v1/chat")
     async def chat(
-        key: keyleash.Validation = Depends(require_key(kl, scope="proxy.chat")),  # noqa: B008
+        key: keyleash.GrantedKey = Depends(require_key(kl, scope="proxy.chat")),  # noqa: B008
     ) -> dict[str, Any]:
         return {"keyId": key.id, "account": key.account_id, "remaining": key.budget_remaining_cents}
 
     @app.get("/v1/whoami")
     async def whoami(
-        key: keyleash.Validation = Depends(require_key(kl)),  # noqa: B008
+        key: keyleash.GrantedKey = Depends(require_key(kl)),  # noqa: B008
     ) -> dict[str, Any]:
         return key.to_dict()
 

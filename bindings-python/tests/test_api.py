@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import keyleash
-from conftest import Db, open_db
+from conftest import Db, charged, open_db, reason, valid
 
 
 # Pins create's and validate's exact JSON and the snake_case attributes over it.
@@ -54,7 +54,7 @@ async def test_create_and_validate_shapes(db: Db) -> None:
         "delegatedBy": "user_456",
         "name": "agent",
     }
-    assert v.valid and v.reason is None and v.account_id == "acct_1"
+    assert isinstance(v, keyleash.ValidKey) and v.account_id == "acct_1"
     assert v.budget_reset_at == datetime(2026, 2, 15, 12, tzinfo=UTC)
     assert v.budget_remaining_cents == 5000 and v.delegated_by == "user_456"
     # to_dict() is a copy: mutating it does not change the result.
@@ -67,7 +67,30 @@ async def test_unknown_keys_are_invalid(db: Db) -> None:
     for raw in ["ak_" + "a" * 38, "nope", "", "ak_" + "x" * 500]:
         v = await db.kl.validate(raw)
         assert v.to_dict() == {"valid": False, "reason": "invalid"}
-        assert not v.valid and v.reason == "invalid" and v.id is None
+        assert isinstance(v, keyleash.InvalidKey) and v.reason == "invalid"
+
+
+# Pins the result classes: the *_from_dict functions pick them by valid / success, a
+# class's own from_dict refuses the other kind, and Validation / ChargeResult are unions.
+def test_result_classes() -> None:
+    v = keyleash.validation_from_dict({"valid": True, "id": 3, "accountId": "a", "name": "n"})
+    assert isinstance(v, keyleash.ValidKey) and (v.id, v.account_id, v.name) == (3, "a", "n")
+    i = keyleash.validation_from_dict({"valid": False, "reason": "expired"})
+    assert isinstance(i, keyleash.InvalidKey) and i.reason == "expired" and not i.has_scope("x")
+    assert isinstance(v, keyleash.Validation) and isinstance(i, keyleash.Validation)
+    assert not hasattr(v, "reason") and not hasattr(i, "account_id")
+    c = keyleash.charge_result_from_dict({"success": True})
+    assert isinstance(c, keyleash.Charged) and c.budget_used_cents is None
+    r = keyleash.charge_result_from_dict({"success": False, "reason": "revoked"})
+    assert isinstance(r, keyleash.ChargeRefused) and r.reason == "revoked"
+    assert isinstance(c, keyleash.ChargeResult) and isinstance(r, keyleash.ChargeResult)
+    assert not hasattr(c, "reason") and not hasattr(r, "budget_used_cents")
+    with pytest.raises(keyleash.InvalidArgumentError, match=r"ValidKey\.from_dict got valid=False"):
+        keyleash.ValidKey.from_dict({"valid": False, "reason": "expired"})
+    with pytest.raises(keyleash.InvalidArgumentError, match="ChargeRefused"):
+        keyleash.ChargeRefused.from_dict({"success": True})
+    with pytest.raises(keyleash.InvalidArgumentError, match="InvalidKey"):
+        keyleash.validation_from_dict({"valid": 1})
 
 
 # Pins track_usage: exact sub-cent amounts, zero cost, refusals and their reasons.
@@ -75,14 +98,14 @@ async def test_track_usage(db: Db) -> None:
     k = await db.kl.create(account_id="a", budget_cents=10)
     r = await db.kl.track_usage(k.key, 0.25)
     assert r.to_dict() == {"success": True, "budgetUsedCents": 0.25, "budgetRemainingCents": 9.75}
-    assert r.success and r.reason is None and r.budget_used_cents == 0.25
+    assert isinstance(r, keyleash.Charged) and r.budget_used_cents == 0.25
     assert (await db.kl.track_usage(k.key, cost_cents=0)).to_dict() == {"success": True}
     for bad in [math.nan, math.inf, -math.inf, -1, -0.000001]:
         refused = await db.kl.track_usage(k.key, bad)
         assert refused.to_dict() == {"success": False, "reason": "invalid_cost"}
     over = await db.kl.track_usage(k.key, 9.76)
     assert over.to_dict() == {"success": False, "reason": "budget_exceeded"}
-    assert not over.success and over.budget_used_cents is None
+    assert isinstance(over, keyleash.ChargeRefused) and over.reason == "budget_exceeded"
     unknown = await db.kl.track_usage("ak_" + "b" * 38, 1)
     assert unknown.to_dict() == {"success": False, "reason": "invalid_key"}
     # 100 concurrent charges of 0.0001 cents add up exactly.
@@ -114,8 +137,8 @@ async def test_expiry_and_clock(db: Db) -> None:
     assert (await db.kl.validate(k.key)).valid
     db.kl.advance(seconds=1)
     assert db.kl.now() == "2026-01-15T13:00:00.000Z"
-    assert (await db.kl.validate(k.key)).reason == "expired"
-    assert (await db.kl.track_usage(k.key, 1)).reason == "expired"
+    assert reason(await db.kl.validate(k.key)) == "expired"
+    assert reason(await db.kl.track_usage(k.key, 1)) == "expired"
     db.kl.set_now(datetime(2026, 1, 15, 12, 30, tzinfo=UTC))
     assert (await db.kl.validate(k.key)).valid
     db.kl.set_now("2026-03-01T00:00:00Z")
@@ -127,8 +150,8 @@ async def test_expiry_and_clock(db: Db) -> None:
 async def test_period_rollover(db: Db) -> None:
     db.kl.set_now("2026-01-31T12:00:00Z")
     k = await db.kl.create(account_id="a", budget_cents=100, budget_period="month")
-    assert (await db.kl.track_usage(k.key, 100)).budget_remaining_cents == 0
-    assert (await db.kl.validate(k.key)).reason == "budget_exceeded"
+    assert charged(await db.kl.track_usage(k.key, 100)).budget_remaining_cents == 0
+    assert reason(await db.kl.validate(k.key)) == "budget_exceeded"
     db.kl.advance(days=28)
     v = await db.kl.validate(k.key)
     assert v.valid and v.budget_used_cents == 0
@@ -143,7 +166,7 @@ async def test_revoke(db: Db) -> None:
     assert await db.kl.revoke(k.id) is False
     assert await db.kl.revoke(999_999) is False
     assert (await db.kl.validate(k.key)).to_dict() == {"valid": False, "reason": "revoked"}
-    assert (await db.kl.track_usage(k.key, 1)).reason == "revoked"
+    assert reason(await db.kl.track_usage(k.key, 1)) == "revoked"
 
 
 # Pins subject rows: idempotent ensure, account defaulting to the subject, charges.
@@ -154,9 +177,9 @@ async def test_subjects(db: Db) -> None:
     assert v.valid and v.account_id == "idp|machine-7" and v.budget_cents == 5
     r = await db.kl.track_usage_by_subject("idp|machine-7", 3, idempotency_key="x")
     assert r.to_dict() == {"success": True, "budgetUsedCents": 3, "budgetRemainingCents": 2}
-    assert (await db.kl.track_usage_by_subject("idp|machine-7", 3)).reason == "budget_exceeded"
-    assert (await db.kl.validate_by_subject("nobody")).reason == "invalid"
-    assert (await db.kl.track_usage_by_subject("nobody", 1)).reason == "invalid_key"
+    assert reason(await db.kl.track_usage_by_subject("idp|machine-7", 3)) == "budget_exceeded"
+    assert reason(await db.kl.validate_by_subject("nobody")) == "invalid"
+    assert reason(await db.kl.track_usage_by_subject("nobody", 1)) == "invalid_key"
     rows = await db.kl.list("idp|machine-7")
     assert len(rows) == 1 and rows[0].external_subject == "idp|machine-7"
 
@@ -213,10 +236,10 @@ async def test_parent_keys(db: Db) -> None:
     parent = await db.kl.create(account_id="a", budget_cents=10)
     child = await db.kl.create(parent_id=parent.id, budget_cents=100)
     assert (await db.kl.track_usage(child.key, 8)).success
-    assert (await db.kl.track_usage(child.key, 3)).reason == "budget_exceeded"
-    assert (await db.kl.validate(parent.key)).budget_used_cents == 8
+    assert reason(await db.kl.track_usage(child.key, 3)) == "budget_exceeded"
+    assert valid(await db.kl.validate(parent.key)).budget_used_cents == 8
     await db.kl.revoke(parent.id)
-    assert (await db.kl.validate(child.key)).reason == "revoked"
+    assert reason(await db.kl.validate(child.key)) == "revoked"
 
 
 # Pins has_scope: None = all, exact, admin, trailing wildcard, and False when invalid.
@@ -256,7 +279,7 @@ async def test_connect_options(store: str) -> None:
     async with db.kl as kl:
         k = await kl.create(account_id="a")
         assert k.key.startswith("sk_live_") and (await kl.validate(k.key)).valid
-        assert (await kl.validate("ak_" + k.key[8:])).reason == "invalid"
+        assert reason(await kl.validate("ak_" + k.key[8:])) == "invalid"
     with pytest.raises(keyleash.UnavailableError):
         await db.kl.validate(k.key)
     again = await keyleash.KeyLeash.connect(db.url, table_name=db.table, key_prefix="sk_live_")
@@ -286,6 +309,6 @@ async def test_cancelled_calls(db: Db) -> None:
             break
     total, count = db.ledger(k.id)
     assert count >= 30 and db.used_micros(k.id) == total == count * 1_000_000
-    assert (await db.kl.validate(k.key)).budget_used_cents == count
+    assert valid(await db.kl.validate(k.key)).budget_used_cents == count
     loop.set_exception_handler(None)
     assert errors == []

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import keyleash
-from conftest import Db
+from conftest import Db, reason, valid
 
 
 # Pins the fast path: store-free answers are done futures, store-bound calls are not.
@@ -36,8 +36,8 @@ async def test_answers_without_the_store_are_already_resolved(db: Db) -> None:
 async def test_fast_answers(db: Db) -> None:
     k = await db.kl.create(account_id="a", budget_cents=10)
     assert (await db.kl.validate("ak_x")).to_dict() == {"valid": False, "reason": "invalid"}
-    assert (await db.kl.validate_by_subject("")).reason == "invalid"
-    assert (await db.kl.validate_by_subject("a\0b")).reason == "invalid"
+    assert reason(await db.kl.validate_by_subject("")) == "invalid"
+    assert reason(await db.kl.validate_by_subject("a\0b")) == "invalid"
     refusal = {"success": False, "reason": "invalid_key"}
     assert (await db.kl.track_usage("ak_x", 1)).to_dict() == refusal
     assert (await db.kl.track_usage_by_subject("", 1)).to_dict() == refusal
@@ -77,14 +77,14 @@ async def test_fast_path_cancel_and_errors_are_clean(db: Db) -> None:
 # Pins result independence: attributes do not share lists with to_dict().
 async def test_results_do_not_share_lists(db: Db) -> None:
     k = await db.kl.create(account_id="a", scopes=["proxy.chat"])
-    v = await db.kl.validate(k.key)
+    v = valid(await db.kl.validate(k.key))
     assert v.scopes is not None
     v.scopes.append("admin")
     assert v.to_dict()["scopes"] == ["proxy.chat"]
     raw = {"valid": True, "scopes": ["x"]}
-    w = keyleash.Validation.from_dict(raw)
+    w = keyleash.validation_from_dict(raw)
     raw["scopes"].append("y")  # type: ignore[attr-defined]
-    assert w.scopes == ["x"] and w.to_dict()["scopes"] == ["x"]
+    assert w.valid and w.scopes == ["x"] and w.to_dict()["scopes"] == ["x"]
 
 
 CHILD = """

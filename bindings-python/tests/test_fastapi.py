@@ -13,7 +13,7 @@ import pytest
 
 import keyleash
 import keyleash.sync
-from conftest import Db
+from conftest import Db, reason, valid
 from keyleash.fastapi import agentkey_router
 from server import Server, make_app
 
@@ -110,10 +110,10 @@ async def test_signup(db: Db, http: httpx.AsyncClient) -> None:
     assert set(created) == {"key", "id", "scopes", "budgetCents", "budgetPeriod", "expiresAt"}
     assert created["scopes"] == ["proxy.chat", "read"] and created["budgetCents"] == 100
     assert created["expiresAt"] == "2026-01-16T12:00:00.000Z"
-    v = await db.kl.validate(created["key"])
+    v = valid(await db.kl.validate(created["key"]))
     assert v.user_id == "a@b.c"
     other = (await http.post("/auth/signup", json={"email": "a@b.c", "scopes": ["read"]})).json()
-    assert (await db.kl.validate(other["key"])).account_id != v.account_id
+    assert valid(await db.kl.validate(other["key"])).account_id != v.account_id
     assert other["scopes"] == ["read"]
     too_big = await http.post("/auth/signup", json={"email": "a@b.c", "budget_cents": 101})
     assert (too_big.status_code, too_big.json()["error"]) == (400, "invalid_argument")
@@ -154,11 +154,11 @@ async def test_me_and_mint(db: Db, http: httpx.AsyncClient) -> None:
     assert resp.status_code == 201, resp.text
     child = resp.json()
     assert child["scopes"] == ["read"] and child["expiresAt"] == "2026-01-17T12:00:00.000Z"
-    cv = await db.kl.validate(child["key"])
+    cv = valid(await db.kl.validate(child["key"]))
     assert cv.account_id == "acct" and cv.delegated_by == "u1" and cv.name == "bot"
     assert (await db.kl.track_usage(child["key"], 30)).success
-    assert (await db.kl.validate(parent.key)).budget_used_cents == 30
-    assert (await db.kl.track_usage(child["key"], 0.5)).reason == "budget_exceeded"
+    assert valid(await db.kl.validate(parent.key)).budget_used_cents == 30
+    assert reason(await db.kl.track_usage(child["key"], 0.5)) == "budget_exceeded"
 
 
 # Pins DELETE /sdk-keys/{id}: own account only, 400 for a bad id, 404 otherwise.
@@ -184,7 +184,7 @@ async def test_revoke_route(db: Db, http: httpx.AsyncClient) -> None:
     await expect(
         await http.delete(f"/auth/sdk-keys/{sibling.id}", headers=h), 404, {"error": "not_found"}
     )
-    assert (await db.kl.validate(sibling.key)).reason == "revoked"
+    assert reason(await db.kl.validate(sibling.key)) == "revoked"
 
 
 # Pins the OpenAPI document: bearer security with an Authorize button, models documented.

@@ -21,25 +21,38 @@ from keyleash.exceptions import (
 )
 from keyleash.results import (
     CacheStats,
+    Charged,
+    ChargeRefusal,
+    ChargeRefused,
     ChargeResult,
     CreatedKey,
     GrantedKey,
+    InvalidKey,
+    InvalidReason,
     KeySummary,
     LedgerEntry,
     Validation,
+    ValidKey,
+    charge_result_from_dict,
+    validation_from_dict,
 )
 
 __all__ = [
     "CacheOptions",
     "CacheStats",
+    "ChargeRefusal",
+    "ChargeRefused",
     "ChargeResult",
+    "Charged",
     "ConnectOptions",
     "CreateOptions",
     "CreatedKey",
     "GrantedKey",
     "InvalidArgumentError",
     "InvalidDurationError",
+    "InvalidKey",
     "InvalidPeriodError",
+    "InvalidReason",
     "InvalidScopeError",
     "KeyLeash",
     "KeyLeashError",
@@ -47,8 +60,11 @@ __all__ = [
     "LedgerEntry",
     "NotMigratedError",
     "UnavailableError",
+    "ValidKey",
     "Validation",
+    "charge_result_from_dict",
     "has_scope",
+    "validation_from_dict",
 ]
 
 __version__: str = _native.__version__

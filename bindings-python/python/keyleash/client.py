@@ -24,6 +24,8 @@ from keyleash.results import (
     KeySummary,
     LedgerEntry,
     Validation,
+    _charge_result,
+    _validation,
 )
 
 __all__ = ["CacheOptions", "ConnectOptions", "CreateOptions", "KeyLeash", "has_scope"]
@@ -132,7 +134,7 @@ def _create_options(options: CreateOptions) -> _native.CreateOptions:
 def has_scope(result: Validation, scope: str) -> bool:
     """Whether a validation result is valid and grants ``scope``: ``None`` scopes
     grant all, ``admin`` grants all, ``proxy.*`` grants ``proxy.chat``."""
-    return result.valid and _native.has_scope(result.scopes, _check.text("scope", scope))
+    return result.has_scope(scope)
 
 
 class KeyLeash:
@@ -198,7 +200,8 @@ class KeyLeash:
         await self._native.ensure_subject(subject, _create_options(options))
 
     async def validate(self, raw_key: str) -> Validation:
-        """Checks a raw key; ``valid=False`` with a reason when it may not be used.
+        """Checks a raw key: a ``ValidKey``, or an ``InvalidKey`` with a reason when
+        it may not be used (``if v.valid:`` tells them apart, for mypy too).
 
         What the core answers without the store (a malformed key, a cache hit)
         comes back at once. The other validates of one turn of the event loop are
@@ -208,7 +211,7 @@ class KeyLeash:
         now = self._native.validate_now(raw_key)
         if now is None:
             now = await self._gather(raw_key)
-        return Validation._from_json(now)
+        return _validation(now)
 
     def _gather(self, raw_key: str) -> asyncio.Future[str]:
         """A future of ``raw_key``'s validation JSON, sent with the rest of this
@@ -253,19 +256,21 @@ class KeyLeash:
     async def validate_by_subject(self, subject: str) -> Validation:
         """``validate`` for a row made by ``ensure_subject``."""
         raw = await self._native.validate_by_subject(_check.text("subject", subject))
-        return Validation._from_json(raw)
+        return _validation(raw)
 
     async def track_usage(
         self, raw_key: str, cost_cents: float, *, idempotency_key: str | None = None
     ) -> ChargeResult:
-        """Charges ``cost_cents`` atomically: succeeds only if it fits the cap of the
-        key and every ancestor. NaN, infinite or negative costs give ``invalid_cost``."""
+        """Charges ``cost_cents`` atomically: ``Charged`` only if it fits the cap of
+        the key and every ancestor, else ``ChargeRefused`` with a reason (``if
+        c.success:`` tells them apart). NaN, infinite or negative costs give
+        ``invalid_cost``."""
         raw = await self._native.track_usage(
             _check.text("raw_key", raw_key),
             _check.amount("cost_cents", cost_cents),
             _check.opt_text("idempotency_key", idempotency_key),
         )
-        return ChargeResult._from_json(raw)
+        return _charge_result(raw)
 
     async def track_usage_by_subject(
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
@@ -276,7 +281,7 @@ class KeyLeash:
             _check.amount("cost_cents", cost_cents),
             _check.opt_text("idempotency_key", idempotency_key),
         )
-        return ChargeResult._from_json(raw)
+        return _charge_result(raw)
 
     async def revoke(self, key_id: int, account_id: str | None = None) -> bool:
         """Soft-revokes a key (only of ``account_id`` when given); whether one was."""

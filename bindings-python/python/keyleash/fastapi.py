@@ -98,7 +98,7 @@ def _native_of(kl: AnyKeyLeash) -> _native.NativeKeyLeash:
 
 def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awaitable[GrantedKey]]:
     """A dependency that admits a request only with a valid key holding ``scope``
-    and returns a ``GrantedKey``: its validation result, plus ``await
+    and returns a ``GrantedKey``: its ``ValidKey``, plus ``await
     key.charge(cost_cents, idempotency_key=...)``, which charges that key without
     parsing the header or hashing the key again. Otherwise it answers as docs/http.md
     says: 401, 403, 429, or 500 ``{"error": "auth_unavailable"}`` when the store is

@@ -4,6 +4,11 @@ Each result keeps the exact JSON the core produced; ``to_dict()`` returns it, so
 equals what the Node package returns, field for field (timestamps as ISO 8601 with
 milliseconds and ``Z``). The attributes give the same values the Python way:
 timestamps as aware ``datetime`` objects.
+
+A validation is a ``ValidKey`` or an ``InvalidKey`` (the union ``Validation``), a
+charge a ``Charged`` or a ``ChargeRefused`` (``ChargeResult``), as Node's
+``ValidateResult`` and ``TrackUsageResult``: their ``valid`` / ``success`` are
+``Literal`` types, so ``if v.valid:`` narrows the union under ``mypy --strict``.
 """
 
 from __future__ import annotations
@@ -13,23 +18,35 @@ import dataclasses
 import json
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self, TypeAlias
 
-from keyleash import _check
+from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
-
-if TYPE_CHECKING:
-    from keyleash import _native
 
 __all__ = [
     "CacheStats",
+    "ChargeRefusal",
+    "ChargeRefused",
     "ChargeResult",
+    "Charged",
     "CreatedKey",
     "GrantedKey",
+    "InvalidKey",
+    "InvalidReason",
     "KeySummary",
     "LedgerEntry",
+    "ValidKey",
     "Validation",
+    "charge_result_from_dict",
+    "validation_from_dict",
 ]
+
+InvalidReason: TypeAlias = Literal["invalid", "expired", "revoked", "budget_exceeded"]
+"""Why a key may not be used (``InvalidKey.reason``)."""
+ChargeRefusal: TypeAlias = Literal[
+    "budget_exceeded", "invalid_key", "invalid_cost", "expired", "revoked"
+]
+"""Why a charge was refused (``ChargeRefused.reason``)."""
 
 _TIME_FIELDS = frozenset(
     {"expires_at", "budget_reset_at", "revoked_at", "created_at", "last_used_at"}
@@ -63,12 +80,12 @@ def _attribute(cls: type, key: str) -> _Attribute:
     return attribute
 
 
-_SCALARS = (str, int, float, type(None))
-
-
 @dataclasses.dataclass(frozen=True)
 class _Result:
     _raw: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    # The discriminant of a member of a union (``("valid", True)`` for ValidKey):
+    # ``from_dict`` refuses a dict holding the other value.
+    _tag: ClassVar[tuple[str, bool] | None] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The core's JSON of this result: camelCase keys, ISO timestamps."""
@@ -76,7 +93,13 @@ class _Result:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Self:
-        """Wraps a result in the camelCase shape of docs/api.md."""
+        """Wraps a result in the camelCase shape of docs/api.md. ``ValidKey``,
+        ``InvalidKey``, ``Charged`` and ``ChargeRefused`` refuse one of the other
+        kind (``InvalidArgumentError``); ``validation_from_dict`` and
+        ``charge_result_from_dict`` pick the class."""
+        tag = cls._tag
+        if tag is not None and raw.get(tag[0], tag[1]) is not tag[1]:
+            raise InvalidArgumentError(f"{cls.__name__}.from_dict got {tag[0]}={raw[tag[0]]!r}")
         return cls._own(copy.deepcopy(raw))
 
     @classmethod
@@ -139,51 +162,113 @@ class CreatedKey(_Result):
 
 
 @dataclasses.dataclass(frozen=True)
-class Validation(_Result):
-    """``valid`` and the key's details, or ``valid=False`` and a ``reason``:
-    ``invalid``, ``expired``, ``revoked`` or ``budget_exceeded``."""
+class ValidKey(_Result):
+    """A key that may be used (``valid`` is true) and its details; ``None`` only
+    where the core's JSON may be null, as in Node's ``ValidKey``."""
 
-    valid: bool = False
-    reason: str | None = None
-    id: int | None = None
-    account_id: str | None = None
+    _tag = ("valid", True)
+
+    valid: Literal[True] = True
+    id: int = 0
+    account_id: str = ""
+    """``""`` when an adopted row has none."""
     user_id: str | None = None
     scopes: list[str] | None = None
+    """``None`` grants every scope."""
     budget_cents: float | None = None
-    budget_used_cents: float | None = None
-    budget_held_cents: float | None = None
+    budget_used_cents: float = 0.0
+    budget_held_cents: float = 0.0
     budget_remaining_cents: float | None = None
+    """The smallest remaining of the key and its ancestors; ``None`` when uncapped."""
     budget_period: str | None = None
     budget_reset_at: datetime | None = None
     expires_at: datetime | None = None
     delegated_by: str | None = None
-    name: str | None = None
+    name: str = ""
 
     def has_scope(self, scope: str) -> bool:
-        """Whether the key is valid and grants ``scope`` (see ``keyleash.has_scope``)."""
-        from keyleash.client import has_scope
-
-        return has_scope(self, scope)
+        """Whether the key grants ``scope`` (see ``keyleash.has_scope``)."""
+        return _native.has_scope(self.scopes, _check.text("scope", scope))
 
 
 @dataclasses.dataclass(frozen=True)
-class ChargeResult(_Result):
-    """A charge: ``success`` with the budget after it (no numbers for a zero
-    cost), or ``success=False`` and a ``reason``: ``budget_exceeded``,
-    ``invalid_key``, ``invalid_cost``, ``expired`` or ``revoked``."""
+class InvalidKey(_Result):
+    """A key that may not be used (``valid`` is false) and why: ``invalid``,
+    ``expired``, ``revoked`` or ``budget_exceeded``."""
 
-    success: bool = False
-    reason: str | None = None
+    _tag = ("valid", False)
+
+    valid: Literal[False] = False
+    reason: InvalidReason = "invalid"
+
+    def has_scope(self, scope: str) -> bool:
+        """False: a key that may not be used grants nothing."""
+        return False
+
+
+Validation: TypeAlias = ValidKey | InvalidKey
+"""What ``validate`` returns: ``if v.valid:`` narrows it to ``ValidKey``. A
+``types.UnionType``, so ``isinstance(x, Validation)`` works."""
+
+
+def validation_from_dict(raw: dict[str, Any]) -> Validation:
+    """Wraps a validation in the camelCase shape of docs/api.md: a ``ValidKey`` when
+    ``raw["valid"]`` is true, else an ``InvalidKey``."""
+    return (ValidKey if raw.get("valid") is True else InvalidKey).from_dict(raw)
+
+
+def _validation(text: str) -> Validation:
+    """The core's JSON text of a validation, wrapped: one lookup picks the class."""
+    raw = json.loads(text)
+    return ValidKey._own(raw) if raw["valid"] else InvalidKey._own(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Charged(_Result):
+    """A charge that succeeded, with the budget after it: the key's usage in the
+    current period and the smallest remaining of it and its ancestors (``None``
+    when uncapped). A zero cost succeeds with no numbers: both ``None``."""
+
+    _tag = ("success", True)
+
+    success: Literal[True] = True
     budget_used_cents: float | None = None
     budget_remaining_cents: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
-class GrantedKey(Validation):
-    """The key ``keyleash.fastapi.require_key`` granted: its validation result
-    (``valid`` is true), plus ``charge``, which charges that very key without the
-    raw key. The handle ``charge`` uses is not a dataclass field: ``to_dict()``,
-    ``dataclasses.asdict``, ``repr`` and ``==`` see the validation result alone."""
+class ChargeRefused(_Result):
+    """A charge refused, nothing changed: ``budget_exceeded``, ``invalid_key``,
+    ``invalid_cost``, ``expired`` or ``revoked``."""
+
+    _tag = ("success", False)
+
+    success: Literal[False] = False
+    reason: ChargeRefusal = "invalid_key"
+
+
+ChargeResult: TypeAlias = Charged | ChargeRefused
+"""What ``track_usage`` returns: ``if c.success:`` narrows it to ``Charged``."""
+
+
+def charge_result_from_dict(raw: dict[str, Any]) -> ChargeResult:
+    """Wraps a charge result in the camelCase shape of docs/api.md: a ``Charged``
+    when ``raw["success"]`` is true, else a ``ChargeRefused``."""
+    return (Charged if raw.get("success") is True else ChargeRefused).from_dict(raw)
+
+
+def _charge_result(text: str) -> ChargeResult:
+    """The core's JSON text of a charge, wrapped: one lookup picks the class."""
+    raw = json.loads(text)
+    return Charged._own(raw) if raw["success"] else ChargeRefused._own(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantedKey(ValidKey):
+    """The key ``keyleash.fastapi.require_key`` granted: its ``ValidKey``, plus
+    ``charge``, which charges that very key without the raw key. The handle
+    ``charge`` uses is not a dataclass field: ``to_dict()``, ``dataclasses.asdict``,
+    ``repr`` and ``==`` see the validation result alone."""
 
     # Set per instance by ``_grant``; a ClassVar so it is no field of the dataclass.
     _key_ref: ClassVar[_native.NativeKeyRef | None] = None
@@ -201,7 +286,7 @@ class GrantedKey(Validation):
         """Charges ``cost_cents`` to this key, as ``kl.track_usage(raw_key,
         cost_cents, idempotency_key=...)`` would, without parsing the header or
         hashing the key again. A key revoked, expired or spent since ``require_key``
-        granted it gives ``success=False`` with that ``reason``; a store failure
+        granted it gives a ``ChargeRefused`` with that ``reason``; a store failure
         raises ``UnavailableError``."""
         cost = _check.amount("cost_cents", cost_cents)
         key = _check.opt_text("idempotency_key", idempotency_key)
@@ -209,7 +294,7 @@ class GrantedKey(Validation):
             raise InvalidArgumentError(
                 "this GrantedKey holds no key to charge: only require_key makes one that does"
             )
-        return ChargeResult._from_json(await self._key_ref.charge(cost, key))
+        return _charge_result(await self._key_ref.charge(cost, key))
 
 
 @dataclasses.dataclass(frozen=True)
