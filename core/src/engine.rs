@@ -46,6 +46,43 @@ pub(crate) struct KeyRow {
     pub external_subject: Option<String>,
     pub metadata: Option<String>,
     pub parent_id: Option<i64>,
+    /// The holds counting against this row (its own and its descendants').
+    pub holds: Vec<HoldShare>,
+}
+
+/// One hold's claim on one key's budget: `amount` micro-cents, counted while
+/// now is before `until_us` (microseconds since the epoch): the earlier of the
+/// hold's expiry and the end of the key's period the hold was made in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HoldShare {
+    pub amount: i64,
+    pub until_us: i64,
+}
+
+/// Parses the `amount:until_us,…` text both stores aggregate a row's holds into.
+pub(crate) fn parse_shares(text: Option<String>) -> Result<Vec<HoldShare>, sqlx::Error> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let bad = || sqlx::Error::Decode(format!("a malformed hold share in {text:?}").into());
+    text.split(',')
+        .map(|share| {
+            let (amount, until) = share.split_once(':').ok_or_else(bad)?;
+            Ok(HoldShare {
+                amount: amount.parse().map_err(|_| bad())?,
+                until_us: until.parse().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
+
+/// What `shares` hold at `now`: the sum of those still counting.
+fn held_at(shares: &[HoldShare], now: DateTime<Utc>) -> i64 {
+    let now_us = now.timestamp_micros();
+    shares
+        .iter()
+        .filter(|s| s.until_us > now_us)
+        .fold(0i64, |sum, s| sum.saturating_add(s.amount.max(0)))
 }
 
 /// The longest chain of parents followed (a key and up to 15 ancestors); a longer
@@ -238,7 +275,10 @@ impl KeyRow {
         let mut b = Budget {
             cap,
             used,
-            held: self.budget_held_micros.max(0),
+            held: self
+                .budget_held_micros
+                .max(0)
+                .saturating_add(held_at(&self.holds, now)),
             period,
             reset_at: self.budget_reset_at,
             anchor: self.budget_anchor_at,
@@ -567,6 +607,29 @@ mod tests {
         assert_eq!(r.budget(now).0.cap, Some(200_000_000));
         r.budget_cents = None;
         assert_eq!(r.budget(now).0.cap, None);
+    }
+
+    // Pins how holds count: each share until its instant (exclusive), so an expired
+    // hold or one of an elapsed period stops counting with no write; text from the
+    // stores parses, anything else is a decode error.
+    #[test]
+    fn hold_shares_count_until_their_instant() {
+        let until = t("2026-01-15T12:05:00Z");
+        let text = format!(
+            "3000000:{},2000000:{}",
+            until.timestamp_micros(),
+            until.timestamp_micros() + 1
+        );
+        let mut r = row(Some(10));
+        r.holds = parse_shares(Some(text)).unwrap();
+        assert_eq!(r.budget(t("2026-01-15T12:00:00Z")).0.held, 5_000_000);
+        assert_eq!(r.budget(until).0.held, 2_000_000);
+        let (v, _) = r.validate(&[], t("2026-01-15T12:00:00Z"));
+        assert_eq!(v.info().unwrap().budget_remaining_cents, Some(5.0));
+        assert_eq!(r.budget(t("2026-01-15T12:06:00Z")).0.held, 0);
+        assert!(parse_shares(None).unwrap().is_empty());
+        assert!(parse_shares(Some("1:x".into())).is_err());
+        assert!(parse_shares(Some("12".into())).is_err());
     }
 
     // Pins lazy rollover: usage to zero at the exact reset instant, next reset after now.

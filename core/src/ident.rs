@@ -20,6 +20,10 @@ pub struct TableNames {
     pub ledger: String,
     /// The signup rate-limit table beside it (`"sdk_api_keys_rate"`).
     pub rate: String,
+    /// The holds table beside it (`"sdk_api_keys_holds"`).
+    pub holds: String,
+    /// What each hold counts against, one row per key (`"sdk_api_keys_hold_keys"`).
+    pub hold_keys: String,
     /// The unquoted table part, used to derive index names (`sdk_api_keys`).
     pub base: String,
     /// The unquoted schema, if one was given.
@@ -70,17 +74,21 @@ impl TableNames {
             keys: qualify(&base),
             ledger: qualify(&format!("{base}_ledger")),
             rate: qualify(&format!("{base}_rate")),
+            holds: qualify(&format!("{base}_holds")),
+            hold_keys: qualify(&format!("{base}_hold_keys")),
             base,
             schema,
         })
     }
 
-    /// Replaces the `{{keys}}`, `{{ledger}}`, `{{rate}}` and `{{base}}` placeholders
-    /// of a migration.
+    /// Replaces the `{{keys}}`, `{{ledger}}`, `{{rate}}`, `{{holds}}`, `{{hold_keys}}`
+    /// and `{{base}}` placeholders of a migration.
     pub fn render(&self, sql: &str) -> String {
         sql.replace("{{keys}}", &self.keys)
             .replace("{{ledger}}", &self.ledger)
             .replace("{{rate}}", &self.rate)
+            .replace("{{holds}}", &self.holds)
+            .replace("{{hold_keys}}", &self.hold_keys)
             .replace("{{base}}", &self.base)
     }
 }

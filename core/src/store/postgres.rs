@@ -28,12 +28,22 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_keys.sql"),
     include_str!("../../migrations/postgres/0002_ledger.sql"),
     include_str!("../../migrations/postgres/0003_rate.sql"),
+    include_str!("../../migrations/postgres/0004_holds.sql"),
 ];
 
-const COLUMNS: &str = "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
-    budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
-    budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
-    revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8";
+/// The columns of a key row, in [`decode`]'s order: the keys table's, then the
+/// holds counting against the row ([`crate::engine::parse_shares`]'s text).
+fn columns(t: &TableNames) -> String {
+    let (keys, hold_keys) = (&t.keys, &t.hold_keys);
+    format!(
+        "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
+         budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
+         budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
+         revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8, \
+         (SELECT string_agg(h.amount_micros::text || ':' || h.counts_until_us::text, ',') \
+         FROM {hold_keys} h WHERE h.key_id = {keys}.id)"
+    )
+}
 
 /// The rows matching `cond` and all their ancestors (at most [`MAX_DEPTH`] deep),
 /// in id order: one statement, so with `FOR UPDATE` every lock of a charge is taken
@@ -43,12 +53,13 @@ const COLUMNS: &str = "id::int8, key_hash, account_id, user_id, name, key_prefix
 /// rows for a recursive CTE and then seq-scans the keys table for the semi-join;
 /// the array form is a primary-key index scan. pgbench, 32 clients, 1,000 keys:
 /// 4,700 → 9,200 statements/s locked (a plain locked lookup by hash: 11,400).
-fn with_ancestors(keys: &str, cond: &str, lock: &str) -> String {
+fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
+    let (keys, columns) = (&t.keys, columns(t));
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM chain c JOIN {keys} k ON k.id = c.parent_id \
          WHERE c.depth < {MAX_DEPTH}) \
-         SELECT {COLUMNS} FROM {keys} WHERE id = ANY(ARRAY(SELECT id FROM chain)) ORDER BY id{lock}"
+         SELECT {columns} FROM {keys} WHERE id = ANY(ARRAY(SELECT id FROM chain)) ORDER BY id{lock}"
     )
 }
 
@@ -75,7 +86,7 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger) = (&t.keys, &t.ledger);
+        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns(t));
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
@@ -89,14 +100,14 @@ impl Sql {
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
             insert: format!("{insert} RETURNING id::int8"),
-            by_hash: format!("SELECT {COLUMNS} FROM {keys} WHERE key_hash = ANY($1)"),
-            by_subject: format!("SELECT {COLUMNS} FROM {keys} WHERE external_subject = ANY($1)"),
-            ancestors_of: with_ancestors(keys, "id = ANY($1)", ""),
-            by_id: with_ancestors(keys, "id = $1", ""),
-            lock_by_hash: with_ancestors(keys, "key_hash = ANY($1)", " FOR UPDATE"),
-            lock_by_subject: with_ancestors(keys, "external_subject = ANY($2)", " FOR UPDATE"),
+            by_hash: format!("SELECT {columns} FROM {keys} WHERE key_hash = ANY($1)"),
+            by_subject: format!("SELECT {columns} FROM {keys} WHERE external_subject = ANY($1)"),
+            ancestors_of: with_ancestors(t, "id = ANY($1)", ""),
+            by_id: with_ancestors(t, "id = $1", ""),
+            lock_by_hash: with_ancestors(t, "key_hash = ANY($1)", " FOR UPDATE"),
+            lock_by_subject: with_ancestors(t, "external_subject = ANY($2)", " FOR UPDATE"),
             lock_by_both: with_ancestors(
-                keys,
+                t,
                 "key_hash = ANY($1) OR external_subject = ANY($2)",
                 " FOR UPDATE",
             ),
@@ -110,16 +121,16 @@ impl Sql {
             // commits). Data-modifying CTEs run whether or not the query reads them.
             write: format!(
                 "WITH u AS (UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, \
-                 budget_used_micros = u.um, budget_used_cents = u.uc, budget_held_micros = u.hm, \
+                 budget_used_micros = u.um, budget_used_cents = u.uc, \
                  budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu \
-                 FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], $6::int8[], \
-                 $7::timestamptz[], $8::timestamptz[], $9::timestamptz[]) AS u(id, bm, bc, um, uc, hm, ra, aa, lu) \
+                 FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], \
+                 $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]) AS u(id, bm, bc, um, uc, ra, aa, lu) \
                  WHERE k.id = u.id), \
                  l AS (INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
                  used_after_micros, remaining_after_micros) \
-                 SELECT * FROM UNNEST($10::int8[], $11::text[], $12::int8[], $13::timestamptz[], $14::text[], \
-                 $15::int8[], $16::int8[])) \
-                 SELECT 1 FROM (SELECT pg_notify($17::text, $18::text) WHERE $18::text <> '') AS n"
+                 SELECT * FROM UNNEST($9::int8[], $10::text[], $11::int8[], $12::timestamptz[], $13::text[], \
+                 $14::int8[], $15::int8[])) \
+                 SELECT 1 FROM (SELECT pg_notify($16::text, $17::text) WHERE $17::text <> '') AS n"
             ),
             roll: format!(
                 "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = $2, \
@@ -136,7 +147,7 @@ impl Sql {
                  AND revoked_at IS NULL RETURNING id) \
                  SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify($3::text, r.id::text)) AS n"
             ),
-            list: format!("SELECT {COLUMNS} FROM {keys} WHERE account_id = $1 ORDER BY id"),
+            list: format!("SELECT {columns} FROM {keys} WHERE account_id = $1 ORDER BY id"),
             usage: format!(
                 "SELECT id, key_id::int8, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
                  WHERE key_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) \
@@ -463,7 +474,6 @@ impl ChargeSql for PgCharge<'_> {
             .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.used_micros).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.used_cents).collect::<Vec<_>>())
-            .bind(u.iter().map(|u| u.held_micros).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.reset_at).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.anchor_at).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.last_used_at).collect::<Vec<_>>())
@@ -546,5 +556,6 @@ fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
         external_subject: r.try_get(20)?,
         metadata: r.try_get(21)?,
         parent_id: r.try_get(22)?,
+        holds: crate::engine::parse_shares(r.try_get(23)?)?,
     })
 }

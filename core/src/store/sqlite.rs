@@ -29,20 +29,31 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_keys.sql"),
     include_str!("../../migrations/sqlite/0002_ledger.sql"),
     include_str!("../../migrations/sqlite/0003_rate.sql"),
+    include_str!("../../migrations/sqlite/0004_holds.sql"),
 ];
 
-const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
-    budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-    budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
-    external_subject, metadata, parent_id";
+/// The columns of a key row, in [`decode`]'s order: the keys table's, then the
+/// holds counting against the row ([`crate::engine::parse_shares`]'s text).
+fn columns(t: &TableNames) -> String {
+    let (keys, hold_keys) = (&t.keys, &t.hold_keys);
+    format!(
+        "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
+         budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+         budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
+         external_subject, metadata, parent_id, \
+         (SELECT group_concat(h.amount_micros || ':' || h.counts_until_us, ',') \
+         FROM {hold_keys} h WHERE h.key_id = {keys}.id)"
+    )
+}
 
 /// The row matching `cond` and all its ancestors (at most [`MAX_DEPTH`] deep).
-fn with_ancestors(keys: &str, cond: &str) -> String {
+fn with_ancestors(t: &TableNames, cond: &str) -> String {
+    let (keys, columns) = (&t.keys, columns(t));
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM {keys} k JOIN chain c ON k.id = c.parent_id \
          WHERE c.depth < {MAX_DEPTH}) \
-         SELECT {COLUMNS} FROM {keys} WHERE id IN (SELECT id FROM chain) ORDER BY id"
+         SELECT {columns} FROM {keys} WHERE id IN (SELECT id FROM chain) ORDER BY id"
     )
 }
 
@@ -65,7 +76,7 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger) = (&t.keys, &t.ledger);
+        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns(t));
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
@@ -78,17 +89,17 @@ impl Sql {
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
             insert: format!("{insert} RETURNING id"),
-            by_hash: with_ancestors(keys, "key_hash = ?1"),
-            by_subject: with_ancestors(keys, "external_subject = ?1"),
-            by_id: with_ancestors(keys, "id = ?1"),
+            by_hash: with_ancestors(t, "key_hash = ?1"),
+            by_subject: with_ancestors(t, "external_subject = ?1"),
+            by_id: with_ancestors(t, "id = ?1"),
             prior: format!(
                 "SELECT used_after_micros, remaining_after_micros FROM {ledger} \
                  WHERE key_id = ?1 AND idempotency_key = ?2"
             ),
             update: format!(
                 "UPDATE {keys} SET budget_micros = ?2, budget_cents = ?3, budget_used_micros = ?4, \
-                 budget_used_cents = ?5, budget_held_micros = ?6, budget_reset_at = ?7, budget_anchor_at = ?8, \
-                 last_used_at = ?9 WHERE id = ?1"
+                 budget_used_cents = ?5, budget_reset_at = ?6, budget_anchor_at = ?7, \
+                 last_used_at = ?8 WHERE id = ?1"
             ),
             ledger_insert: format!(
                 "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
@@ -102,7 +113,7 @@ impl Sql {
             revoke_in_account: format!(
                 "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND account_id = ?3 AND revoked_at IS NULL"
             ),
-            list: format!("SELECT {COLUMNS} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
+            list: format!("SELECT {columns} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
             usage: format!(
                 "SELECT id, key_id, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
                  WHERE key_id = ?1 AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
@@ -422,7 +433,6 @@ impl ChargeSql for LiteCharge<'_> {
                 .bind(u.budget_cents)
                 .bind(u.used_micros)
                 .bind(u.used_cents)
-                .bind(u.held_micros)
                 .bind(u.reset_at.as_ref().map(ts))
                 .bind(u.anchor_at.as_ref().map(ts))
                 .bind(u.last_used_at.as_ref().map(ts))
@@ -499,5 +509,6 @@ fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
         external_subject: r.try_get(20)?,
         metadata: r.try_get(21)?,
         parent_id: r.try_get(22)?,
+        holds: crate::engine::parse_shares(r.try_get(23)?)?,
     })
 }
