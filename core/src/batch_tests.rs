@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::engine::{ChargeReq, Lookup};
+use crate::spend::{SpendOutcome, SpendReq};
 use crate::{key, Charge, Clock, CreateOptions, KeyLeash, Options};
 
 const NOW: &str = "2026-01-15T12:00:00Z";
@@ -51,11 +52,13 @@ async fn setup(url: &str, table: &str) -> (KeyLeash, Vec<String>) {
     (kl, hashes)
 }
 
-fn requests(h: &[String]) -> Vec<ChargeReq> {
-    let r = |lookup: Lookup, cents: i64, idem: Option<&str>| ChargeReq {
-        lookup,
-        micros: cents * 1_000_000,
-        idempotency_key: idem.map(Into::into),
+fn requests(h: &[String]) -> Vec<SpendReq> {
+    let r = |lookup: Lookup, cents: i64, idem: Option<&str>| {
+        SpendReq::Charge(ChargeReq {
+            lookup,
+            micros: cents * 1_000_000,
+            idempotency_key: idem.map(Into::into),
+        })
     };
     let hash = |i: usize| Lookup::Hash(h[i].clone());
     vec![
@@ -124,7 +127,8 @@ async fn batch_equals_sequential(url: &str, tag: &str) {
     want_exhausted.dedup();
     assert!(!exhausted.is_empty());
     assert_eq!(exhausted, want_exhausted);
-    assert_eq!(got.iter().filter(|r| r.success()).count(), 10, "{got:?}");
+    let charged = |o: &&SpendOutcome| matches!(o, SpendOutcome::Charge(c) if c.success());
+    assert_eq!(got.iter().filter(charged).count(), 10, "{got:?}");
     assert_eq!(state(&batched).await, state(&single).await);
     assert_eq!(
         state(&batched).await,

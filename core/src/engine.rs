@@ -4,7 +4,7 @@
 //! them here with "now", and write back what this module decides. Keeping the rules
 //! out of SQL makes SQLite and Postgres behave identically by construction, and
 //! lets a batch of charges be decided in arrival order exactly as if each had been
-//! run alone: [`plan_charges`] threads each key's state from one charge to the next.
+//! run alone: [`crate::spend::plan`] threads each key's state from one request to the next.
 //!
 //! Reconciling agentkey's columns: `budget_cents` / `budget_used_cents` are whole-cent
 //! mirrors of keyleash's exact `budget_micros` / `budget_used_micros`. When a mirror
@@ -12,12 +12,10 @@
 //! (or the row predates keyleash) and the mirror wins. When the exact column is NULL
 //! the mirror is used as well.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use crate::amount::{cap_mirror, micros_to_cents, used_mirror, whole_cents_to_micros};
-use crate::model::{ChargeRefusal, ChargeResult, InvalidReason, KeyInfo, KeySummary, Validation};
+use crate::model::{InvalidReason, KeyInfo, KeySummary, Validation};
 use crate::period::Period;
 
 /// A keys-table row as both stores load it. Integer columns are widened to `i64`.
@@ -46,6 +44,9 @@ pub(crate) struct KeyRow {
     pub external_subject: Option<String>,
     pub metadata: Option<String>,
     pub parent_id: Option<i64>,
+    /// The latest instant (µs since the epoch) a hold share of this row may count
+    /// until: its shares must be read only while this is in the future.
+    pub holds_until_us: Option<i64>,
     /// The holds counting against this row (its own and its descendants').
     pub holds: Vec<HoldShare>,
 }
@@ -107,7 +108,7 @@ pub(crate) fn chain<'a>(rows: &'a [KeyRow], row: &'a KeyRow) -> Vec<&'a KeyRow> 
 }
 
 /// Revoked anywhere in the chain beats expired anywhere in it; `None` when neither.
-fn chain_status(chain: &[&KeyRow], now: DateTime<Utc>) -> Option<InvalidReason> {
+pub(crate) fn chain_status(chain: &[&KeyRow], now: DateTime<Utc>) -> Option<InvalidReason> {
     let statuses: Vec<_> = chain.iter().filter_map(|r| r.status(now)).collect();
     statuses
         .iter()
@@ -117,7 +118,7 @@ fn chain_status(chain: &[&KeyRow], now: DateTime<Utc>) -> Option<InvalidReason> 
 }
 
 /// The smallest remaining amount over budgets (`None` when none is capped).
-fn min_remaining<'a>(budgets: impl Iterator<Item = &'a Budget>) -> Option<i64> {
+pub(crate) fn min_remaining<'a>(budgets: impl Iterator<Item = &'a Budget>) -> Option<i64> {
     budgets.filter_map(Budget::remaining).min()
 }
 
@@ -134,13 +135,13 @@ pub(crate) struct Budget {
 
 impl Budget {
     /// Whether `extra` more micro-cents fit under the cap (used + held + extra ≤ cap).
-    fn fits(&self, extra: i64) -> bool {
+    pub fn fits(&self, extra: i64) -> bool {
         self.cap.is_none_or(|cap| {
             i128::from(self.used) + i128::from(self.held) + i128::from(extra) <= i128::from(cap)
         })
     }
 
-    fn exhausted(&self) -> bool {
+    pub fn exhausted(&self) -> bool {
         self.cap
             .is_some_and(|cap| i128::from(self.used) + i128::from(self.held) >= i128::from(cap))
     }
@@ -166,18 +167,17 @@ pub(crate) struct KeyUpdate {
     pub reset_at: Option<DateTime<Utc>>,
     pub anchor_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub holds_until_us: Option<i64>,
 }
 
 impl KeyUpdate {
-    /// Whether the row, as written, has no budget left (what `validate` calls
-    /// `budget_exceeded`): the charge that did this must invalidate caches.
-    pub fn exhausted(&self) -> bool {
-        self.budget_micros.is_some_and(|cap| {
-            i128::from(self.used_micros) + i128::from(self.held_micros) >= i128::from(cap)
-        })
-    }
-
-    fn new(id: i64, b: &Budget, last_used_at: Option<DateTime<Utc>>) -> Self {
+    /// The row as written after a change to `b`.
+    pub fn new(
+        id: i64,
+        b: &Budget,
+        last_used_at: Option<DateTime<Utc>>,
+        holds_until_us: Option<i64>,
+    ) -> Self {
         Self {
             id,
             budget_micros: b.cap,
@@ -188,6 +188,7 @@ impl KeyUpdate {
             reset_at: b.reset_at,
             anchor_at: b.anchor,
             last_used_at,
+            holds_until_us,
         }
     }
 }
@@ -200,6 +201,8 @@ pub(crate) struct LedgerInsert {
     pub amount_micros: i64,
     pub created_at: DateTime<Utc>,
     pub idempotency_key: Option<String>,
+    /// The hold a settle closed.
+    pub hold_id: Option<i64>,
     pub used_after_micros: i64,
     pub remaining_after_micros: Option<i64>,
 }
@@ -241,14 +244,6 @@ pub(crate) struct ChargeReq {
     pub lookup: Lookup,
     pub micros: i64,
     pub idempotency_key: Option<String>,
-}
-
-/// What a batch of charges decided: one outcome per request, and the writes.
-#[derive(Debug, Default)]
-pub(crate) struct Plan {
-    pub outcomes: Vec<ChargeResult>,
-    pub updates: Vec<KeyUpdate>,
-    pub ledger: Vec<LedgerInsert>,
 }
 
 impl KeyRow {
@@ -353,7 +348,8 @@ impl KeyRow {
             .map(|r| {
                 let (b, rolled) = r.budget(now);
                 if rolled {
-                    rolls.push((r.budget_reset_at, KeyUpdate::new(r.id, &b, r.last_used_at)));
+                    let update = KeyUpdate::new(r.id, &b, r.last_used_at, r.holds_until_us);
+                    rolls.push((r.budget_reset_at, update));
                 }
                 b
             })
@@ -412,131 +408,15 @@ impl KeyRow {
     }
 }
 
-/// Decides a batch of charges in arrival order against `rows` (locked by the
-/// caller), with `priors` the ledger rows already stored under the batch's
-/// idempotency keys. Each request sees the state every earlier request left.
-pub(crate) fn plan_charges(
-    rows: &[KeyRow],
-    priors: &[PriorCharge],
-    reqs: &[ChargeReq],
-    now: DateTime<Utc>,
-) -> Plan {
-    struct State {
-        budget: Budget,
-        dirty: bool,
-        charged: bool,
-    }
-    let mut states: HashMap<i64, State> = HashMap::new();
-    let mut seen: HashMap<(i64, String), ChargeResult> = priors
-        .iter()
-        .map(|p| {
-            let result = ChargeResult::Charged {
-                budget_used_cents: micros_to_cents(p.used_after_micros),
-                budget_remaining_cents: p.remaining_after_micros.map(micros_to_cents),
-            };
-            ((p.key_id, p.idempotency_key.clone()), result)
-        })
-        .collect();
-    let mut plan = Plan::default();
-    let mut order = Vec::new();
-
-    for req in reqs {
-        let Some(row) = rows.iter().find(|r| req.lookup.matches(r)) else {
-            plan.outcomes
-                .push(ChargeResult::Refused(ChargeRefusal::InvalidKey));
-            continue;
-        };
-        if let Some(prior) = req
-            .idempotency_key
-            .as_ref()
-            .and_then(|k| seen.get(&(row.id, k.clone())))
-        {
-            plan.outcomes.push(prior.clone());
-            continue;
-        }
-        let chain = chain(rows, row);
-        match chain_status(&chain, now) {
-            Some(InvalidReason::Revoked) => {
-                plan.outcomes
-                    .push(ChargeResult::Refused(ChargeRefusal::Revoked));
-                continue;
-            }
-            Some(_) => {
-                plan.outcomes
-                    .push(ChargeResult::Refused(ChargeRefusal::Expired));
-                continue;
-            }
-            None => {}
-        }
-        for r in &chain {
-            states.entry(r.id).or_insert_with(|| {
-                order.push(r.id);
-                let (budget, rolled) = r.budget(now);
-                State {
-                    budget,
-                    dirty: rolled,
-                    charged: false,
-                }
-            });
-        }
-        // The charge must fit the key and every ancestor; then it counts against all.
-        if !chain.iter().all(|r| states[&r.id].budget.fits(req.micros)) {
-            plan.outcomes
-                .push(ChargeResult::Refused(ChargeRefusal::BudgetExceeded));
-            continue;
-        }
-        for r in &chain {
-            if let Some(state) = states.get_mut(&r.id) {
-                state.budget.used = state.budget.used.saturating_add(req.micros);
-                state.dirty = true;
-                state.charged |= r.id == row.id;
-            }
-        }
-        let used = states[&row.id].budget.used;
-        let remaining = min_remaining(chain.iter().map(|r| &states[&r.id].budget));
-        let result = ChargeResult::Charged {
-            budget_used_cents: micros_to_cents(used),
-            budget_remaining_cents: remaining.map(micros_to_cents),
-        };
-        plan.ledger.push(LedgerInsert {
-            key_id: row.id,
-            account_id: row.account_id.clone(),
-            amount_micros: req.micros,
-            created_at: now,
-            idempotency_key: req.idempotency_key.clone(),
-            used_after_micros: used,
-            remaining_after_micros: remaining,
-        });
-        if let Some(k) = &req.idempotency_key {
-            seen.insert((row.id, k.clone()), result.clone());
-        }
-        plan.outcomes.push(result);
-    }
-    for id in order {
-        let state = &states[&id];
-        if state.dirty {
-            let row = rows.iter().find(|r| r.id == id);
-            let last_used = if state.charged {
-                Some(now)
-            } else {
-                row.and_then(|r| r.last_used_at)
-            };
-            plan.updates
-                .push(KeyUpdate::new(id, &state.budget, last_used));
-        }
-    }
-    plan
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn t(s: &str) -> DateTime<Utc> {
+    pub(crate) fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
-    fn row(cap_cents: Option<i64>) -> KeyRow {
+    pub(crate) fn row(cap_cents: Option<i64>) -> KeyRow {
         KeyRow {
             id: 1,
             key_hash: "h".into(),
@@ -546,51 +426,6 @@ mod tests {
             budget_used_micros: Some(0),
             ..KeyRow::default()
         }
-    }
-
-    fn req(cents: i64) -> ChargeReq {
-        ChargeReq {
-            lookup: Lookup::Hash("h".into()),
-            micros: cents * 1_000_000,
-            idempotency_key: None,
-        }
-    }
-
-    // Pins arrival-order semantics inside one batch: the cap holds exactly and each outcome sees the previous ones.
-    #[test]
-    fn batch_is_sequential() {
-        let now = t("2026-01-15T12:00:00Z");
-        let reqs: Vec<_> = (0..7).map(|_| req(20)).collect();
-        let plan = plan_charges(&[row(Some(100))], &[], &reqs, now);
-        let ok = plan.outcomes.iter().filter(|o| o.success()).count();
-        assert_eq!(ok, 5);
-        assert_eq!(
-            plan.outcomes[4],
-            ChargeResult::Charged {
-                budget_used_cents: 100.0,
-                budget_remaining_cents: Some(0.0)
-            }
-        );
-        assert_eq!(
-            plan.outcomes[5],
-            ChargeResult::Refused(ChargeRefusal::BudgetExceeded)
-        );
-        assert_eq!(plan.ledger.len(), 5);
-        assert_eq!(plan.updates.len(), 1);
-        assert_eq!(plan.updates[0].used_micros, 100_000_000);
-        assert_eq!(plan.updates[0].used_cents, 100);
-    }
-
-    // Pins that a repeated idempotency key inside one batch is applied once and replays the first result.
-    #[test]
-    fn idempotent_in_batch() {
-        let now = t("2026-01-15T12:00:00Z");
-        let mut a = req(10);
-        a.idempotency_key = Some("x".into());
-        let plan = plan_charges(&[row(Some(100))], &[], &[a.clone(), req(5), a], now);
-        assert_eq!(plan.ledger.len(), 2);
-        assert_eq!(plan.outcomes[0], plan.outcomes[2]);
-        assert_eq!(plan.updates[0].used_micros, 15_000_000);
     }
 
     // Pins that an SQL edit of agentkey's whole-cent columns wins over the exact columns.

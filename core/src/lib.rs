@@ -50,6 +50,7 @@ mod model;
 pub mod options;
 pub mod period;
 pub mod scope;
+mod spend;
 mod store;
 
 use std::sync::Arc;
@@ -61,7 +62,8 @@ pub use crate::error::{Error, Result};
 pub use crate::http::{Access, Reply, Route, SelfServeOptions};
 pub use crate::model::{
     iso, parse_time, CacheOptions, CacheStats, Charge, ChargeRefusal, ChargeResult, CreateOptions,
-    CreatedKey, InvalidReason, KeyInfo, KeySummary, LedgerEntry, Options, UsageRange, Validation,
+    CreatedKey, InvalidReason, KeyInfo, KeySummary, LedgerEntry, Options, Reserve, ReserveResult,
+    SettleRefusal, SettleResult, UsageRange, Validation,
 };
 pub use crate::scope::has_scope;
 
@@ -71,6 +73,7 @@ use crate::error::shown;
 use crate::group::Group;
 use crate::ident::TableNames;
 use crate::period::{parse_duration, Period};
+use crate::spend::{ReserveReq, SpendOutcome, SpendReq};
 use crate::store::{NewKey, Store};
 
 /// Longest user id, name, delegatedBy and idempotency key, in bytes.
@@ -95,8 +98,9 @@ struct Inner {
     store: Arc<Store>,
     /// Concurrent validates, one store round trip per batch (`group.rs`).
     validates: Arc<Group<Lookup, Validation>>,
-    /// Concurrent charges, one transaction per batch, decided in arrival order.
-    charges: Arc<Group<ChargeReq, ChargeResult>>,
+    /// Concurrent charges, reserves, settles and releases, one transaction per
+    /// batch, decided in arrival order.
+    charges: Arc<Group<SpendReq, SpendOutcome>>,
     prefix: String,
     valid_scopes: Option<Vec<String>>,
     clock: Clock,
@@ -527,12 +531,90 @@ impl KeyLeash {
     }
 
     async fn charge(&self, lookup: Lookup, micros: i64, charge: Charge) -> Result<ChargeResult> {
-        let req = ChargeReq {
+        let req = SpendReq::Charge(ChargeReq {
             lookup,
             micros,
             idempotency_key: charge.idempotency_key,
+        });
+        match self.inner.charges.call(req).await? {
+            SpendOutcome::Charge(result) => Ok(result),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    /// Holds `reserve.cost_cents` of a key's budget before a spend whose cost is
+    /// not known yet (an LLM call): it succeeds only if used + held + estimate ≤
+    /// cap for the key and every ancestor, atomically, and then counts as held
+    /// until `settle`, `release` or its ttl (default 5 minutes), whichever comes
+    /// first. A hold also stops counting when the key's budget period ends.
+    /// Refusals (`budget_exceeded`, `invalid_key`, `invalid_cost`, `expired`,
+    /// `revoked`) are results; a zero estimate is `invalid_cost`. Errors:
+    /// `invalid_duration` (ttl not a duration from 1 second to 1 day),
+    /// `invalid_argument` (a bad idempotency key), `unavailable`.
+    pub async fn reserve(&self, raw_key: &str, reserve: Reserve) -> Result<ReserveResult> {
+        let ttl = hold_ttl(reserve.ttl.as_deref())?;
+        if let Some(k) = &reserve.idempotency_key {
+            check_text("idempotencyKey", k, MAX_TEXT_LEN, true)?;
+        }
+        let micros = match amount::cents_to_micros(reserve.cost_cents) {
+            Some(m) if m > 0 => m,
+            _ => return Ok(ReserveResult::Refused(ChargeRefusal::InvalidCost)),
         };
-        self.inner.charges.call(req).await
+        if !self.key_shaped(raw_key) {
+            return Ok(ReserveResult::Refused(ChargeRefusal::InvalidKey));
+        }
+        let req = SpendReq::Reserve(ReserveReq {
+            lookup: Lookup::Hash(key::hash(raw_key)),
+            micros,
+            ttl,
+            idempotency_key: reserve.idempotency_key,
+        });
+        match self.inner.charges.call(req).await? {
+            SpendOutcome::Reserve(result) => Ok(result),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    /// Charges the actual cost of hold `hold_id` and frees the hold, in one
+    /// transaction with a ledger row naming the hold. The cost is recorded in
+    /// full even above the hold (the money was spent; the key then reads
+    /// `budget_exceeded` until its reset), and even after the hold expired.
+    /// Repeating a settle returns the first result and charges nothing more.
+    /// Refusals: `unknown_hold`, `hold_released`, `invalid_cost`.
+    pub async fn settle(&self, hold_id: i64, cost_cents: f64) -> Result<SettleResult> {
+        let Some(micros) = amount::cents_to_micros(cost_cents) else {
+            return Ok(SettleResult::Refused(SettleRefusal::InvalidCost));
+        };
+        if hold_id <= 0 {
+            return Ok(SettleResult::Refused(SettleRefusal::UnknownHold));
+        }
+        match self
+            .inner
+            .charges
+            .call(SpendReq::Settle { hold_id, micros })
+            .await?
+        {
+            SpendOutcome::Settle(result) => Ok(result),
+            other => Err(mismatch(&other)),
+        }
+    }
+
+    /// Frees hold `hold_id` without charging it (the spend did not happen).
+    /// Returns whether it freed anything: false for an unknown, settled, released
+    /// or already expired hold. A released hold can no longer be settled.
+    pub async fn release(&self, hold_id: i64) -> Result<bool> {
+        if hold_id <= 0 {
+            return Ok(false);
+        }
+        match self
+            .inner
+            .charges
+            .call(SpendReq::Release { hold_id })
+            .await?
+        {
+            SpendOutcome::Release(freed) => Ok(freed),
+            other => Err(mismatch(&other)),
+        }
     }
 
     /// Revokes a key (soft: `revoked_at` is set, the row stays). With `account_id`,
@@ -630,9 +712,9 @@ fn charge_batches(
     store: &Arc<Store>,
     clock: &Clock,
     cache: Option<Arc<Cache>>,
-) -> group::Executor<ChargeReq, ChargeResult> {
+) -> group::Executor<SpendReq, SpendOutcome> {
     let (store, clock) = (Arc::clone(store), clock.clone());
-    Box::new(move |reqs: Vec<ChargeReq>| {
+    Box::new(move |reqs: Vec<SpendReq>| {
         let (store, clock, cache) = (Arc::clone(&store), clock.clone(), cache.clone());
         Box::pin(async move {
             let charged = store.charge(&reqs, clock.now()).await?;
@@ -642,6 +724,31 @@ fn charge_batches(
             Ok(charged.outcomes)
         })
     })
+}
+
+/// The error of a batch outcome of the wrong kind (a bug, never a caller's doing).
+fn mismatch(outcome: &SpendOutcome) -> Error {
+    Error::Unavailable(format!("internal error: a spend batch answered {outcome:?}").into())
+}
+
+/// The shortest and longest a hold may count.
+const MIN_HOLD_TTL_SECS: i64 = 1;
+const MAX_HOLD_TTL_SECS: i64 = 86_400;
+
+/// A hold's ttl: a duration from 1 second to 1 day; 5 minutes when absent.
+fn hold_ttl(ttl: Option<&str>) -> Result<chrono::Duration> {
+    let Some(ttl) = ttl else {
+        return Ok(chrono::Duration::minutes(5));
+    };
+    let d = period::parse_duration(ttl)?;
+    if (MIN_HOLD_TTL_SECS..=MAX_HOLD_TTL_SECS).contains(&d.num_seconds()) {
+        Ok(d)
+    } else {
+        Err(Error::InvalidDuration(format!(
+            "{} (a hold's ttl must be 1s to 1d)",
+            error::shown(ttl)
+        )))
+    }
 }
 
 /// A refusal's JSON text (it cannot fail: the type serializes to plain JSON).

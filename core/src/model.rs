@@ -391,6 +391,143 @@ impl Serialize for ChargeResult {
     }
 }
 
+/// A hold to place before a spend whose cost is not known yet (`reserve`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reserve {
+    /// The estimate to hold, in cents: finite, > 0, at most 1e12.
+    pub cost_cents: f64,
+    /// How long the hold counts if nobody settles or releases it: a duration
+    /// (`30s`, `5m`, `2h`), 1 second to 1 day. Default 5 minutes.
+    pub ttl: Option<String>,
+    /// Makes a repeated reserve of the same key return the first hold.
+    pub idempotency_key: Option<String>,
+}
+
+impl Reserve {
+    /// A hold of `cost_cents` with the default ttl.
+    pub fn cents(cost_cents: f64) -> Self {
+        Self {
+            cost_cents,
+            ..Self::default()
+        }
+    }
+
+    /// The same hold, counting for `ttl` (a duration such as `30s`).
+    pub fn ttl(mut self, ttl: impl Into<String>) -> Self {
+        self.ttl = Some(ttl.into());
+        self
+    }
+
+    /// The same hold, placed at most once for `key`.
+    pub fn idempotent(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// The result of `reserve`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReserveResult {
+    /// The hold is placed (or, for a repeated idempotency key, the first one).
+    Held {
+        /// What `settle` and `release` name it by.
+        hold_id: i64,
+        /// When it stops counting unless settled or released first.
+        expires_at: DateTime<Utc>,
+        /// What can still be spent after it, in cents (`None` = uncapped).
+        budget_remaining_cents: Option<f64>,
+    },
+    /// Refused; nothing is held.
+    Refused(ChargeRefusal),
+}
+
+impl ReserveResult {
+    /// Whether the hold was placed.
+    pub fn success(&self) -> bool {
+        matches!(self, ReserveResult::Held { .. })
+    }
+
+    /// The hold's id, if placed.
+    pub fn hold_id(&self) -> Option<i64> {
+        match self {
+            ReserveResult::Held { hold_id, .. } => Some(*hold_id),
+            ReserveResult::Refused(_) => None,
+        }
+    }
+}
+
+impl Serialize for ReserveResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("success", &self.success())?;
+        match self {
+            ReserveResult::Held {
+                hold_id,
+                expires_at,
+                budget_remaining_cents,
+            } => {
+                m.serialize_entry("holdId", hold_id)?;
+                m.serialize_entry("expiresAt", &crate::model::iso(expires_at))?;
+                m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
+            }
+            ReserveResult::Refused(reason) => m.serialize_entry("reason", reason)?,
+        }
+        m.end()
+    }
+}
+
+/// Why a settle was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettleRefusal {
+    /// No hold has this id.
+    UnknownHold,
+    /// The hold was released: its spend was declared not to have happened.
+    HoldReleased,
+    /// The cost is NaN, infinite, negative or above 1e12 cents.
+    InvalidCost,
+}
+
+/// The result of `settle`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SettleResult {
+    /// The actual cost is charged and the hold freed (or, for a repeated settle,
+    /// the first settle's result).
+    Settled {
+        /// Spent in the key's current period after the settle, in cents.
+        budget_used_cents: f64,
+        /// What is left, never below 0 (`None` = uncapped).
+        budget_remaining_cents: Option<f64>,
+    },
+    /// Refused; nothing changed.
+    Refused(SettleRefusal),
+}
+
+impl SettleResult {
+    /// Whether the settle was recorded.
+    pub fn success(&self) -> bool {
+        matches!(self, SettleResult::Settled { .. })
+    }
+}
+
+impl Serialize for SettleResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("success", &self.success())?;
+        match self {
+            SettleResult::Settled {
+                budget_used_cents,
+                budget_remaining_cents,
+            } => {
+                m.serialize_entry("budgetUsedCents", budget_used_cents)?;
+                m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
+            }
+            SettleResult::Refused(reason) => m.serialize_entry("reason", reason)?,
+        }
+        m.end()
+    }
+}
+
 /// One key of an account as `list` returns it: everything but the secret.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

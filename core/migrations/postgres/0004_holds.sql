@@ -4,6 +4,10 @@
 -- and that key's period end when the hold was made (microseconds since the epoch).
 -- What a key holds is the sum of its rows still counting, computed when the key is
 -- read: an expired hold, or one of an elapsed period, stops counting by itself.
+-- On the key row: the latest instant a share of this key may count until. A charge
+-- locks the key row, and reads its shares (in a statement after the lock, so that
+-- it sees what the previous lock holder committed) only while this is in the future.
+ALTER TABLE {{keys}} ADD COLUMN IF NOT EXISTS holds_until_us BIGINT;
 CREATE TABLE IF NOT EXISTS {{holds}} (
   id BIGSERIAL PRIMARY KEY,
   key_id INTEGER NOT NULL,
@@ -12,6 +16,8 @@ CREATE TABLE IF NOT EXISTS {{holds}} (
   created_at TIMESTAMPTZ NOT NULL,
   expires_at TIMESTAMPTZ NOT NULL,
   idempotency_key TEXT,
+  -- What the reserve left to spend, replayed when the reserve is repeated.
+  reserved_remaining_micros BIGINT,
   -- held, settled or released
   state TEXT NOT NULL DEFAULT 'held',
   settled_micros BIGINT,

@@ -1,75 +1,122 @@
-//! How a batch of charges is decided and written: one pipeline for both stores.
+//! How a batch of spends (charges, reserves, settles, releases) is decided and
+//! written: one pipeline for both stores.
 //!
-//! Inside one transaction: lock the named keys and their ancestors, read the
-//! ledger rows already stored under the batch's idempotency keys, let
-//! [`crate::engine::plan_charges`] decide every charge in arrival order, write the
-//! changed key rows and the new ledger rows, commit. Each store provides only its
-//! SQL for these steps ([`ChargeSql`]: `postgres.rs` locks with `FOR UPDATE` in id
-//! order and writes with `UNNEST`; `sqlite.rs` runs under `BEGIN IMMEDIATE`, which
-//! takes the database's write lock up front), so the order of the steps, and what
-//! is skipped when, lives here and nowhere else.
+//! Inside one transaction: lock the holds the batch names (settles, releases),
+//! then the keys it names and their ancestors, read what the batch's idempotency
+//! keys already stored (ledger rows of charges, holds of reserves), let
+//! [`crate::spend::plan`] decide every request in arrival order, write, commit.
+//! Each store provides only its SQL for these steps ([`ChargeSql`]: `postgres.rs`
+//! locks with `FOR UPDATE` in id order and writes with `UNNEST`; `sqlite.rs` runs
+//! under `BEGIN IMMEDIATE`, which takes the database's write lock up front), so the
+//! order of the steps, and what is skipped when, lives here and nowhere else.
 //!
-//! Why the lock comes first: the row lock is what serializes charges of one key
-//! (or one family) across processes, and the idempotency read must come after it,
-//! so that a repeat sees the ledger row a concurrent first charge committed.
+//! Why the locks come first: the row locks are what serialize spends of one key
+//! (or one family) across processes, and the idempotency reads must come after
+//! them, so that a repeat sees the rows a concurrent first request committed.
+//! Holds are locked before keys in every transaction, so two batches cannot wait
+//! on each other's locks.
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{plan_charges, ChargeReq, KeyRow, Plan, PriorCharge};
+use crate::engine::{KeyRow, Lookup, PriorCharge};
 use crate::error::Result;
-use crate::model::ChargeResult;
+use crate::spend::{plan, HoldRow, Plan, PriorHold, SpendOutcome, SpendReq};
 
-/// One store's SQL for the steps of a charge, inside one open transaction.
+/// One store's SQL for the steps of a spend batch, inside one open transaction.
 pub(crate) trait ChargeSql {
-    /// Locks and reads the rows `reqs` name and all their ancestors.
-    async fn lock(&mut self, reqs: &[ChargeReq]) -> Result<Vec<KeyRow>>;
-    /// The ledger rows of `rows` stored under the idempotency keys of `reqs`.
-    async fn priors(&mut self, rows: &[KeyRow], reqs: &[ChargeReq]) -> Result<Vec<PriorCharge>>;
-    /// Writes the plan's key updates and ledger rows (either may be empty) and,
-    /// where the store has notifications, announces `exhausted` (the keys this
-    /// batch left without budget) to other processes' validation caches when the
-    /// transaction commits.
-    async fn write(&mut self, plan: &Plan, exhausted: &[i64]) -> Result<()>;
+    /// Locks and reads the holds `ids` names, with their shares.
+    async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>>;
+    /// Locks and reads the keys `lookups` and `ids` name and all their ancestors
+    /// (their hold shares may be left out: [`run`] reads them with `shares`).
+    async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>>;
+    /// The hold shares stored for the keys `ids`, as `key id, amount:until_us,…`.
+    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>>;
+    /// The ledger rows of `rows` stored under the charges' idempotency keys `keys`.
+    async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>>;
+    /// The holds of `rows` stored under the reserves' idempotency keys `keys`.
+    async fn prior_holds(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorHold>>;
+    /// Writes the plan: key updates, ledger rows, new holds (returning their ids,
+    /// in `plan.new_holds` order), closed holds, stale shares; and, where the store
+    /// has notifications, announces `plan.exhausted` to other processes'
+    /// validation caches when the transaction commits.
+    async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>>;
     /// Commits the transaction, which releases the locks.
     async fn commit(self) -> Result<()>;
 }
 
-/// The outcome of a charge batch.
+/// The outcome of a spend batch.
 pub(crate) struct Charged {
     /// One per request, in order.
-    pub outcomes: Vec<ChargeResult>,
+    pub outcomes: Vec<SpendOutcome>,
     /// The keys the batch left without budget: cached valid answers naming them
     /// are stale.
     pub exhausted: Vec<i64>,
 }
 
-/// Runs a batch of positive charges through `tx`, in order, atomically: every
-/// outcome is what the charge would have had alone, after the ones before it.
+/// Runs a batch of checked spends through `tx`, in order, atomically: every
+/// outcome is what the request would have had alone, after the ones before it.
 pub(crate) async fn run<T: ChargeSql>(
     mut tx: T,
-    reqs: &[ChargeReq],
+    reqs: &[SpendReq],
     now: DateTime<Utc>,
 ) -> Result<Charged> {
-    let rows = tx.lock(reqs).await?;
-    let wants_priors = reqs.iter().any(|r| r.idempotency_key.is_some());
-    let priors = if wants_priors && !rows.is_empty() {
-        tx.priors(&rows, reqs).await?
-    } else {
+    let hold_ids: Vec<i64> = reqs.iter().filter_map(SpendReq::hold_id).collect();
+    let holds = if hold_ids.is_empty() {
         Vec::new()
+    } else {
+        tx.lock_holds(&hold_ids).await?
     };
-    let plan = plan_charges(&rows, &priors, reqs, now);
-    let exhausted: Vec<i64> = plan
-        .updates
+    let lookups: Vec<&Lookup> = reqs.iter().filter_map(SpendReq::lookup).collect();
+    let key_ids: Vec<i64> = holds.iter().map(|h| h.key_id).collect();
+    let mut rows = if lookups.is_empty() && key_ids.is_empty() {
+        Vec::new()
+    } else {
+        tx.lock(&lookups, &key_ids).await?
+    };
+    // Shares are read after the lock, in their own statement, so that they include
+    // what the transaction this one waited for committed; only for rows whose
+    // shares may still count.
+    let now_us = now.timestamp_micros();
+    let hinted: Vec<i64> = rows
         .iter()
-        .filter(|u| u.exhausted())
-        .map(|u| u.id)
+        .filter(|r| r.holds_until_us.is_some_and(|u| u > now_us))
+        .map(|r| r.id)
         .collect();
-    if !plan.updates.is_empty() || !plan.ledger.is_empty() {
-        tx.write(&plan, &exhausted).await?;
+    if !hinted.is_empty() {
+        let shares = tx.shares(&hinted).await?;
+        for row in rows.iter_mut().filter(|r| hinted.contains(&r.id)) {
+            let text = shares
+                .iter()
+                .find(|(id, _)| *id == row.id)
+                .and_then(|(_, t)| t.clone());
+            row.holds = crate::engine::parse_shares(text)?;
+        }
+    }
+    let idempotent = |reserves: bool| -> Vec<&str> {
+        reqs.iter()
+            .filter(|r| matches!(r, SpendReq::Reserve(_)) == reserves)
+            .filter_map(SpendReq::idempotency_key)
+            .collect()
+    };
+    let (charge_keys, reserve_keys) = (idempotent(false), idempotent(true));
+    let priors = if charge_keys.is_empty() || rows.is_empty() {
+        Vec::new()
+    } else {
+        tx.priors(&rows, &charge_keys).await?
+    };
+    let prior_holds = if reserve_keys.is_empty() || rows.is_empty() {
+        Vec::new()
+    } else {
+        tx.prior_holds(&rows, &reserve_keys).await?
+    };
+    let mut plan = plan(&rows, &holds, &priors, &prior_holds, reqs, now);
+    if plan.writes() {
+        let ids = tx.write(&plan, now).await?;
+        plan.fill_hold_ids(&ids);
     }
     tx.commit().await?;
     Ok(Charged {
         outcomes: plan.outcomes,
-        exhausted,
+        exhausted: plan.exhausted,
     })
 }

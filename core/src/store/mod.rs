@@ -16,10 +16,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup};
+use crate::engine::{KeyRow, KeyUpdate, Lookup};
 use crate::error::Result;
 use crate::group::Limits;
 use crate::model::{LedgerEntry, UsageRange};
+use crate::spend::SpendReq;
 
 pub(crate) mod charge;
 pub(crate) mod postgres;
@@ -137,8 +138,9 @@ impl Store {
     ) -> Result<bool> {
         dispatch!(self, s => s.persist_roll(seen_reset, update).await)
     }
-    /// Applies a batch of positive charges atomically, in order.
-    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<charge::Charged> {
+    /// Applies a batch of spends (charges, reserves, settles, releases)
+    /// atomically, in order.
+    pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<charge::Charged> {
         dispatch!(self, s => s.charge(reqs, now).await)
     }
     /// Sets `revoked_at` on a live key (of `account_id`, when given).

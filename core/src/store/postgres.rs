@@ -17,10 +17,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Executor, Row};
 
 use crate::cache;
-use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup, Plan, PriorCharge, MAX_DEPTH};
+use crate::engine::{KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, Options, UsageRange};
+use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, ChargeSql, Charged};
 use crate::store::{rate_sql, statements, NewKey};
 
@@ -32,16 +33,27 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The columns of a key row, in [`decode`]'s order: the keys table's, then the
-/// holds counting against the row ([`crate::engine::parse_shares`]'s text).
-fn columns(t: &TableNames) -> String {
+/// holds counting against the row ([`crate::engine::parse_shares`]'s text). A
+/// locking read leaves the holds out (NULL): a subquery of a `FOR UPDATE`
+/// statement reads the snapshot taken before the lock was granted, so it would
+/// miss the holds of the transaction it waited for; the charge pipeline reads
+/// them after the lock ([`Sql::shares`]).
+fn columns(t: &TableNames, shares: bool) -> String {
     let (keys, hold_keys) = (&t.keys, &t.hold_keys);
+    let holds = if shares {
+        format!(
+            "(SELECT string_agg(h.amount_micros::text || ':' || h.counts_until_us::text, ',') \
+             FROM {hold_keys} h WHERE h.key_id = {keys}.id)"
+        )
+    } else {
+        "NULL::text".into()
+    };
     format!(
         "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
          budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
          budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
          revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8, \
-         (SELECT string_agg(h.amount_micros::text || ':' || h.counts_until_us::text, ',') \
-         FROM {hold_keys} h WHERE h.key_id = {keys}.id)"
+         holds_until_us, {holds}"
     )
 }
 
@@ -54,7 +66,7 @@ fn columns(t: &TableNames) -> String {
 /// the array form is a primary-key index scan. pgbench, 32 clients, 1,000 keys:
 /// 4,700 → 9,200 statements/s locked (a plain locked lookup by hash: 11,400).
 fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
-    let (keys, columns) = (&t.keys, columns(t));
+    let (keys, columns) = (&t.keys, columns(t, lock.is_empty()));
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM chain c JOIN {keys} k ON k.id = c.parent_id \
@@ -74,8 +86,14 @@ struct Sql {
     lock_by_hash: String,
     lock_by_subject: String,
     lock_by_both: String,
+    lock_any: String,
+    lock_holds: String,
+    shares: String,
     priors: String,
+    prior_holds: String,
     write: String,
+    hold_ids: String,
+    write_holds: String,
     roll: String,
     revoke: String,
     revoke_in_account: String,
@@ -86,7 +104,8 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns(t));
+        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns(t, true));
+        let (holds, hold_keys) = (&t.holds, &t.hold_keys);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
@@ -111,6 +130,43 @@ impl Sql {
                 "key_hash = ANY($1) OR external_subject = ANY($2)",
                 " FOR UPDATE",
             ),
+            lock_any: with_ancestors(
+                t,
+                "key_hash = ANY($1) OR external_subject = ANY($2) OR id = ANY($3)",
+                " FOR UPDATE",
+            ),
+            lock_holds: format!(
+                "SELECT h.id, h.key_id::int8, h.state, h.used_after_micros, h.remaining_after_micros, \
+                 (SELECT string_agg(s.key_id::text || ':' || s.amount_micros::text || ':' || s.counts_until_us::text, ',') \
+                 FROM {hold_keys} s WHERE s.hold_id = h.id) \
+                 FROM {holds} h WHERE h.id = ANY($1) ORDER BY h.id FOR UPDATE"
+            ),
+            shares: format!(
+                "SELECT key_id::int8, string_agg(amount_micros::text || ':' || counts_until_us::text, ',') \
+                 FROM {hold_keys} WHERE key_id = ANY($1) GROUP BY key_id"
+            ),
+            prior_holds: format!(
+                "SELECT key_id::int8, idempotency_key, id, expires_at, reserved_remaining_micros FROM {holds} \
+                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
+            ),
+            hold_ids: "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)".into(),
+            // The holds half of a batch's write, one statement: new holds and their
+            // shares, closed holds, and the shares that no longer count (those of
+            // closed holds, and expired ones of the batch's keys).
+            write_holds: format!(
+                "WITH h AS (INSERT INTO {holds} (id, key_id, account_id, amount_micros, created_at, expires_at, \
+                 idempotency_key, reserved_remaining_micros) \
+                 SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], \
+                 $6::timestamptz[], $7::text[], $8::int8[])), \
+                 s AS (INSERT INTO {hold_keys} (hold_id, key_id, amount_micros, counts_until_us) \
+                 SELECT * FROM UNNEST($9::int8[], $10::int8[], $11::int8[], $12::int8[])), \
+                 c AS (UPDATE {holds} AS x SET state = c.state, settled_micros = c.sm, settled_at = $13, \
+                 used_after_micros = c.ua, remaining_after_micros = c.ra \
+                 FROM UNNEST($14::int8[], $15::text[], $16::int8[], $17::int8[], $18::int8[]) AS c(id, state, sm, ua, ra) \
+                 WHERE x.id = c.id) \
+                 DELETE FROM {hold_keys} WHERE hold_id = ANY($14::int8[]) \
+                 OR (key_id = ANY($19::int8[]) AND counts_until_us <= $20)"
+            ),
             priors: format!(
                 "SELECT key_id::int8, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
                  WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
@@ -122,15 +178,15 @@ impl Sql {
             write: format!(
                 "WITH u AS (UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, \
                  budget_used_micros = u.um, budget_used_cents = u.uc, \
-                 budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu \
+                 budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu, holds_until_us = u.hu \
                  FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], \
-                 $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]) AS u(id, bm, bc, um, uc, ra, aa, lu) \
+                 $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int8[]) AS u(id, bm, bc, um, uc, ra, aa, lu, hu) \
                  WHERE k.id = u.id), \
                  l AS (INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
-                 used_after_micros, remaining_after_micros) \
-                 SELECT * FROM UNNEST($9::int8[], $10::text[], $11::int8[], $12::timestamptz[], $13::text[], \
-                 $14::int8[], $15::int8[])) \
-                 SELECT 1 FROM (SELECT pg_notify($16::text, $17::text) WHERE $17::text <> '') AS n"
+                 used_after_micros, remaining_after_micros, hold_id) \
+                 SELECT * FROM UNNEST($10::int8[], $11::text[], $12::int8[], $13::timestamptz[], $14::text[], \
+                 $15::int8[], $16::int8[], $17::int8[])) \
+                 SELECT 1 FROM (SELECT pg_notify($18::text, $19::text) WHERE $19::text <> '') AS n"
             ),
             roll: format!(
                 "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = $2, \
@@ -334,12 +390,13 @@ impl PgStore {
     }
 
     /// Runs a charge batch through the shared pipeline (`charge.rs`).
-    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Charged> {
+    pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<Charged> {
         let tx = self.pool.begin().await?;
         let sql = PgCharge {
             tx,
             sql: &self.sql,
             channel: &self.channel,
+            holds_table: &self.names.holds,
         };
         charge::run(sql, reqs, now).await
     }
@@ -426,33 +483,59 @@ struct PgCharge<'a> {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
     sql: &'a Sql,
     channel: &'a str,
+    /// The holds table's name as `pg_get_serial_sequence` takes it.
+    holds_table: &'a str,
 }
 
 impl ChargeSql for PgCharge<'_> {
-    async fn lock(&mut self, reqs: &[ChargeReq]) -> Result<Vec<KeyRow>> {
-        let (hashes, subjects) = split(reqs.iter().map(|r| &r.lookup));
-        let lock = match (hashes.is_empty(), subjects.is_empty()) {
-            (false, true) => &self.sql.lock_by_hash,
-            (true, false) => &self.sql.lock_by_subject,
-            _ => &self.sql.lock_by_both,
-        };
-        let rows = sqlx::query(lock)
-            .bind(&hashes)
-            .bind(&subjects)
+    async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>> {
+        let rows = sqlx::query(&self.sql.lock_holds)
+            .bind(ids)
             .fetch_all(&mut *self.tx)
             .await?;
+        let hold = |r: &PgRow| -> Result<HoldRow, sqlx::Error> {
+            Ok(HoldRow {
+                id: r.try_get(0)?,
+                key_id: r.try_get(1)?,
+                state: HoldState::parse(r.try_get(2)?),
+                used_after_micros: r.try_get(3)?,
+                remaining_after_micros: r.try_get(4)?,
+                shares: parse_hold_shares(r.try_get(5)?)?,
+            })
+        };
+        Ok(rows.iter().map(hold).collect::<Result<_, _>>()?)
+    }
+
+    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
+        let rows = sqlx::query(&self.sql.shares)
+            .bind(ids)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let pair = |r: &PgRow| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?));
+        Ok(rows.iter().map(pair).collect::<Result<_, _>>()?)
+    }
+
+    async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
+        let (hashes, subjects) = split(lookups.iter().copied());
+        let lock = match (hashes.is_empty(), subjects.is_empty(), ids.is_empty()) {
+            (false, true, true) => &self.sql.lock_by_hash,
+            (true, false, true) => &self.sql.lock_by_subject,
+            (_, _, true) => &self.sql.lock_by_both,
+            _ => &self.sql.lock_any,
+        };
+        let mut q = sqlx::query(lock).bind(&hashes).bind(&subjects);
+        if !ids.is_empty() {
+            q = q.bind(ids);
+        }
+        let rows = q.fetch_all(&mut *self.tx).await?;
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
-    async fn priors(&mut self, rows: &[KeyRow], reqs: &[ChargeReq]) -> Result<Vec<PriorCharge>> {
+    async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let idem: Vec<&str> = reqs
-            .iter()
-            .filter_map(|r| r.idempotency_key.as_deref())
-            .collect();
         let found = sqlx::query(&self.sql.priors)
             .bind(&ids)
-            .bind(&idem)
+            .bind(keys)
             .fetch_all(&mut *self.tx)
             .await?;
         let prior = |r: &PgRow| -> Result<PriorCharge, sqlx::Error> {
@@ -466,7 +549,26 @@ impl ChargeSql for PgCharge<'_> {
         Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
     }
 
-    async fn write(&mut self, plan: &Plan, exhausted: &[i64]) -> Result<()> {
+    async fn prior_holds(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorHold>> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let found = sqlx::query(&self.sql.prior_holds)
+            .bind(&ids)
+            .bind(keys)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let prior = |r: &PgRow| -> Result<PriorHold, sqlx::Error> {
+            Ok(PriorHold {
+                key_id: r.try_get(0)?,
+                idempotency_key: r.try_get(1)?,
+                hold_id: r.try_get(2)?,
+                expires_at: r.try_get(3)?,
+                remaining_micros: r.try_get(4)?,
+            })
+        };
+        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
+    }
+
+    async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {
         let (u, l) = (&plan.updates, &plan.ledger);
         sqlx::query(&self.sql.write)
             .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
@@ -477,6 +579,7 @@ impl ChargeSql for PgCharge<'_> {
             .bind(u.iter().map(|u| u.reset_at).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.anchor_at).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.last_used_at).collect::<Vec<_>>())
+            .bind(u.iter().map(|u| u.holds_until_us).collect::<Vec<_>>())
             .bind(l.iter().map(|l| l.key_id).collect::<Vec<_>>())
             .bind(
                 l.iter()
@@ -496,11 +599,71 @@ impl ChargeSql for PgCharge<'_> {
                     .map(|l| l.remaining_after_micros)
                     .collect::<Vec<_>>(),
             )
+            .bind(l.iter().map(|l| l.hold_id).collect::<Vec<_>>())
             .bind(self.channel)
-            .bind(cache::payload(exhausted))
+            .bind(cache::payload(&plan.exhausted))
             .fetch_all(&mut *self.tx)
             .await?;
-        Ok(())
+        if plan.new_holds.is_empty() && plan.closed_holds.is_empty() && plan.stale_shares.is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = if plan.new_holds.is_empty() {
+            Vec::new()
+        } else {
+            let count = i64::try_from(plan.new_holds.len()).unwrap_or(i64::MAX);
+            sqlx::query_scalar(&self.sql.hold_ids)
+                .bind(self.holds_table)
+                .bind(count)
+                .fetch_all(&mut *self.tx)
+                .await?
+        };
+        let (n, c) = (&plan.new_holds, &plan.closed_holds);
+        let shares: Vec<(i64, i64, i64, i64)> = n
+            .iter()
+            .zip(&ids)
+            .flat_map(|(h, id)| {
+                h.shares
+                    .iter()
+                    .map(move |(k, s)| (*id, *k, s.amount, s.until_us))
+            })
+            .collect();
+        sqlx::query(&self.sql.write_holds)
+            .bind(&ids)
+            .bind(n.iter().map(|h| h.key_id).collect::<Vec<_>>())
+            .bind(
+                n.iter()
+                    .map(|h| h.account_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(n.iter().map(|h| h.amount_micros).collect::<Vec<_>>())
+            .bind(n.iter().map(|h| h.created_at).collect::<Vec<_>>())
+            .bind(n.iter().map(|h| h.expires_at).collect::<Vec<_>>())
+            .bind(
+                n.iter()
+                    .map(|h| h.idempotency_key.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(n.iter().map(|h| h.remaining_micros).collect::<Vec<_>>())
+            .bind(shares.iter().map(|s| s.0).collect::<Vec<_>>())
+            .bind(shares.iter().map(|s| s.1).collect::<Vec<_>>())
+            .bind(shares.iter().map(|s| s.2).collect::<Vec<_>>())
+            .bind(shares.iter().map(|s| s.3).collect::<Vec<_>>())
+            .bind(now)
+            .bind(c.iter().map(|h| h.id).collect::<Vec<_>>())
+            .bind(c.iter().map(|h| h.state.as_str()).collect::<Vec<_>>())
+            .bind(c.iter().map(|h| h.settled_micros).collect::<Vec<_>>())
+            .bind(c.iter().map(|h| h.used_after_micros).collect::<Vec<_>>())
+            .bind(
+                c.iter()
+                    .map(|h| h.remaining_after_micros)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(&plan.stale_shares)
+            .bind(now.timestamp_micros())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(ids)
     }
 
     async fn commit(self) -> Result<()> {
@@ -556,6 +719,7 @@ fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
         external_subject: r.try_get(20)?,
         metadata: r.try_get(21)?,
         parent_id: r.try_get(22)?,
-        holds: crate::engine::parse_shares(r.try_get(23)?)?,
+        holds_until_us: r.try_get(23)?,
+        holds: crate::engine::parse_shares(r.try_get(24)?)?,
     })
 }

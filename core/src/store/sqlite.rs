@@ -18,10 +18,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row};
 
-use crate::engine::{ChargeReq, KeyRow, KeyUpdate, Lookup, Plan, PriorCharge, MAX_DEPTH};
+use crate::engine::{KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, Options, UsageRange};
+use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, ChargeSql, Charged};
 use crate::store::{rate_sql, statements, NewKey};
 
@@ -40,7 +41,7 @@ fn columns(t: &TableNames) -> String {
         "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
          budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
          budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
-         external_subject, metadata, parent_id, \
+         external_subject, metadata, parent_id, holds_until_us, \
          (SELECT group_concat(h.amount_micros || ':' || h.counts_until_us, ',') \
          FROM {hold_keys} h WHERE h.key_id = {keys}.id)"
     )
@@ -64,6 +65,13 @@ struct Sql {
     by_subject: String,
     by_id: String,
     prior: String,
+    lock_hold: String,
+    shares: String,
+    prior_holds: String,
+    insert_hold: String,
+    insert_share: String,
+    close_hold: String,
+    delete_shares: String,
     update: String,
     ledger_insert: String,
     roll: String,
@@ -77,6 +85,7 @@ struct Sql {
 impl Sql {
     fn new(t: &TableNames) -> Self {
         let (keys, ledger, columns) = (&t.keys, &t.ledger, columns(t));
+        let (holds, hold_keys) = (&t.holds, &t.hold_keys);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
@@ -92,18 +101,51 @@ impl Sql {
             by_hash: with_ancestors(t, "key_hash = ?1"),
             by_subject: with_ancestors(t, "external_subject = ?1"),
             by_id: with_ancestors(t, "id = ?1"),
+            // Idempotency keys of a batch, one statement: ids and keys as JSON arrays.
             prior: format!(
-                "SELECT used_after_micros, remaining_after_micros FROM {ledger} \
-                 WHERE key_id = ?1 AND idempotency_key = ?2"
+                "SELECT key_id, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
+                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
+                 AND idempotency_key IN (SELECT value FROM json_each(?2))"
+            ),
+            lock_hold: format!(
+                "SELECT h.id, h.key_id, h.state, h.used_after_micros, h.remaining_after_micros, \
+                 (SELECT group_concat(s.key_id || ':' || s.amount_micros || ':' || s.counts_until_us, ',') \
+                 FROM {hold_keys} s WHERE s.hold_id = h.id) FROM {holds} h WHERE h.id = ?1"
+            ),
+            shares: format!(
+                "SELECT key_id, group_concat(amount_micros || ':' || counts_until_us, ',') FROM {hold_keys} \
+                 WHERE key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id"
+            ),
+            prior_holds: format!(
+                "SELECT key_id, idempotency_key, id, expires_at, reserved_remaining_micros FROM {holds} \
+                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
+                 AND idempotency_key IN (SELECT value FROM json_each(?2))"
+            ),
+            insert_hold: format!(
+                "INSERT INTO {holds} (key_id, account_id, amount_micros, created_at, expires_at, idempotency_key, \
+                 reserved_remaining_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id"
+            ),
+            insert_share: format!(
+                "INSERT INTO {hold_keys} (hold_id, key_id, amount_micros, counts_until_us) VALUES (?1, ?2, ?3, ?4)"
+            ),
+            close_hold: format!(
+                "UPDATE {holds} SET state = ?2, settled_micros = ?3, settled_at = ?4, used_after_micros = ?5, \
+                 remaining_after_micros = ?6 WHERE id = ?1"
+            ),
+            // The shares that no longer count: those of closed holds, and expired
+            // ones of the batch's keys.
+            delete_shares: format!(
+                "DELETE FROM {hold_keys} WHERE hold_id IN (SELECT value FROM json_each(?1)) \
+                 OR (key_id IN (SELECT value FROM json_each(?2)) AND counts_until_us <= ?3)"
             ),
             update: format!(
                 "UPDATE {keys} SET budget_micros = ?2, budget_cents = ?3, budget_used_micros = ?4, \
                  budget_used_cents = ?5, budget_reset_at = ?6, budget_anchor_at = ?7, \
-                 last_used_at = ?8 WHERE id = ?1"
+                 last_used_at = ?8, holds_until_us = ?9 WHERE id = ?1"
             ),
             ledger_insert: format!(
                 "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
-                 used_after_micros, remaining_after_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                 used_after_micros, remaining_after_micros, hold_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ),
             roll: format!(
                 "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = ?2, \
@@ -299,7 +341,7 @@ impl SqliteStore {
     }
 
     /// Runs a charge batch through the shared pipeline (`charge.rs`).
-    pub async fn charge(&self, reqs: &[ChargeReq], now: DateTime<Utc>) -> Result<Charged> {
+    pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<Charged> {
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         charge::run(LiteCharge { tx, store: self }, reqs, now).await
     }
@@ -379,15 +421,61 @@ struct LiteCharge<'a> {
 }
 
 impl ChargeSql for LiteCharge<'_> {
-    async fn lock(&mut self, reqs: &[ChargeReq]) -> Result<Vec<KeyRow>> {
-        let mut rows: Vec<KeyRow> = Vec::new();
-        for req in reqs {
-            if rows.iter().any(|r| req.lookup.matches(r)) {
+    async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>> {
+        let mut holds: Vec<HoldRow> = Vec::new();
+        for &id in ids {
+            if holds.iter().any(|h| h.id == id) {
                 continue;
             }
-            let (sql, value) = self.store.lookup_sql(&req.lookup);
+            let Some(r) = sqlx::query(&self.store.sql.lock_hold)
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?
+            else {
+                continue;
+            };
+            holds.push(HoldRow {
+                id: r.try_get(0)?,
+                key_id: r.try_get(1)?,
+                state: HoldState::parse(r.try_get(2)?),
+                used_after_micros: r.try_get(3)?,
+                remaining_after_micros: r.try_get(4)?,
+                shares: parse_hold_shares(r.try_get(5)?)?,
+            });
+        }
+        Ok(holds)
+    }
+
+    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
+        let rows = sqlx::query(&self.store.sql.shares)
+            .bind(serde_json::to_string(ids).unwrap_or_default())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let pair = |r: &SqliteRow| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?));
+        Ok(rows.iter().map(pair).collect::<Result<_, _>>()?)
+    }
+
+    async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
+        let mut rows: Vec<KeyRow> = Vec::new();
+        for lookup in lookups {
+            if rows.iter().any(|r| lookup.matches(r)) {
+                continue;
+            }
+            let (sql, value) = self.store.lookup_sql(lookup);
             for r in sqlx::query(sql)
                 .bind(value)
+                .fetch_all(&mut *self.tx)
+                .await?
+            {
+                push_new(&mut rows, decode(&r)?);
+            }
+        }
+        for &id in ids {
+            if rows.iter().any(|r| r.id == id) {
+                continue;
+            }
+            for r in sqlx::query(&self.store.sql.by_id)
+                .bind(id)
                 .fetch_all(&mut *self.tx)
                 .await?
             {
@@ -397,35 +485,44 @@ impl ChargeSql for LiteCharge<'_> {
         Ok(rows)
     }
 
-    async fn priors(&mut self, rows: &[KeyRow], reqs: &[ChargeReq]) -> Result<Vec<PriorCharge>> {
-        let mut priors = Vec::new();
-        for req in reqs {
-            let (Some(k), Some(row)) = (
-                &req.idempotency_key,
-                rows.iter().find(|r| req.lookup.matches(r)),
-            ) else {
-                continue;
-            };
-            if let Some(p) = sqlx::query(&self.store.sql.prior)
-                .bind(row.id)
-                .bind(k)
-                .fetch_optional(&mut *self.tx)
-                .await?
-            {
-                priors.push(PriorCharge {
-                    key_id: row.id,
-                    idempotency_key: k.clone(),
-                    used_after_micros: p.try_get(0)?,
-                    remaining_after_micros: p.try_get(1)?,
-                });
-            }
-        }
-        Ok(priors)
+    async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>> {
+        let found = sqlx::query(&self.store.sql.prior)
+            .bind(json_ids(rows))
+            .bind(serde_json::to_string(keys).unwrap_or_default())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let prior = |r: &SqliteRow| -> Result<PriorCharge, sqlx::Error> {
+            Ok(PriorCharge {
+                key_id: r.try_get(0)?,
+                idempotency_key: r.try_get(1)?,
+                used_after_micros: r.try_get(2)?,
+                remaining_after_micros: r.try_get(3)?,
+            })
+        };
+        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
+    }
+
+    async fn prior_holds(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorHold>> {
+        let found = sqlx::query(&self.store.sql.prior_holds)
+            .bind(json_ids(rows))
+            .bind(serde_json::to_string(keys).unwrap_or_default())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let prior = |r: &SqliteRow| -> Result<PriorHold, sqlx::Error> {
+            Ok(PriorHold {
+                key_id: r.try_get(0)?,
+                idempotency_key: r.try_get(1)?,
+                hold_id: r.try_get(2)?,
+                expires_at: parse_ts(r.try_get(3)?)?.unwrap_or_default(),
+                remaining_micros: r.try_get(4)?,
+            })
+        };
+        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
     }
 
     /// SQLite has no notifications: `exhausted` reaches only this process's cache
     /// (through the caller), others see it when their entries expire.
-    async fn write(&mut self, plan: &Plan, _exhausted: &[i64]) -> Result<()> {
+    async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {
         for u in &plan.updates {
             sqlx::query(&self.store.sql.update)
                 .bind(u.id)
@@ -436,6 +533,7 @@ impl ChargeSql for LiteCharge<'_> {
                 .bind(u.reset_at.as_ref().map(ts))
                 .bind(u.anchor_at.as_ref().map(ts))
                 .bind(u.last_used_at.as_ref().map(ts))
+                .bind(u.holds_until_us)
                 .execute(&mut *self.tx)
                 .await?;
         }
@@ -448,15 +546,64 @@ impl ChargeSql for LiteCharge<'_> {
                 .bind(&l.idempotency_key)
                 .bind(l.used_after_micros)
                 .bind(l.remaining_after_micros)
+                .bind(l.hold_id)
                 .execute(&mut *self.tx)
                 .await?;
         }
-        Ok(())
+        let mut ids = Vec::with_capacity(plan.new_holds.len());
+        for h in &plan.new_holds {
+            let id: i64 = sqlx::query_scalar(&self.store.sql.insert_hold)
+                .bind(h.key_id)
+                .bind(&h.account_id)
+                .bind(h.amount_micros)
+                .bind(ts(&h.created_at))
+                .bind(ts(&h.expires_at))
+                .bind(&h.idempotency_key)
+                .bind(h.remaining_micros)
+                .fetch_one(&mut *self.tx)
+                .await?;
+            for (key_id, share) in &h.shares {
+                sqlx::query(&self.store.sql.insert_share)
+                    .bind(id)
+                    .bind(key_id)
+                    .bind(share.amount)
+                    .bind(share.until_us)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            ids.push(id);
+        }
+        for c in &plan.closed_holds {
+            sqlx::query(&self.store.sql.close_hold)
+                .bind(c.id)
+                .bind(c.state.as_str())
+                .bind(c.settled_micros)
+                .bind(ts(&now))
+                .bind(c.used_after_micros)
+                .bind(c.remaining_after_micros)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if !plan.closed_holds.is_empty() || !plan.stale_shares.is_empty() {
+            let closed: Vec<i64> = plan.closed_holds.iter().map(|c| c.id).collect();
+            sqlx::query(&self.store.sql.delete_shares)
+                .bind(serde_json::to_string(&closed).unwrap_or_default())
+                .bind(serde_json::to_string(&plan.stale_shares).unwrap_or_default())
+                .bind(now.timestamp_micros())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(ids)
     }
 
     async fn commit(self) -> Result<()> {
         Ok(self.tx.commit().await?)
     }
+}
+
+/// The ids of `rows` as a JSON array, for `json_each`.
+fn json_ids(rows: &[KeyRow]) -> String {
+    serde_json::to_string(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).unwrap_or_default()
 }
 
 /// The stored form of a timestamp: fixed-width UTC text, microseconds.
@@ -509,6 +656,7 @@ fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
         external_subject: r.try_get(20)?,
         metadata: r.try_get(21)?,
         parent_id: r.try_get(22)?,
-        holds: crate::engine::parse_shares(r.try_get(23)?)?,
+        holds_until_us: r.try_get(23)?,
+        holds: crate::engine::parse_shares(r.try_get(24)?)?,
     })
 }

@@ -228,9 +228,12 @@ impl Db {
     fn render(&self, sql: &str) -> String {
         sql.replace("{keys}", &self.table)
             .replace("{ledger}", &format!("{}_ledger", self.table))
+            .replace("{holds}", &format!("{}_holds", self.table))
+            .replace("{hold_keys}", &format!("{}_hold_keys", self.table))
     }
 
-    /// Runs a statement; `{keys}` and `{ledger}` name this test's tables.
+    /// Runs a statement; `{keys}`, `{ledger}`, `{holds}` and `{hold_keys}` name
+    /// this test's tables.
     pub async fn exec(&self, sql: &str) {
         self.raw.exec(&self.render(sql)).await;
     }
