@@ -14,6 +14,10 @@ VENV="$ROOT/.venv"
 REQ="$ROOT/bindings-python/requirements-dev.txt"
 PROFILE="${KEYLEASH_PY_PROFILE:-release}"
 WHEELS="${CARGO_TARGET_DIR:-$ROOT/target}/keyleash-python-wheels"
+# Its own cargo target dir: the zig link changes the environment of the build
+# scripts, which cargo builds for the host in the same place as the napi-rs build
+# does; sharing one dir made each build redo the other's (ring, SQLite, the core).
+PY_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/python"
 
 say() { printf 'python-env: %s\n' "$*" >&2; }
 
@@ -38,7 +42,7 @@ rm -rf "$WHEELS"
 flag=--release
 [ "$PROFILE" = dev ] && flag=""
 # maturin finds zig on PATH (ziglang installs it into the venv's bin).
-(cd bindings-python && PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" build $flag --quiet \
+(cd bindings-python && PATH="$VENV/bin:$PATH" CARGO_TARGET_DIR="$PY_TARGET" "$VENV/bin/maturin" build $flag --quiet \
     --zig --compatibility manylinux2014 --target x86_64-unknown-linux-gnu \
     --out "$WHEELS" >&2)
 "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$WHEELS"/keyleash-*.whl
