@@ -158,6 +158,29 @@ export type TrackUsageResult =
   | { success: true; budgetUsedCents?: undefined; budgetRemainingCents?: undefined }
   | { success: false; reason: ChargeRefusal };
 
+/** A hold to place before a spend (`reserve`). */
+export interface ReserveOptions {
+  /** The estimate in cents: finite and > 0 (else `invalid_cost`). */
+  costCents: number;
+  /** How long the hold counts unless settled or released: a duration from `1s` to `1d`; default `5m`. */
+  ttl?: string;
+  /** Repeats with the same key and idempotency key return the first hold. */
+  idempotencyKey?: string;
+}
+
+/** The result of `reserve`. */
+export type ReserveResult =
+  | { success: true; holdId: number; expiresAt: string; budgetRemainingCents: number | null }
+  | { success: false; reason: ChargeRefusal };
+
+/** Why a settle was refused. */
+export type SettleRefusal = "unknown_hold" | "hold_released" | "invalid_cost";
+
+/** The result of `settle`. */
+export type SettleResult =
+  | { success: true; budgetUsedCents: number; budgetRemainingCents: number | null }
+  | { success: false; reason: SettleRefusal };
+
 /** A charge. */
 export interface ChargeOptions {
   /** The cost in cents: finite and ≥ 0 (else `invalid_cost`); rounded to the micro-cent. */
@@ -250,6 +273,12 @@ export declare class KeyLeash {
   ensureSubject(subject: string, options?: CreateOptions): Promise<void>;
   /** Validates a subject row. */
   validateBySubject(subject: string): Promise<ValidateResult>;
+  /** Holds an estimate before a spend; settle or release it (docs/semantics.md "Holds"). */
+  reserve(rawKey: string, options: ReserveOptions): Promise<ReserveResult>;
+  /** Charges a hold's actual cost in full and frees it; a repeat replays the first result. */
+  settle(holdId: number, options: { costCents: number }): Promise<SettleResult>;
+  /** Frees a hold without charging it; whether it freed anything. */
+  release(holdId: number): Promise<boolean>;
   /** The validation cache's counters, or null when the cache is off. */
   cacheStats(): CacheStats | null;
   /** Charges a subject row. */

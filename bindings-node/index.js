@@ -180,6 +180,8 @@ const OPTIONS = {
     metadata: "json",
   },
   charge: { costCents: "number", idempotencyKey: "string" },
+  reserve: { costCents: "number", ttl: "string", idempotencyKey: "string" },
+  settle: { costCents: "number" },
   "req.agentKey.charge": { idempotencyKey: "string" },
   usage: { from: "instant", to: "instant" },
   advance: { seconds: "number", minutes: "number", hours: "number", days: "number" },
@@ -378,6 +380,33 @@ class KeyLeash {
     return now !== null
       ? Promise.resolve(JSON.parse(now))
       : call(async () => JSON.parse(await n.trackUsage(rawKeyChecked, charge)));
+  }
+
+  /**
+   * Holds an estimate of a key's budget before a spend whose cost is not known yet:
+   * `{success: true, holdId, expiresAt, budgetRemainingCents}` or `{success: false,
+   * reason}`. Settle the actual cost with `settle(holdId, {costCents})`, or `release`.
+   */
+  reserve(rawKey, opts) {
+    return this.#run(async (n) =>
+      JSON.parse(await n.reserve(required(rawKey, "rawKey", "string"), strict(opts, "reserve", ["costCents"]))),
+    );
+  }
+
+  /**
+   * Charges a hold's actual cost (in full, even above the hold) and frees it:
+   * `{success: true, budgetUsedCents, budgetRemainingCents}` or `{success: false,
+   * reason}` (`unknown_hold`, `hold_released`, `invalid_cost`). Repeats replay.
+   */
+  settle(holdId, opts) {
+    return this.#run(async (n) =>
+      JSON.parse(await n.settle(required(holdId, "holdId", "id"), strict(opts, "settle", ["costCents"]).costCents)),
+    );
+  }
+
+  /** Frees a hold without charging it; whether it freed anything. */
+  release(holdId) {
+    return this.#run((n) => n.release(required(holdId, "holdId", "id")));
   }
 
   /** Whether a validation result grants `scope`. */

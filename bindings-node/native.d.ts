@@ -44,6 +44,12 @@ export declare class NativeKeyLeash {
    * an invalid or zero cost, a malformed key), else null. Synchronous.
    */
   trackUsageNow(rawKey: string, charge: ChargeOptions): string | null
+  /** Holds an estimate of a key's budget; the result as JSON text. */
+  reserve(rawKey: string, reserve: ReserveOptions): Promise<string>
+  /** Charges a hold's actual cost and frees it; the result as JSON text. */
+  settle(holdId: number, costCents: number): Promise<string>
+  /** Frees a hold; whether it freed anything. */
+  release(holdId: number): Promise<boolean>
   /** Revokes a key (of `accountId` only, when given). */
   revoke(keyId: number, accountId?: string | undefined | null): Promise<boolean>
   /** Creates a subject row once. */
@@ -204,6 +210,16 @@ export declare const MAX_BODY_BYTES: number
 
 /** The core's answer to a body over `MAX_BODY_BYTES`: `{status: 413, body}`. */
 export declare function payloadTooLarge(): any
+
+/** A hold to place before a spend (`reserve`). */
+export interface ReserveOptions {
+  /** The estimate in cents: finite and > 0. */
+  costCents: number
+  /** How long it counts unless settled or released: `30s` to `1d`; default `5m`. */
+  ttl?: string
+  /** Applied once per key and idempotency key; repeats return the first hold. */
+  idempotencyKey?: string
+}
 
 /** Options of the self-serve routes. */
 export interface RouteOptions {

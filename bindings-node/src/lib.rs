@@ -85,6 +85,27 @@ pub struct ChargeOptions {
     pub idempotency_key: Option<String>,
 }
 
+/// A hold to place before a spend (`reserve`).
+#[napi(object)]
+pub struct ReserveOptions {
+    /// The estimate in cents: finite and > 0.
+    pub cost_cents: f64,
+    /// How long it counts unless settled or released: `30s` to `1d`; default `5m`.
+    pub ttl: Option<String>,
+    /// Applied once per key and idempotency key; repeats return the first hold.
+    pub idempotency_key: Option<String>,
+}
+
+impl From<ReserveOptions> for keyleash::Reserve {
+    fn from(o: ReserveOptions) -> Self {
+        keyleash::Reserve {
+            cost_cents: o.cost_cents,
+            ttl: o.ttl,
+            idempotency_key: o.idempotency_key,
+        }
+    }
+}
+
 /// How far to move a manual clock (any mix; negative moves back).
 #[napi(object)]
 pub struct AdvanceBy {
@@ -425,6 +446,27 @@ impl NativeKeyLeash {
             Some(r) => to_text(&r.map_err(err)?).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Holds an estimate of a key's budget; the result as JSON text.
+    #[napi]
+    pub async fn reserve(&self, raw_key: String, reserve: ReserveOptions) -> Result<String> {
+        let kl = self.inner.clone();
+        to_text(&run(async move { kl.reserve(&raw_key, reserve.into()).await }).await?)
+    }
+
+    /// Charges a hold's actual cost and frees it; the result as JSON text.
+    #[napi]
+    pub async fn settle(&self, hold_id: i64, cost_cents: f64) -> Result<String> {
+        let kl = self.inner.clone();
+        to_text(&run(async move { kl.settle(hold_id, cost_cents).await }).await?)
+    }
+
+    /// Frees a hold; whether it freed anything.
+    #[napi]
+    pub async fn release(&self, hold_id: i64) -> Result<bool> {
+        let kl = self.inner.clone();
+        run(async move { kl.release(hold_id).await }).await
     }
 
     /// Revokes a key (of `accountId` only, when given).

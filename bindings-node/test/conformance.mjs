@@ -33,7 +33,7 @@ const CREATE_FIELDS = [
   "metadata",
   "parentId",
 ];
-const NOT_YET = ["reserve", "settle", "release", "setAccountBudget"];
+const NOT_YET = ["setAccountBudget"];
 
 /** A vector that cannot be run as written (unknown op or field, bad reference). */
 class BrokenVector extends Error {}
@@ -115,6 +115,11 @@ class Runner {
     return this.savedField(step.id, "id");
   }
 
+  holdId(step) {
+    if (!("hold" in step)) throw new BrokenVector("the step needs `hold`");
+    return this.savedField(step.hold, "holdId");
+  }
+
   subject(step) {
     if (typeof step.subject !== "string") throw new BrokenVector("the step needs `subject`");
     return step.subject;
@@ -153,6 +158,17 @@ class Runner {
         return kl.trackUsage(this.rawKey(step), this.chargeArgs(args));
       case "trackUsageBySubject":
         return kl.trackUsageBySubject(this.subject(step), this.chargeArgs(args));
+      case "reserve":
+        known(args, ["costCents", "ttl", "idempotencyKey"], "reserve args");
+        if (!("costCents" in args)) throw new BrokenVector("a reserve needs costCents");
+        return kl.reserve(this.rawKey(step), { ...args, costCents: number(args.costCents) });
+      case "settle":
+        known(args, ["costCents"], "settle args");
+        if (!("costCents" in args)) throw new BrokenVector("a settle needs costCents");
+        return kl.settle(this.holdId(step), { costCents: number(args.costCents) });
+      case "release":
+        known(args, [], "release args");
+        return kl.release(this.holdId(step));
       case "revoke":
         known(args, ["accountId"], "revoke args");
         return kl.revoke(this.keyId(step), args.accountId);

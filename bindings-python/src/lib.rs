@@ -387,6 +387,43 @@ impl NativeKeyLeash {
         })
     }
 
+    #[pyo3(signature = (raw_key, cost_cents, ttl=None, idempotency_key=None))]
+    fn reserve<'py>(
+        &self,
+        py: Python<'py>,
+        raw_key: String,
+        cost_cents: f64,
+        ttl: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        let reserve = keyleash::Reserve {
+            cost_cents,
+            ttl,
+            idempotency_key,
+        };
+        future_into_py(py, async move {
+            to_json(&kl.reserve(&raw_key, reserve).await.map_err(py_err)?)
+        })
+    }
+
+    fn settle<'py>(
+        &self,
+        py: Python<'py>,
+        hold_id: i64,
+        cost_cents: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            to_json(&kl.settle(hold_id, cost_cents).await.map_err(py_err)?)
+        })
+    }
+
+    fn release<'py>(&self, py: Python<'py>, hold_id: i64) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move { kl.release(hold_id).await.map_err(py_err) })
+    }
+
     #[pyo3(signature = (key_id, account_id=None))]
     fn revoke<'py>(
         &self,

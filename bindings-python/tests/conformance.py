@@ -31,7 +31,7 @@ STEP_FIELDS = {"op", "args", "save", "expect", "expectError", "key", "rawKey", "
 PARALLEL_FIELDS = {"count", "step", "expectCount"}
 CREATE_FIELDS = {"accountId", "userId", "scopes", "budgetCents", "budgetPeriod", "expiresIn",
                  "expiresAt", "delegatedBy", "name", "metadata", "parentId"}  # fmt: skip
-NOT_YET = {"reserve", "settle", "release", "setAccountBudget"}
+NOT_YET = {"setAccountBudget"}
 NUMBERS = {"Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -124,6 +124,11 @@ class Runner:
             raise BrokenVector("the step needs `key` or `rawKey`")
         return str(self.saved_field(step["key"], "key"))
 
+    def hold_id(self, step: dict[str, Any]) -> int:
+        if "hold" not in step:
+            raise BrokenVector("the step needs `hold`")
+        return int(self.saved_field(step["hold"], "holdId"))
+
     def key_id(self, step: dict[str, Any]) -> int:
         if "id" not in step:
             raise BrokenVector("the step needs `id`")
@@ -170,6 +175,20 @@ class Runner:
         if op == "trackUsageBySubject":
             cost, rest = self.charge_args(args)
             return await kl.track_usage_by_subject(self.subject(step), cost, **rest)
+        if op == "reserve":
+            known(args, {"costCents", "ttl", "idempotencyKey"}, "reserve args")
+            if "costCents" not in args:
+                raise BrokenVector("a reserve needs costCents")
+            cost = number(args.pop("costCents"))
+            return await kl.reserve(self.raw_key(step), cost, **snake(args))
+        if op == "settle":
+            known(args, {"costCents"}, "settle args")
+            if "costCents" not in args:
+                raise BrokenVector("a settle needs costCents")
+            return await kl.settle(self.hold_id(step), number(args["costCents"]))
+        if op == "release":
+            known(args, set(), "release args")
+            return await kl.release(self.hold_id(step))
         if op == "revoke":
             known(args, {"accountId"}, "revoke args")
             return await kl.revoke(self.key_id(step), args.get("accountId"))

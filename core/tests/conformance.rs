@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::{join_all, BoxFuture};
 use keyleash::{
-    clock, parse_time, Charge, Clock, CreateOptions, KeyLeash, Options, UsageRange, Validation,
+    clock, parse_time, Charge, Clock, CreateOptions, KeyLeash, Options, Reserve, UsageRange,
+    Validation,
 };
 use serde_json::{Map, Value};
 
@@ -265,6 +266,13 @@ impl Runner {
             .ok_or_else(|| "a saved id is not an integer".into())
     }
 
+    fn hold_id(&self, step: &Map<String, Value>) -> Result<i64, Failure> {
+        let name = step.get("hold").ok_or("the step needs `hold`")?;
+        self.saved_field(name, "holdId")?
+            .as_i64()
+            .ok_or_else(|| "a saved holdId is not an integer".into())
+    }
+
     fn subject<'a>(&self, step: &'a Map<String, Value>) -> Result<&'a str, Failure> {
         text_of(
             step.get("subject").ok_or("the step needs `subject`")?,
@@ -377,7 +385,33 @@ impl Runner {
                     }
                     Ok(Value::Array(results))
                 }
-                "reserve" | "settle" | "release" | "setAccountBudget" => {
+                "reserve" => {
+                    known(
+                        args,
+                        &["costCents", "ttl", "idempotencyKey"],
+                        "reserve args",
+                    )?;
+                    let text = |name: &str| {
+                        args.get(name)
+                            .map(|v| text_of(v, name).map(str::to_owned))
+                            .transpose()
+                    };
+                    let reserve = Reserve {
+                        cost_cents: number(
+                            args.get("costCents").ok_or("a reserve needs costCents")?,
+                        ),
+                        ttl: text("ttl")?,
+                        idempotency_key: text("idempotencyKey")?,
+                    };
+                    kl.reserve(&self.raw_key(&step)?, reserve).await.map(json)
+                }
+                "settle" => {
+                    known(args, &["costCents"], "settle args")?;
+                    let cost = number(args.get("costCents").ok_or("a settle needs costCents")?);
+                    kl.settle(self.hold_id(&step)?, cost).await.map(json)
+                }
+                "release" => kl.release(self.hold_id(&step)?).await.map(Value::Bool),
+                "setAccountBudget" => {
                     return Err(format!("op {op:?} is not implemented by keyleash yet"))
                 }
                 _ => return Err(format!("op {op:?} is not known to the Rust runner")),

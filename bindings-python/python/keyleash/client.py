@@ -23,8 +23,12 @@ from keyleash.results import (
     CreatedKey,
     KeySummary,
     LedgerEntry,
+    ReserveResult,
+    SettleResult,
     Validation,
     _charge_result,
+    _reserve_result,
+    _settle_result,
     _validation,
 )
 
@@ -271,6 +275,43 @@ class KeyLeash:
             _check.opt_text("idempotency_key", idempotency_key),
         )
         return _charge_result(raw)
+
+    async def reserve(
+        self,
+        raw_key: str,
+        cost_cents: float,
+        *,
+        ttl: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ReserveResult:
+        """Holds ``cost_cents`` of the key's budget before a spend whose cost is not
+        known yet: ``Held`` (with ``hold_id``) only if used + held + estimate fits the
+        key and every ancestor, else ``ReserveRefused``. ``ttl`` (``"30s"`` to
+        ``"1d"``, default ``"5m"``) is how long the hold counts unless settled or
+        released; a bad one raises ``InvalidDurationError``. A zero estimate is
+        ``invalid_cost``."""
+        raw = await self._native.reserve(
+            _check.text("raw_key", raw_key),
+            _check.amount("cost_cents", cost_cents),
+            _check.opt_text("ttl", ttl),
+            _check.opt_text("idempotency_key", idempotency_key),
+        )
+        return _reserve_result(raw)
+
+    async def settle(self, hold_id: int, cost_cents: float) -> SettleResult:
+        """Charges a hold's actual cost, in full even above the hold, and frees it,
+        with a ledger row naming the hold. A repeat returns the first result;
+        ``SettleRefused`` says ``unknown_hold``, ``hold_released`` or
+        ``invalid_cost``."""
+        raw = await self._native.settle(
+            _check.int64("hold_id", hold_id), _check.amount("cost_cents", cost_cents)
+        )
+        return _settle_result(raw)
+
+    async def release(self, hold_id: int) -> bool:
+        """Frees a hold without charging it; whether it freed anything (False for
+        an unknown, settled, released or expired hold)."""
+        return await self._native.release(_check.int64("hold_id", hold_id))
 
     async def track_usage_by_subject(
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None

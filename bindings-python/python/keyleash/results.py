@@ -31,10 +31,17 @@ __all__ = [
     "Charged",
     "CreatedKey",
     "GrantedKey",
+    "Held",
     "InvalidKey",
     "InvalidReason",
     "KeySummary",
     "LedgerEntry",
+    "ReserveRefused",
+    "ReserveResult",
+    "SettleRefusal",
+    "SettleRefused",
+    "SettleResult",
+    "Settled",
     "ValidKey",
     "Validation",
     "charge_result_from_dict",
@@ -255,6 +262,78 @@ def charge_result_from_dict(raw: dict[str, Any]) -> ChargeResult:
     """Wraps a charge result in the camelCase shape of docs/api.md: a ``Charged``
     when ``raw["success"]`` is true, else a ``ChargeRefused``."""
     return (Charged if raw.get("success") is True else ChargeRefused).from_dict(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Held(_Result):
+    """A hold placed by ``reserve`` (or, for a repeated idempotency key, the first
+    one): settle it with ``settle(hold_id, cost_cents)`` or free it with
+    ``release(hold_id)``; it stops counting at ``expires_at`` by itself."""
+
+    _tag = ("success", True)
+
+    success: Literal[True] = True
+    hold_id: int = 0
+    expires_at: datetime | None = None
+    budget_remaining_cents: float | None = None
+    """What can still be spent after the hold; ``None`` when uncapped."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReserveRefused(_Result):
+    """A reserve refused, nothing held: ``budget_exceeded``, ``invalid_key``,
+    ``invalid_cost``, ``expired`` or ``revoked``."""
+
+    _tag = ("success", False)
+
+    success: Literal[False] = False
+    reason: ChargeRefusal = "invalid_key"
+
+
+ReserveResult: TypeAlias = Held | ReserveRefused
+"""What ``reserve`` returns; ``if r.success:`` narrows it."""
+
+SettleRefusal: TypeAlias = Literal["unknown_hold", "hold_released", "invalid_cost"]
+"""Why a settle was refused (``SettleRefused.reason``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settled(_Result):
+    """A settle recorded (or, repeated, the first settle's result): the key's usage
+    in its current period and the smallest remaining of it and its ancestors."""
+
+    _tag = ("success", True)
+
+    success: Literal[True] = True
+    budget_used_cents: float = 0.0
+    budget_remaining_cents: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleRefused(_Result):
+    """A settle refused, nothing changed: ``unknown_hold``, ``hold_released`` or
+    ``invalid_cost``."""
+
+    _tag = ("success", False)
+
+    success: Literal[False] = False
+    reason: SettleRefusal = "unknown_hold"
+
+
+SettleResult: TypeAlias = Settled | SettleRefused
+"""What ``settle`` returns; ``if s.success:`` narrows it."""
+
+
+def _reserve_result(text: str) -> ReserveResult:
+    """The core's JSON text of a reserve, wrapped: one lookup picks the class."""
+    raw = json.loads(text)
+    return Held._own(raw) if raw["success"] else ReserveRefused._own(raw)
+
+
+def _settle_result(text: str) -> SettleResult:
+    """The core's JSON text of a settle, wrapped: one lookup picks the class."""
+    raw = json.loads(text)
+    return Settled._own(raw) if raw["success"] else SettleRefused._own(raw)
 
 
 def _charge_result(text: str) -> ChargeResult:

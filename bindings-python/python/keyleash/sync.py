@@ -19,7 +19,14 @@ from typing import Any, Self, TypeVar, Unpack
 
 from keyleash import client
 from keyleash.client import ConnectOptions, CreateOptions, KeySummaries, LedgerEntries
-from keyleash.results import CacheStats, ChargeResult, CreatedKey, Validation
+from keyleash.results import (
+    CacheStats,
+    ChargeResult,
+    CreatedKey,
+    ReserveResult,
+    SettleResult,
+    Validation,
+)
 
 __all__ = ["KeyLeash"]
 
@@ -103,6 +110,25 @@ class KeyLeash:
         self, raw_key: str, cost_cents: float, *, idempotency_key: str | None = None
     ) -> ChargeResult:
         return _run(self.aio.track_usage(raw_key, cost_cents, idempotency_key=idempotency_key))
+
+    def reserve(
+        self,
+        raw_key: str,
+        cost_cents: float,
+        *,
+        ttl: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ReserveResult:
+        """``KeyLeash.reserve`` of the asyncio API, blocking."""
+        return _run(self.aio.reserve(raw_key, cost_cents, ttl=ttl, idempotency_key=idempotency_key))
+
+    def settle(self, hold_id: int, cost_cents: float) -> SettleResult:
+        """``KeyLeash.settle`` of the asyncio API, blocking."""
+        return _run(self.aio.settle(hold_id, cost_cents))
+
+    def release(self, hold_id: int) -> bool:
+        """``KeyLeash.release`` of the asyncio API, blocking."""
+        return _run(self.aio.release(hold_id))
 
     def track_usage_by_subject(
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
