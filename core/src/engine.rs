@@ -77,6 +77,29 @@ pub(crate) fn parse_shares(text: Option<String>) -> Result<Vec<HoldShare>, sqlx:
         .collect()
 }
 
+/// The ids of `rows` whose hold shares may still count at `now`: only those need
+/// their shares read ([`fill_shares`]).
+pub(crate) fn hinted(rows: &[KeyRow], now: DateTime<Utc>) -> Vec<i64> {
+    let now_us = now.timestamp_micros();
+    rows.iter()
+        .filter(|r| r.holds_until_us.is_some_and(|u| u > now_us))
+        .map(|r| r.id)
+        .collect()
+}
+
+/// Puts the shares a store read for `ids` (`key id, amount:until_us,…`) into `rows`.
+pub(crate) fn fill_shares(
+    rows: &mut [KeyRow],
+    shares: &[(i64, Option<String>)],
+) -> Result<(), sqlx::Error> {
+    for (id, text) in shares {
+        if let Some(row) = rows.iter_mut().find(|r| r.id == *id) {
+            row.holds = parse_shares(text.clone())?;
+        }
+    }
+    Ok(())
+}
+
 /// What `shares` hold at `now`: the sum of those still counting.
 fn held_at(shares: &[HoldShare], now: DateTime<Utc>) -> i64 {
     let now_us = now.timestamp_micros();

@@ -246,7 +246,7 @@ impl KeyLeash {
         account_id: &mut String,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let rows = self.inner.store.get(parent_id).await?;
+        let rows = self.inner.store.get(parent_id, now).await?;
         let Some(parent) = rows.iter().find(|r| r.id == parent_id) else {
             return Err(Error::arg(format!("parentId {parent_id} is not a key")));
         };
@@ -640,7 +640,7 @@ impl KeyLeash {
     pub async fn list(&self, account_id: &str) -> Result<Vec<KeySummary>> {
         check_text("accountId", account_id, MAX_ACCOUNT_LEN, true)?;
         let now = self.inner.clock.now();
-        let rows = self.inner.store.list(account_id).await?;
+        let rows = self.inner.store.list(account_id, now).await?;
         Ok(rows.iter().map(|r| r.summary(now)).collect())
     }
 
@@ -681,7 +681,7 @@ fn validate_batches(
         Box::pin(async move {
             let epoch = cache.as_ref().map(|c| c.epoch());
             let now = clock.now();
-            let rows = store.fetch(&lookups).await?;
+            let rows = store.fetch(&lookups, now).await?;
             let mut out = Vec::with_capacity(lookups.len());
             for lookup in &lookups {
                 let Some(row) = rows.iter().find(|r| lookup.matches(r)) else {

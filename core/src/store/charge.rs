@@ -18,7 +18,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{KeyRow, Lookup, PriorCharge};
+use crate::engine::{fill_shares, hinted, KeyRow, Lookup, PriorCharge};
 use crate::error::Result;
 use crate::spend::{plan, HoldRow, Plan, PriorHold, SpendOutcome, SpendReq};
 
@@ -76,21 +76,9 @@ pub(crate) async fn run<T: ChargeSql>(
     // Shares are read after the lock, in their own statement, so that they include
     // what the transaction this one waited for committed; only for rows whose
     // shares may still count.
-    let now_us = now.timestamp_micros();
-    let hinted: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.holds_until_us.is_some_and(|u| u > now_us))
-        .map(|r| r.id)
-        .collect();
+    let hinted = hinted(&rows, now);
     if !hinted.is_empty() {
-        let shares = tx.shares(&hinted).await?;
-        for row in rows.iter_mut().filter(|r| hinted.contains(&r.id)) {
-            let text = shares
-                .iter()
-                .find(|(id, _)| *id == row.id)
-                .and_then(|(_, t)| t.clone());
-            row.holds = crate::engine::parse_shares(text)?;
-        }
+        fill_shares(&mut rows, &tx.shares(&hinted).await?)?;
     }
     let idempotent = |reserves: bool| -> Vec<&str> {
         reqs.iter()

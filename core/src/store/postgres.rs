@@ -32,29 +32,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_holds.sql"),
 ];
 
-/// The columns of a key row, in [`decode`]'s order: the keys table's, then the
-/// holds counting against the row ([`crate::engine::parse_shares`]'s text). A
-/// locking read leaves the holds out (NULL): a subquery of a `FOR UPDATE`
-/// statement reads the snapshot taken before the lock was granted, so it would
-/// miss the holds of the transaction it waited for; the charge pipeline reads
-/// them after the lock ([`Sql::shares`]).
-fn columns(t: &TableNames, shares: bool) -> String {
-    let (keys, hold_keys) = (&t.keys, &t.hold_keys);
-    let holds = if shares {
-        format!(
-            "(SELECT string_agg(h.amount_micros::text || ':' || h.counts_until_us::text, ',') \
-             FROM {hold_keys} h WHERE h.key_id = {keys}.id)"
-        )
-    } else {
-        "NULL::text".into()
-    };
-    format!(
-        "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
-         budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
-         budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
-         revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8, \
-         holds_until_us, {holds}"
-    )
+/// The columns of a key row, in [`decode`]'s order. Hold shares are not among
+/// them: the store reads them in a second statement, only for rows whose
+/// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
+fn columns() -> &'static str {
+    "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
+     budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
+     budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
+     revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8, \
+     holds_until_us"
 }
 
 /// The rows matching `cond` and all their ancestors (at most [`MAX_DEPTH`] deep),
@@ -66,7 +52,7 @@ fn columns(t: &TableNames, shares: bool) -> String {
 /// the array form is a primary-key index scan. pgbench, 32 clients, 1,000 keys:
 /// 4,700 → 9,200 statements/s locked (a plain locked lookup by hash: 11,400).
 fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
-    let (keys, columns) = (&t.keys, columns(t, lock.is_empty()));
+    let (keys, columns) = (&t.keys, columns());
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM chain c JOIN {keys} k ON k.id = c.parent_id \
@@ -104,7 +90,7 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns(t, true));
+        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns());
         let (holds, hold_keys) = (&t.holds, &t.hold_keys);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
@@ -389,6 +375,15 @@ impl PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The hold shares stored for the keys `ids`, outside any transaction.
+    pub async fn shares(&self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
+        let rows = sqlx::query(&self.sql.shares)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
+    }
+
     /// Runs a charge batch through the shared pipeline (`charge.rs`).
     pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<Charged> {
         let tx = self.pool.begin().await?;
@@ -511,8 +506,7 @@ impl ChargeSql for PgCharge<'_> {
             .bind(ids)
             .fetch_all(&mut *self.tx)
             .await?;
-        let pair = |r: &PgRow| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?));
-        Ok(rows.iter().map(pair).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
     }
 
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
@@ -694,6 +688,11 @@ fn split<'a>(lookups: impl Iterator<Item = &'a Lookup>) -> (Vec<&'a str>, Vec<&'
     (hashes, subjects)
 }
 
+/// One row of the shares query: a key id and its shares' text.
+fn share_pair(r: &PgRow) -> Result<(i64, Option<String>), sqlx::Error> {
+    Ok((r.try_get(0)?, r.try_get(1)?))
+}
+
 fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
     Ok(KeyRow {
         id: r.try_get(0)?,
@@ -720,6 +719,6 @@ fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
         metadata: r.try_get(21)?,
         parent_id: r.try_get(22)?,
         holds_until_us: r.try_get(23)?,
-        holds: crate::engine::parse_shares(r.try_get(24)?)?,
+        holds: Vec::new(),
     })
 }

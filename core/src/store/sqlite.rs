@@ -33,23 +33,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_holds.sql"),
 ];
 
-/// The columns of a key row, in [`decode`]'s order: the keys table's, then the
-/// holds counting against the row ([`crate::engine::parse_shares`]'s text).
-fn columns(t: &TableNames) -> String {
-    let (keys, hold_keys) = (&t.keys, &t.hold_keys);
-    format!(
-        "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
-         budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-         budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
-         external_subject, metadata, parent_id, holds_until_us, \
-         (SELECT group_concat(h.amount_micros || ':' || h.counts_until_us, ',') \
-         FROM {hold_keys} h WHERE h.key_id = {keys}.id)"
-    )
-}
+/// The columns of a key row, in [`decode`]'s order. Hold shares are not among
+/// them: the store reads them in a second statement, only for rows whose
+/// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
+const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
+    budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+    budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
+    external_subject, metadata, parent_id, holds_until_us";
 
 /// The row matching `cond` and all its ancestors (at most [`MAX_DEPTH`] deep).
 fn with_ancestors(t: &TableNames, cond: &str) -> String {
-    let (keys, columns) = (&t.keys, columns(t));
+    let (keys, columns) = (&t.keys, COLUMNS);
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM {keys} k JOIN chain c ON k.id = c.parent_id \
@@ -84,7 +78,7 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns(t));
+        let (keys, ledger, columns) = (&t.keys, &t.ledger, COLUMNS);
         let (holds, hold_keys) = (&t.holds, &t.hold_keys);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
@@ -340,6 +334,15 @@ impl SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The hold shares stored for the keys `ids`, outside any transaction.
+    pub async fn shares(&self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
+        let rows = sqlx::query(&self.sql.shares)
+            .bind(serde_json::to_string(ids).unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
+    }
+
     /// Runs a charge batch through the shared pipeline (`charge.rs`).
     pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<Charged> {
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -451,8 +454,7 @@ impl ChargeSql for LiteCharge<'_> {
             .bind(serde_json::to_string(ids).unwrap_or_default())
             .fetch_all(&mut *self.tx)
             .await?;
-        let pair = |r: &SqliteRow| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?));
-        Ok(rows.iter().map(pair).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
     }
 
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
@@ -629,6 +631,11 @@ fn push_new(rows: &mut Vec<KeyRow>, row: KeyRow) {
     }
 }
 
+/// One row of the shares query: a key id and its shares' text.
+fn share_pair(r: &SqliteRow) -> Result<(i64, Option<String>), sqlx::Error> {
+    Ok((r.try_get(0)?, r.try_get(1)?))
+}
+
 fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
     let scopes: Option<String> = r.try_get(6)?;
     Ok(KeyRow {
@@ -657,6 +664,6 @@ fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
         metadata: r.try_get(21)?,
         parent_id: r.try_get(22)?,
         holds_until_us: r.try_get(23)?,
-        holds: crate::engine::parse_shares(r.try_get(24)?)?,
+        holds: Vec::new(),
     })
 }
