@@ -7,6 +7,8 @@
 //   CASE      validate  validate a random key of KEYS_FILE (one raw key a line)
 //             charge    trackUsage 1 cent on a random key
 //             hot       trackUsage 1 cent on the file's first key
+//             hold      reserve 1 cent on a random key, then settle it at 1 cent: one
+//                       call is the pair (two transactions)
 //             cached    validate a random key with the validation cache on (ttl 60 s)
 //             soak      like cached, for BENCH_SOAK_CALLS calls in all (default ten
 //                       million) instead of SECONDS, sampling the resident set
@@ -73,6 +75,12 @@ async function call(kl) {
       if (c.success) return null;
       if (caseName === "mp" && c.reason === "budget_exceeded") return "refused";
       return `charge refused: ${c.reason}`;
+    }
+    case "hold": {
+      const r = await kl.reserve(keys[Math.floor(Math.random() * keys.length)], { costCents: 1 });
+      if (!r.success) return `reserve refused: ${r.reason}`;
+      const s = await kl.settle(r.holdId, { costCents: 1 });
+      return s.success ? null : `settle refused: ${s.reason}`;
     }
     default:
       throw new Error(`unknown case ${caseName}`);

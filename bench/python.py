@@ -8,6 +8,8 @@ Usage: python bench/python.py CASE URL KEYS_FILE SECONDS CALLERS
     CASE    validate  validate a random key of KEYS_FILE (one raw key a line)
             charge    track_usage 1 cent on a random key
             hot       track_usage 1 cent on the file's first key
+            hold      reserve 1 cent on a random key, then settle it at 1 cent: one
+                      call is the pair (two transactions)
             floor     validate("ak_x") from one caller, one call after another:
                       malformed, so it never reaches the store (the binding floor)
 
@@ -70,6 +72,12 @@ async def call(kl: keyleash.KeyLeash, case: str, keys: list[str]) -> str | None:
         key = keys[0] if case == "hot" else random.choice(keys)
         c = await kl.track_usage(key, 1.0)
         return None if c.success else f"charge refused: {c.reason}"
+    if case == "hold":
+        r = await kl.reserve(random.choice(keys), 1.0)
+        if not r.success:
+            return f"reserve refused: {r.reason}"
+        s = await kl.settle(r.hold_id, 1.0)
+        return None if s.success else f"settle refused: {s.reason}"
     raise ValueError(f"unknown case {case}")
 
 

@@ -436,6 +436,7 @@ class Bench:
             "cached": "validate, random, cache on",
             "charge": "charge 1c, random",
             "hot": "charge 1c, hot key",
+            "hold": "reserve+settle 1c, random",
         }
         refs: dict[str, dict[str, tuple[str, str | None]]] = {
             "postgres": {
@@ -443,12 +444,14 @@ class Bench:
                 "cached": ("pg.select", "ak.validate"),
                 "charge": ("pg.update", "ak.charge"),
                 "hot": ("pg.hot", "ak.hot"),
+                "hold": ("pg.update", "ak.charge"),
             },
             "sqlite": {
                 "validate": ("sqlite.select", None),
                 "cached": ("sqlite.select", None),
                 "charge": ("sqlite.update", None),
                 "hot": ("sqlite.hot", None),
+                "hold": ("sqlite.update", None),
             },
         }
         ref, peer = refs[store][case]
@@ -461,6 +464,7 @@ class Bench:
                 line,
                 ref=ref,
                 peer=peer,
+                note="one op = a reserve and its settle: 2 transactions" if case == "hold" else "",
             ),
             line,
         )
@@ -468,7 +472,7 @@ class Bench:
     def drivers(self) -> None:
         for lang in ("rust", "node", "python"):
             for store in ("postgres", "sqlite"):
-                for case in ("validate", "cached", "charge", "hot"):
+                for case in ("validate", "cached", "charge", "hot", "hold"):
                     self.step(f"{lang} {case} on {store}", self.driver, lang, case, store)
 
     def floor(self, lang: str, case: str = "floor") -> None:

@@ -174,6 +174,14 @@ export type ReserveResult =
   | { success: false; reason: ChargeRefusal };
 
 /** Why a settle was refused. */
+/** Options of `setAccountBudget`. */
+export interface AccountBudgetOptions {
+  /** The ceiling in cents (0 to 1e12), or null to remove the account's ceiling. */
+  budgetCents: number | null;
+  /** `day`, `week` or `month`; absent for a lifetime ceiling. Not allowed with a null budgetCents. */
+  budgetPeriod?: BudgetPeriod | null;
+}
+
 export type SettleRefusal = "unknown_hold" | "hold_released" | "invalid_cost";
 
 /** The result of `settle`. */
@@ -279,6 +287,11 @@ export declare class KeyLeash {
   settle(holdId: number, options: { costCents: number }): Promise<SettleResult>;
   /** Frees a hold without charging it; whether it freed anything. */
   release(holdId: number): Promise<boolean>;
+  /**
+   * Sets an account's ceiling over the sum of its keys (charges and holds); `budgetCents: null`
+   * removes it (docs/semantics.md "Account ceilings").
+   */
+  setAccountBudget(accountId: string, options: AccountBudgetOptions): Promise<void>;
   /** The validation cache's counters, or null when the cache is off. */
   cacheStats(): CacheStats | null;
   /** Charges a subject row. */

@@ -182,6 +182,7 @@ const OPTIONS = {
   charge: { costCents: "number", idempotencyKey: "string" },
   reserve: { costCents: "number", ttl: "string", idempotencyKey: "string" },
   settle: { costCents: "number" },
+  setAccountBudget: { budgetCents: "number", budgetPeriod: "string" },
   "req.agentKey.charge": { idempotencyKey: "string" },
   usage: { from: "instant", to: "instant" },
   advance: { seconds: "number", minutes: "number", hours: "number", days: "number" },
@@ -407,6 +408,27 @@ class KeyLeash {
   /** Frees a hold without charging it; whether it freed anything. */
   release(holdId) {
     return this.#run((n) => n.release(required(holdId, "holdId", "id")));
+  }
+
+  /**
+   * Sets the ceiling of an account: what all its keys charge and hold together
+   * may not pass `budgetCents` per `budgetPeriod` (`day`, `week`, `month`; absent
+   * for a lifetime ceiling), atomically with each key's own budget. A new ceiling
+   * starts with nothing used; the same period again changes only the amount;
+   * another period starts over. `{budgetCents: null}` removes it.
+   */
+  setAccountBudget(accountId, opts) {
+    return this.#run(async (n) => {
+      const o = strict(opts, "setAccountBudget");
+      if (o.budgetCents === undefined && opts?.budgetCents !== null) {
+        throw invalid("setAccountBudget options: budgetCents is required (null removes the ceiling)");
+      }
+      await n.setAccountBudget(
+        required(accountId, "accountId", "account"),
+        o.budgetCents ?? null,
+        o.budgetPeriod ?? null,
+      );
+    });
   }
 
   /** Whether a validation result grants `scope`. */

@@ -50,6 +50,11 @@ export declare class NativeKeyLeash {
   settle(holdId: number, costCents: number): Promise<string>
   /** Frees a hold; whether it freed anything. */
   release(holdId: number): Promise<boolean>
+  /**
+   * Sets an account's ceiling (`budgetCents` per `budgetPeriod`); no
+   * amount removes it.
+   */
+  setAccountBudget(accountId: string, budgetCents?: number | undefined | null, budgetPeriod?: string | undefined | null): Promise<void>
   /** Revokes a key (of `accountId` only, when given). */
   revoke(keyId: number, accountId?: string | undefined | null): Promise<boolean>
   /** Creates a subject row once. */

@@ -469,6 +469,23 @@ impl NativeKeyLeash {
         run(async move { kl.release(hold_id).await }).await
     }
 
+    /// Sets an account's ceiling (`budgetCents` per `budgetPeriod`); no
+    /// amount removes it.
+    #[napi]
+    pub async fn set_account_budget(
+        &self,
+        account_id: String,
+        budget_cents: Option<f64>,
+        budget_period: Option<String>,
+    ) -> Result<()> {
+        let kl = self.inner.clone();
+        run(async move {
+            kl.set_account_budget(&account_id, budget_cents, budget_period.as_deref())
+                .await
+        })
+        .await
+    }
+
     /// Revokes a key (of `accountId` only, when given).
     #[napi]
     pub async fn revoke(&self, key_id: i64, account_id: Option<String>) -> Result<bool> {

@@ -33,7 +33,6 @@ const CREATE_FIELDS = [
   "metadata",
   "parentId",
 ];
-const NOT_YET = ["setAccountBudget"];
 
 /** A vector that cannot be run as written (unknown op or field, bad reference). */
 class BrokenVector extends Error {}
@@ -169,6 +168,14 @@ class Runner {
       case "release":
         known(args, [], "release args");
         return kl.release(this.holdId(step));
+      case "setAccountBudget": {
+        known(args, ["accountId", "budgetCents", "budgetPeriod"], "setAccountBudget args");
+        if (!("accountId" in args && "budgetCents" in args))
+          throw new BrokenVector("a setAccountBudget needs accountId and budgetCents");
+        const cents = args.budgetCents === null ? null : number(args.budgetCents);
+        await kl.setAccountBudget(args.accountId, { budgetCents: cents, budgetPeriod: args.budgetPeriod });
+        return null;
+      }
       case "revoke":
         known(args, ["accountId"], "revoke args");
         return kl.revoke(this.keyId(step), args.accountId);
@@ -200,8 +207,6 @@ class Runner {
         return Promise.all(calls);
       }
       default:
-        if (NOT_YET.includes(step.op))
-          throw new BrokenVector(`op ${JSON.stringify(step.op)} is not implemented by keyleash yet`);
         throw new BrokenVector(`op ${JSON.stringify(step.op)} is not known to the Node runner`);
     }
   }

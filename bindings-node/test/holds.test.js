@@ -81,3 +81,59 @@ test("reserve and settle refuse bad options by name, never coerce them", async (
   assert.deepEqual(await kl.reserve("ak_nope", { costCents: 1 }), { success: false, reason: "invalid_key" });
   await kl.close();
 });
+
+for (const store of STORES) {
+  test(`${store}: an account ceiling bounds the sum of its keys; 200 parallel spends admit exactly it`, async () => {
+    const db = await open(store);
+    const { kl } = db;
+    const keys = await Promise.all([1, 2, 3, 4].map(() => kl.create({ accountId: "a", budgetCents: 1000 })));
+    const other = await kl.create({ accountId: "b" });
+    assert.equal(await kl.setAccountBudget("a", { budgetCents: 60, budgetPeriod: "day" }), undefined);
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        i % 2 === 0
+          ? kl.trackUsage(keys[i % 4].key, { costCents: 1 })
+          : kl.reserve(keys[i % 4].key, { costCents: 1 }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.success).length, 60);
+    for (const k of keys) assert.equal((await kl.validate(k.key)).reason, "budget_exceeded");
+    // The key's own numbers stay its own; the remaining amount is the ceiling's.
+    const charged = results.filter((r, i) => r.success && i % 2 === 0).length;
+    const sum = (await Promise.all(keys.map((k) => counters(db, k.id)))).reduce((s, c) => s + c.ledgerSum, 0);
+    assert.equal(sum, charged * 1e6);
+    assert.equal((await kl.trackUsage(other.key, { costCents: 500 })).success, true);
+    // Removed: each key is bound by its own budget again.
+    await kl.setAccountBudget("a", { budgetCents: null });
+    const v = await kl.validate(keys[0].key);
+    assert.equal(v.valid, true);
+    assert.equal(v.budgetRemainingCents, 1000 - v.budgetUsedCents - v.budgetHeldCents);
+    await kl.close();
+  });
+}
+
+test("setAccountBudget refuses bad options by name, never coerces them", async () => {
+  const { kl } = await open("sqlite");
+  const k = await kl.create({ accountId: "a" });
+  const code = async (p) => {
+    try {
+      await p;
+    } catch (e) {
+      assert.ok(e instanceof KeyLeashError);
+      return e.code;
+    }
+    return "resolved";
+  };
+  assert.equal(await code(kl.setAccountBudget("a", { budgetCent: 5 })), "invalid_argument");
+  assert.equal(await code(kl.setAccountBudget("a", {})), "invalid_argument");
+  assert.equal(await code(kl.setAccountBudget("a")), "invalid_argument");
+  assert.equal(await code(kl.setAccountBudget("a", { budgetCents: "5" })), "invalid_argument");
+  assert.equal(await code(kl.setAccountBudget("a", { budgetCents: -1 })), "invalid_argument");
+  assert.equal(await code(kl.setAccountBudget("a", { budgetCents: 5, budgetPeriod: "daily" })), "invalid_period");
+  assert.equal(await code(kl.setAccountBudget("a", { budgetCents: null, budgetPeriod: "day" })), "invalid_argument");
+  assert.equal(await code(kl.setAccountBudget("", { budgetCents: 5 })), "invalid_argument");
+  assert.equal(await code(kl.setAccountBudget(null, { budgetCents: 5 })), "invalid_argument");
+  // Nothing was set by any of them.
+  assert.equal((await kl.validate(k.key)).budgetRemainingCents, null);
+  await kl.close();
+});

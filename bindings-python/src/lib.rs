@@ -424,6 +424,22 @@ impl NativeKeyLeash {
         future_into_py(py, async move { kl.release(hold_id).await.map_err(py_err) })
     }
 
+    #[pyo3(signature = (account_id, budget_cents, budget_period=None))]
+    fn set_account_budget<'py>(
+        &self,
+        py: Python<'py>,
+        account_id: String,
+        budget_cents: Option<f64>,
+        budget_period: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            kl.set_account_budget(&account_id, budget_cents, budget_period.as_deref())
+                .await
+                .map_err(py_err)
+        })
+    }
+
     #[pyo3(signature = (key_id, account_id=None))]
     fn revoke<'py>(
         &self,

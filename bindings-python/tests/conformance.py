@@ -31,7 +31,6 @@ STEP_FIELDS = {"op", "args", "save", "expect", "expectError", "key", "rawKey", "
 PARALLEL_FIELDS = {"count", "step", "expectCount"}
 CREATE_FIELDS = {"accountId", "userId", "scopes", "budgetCents", "budgetPeriod", "expiresIn",
                  "expiresAt", "delegatedBy", "name", "metadata", "parentId"}  # fmt: skip
-NOT_YET = {"setAccountBudget"}
 NUMBERS = {"Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -189,6 +188,14 @@ class Runner:
         if op == "release":
             known(args, set(), "release args")
             return await kl.release(self.hold_id(step))
+        if op == "setAccountBudget":
+            known(args, {"accountId", "budgetCents", "budgetPeriod"}, "setAccountBudget args")
+            if "accountId" not in args or "budgetCents" not in args:
+                raise BrokenVector("a setAccountBudget needs accountId and budgetCents")
+            cents = args["budgetCents"]
+            return await kl.set_account_budget(
+                args["accountId"], None if cents is None else number(cents), args.get("budgetPeriod")
+            )
         if op == "revoke":
             known(args, {"accountId"}, "revoke args")
             return await kl.revoke(self.key_id(step), args.get("accountId"))
@@ -211,8 +218,6 @@ class Runner:
             return await asyncio.gather(
                 *(self.one_of_many(step["step"]) for _ in range(step["count"]))
             )
-        if op in NOT_YET:
-            raise BrokenVector(f"op {op!r} is not implemented by keyleash yet")
         raise BrokenVector(f"op {op!r} is not known to the Python runner")
 
     async def one_of_many(self, step: dict[str, Any]) -> Any:

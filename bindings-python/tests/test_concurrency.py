@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Db, reason
+from conftest import Db, open_db, reason
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,6 +69,49 @@ async def test_two_processes_one_key(db: Db, peer: str) -> None:
     assert ours + theirs == 100, (ours, theirs)
     assert db.used_micros(k.id) == 100_000_000
     assert db.ledger(k.id) == (100_000_000, 100)
+
+
+# Pins: a Node process and this one, 100 concurrent 1-cent reserves each, on one
+# 100-cent key ("key"), or each on its own key of one account with a 100-cent
+# ceiling ("ceiling") → exactly 100 holds in total, and the database holds exactly
+# 100 cents against the key or the ceiling.
+@pytest.mark.parametrize("bound", ["key", "ceiling"])
+async def test_node_and_python_reserve_within_one_cap(store: str, bound: str) -> None:
+    assert shutil.which("node"), "node is needed for the cross-language test"
+    # Both processes on the real clock: a hold's expiry is an instant both must agree on.
+    db = await open_db(store, manual_clock=None)
+    if bound == "key":
+        mine = theirs = await db.kl.create(account_id="a", budget_cents=100)
+    else:
+        await db.kl.set_account_budget("a", 100)
+        mine = await db.kl.create(account_id="a", budget_cents=1000)
+        theirs = await db.kl.create(account_id="a", budget_cents=1000)
+    proc = subprocess.Popen(
+        ["node", str(NODE_CHILD), db.url, db.table, theirs.key, "100", "reserve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    assert await asyncio.to_thread(proc.stdout.readline) == "READY\n"
+    proc.stdin.write("GO\n")
+    proc.stdin.flush()
+    ours = await asyncio.gather(*(db.kl.reserve(mine.key, 1) for _ in range(100)))
+    out, _ = await asyncio.to_thread(proc.communicate, None, 60)
+    assert proc.returncode == 0, out
+    theirs_held = int(out.split("CHILD-RESULT ok=")[1].split()[0])
+    assert sum(r.success for r in ours) + theirs_held == 100, out
+    if bound == "key":
+        budget = str(mine.id)
+    else:
+        budget = f"(SELECT -id FROM {db.table}_accounts WHERE account_id = 'a')"
+    held = db.scalar(
+        f"SELECT CAST(SUM(amount_micros) AS BIGINT) FROM {db.table}_hold_keys WHERE key_id = {budget}"
+    )
+    assert held == 100_000_000
+    assert reason(await db.kl.validate(mine.key)) == "budget_exceeded"
+    await db.kl.close()
+    db.cleanup()
 
 
 # Pins: validates gathered in one turn of the event loop (one validate_many) answer

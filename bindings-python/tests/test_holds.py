@@ -83,4 +83,58 @@ def test_sync_facade(store: str) -> None:
     assert not sync_kl.reserve(k.key, 1).success
     settled = sync_kl.settle(held.hold_id, 2)
     assert settled.success and settled.budget_used_cents == 2
+    assert sync_kl.set_account_budget("a", 5) is None
+    assert not sync_kl.track_usage(k.key, 5.01).success
+    assert sync_kl.track_usage(k.key, 5).success
     sync_kl.close()
+
+
+async def test_account_ceiling_bounds_the_sum_of_its_keys(db: Db) -> None:
+    kl = db.kl
+    keys = [await kl.create(account_id="a", budget_cents=1000) for _ in range(4)]
+    other = await kl.create(account_id="b")
+    assert await kl.set_account_budget("a", 60, "day") is None
+    results = await asyncio.gather(
+        *(
+            kl.track_usage(keys[i % 4].key, 1) if i % 2 == 0 else kl.reserve(keys[i % 4].key, 1)
+            for i in range(200)
+        )
+    )
+    assert sum(r.success for r in results) == 60
+    for k in keys:
+        v = await kl.validate(k.key)
+        assert not v.valid and v.reason == "budget_exceeded"
+    charged = sum(r.success for i, r in enumerate(results) if i % 2 == 0)
+    assert sum(db.ledger(k.id)[0] for k in keys) == charged * 1_000_000
+    assert (await kl.track_usage(other.key, 500)).success
+    # Setting it again with the same period keeps what was used.
+    await kl.set_account_budget("a", 100, "day")
+    v = await kl.validate(keys[0].key)
+    assert v.valid and v.budget_remaining_cents == 40
+    # Removed: each key is bound by its own budget again.
+    await kl.set_account_budget("a", None)
+    v = await kl.validate(keys[0].key)
+    assert v.valid and v.budget_remaining_cents == 1000 - v.budget_used_cents - v.budget_held_cents
+
+
+async def test_account_ceiling_bad_arguments_are_refused(db: Db) -> None:
+    kl = db.kl
+    k = await kl.create(account_id="a")
+    with pytest.raises(keyleash.InvalidArgumentError):
+        await kl.set_account_budget("a", "5")  # type: ignore[arg-type]
+    with pytest.raises(keyleash.InvalidArgumentError):
+        await kl.set_account_budget("a", -1)
+    with pytest.raises(keyleash.InvalidArgumentError):
+        await kl.set_account_budget("a", float("nan"))
+    with pytest.raises(keyleash.InvalidPeriodError):
+        await kl.set_account_budget("a", 5, "daily")
+    with pytest.raises(keyleash.InvalidArgumentError):
+        await kl.set_account_budget("a", None, "day")
+    with pytest.raises(keyleash.InvalidArgumentError):
+        await kl.set_account_budget("", 5)
+    with pytest.raises(keyleash.InvalidArgumentError):
+        await kl.set_account_budget(7, 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await kl.set_account_budget("a", 5, budget_cents=5)  # type: ignore[misc]
+    v = await kl.validate(k.key)
+    assert v.valid and v.budget_remaining_cents is None

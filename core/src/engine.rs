@@ -113,8 +113,62 @@ fn held_at(shares: &[HoldShare], now: DateTime<Utc>) -> i64 {
 /// or cyclic chain (possible only through SQL edits) is cut there.
 pub(crate) const MAX_DEPTH: usize = 16;
 
-/// `row` followed by its ancestors found in `rows`, nearest first.
+/// An account ceiling's columns as both stores read them beside a key row.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CeilingCols {
+    pub id: i64,
+    pub budget_micros: i64,
+    pub used_micros: i64,
+    pub period: Option<String>,
+    pub reset_at: Option<DateTime<Utc>>,
+    pub anchor_at: Option<DateTime<Utc>>,
+    pub holds_until_us: Option<i64>,
+}
+
+impl CeilingCols {
+    /// The ceiling of `account_id` as a budget row: id `-id` (keys' ids are
+    /// positive), no hash, never revoked or expired. The whole-cent mirrors are
+    /// derived from the exact columns, so the exact values are the ones used.
+    pub fn into_row(self, account_id: Option<String>) -> KeyRow {
+        KeyRow {
+            id: -self.id,
+            account_id,
+            budget_cents: Some(i64::from(cap_mirror(self.budget_micros))),
+            budget_micros: Some(self.budget_micros),
+            budget_used_cents: Some(i64::from(used_mirror(self.used_micros))),
+            budget_used_micros: Some(self.used_micros),
+            budget_period: self.period,
+            budget_reset_at: self.reset_at,
+            budget_anchor_at: self.anchor_at,
+            holds_until_us: self.holds_until_us,
+            ..KeyRow::default()
+        }
+    }
+}
+
+/// Adds `row` to `rows` unless a row with its id is there already (families and
+/// accounts share rows).
+pub(crate) fn push_new(rows: &mut Vec<KeyRow>, row: KeyRow) {
+    if rows.iter().all(|r| r.id != row.id) {
+        rows.push(row);
+    }
+}
+
+/// `row` followed by its ancestors found in `rows`, nearest first, then its
+/// account's ceiling when `rows` has one.
 pub(crate) fn chain<'a>(rows: &'a [KeyRow], row: &'a KeyRow) -> Vec<&'a KeyRow> {
+    let mut out = ancestry(rows, row);
+    if let Some(ceiling) = rows
+        .iter()
+        .find(|r| r.is_ceiling() && r.account_id.is_some() && r.account_id == row.account_id)
+    {
+        out.push(ceiling);
+    }
+    out
+}
+
+/// `row` followed by its ancestors found in `rows`, nearest first.
+pub(crate) fn ancestry<'a>(rows: &'a [KeyRow], row: &'a KeyRow) -> Vec<&'a KeyRow> {
     let mut out = vec![row];
     let mut next = row.parent_id;
     while let Some(id) = next {
@@ -216,6 +270,13 @@ impl KeyUpdate {
     }
 }
 
+impl KeyUpdate {
+    /// Whether this update is of an account ceiling rather than a key.
+    pub fn is_ceiling(&self) -> bool {
+        self.id < 0
+    }
+}
+
 /// A ledger row to insert.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct LedgerInsert {
@@ -270,6 +331,11 @@ pub(crate) struct ChargeReq {
 }
 
 impl KeyRow {
+    /// Whether this row is an account ceiling rather than a key.
+    pub fn is_ceiling(&self) -> bool {
+        self.id < 0
+    }
+
     fn period(&self) -> Option<Period> {
         // An unknown period written by hand in SQL is treated as a lifetime cap.
         self.budget_period

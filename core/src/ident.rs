@@ -24,6 +24,8 @@ pub struct TableNames {
     pub holds: String,
     /// What each hold counts against, one row per key (`"sdk_api_keys_hold_keys"`).
     pub hold_keys: String,
+    /// The account ceilings beside it (`"sdk_api_keys_accounts"`).
+    pub accounts: String,
     /// The unquoted table part, used to derive index names (`sdk_api_keys`).
     pub base: String,
     /// The unquoted schema, if one was given.
@@ -76,19 +78,21 @@ impl TableNames {
             rate: qualify(&format!("{base}_rate")),
             holds: qualify(&format!("{base}_holds")),
             hold_keys: qualify(&format!("{base}_hold_keys")),
+            accounts: qualify(&format!("{base}_accounts")),
             base,
             schema,
         })
     }
 
-    /// Replaces the `{{keys}}`, `{{ledger}}`, `{{rate}}`, `{{holds}}`, `{{hold_keys}}`
-    /// and `{{base}}` placeholders of a migration.
+    /// Replaces the `{{keys}}`, `{{ledger}}`, `{{rate}}`, `{{holds}}`, `{{hold_keys}}`,
+    /// `{{accounts}}` and `{{base}}` placeholders of a migration.
     pub fn render(&self, sql: &str) -> String {
         sql.replace("{{keys}}", &self.keys)
             .replace("{{ledger}}", &self.ledger)
             .replace("{{rate}}", &self.rate)
             .replace("{{holds}}", &self.holds)
             .replace("{{hold_keys}}", &self.hold_keys)
+            .replace("{{accounts}}", &self.accounts)
             .replace("{{base}}", &self.base)
     }
 }

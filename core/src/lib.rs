@@ -258,7 +258,7 @@ impl KeyLeash {
                 "parentId {parent_id} belongs to another account"
             )));
         }
-        if engine::chain(&rows, parent).len() >= engine::MAX_DEPTH {
+        if engine::ancestry(&rows, parent).len() >= engine::MAX_DEPTH {
             return Err(Error::arg(format!(
                 "parentId {parent_id} is already {} generations deep",
                 engine::MAX_DEPTH - 1
@@ -617,6 +617,60 @@ impl KeyLeash {
         }
     }
 
+    /// Sets the ceiling of account `account_id`: the sum of what all its keys
+    /// spend and hold may not pass `budget_cents` per `budget_period` (`day`,
+    /// `week`, `month`; `None` for a lifetime ceiling). From then on a charge or
+    /// a reserve of any of its keys fits only if it also fits the ceiling,
+    /// atomically with the key and its ancestors, and `validate` reports the
+    /// smallest remaining amount of the key, its ancestors and the ceiling.
+    ///
+    /// A new ceiling starts with nothing used, its period from now; holds made
+    /// before it count against it only once settled. Setting it again with the
+    /// same period changes only the amount (what was used stays); with another
+    /// period it starts over. `budget_cents: None` removes it. Cached
+    /// validations are dropped (in every process on Postgres). Errors:
+    /// `invalid_argument` (a bad account id or amount, or a period without an
+    /// amount), `invalid_period`, `unavailable`.
+    pub async fn set_account_budget(
+        &self,
+        account_id: &str,
+        budget_cents: Option<f64>,
+        budget_period: Option<&str>,
+    ) -> Result<()> {
+        check_text("accountId", account_id, MAX_ACCOUNT_LEN, true)?;
+        let now = self.inner.clock.now();
+        let ceiling = match budget_cents {
+            None if budget_period.is_some() => {
+                return Err(Error::arg(
+                    "budgetPeriod needs budgetCents (a null budgetCents removes the ceiling)",
+                ))
+            }
+            None => None,
+            Some(c) => {
+                let period = budget_period.map(Period::parse).transpose()?;
+                let budget_micros = amount::cents_to_micros(c).ok_or_else(|| {
+                    Error::arg(format!(
+                        "budgetCents must be a finite number from 0 to 1e12, got {c}"
+                    ))
+                })?;
+                Some(store::NewCeiling {
+                    budget_micros,
+                    period: period.map(|p| p.as_str().to_string()),
+                    reset_at: period.map(|p| p.boundary(now, 1)),
+                    now,
+                })
+            }
+        };
+        self.inner
+            .store
+            .set_ceiling(account_id, ceiling.as_ref())
+            .await?;
+        if let Some(cache) = &self.inner.cache {
+            cache.clear();
+        }
+        Ok(())
+    }
+
     /// Revokes a key (soft: `revoked_at` is set, the row stays). With `account_id`,
     /// only a key of that account is revoked. Returns whether a live key was revoked.
     /// Other processes' validation caches drop the key (and its descendants) when
@@ -641,7 +695,11 @@ impl KeyLeash {
         check_text("accountId", account_id, MAX_ACCOUNT_LEN, true)?;
         let now = self.inner.clock.now();
         let rows = self.inner.store.list(account_id, now).await?;
-        Ok(rows.iter().map(|r| r.summary(now)).collect())
+        Ok(rows
+            .iter()
+            .filter(|r| !r.is_ceiling())
+            .map(|r| r.summary(now))
+            .collect())
     }
 
     /// A key's ledger rows within `range` (`from` inclusive, `to` exclusive), oldest first.

@@ -412,7 +412,29 @@ impl Runner {
                 }
                 "release" => kl.release(self.hold_id(&step)?).await.map(Value::Bool),
                 "setAccountBudget" => {
-                    return Err(format!("op {op:?} is not implemented by keyleash yet"))
+                    known(
+                        args,
+                        &["accountId", "budgetCents", "budgetPeriod"],
+                        "setAccountBudget args",
+                    )?;
+                    let account = args
+                        .get("accountId")
+                        .ok_or("a setAccountBudget needs accountId")?;
+                    let cents = match args
+                        .get("budgetCents")
+                        .ok_or("a setAccountBudget needs budgetCents")?
+                    {
+                        Value::Null => None,
+                        v => Some(number(v)),
+                    };
+                    let period = args
+                        .get("budgetPeriod")
+                        .filter(|v| !v.is_null())
+                        .map(|v| text_of(v, "budgetPeriod"))
+                        .transpose()?;
+                    kl.set_account_budget(text_of(account, "accountId")?, cents, period)
+                        .await
+                        .map(|()| Value::Null)
                 }
                 _ => return Err(format!("op {op:?} is not known to the Rust runner")),
             };

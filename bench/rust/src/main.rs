@@ -9,6 +9,8 @@
 //!   CASE      validate  validate a random key of KEYS_FILE (one raw key a line)
 //!             charge    track_usage 1 cent on a random key
 //!             hot       track_usage 1 cent on the file's first key
+//!             hold      reserve 1 cent on a random key, then settle it at 1 cent: one
+//!                       call is the pair (two transactions)
 //!             cached    validate a random key with the validation cache on (ttl 60 s)
 //!             floor     validate("ak_x") from one caller: malformed, never reaches the store
 //!             pragma    print the `synchronous` and `journal_mode` of a SQLite URL opened
@@ -23,7 +25,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyleash::{Charge, KeyLeash, Options};
+use keyleash::{Charge, KeyLeash, Options, Reserve, SettleResult};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Row};
 
@@ -155,6 +157,17 @@ async fn caller(
             "charge" | "hot" => match kl.track_usage(key, Charge::cents(1.0)).await {
                 Ok(c) if c.success() => Ok(()),
                 Ok(c) => Err(format!("charge refused: {:?}", c.reason())),
+                Err(e) => Err(e.to_string()),
+            },
+            "hold" => match kl.reserve(key, Reserve::cents(1.0)).await {
+                Ok(r) => match r.hold_id() {
+                    Some(id) => match kl.settle(id, 1.0).await {
+                        Ok(SettleResult::Settled { .. }) => Ok(()),
+                        Ok(s) => Err(format!("settle refused: {s:?}")),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    None => Err(format!("reserve refused: {r:?}")),
+                },
                 Err(e) => Err(e.to_string()),
             },
             other => panic!("unknown case {other}"),

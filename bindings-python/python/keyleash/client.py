@@ -313,6 +313,22 @@ class KeyLeash:
         an unknown, settled, released or expired hold)."""
         return await self._native.release(_check.int64("hold_id", hold_id))
 
+    async def set_account_budget(
+        self, account_id: str, budget_cents: float | None, budget_period: str | None = None
+    ) -> None:
+        """Sets the ceiling of an account: what all its keys charge and hold
+        together may not pass ``budget_cents`` per ``budget_period`` (``"day"``,
+        ``"week"``, ``"month"``; ``None`` for a lifetime ceiling), atomically with
+        each key's own budget. A new ceiling starts with nothing used; the same
+        period again changes only the amount; another period starts over.
+        ``budget_cents=None`` removes it. Bad input raises
+        ``InvalidArgumentError`` or ``InvalidPeriodError``."""
+        await self._native.set_account_budget(
+            _check.text("account_id", account_id),
+            _check.opt_amount("budget_cents", budget_cents),
+            _check.opt_text("budget_period", budget_period),
+        )
+
     async def track_usage_by_subject(
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
     ) -> ChargeResult:

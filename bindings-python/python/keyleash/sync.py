@@ -130,6 +130,12 @@ class KeyLeash:
         """``KeyLeash.release`` of the asyncio API, blocking."""
         return _run(self.aio.release(hold_id))
 
+    def set_account_budget(
+        self, account_id: str, budget_cents: float | None, budget_period: str | None = None
+    ) -> None:
+        """``KeyLeash.set_account_budget`` of the asyncio API, blocking."""
+        _run(self.aio.set_account_budget(account_id, budget_cents, budget_period))
+
     def track_usage_by_subject(
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
     ) -> ChargeResult:

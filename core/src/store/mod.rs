@@ -47,6 +47,16 @@ pub(crate) struct NewKey {
     pub parent_id: Option<i64>,
 }
 
+/// An account ceiling to set (`set_account_budget`).
+#[derive(Clone, Debug)]
+pub(crate) struct NewCeiling {
+    pub budget_micros: i64,
+    pub period: Option<String>,
+    /// The first reset of a new (or re-periodized) ceiling's period, from `now`.
+    pub reset_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
 /// The store of one `KeyLeash`.
 pub(crate) enum Store {
     Postgres(postgres::PgStore),
@@ -157,6 +167,12 @@ impl Store {
     /// atomically, in order.
     pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<charge::Charged> {
         dispatch!(self, s => s.charge(reqs, now).await)
+    }
+    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`. A new
+    /// ceiling starts with nothing used; changing only the amount keeps what was
+    /// used; changing the period starts it over.
+    pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
+        dispatch!(self, s => s.set_ceiling(account_id, ceiling).await)
     }
     /// Sets `revoked_at` on a live key (of `account_id`, when given).
     pub async fn revoke(

@@ -16,32 +16,49 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Row};
 
-use crate::cache;
-use crate::engine::{KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
+use crate::cache::{self, FLUSH_ALL};
+use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, Options, UsageRange};
 use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, ChargeSql, Charged};
-use crate::store::{rate_sql, statements, NewKey};
+use crate::store::{rate_sql, statements, NewCeiling, NewKey};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_keys.sql"),
     include_str!("../../migrations/postgres/0002_ledger.sql"),
     include_str!("../../migrations/postgres/0003_rate.sql"),
     include_str!("../../migrations/postgres/0004_holds.sql"),
+    include_str!("../../migrations/postgres/0005_accounts.sql"),
 ];
 
 /// The columns of a key row, in [`decode`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
 /// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
+/// The keys table is `k`, its account's ceiling (if any) `c`: see [`from`].
 fn columns() -> &'static str {
-    "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
-     budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
-     budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
-     revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8, \
-     holds_until_us"
+    "k.id::int8, k.key_hash, k.account_id, k.user_id, k.name, k.key_prefix, k.scopes, \
+     k.budget_cents::int8, k.budget_used_cents::int8, k.budget_micros, k.budget_used_micros, \
+     k.budget_held_micros, k.budget_period, k.budget_reset_at, k.budget_anchor_at, k.expires_at, \
+     k.revoked_at, k.created_at, k.last_used_at, k.delegated_by, k.external_subject, k.metadata::text, \
+     k.parent_id::int8, k.holds_until_us, \
+     c.id::int8, c.budget_micros, c.budget_used_micros, c.budget_period, c.budget_reset_at, \
+     c.budget_anchor_at, c.holds_until_us"
 }
+
+/// The keys table as `k`, beside its account's ceiling as `c` (an index probe;
+/// NULL columns when the account has none), so a key read brings its ceiling.
+fn from(t: &TableNames) -> String {
+    format!(
+        "{} k LEFT JOIN {} c ON c.account_id = k.account_id",
+        t.keys, t.accounts
+    )
+}
+
+/// The ceiling columns of [`columns`], on their own, in the same order.
+const CEILING_COLUMNS: &str = "id::int8, budget_micros, budget_used_micros, budget_period, \
+    budget_reset_at, budget_anchor_at, holds_until_us";
 
 /// The rows matching `cond` and all their ancestors (at most [`MAX_DEPTH`] deep),
 /// in id order: one statement, so with `FOR UPDATE` every lock of a charge is taken
@@ -51,13 +68,46 @@ fn columns() -> &'static str {
 /// rows for a recursive CTE and then seq-scans the keys table for the semi-join;
 /// the array form is a primary-key index scan. pgbench, 32 clients, 1,000 keys:
 /// 4,700 → 9,200 statements/s locked (a plain locked lookup by hash: 11,400).
+///
+/// With `FOR UPDATE OF k` only keys are locked: the ceilings read beside them are
+/// locked by the next statement (`lock_ceilings`), after every key.
 fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
-    let (keys, columns) = (&t.keys, columns());
+    let (keys, columns, from) = (&t.keys, columns(), from(t));
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM chain c JOIN {keys} k ON k.id = c.parent_id \
          WHERE c.depth < {MAX_DEPTH}) \
-         SELECT {columns} FROM {keys} WHERE id = ANY(ARRAY(SELECT id FROM chain)) ORDER BY id{lock}"
+         SELECT {columns} FROM {from} WHERE k.id = ANY(ARRAY(SELECT id FROM chain)) ORDER BY k.id{lock}"
+    )
+}
+
+/// One statement for a spend batch's whole write (one round trip): the key
+/// updates, the ledger rows and, when the batch left keys without budget, the
+/// notification to other processes' caches (sent when the transaction commits).
+/// Data-modifying CTEs run whether or not the query reads them. With `ceilings`,
+/// the updates of negative ids also go to the account ceilings they name.
+fn write_sql(t: &TableNames, ceilings: bool) -> String {
+    let (keys, ledger, accounts) = (&t.keys, &t.ledger, &t.accounts);
+    let updates = "UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], \
+         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int8[]) AS u(id, bm, bc, um, uc, ra, aa, lu, hu)";
+    let ceilings = if ceilings {
+        format!(
+            "a AS (UPDATE {accounts} AS a SET budget_used_micros = u.um, budget_reset_at = u.ra, \
+             budget_anchor_at = u.aa, holds_until_us = u.hu FROM {updates} WHERE a.id = -u.id), "
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "WITH u AS (UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, \
+         budget_used_micros = u.um, budget_used_cents = u.uc, \
+         budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu, holds_until_us = u.hu \
+         FROM {updates} WHERE k.id = u.id), {ceilings}\
+         l AS (INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
+         used_after_micros, remaining_after_micros, hold_id) \
+         SELECT * FROM UNNEST($10::int8[], $11::text[], $12::int8[], $13::timestamptz[], $14::text[], \
+         $15::int8[], $16::int8[], $17::int8[])) \
+         SELECT 1 FROM (SELECT pg_notify($18::text, $19::text) WHERE $19::text <> '') AS n"
     )
 }
 
@@ -74,13 +124,18 @@ struct Sql {
     lock_by_both: String,
     lock_any: String,
     lock_holds: String,
+    lock_ceilings: String,
+    set_ceiling: String,
+    drop_ceiling: String,
     shares: String,
     priors: String,
     prior_holds: String,
     write: String,
+    write_ceilings: String,
     hold_ids: String,
     write_holds: String,
     roll: String,
+    roll_ceiling: String,
     revoke: String,
     revoke_in_account: String,
     list: String,
@@ -90,8 +145,8 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns());
-        let (holds, hold_keys) = (&t.holds, &t.hold_keys);
+        let (keys, ledger, columns, from) = (&t.keys, &t.ledger, columns(), from(t));
+        let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
@@ -105,27 +160,51 @@ impl Sql {
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
             insert: format!("{insert} RETURNING id::int8"),
-            by_hash: format!("SELECT {columns} FROM {keys} WHERE key_hash = ANY($1)"),
-            by_subject: format!("SELECT {columns} FROM {keys} WHERE external_subject = ANY($1)"),
+            by_hash: format!("SELECT {columns} FROM {from} WHERE k.key_hash = ANY($1)"),
+            by_subject: format!("SELECT {columns} FROM {from} WHERE k.external_subject = ANY($1)"),
             ancestors_of: with_ancestors(t, "id = ANY($1)", ""),
             by_id: with_ancestors(t, "id = $1", ""),
-            lock_by_hash: with_ancestors(t, "key_hash = ANY($1)", " FOR UPDATE"),
-            lock_by_subject: with_ancestors(t, "external_subject = ANY($2)", " FOR UPDATE"),
+            lock_by_hash: with_ancestors(t, "key_hash = ANY($1)", " FOR UPDATE OF k"),
+            lock_by_subject: with_ancestors(t, "external_subject = ANY($2)", " FOR UPDATE OF k"),
             lock_by_both: with_ancestors(
                 t,
                 "key_hash = ANY($1) OR external_subject = ANY($2)",
-                " FOR UPDATE",
+                " FOR UPDATE OF k",
             ),
             lock_any: with_ancestors(
                 t,
                 "key_hash = ANY($1) OR external_subject = ANY($2) OR id = ANY($3)",
-                " FOR UPDATE",
+                " FOR UPDATE OF k",
             ),
             lock_holds: format!(
                 "SELECT h.id, h.key_id::int8, h.state, h.used_after_micros, h.remaining_after_micros, \
                  (SELECT string_agg(s.key_id::text || ':' || s.amount_micros::text || ':' || s.counts_until_us::text, ',') \
                  FROM {hold_keys} s WHERE s.hold_id = h.id) \
                  FROM {holds} h WHERE h.id = ANY($1) ORDER BY h.id FOR UPDATE"
+            ),
+            lock_ceilings: format!(
+                "SELECT account_id, {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            ),
+            // Sets a ceiling: a new one starts empty, its period anchored now; a
+            // changed amount keeps what was used; a changed period starts over.
+            // With the notification that flushes every process's validation cache
+            // (cached answers of the account's keys did not know this ceiling).
+            set_ceiling: format!(
+                "WITH s AS (INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, \
+                 budget_period, budget_reset_at, budget_anchor_at, created_at, updated_at) \
+                 VALUES ($1, $2, 0, $3, $4, $5, $5, $5) ON CONFLICT (account_id) DO UPDATE SET \
+                 budget_micros = EXCLUDED.budget_micros, updated_at = EXCLUDED.updated_at, \
+                 budget_used_micros = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+                 THEN a.budget_used_micros ELSE 0 END, \
+                 budget_reset_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+                 THEN a.budget_reset_at ELSE EXCLUDED.budget_reset_at END, \
+                 budget_anchor_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+                 THEN a.budget_anchor_at ELSE EXCLUDED.budget_anchor_at END RETURNING 1) \
+                 SELECT pg_notify($6::text, '{FLUSH_ALL}') FROM s"
+            ),
+            drop_ceiling: format!(
+                "WITH d AS (DELETE FROM {accounts} WHERE account_id = $1 RETURNING 1) \
+                 SELECT pg_notify($2::text, '{FLUSH_ALL}') FROM d"
             ),
             shares: format!(
                 "SELECT key_id::int8, string_agg(amount_micros::text || ':' || counts_until_us::text, ',') \
@@ -161,18 +240,11 @@ impl Sql {
             // the ledger rows and, when the batch left keys without budget, the
             // notification to other processes' caches (sent when the transaction
             // commits). Data-modifying CTEs run whether or not the query reads them.
-            write: format!(
-                "WITH u AS (UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, \
-                 budget_used_micros = u.um, budget_used_cents = u.uc, \
-                 budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu, holds_until_us = u.hu \
-                 FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], \
-                 $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int8[]) AS u(id, bm, bc, um, uc, ra, aa, lu, hu) \
-                 WHERE k.id = u.id), \
-                 l AS (INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
-                 used_after_micros, remaining_after_micros, hold_id) \
-                 SELECT * FROM UNNEST($10::int8[], $11::text[], $12::int8[], $13::timestamptz[], $14::text[], \
-                 $15::int8[], $16::int8[], $17::int8[])) \
-                 SELECT 1 FROM (SELECT pg_notify($18::text, $19::text) WHERE $19::text <> '') AS n"
+            write: write_sql(t, false),
+            write_ceilings: write_sql(t, true),
+            roll_ceiling: format!(
+                "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = $2, budget_anchor_at = $3 \
+                 WHERE id = -$1 AND budget_reset_at IS NOT DISTINCT FROM $4"
             ),
             roll: format!(
                 "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = $2, \
@@ -189,7 +261,7 @@ impl Sql {
                  AND revoked_at IS NULL RETURNING id) \
                  SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify($3::text, r.id::text)) AS n"
             ),
-            list: format!("SELECT {columns} FROM {keys} WHERE account_id = $1 ORDER BY id"),
+            list: format!("SELECT {columns} FROM {from} WHERE k.account_id = $1 ORDER BY k.id"),
             usage: format!(
                 "SELECT id, key_id::int8, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
                  WHERE key_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) \
@@ -326,8 +398,9 @@ impl PgStore {
             (&self.sql.by_subject, subjects),
         ] {
             if !values.is_empty() {
-                for r in sqlx::query(sql).bind(values).fetch_all(&self.pool).await? {
-                    rows.push(decode(&r)?);
+                let found = sqlx::query(sql).bind(values).fetch_all(&self.pool).await?;
+                for row in decode_all(&found)? {
+                    push_new(&mut rows, row);
                 }
             }
         }
@@ -337,16 +410,12 @@ impl PgStore {
             .filter(|p| rows.iter().all(|r| r.id != *p))
             .collect();
         if !parents.is_empty() {
-            let sql = &self.sql.ancestors_of;
-            for r in sqlx::query(sql)
+            let found = sqlx::query(&self.sql.ancestors_of)
                 .bind(&parents)
                 .fetch_all(&self.pool)
-                .await?
-            {
-                let row = decode(&r)?;
-                if rows.iter().all(|known| known.id != row.id) {
-                    rows.push(row);
-                }
+                .await?;
+            for row in decode_all(&found)? {
+                push_new(&mut rows, row);
             }
         }
         Ok(rows)
@@ -357,7 +426,7 @@ impl PgStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        Ok(decode_all(&rows)?)
     }
 
     pub async fn persist_roll(
@@ -365,7 +434,12 @@ impl PgStore {
         seen_reset: Option<DateTime<Utc>>,
         u: &KeyUpdate,
     ) -> Result<bool> {
-        let done = sqlx::query(&self.sql.roll)
+        let sql = if u.id < 0 {
+            &self.sql.roll_ceiling
+        } else {
+            &self.sql.roll
+        };
+        let done = sqlx::query(sql)
             .bind(u.id)
             .bind(u.reset_at)
             .bind(u.anchor_at)
@@ -421,7 +495,26 @@ impl PgStore {
             .bind(account_id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        Ok(decode_all(&rows)?)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, and flushes
+    /// every process's validation cache when the transaction commits.
+    pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
+        let q = match ceiling {
+            Some(c) => sqlx::query(&self.sql.set_ceiling)
+                .bind(account_id)
+                .bind(c.budget_micros)
+                .bind(&c.period)
+                .bind(c.reset_at)
+                .bind(c.now)
+                .bind(&self.channel),
+            None => sqlx::query(&self.sql.drop_ceiling)
+                .bind(account_id)
+                .bind(&self.channel),
+        };
+        q.fetch_all(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
@@ -521,8 +614,29 @@ impl ChargeSql for PgCharge<'_> {
         if !ids.is_empty() {
             q = q.bind(ids);
         }
-        let rows = q.fetch_all(&mut *self.tx).await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        let mut rows = decode_all(&q.fetch_all(&mut *self.tx).await?)?;
+        // The ceilings came unlocked, as of the statement's start: lock them (after
+        // every key, in id order) and take their values as of the lock. One
+        // removed meanwhile is dropped; one set meanwhile is not seen, as if set
+        // after this batch.
+        let ceilings: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.is_ceiling())
+            .map(|r| -r.id)
+            .collect();
+        if !ceilings.is_empty() {
+            let locked = sqlx::query(&self.sql.lock_ceilings)
+                .bind(&ceilings)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            rows.retain(|r| !r.is_ceiling());
+            for r in &locked {
+                if let Some(c) = ceiling(r, 1)? {
+                    rows.push(c.into_row(r.try_get(0)?));
+                }
+            }
+        }
+        Ok(rows)
     }
 
     async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>> {
@@ -564,7 +678,12 @@ impl ChargeSql for PgCharge<'_> {
 
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {
         let (u, l) = (&plan.updates, &plan.ledger);
-        sqlx::query(&self.sql.write)
+        let sql = if u.iter().any(|u| u.id < 0) {
+            &self.sql.write_ceilings
+        } else {
+            &self.sql.write
+        };
+        sqlx::query(sql)
             .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
@@ -691,6 +810,37 @@ fn split<'a>(lookups: impl Iterator<Item = &'a Lookup>) -> (Vec<&'a str>, Vec<&'
 /// One row of the shares query: a key id and its shares' text.
 fn share_pair(r: &PgRow) -> Result<(i64, Option<String>), sqlx::Error> {
     Ok((r.try_get(0)?, r.try_get(1)?))
+}
+
+/// Decodes key rows read with [`columns`], adding each account's ceiling once.
+fn decode_all(found: &[PgRow]) -> Result<Vec<KeyRow>, sqlx::Error> {
+    let mut rows = Vec::with_capacity(found.len());
+    for r in found {
+        let key = decode(r)?;
+        let ceiling = ceiling(r, 24)?.map(|c| c.into_row(key.account_id.clone()));
+        push_new(&mut rows, key);
+        if let Some(c) = ceiling {
+            push_new(&mut rows, c);
+        }
+    }
+    Ok(rows)
+}
+
+/// The ceiling columns ([`CEILING_COLUMNS`]) from column `at` on; `None` when
+/// NULL (the account has no ceiling).
+fn ceiling(r: &PgRow, at: usize) -> Result<Option<CeilingCols>, sqlx::Error> {
+    let Some(id) = r.try_get::<Option<i64>, _>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(CeilingCols {
+        id,
+        budget_micros: r.try_get(at + 1)?,
+        used_micros: r.try_get(at + 2)?,
+        period: r.try_get(at + 3)?,
+        reset_at: r.try_get(at + 4)?,
+        anchor_at: r.try_get(at + 5)?,
+        holds_until_us: r.try_get(at + 6)?,
+    }))
 }
 
 fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {

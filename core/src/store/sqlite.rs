@@ -18,37 +18,51 @@ use sqlx::sqlite::{
 };
 use sqlx::{Executor, Row};
 
-use crate::engine::{KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
+use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, Options, UsageRange};
 use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, ChargeSql, Charged};
-use crate::store::{rate_sql, statements, NewKey};
+use crate::store::{rate_sql, statements, NewCeiling, NewKey};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_keys.sql"),
     include_str!("../../migrations/sqlite/0002_ledger.sql"),
     include_str!("../../migrations/sqlite/0003_rate.sql"),
     include_str!("../../migrations/sqlite/0004_holds.sql"),
+    include_str!("../../migrations/sqlite/0005_accounts.sql"),
 ];
 
 /// The columns of a key row, in [`decode`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
 /// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
-const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
-    budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-    budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
-    external_subject, metadata, parent_id, holds_until_us";
+/// The keys table is `k`, its account's ceiling (if any) `c`: see [`from`].
+const COLUMNS: &str = "k.id, k.key_hash, k.account_id, k.user_id, k.name, k.key_prefix, k.scopes, \
+    k.budget_cents, k.budget_used_cents, k.budget_micros, k.budget_used_micros, k.budget_held_micros, \
+    k.budget_period, k.budget_reset_at, k.budget_anchor_at, k.expires_at, k.revoked_at, k.created_at, \
+    k.last_used_at, k.delegated_by, k.external_subject, k.metadata, k.parent_id, k.holds_until_us, \
+    c.id, c.budget_micros, c.budget_used_micros, c.budget_period, c.budget_reset_at, c.budget_anchor_at, \
+    c.holds_until_us";
+
+/// The keys table as `k`, beside its account's ceiling as `c` (NULL columns when
+/// the account has none), so a key read brings its ceiling. Under `BEGIN
+/// IMMEDIATE` that read is as current as the keys'.
+fn from(t: &TableNames) -> String {
+    format!(
+        "{} k LEFT JOIN {} c ON c.account_id = k.account_id",
+        t.keys, t.accounts
+    )
+}
 
 /// The row matching `cond` and all its ancestors (at most [`MAX_DEPTH`] deep).
 fn with_ancestors(t: &TableNames, cond: &str) -> String {
-    let (keys, columns) = (&t.keys, COLUMNS);
+    let (keys, columns, from) = (&t.keys, COLUMNS, from(t));
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM {keys} k JOIN chain c ON k.id = c.parent_id \
          WHERE c.depth < {MAX_DEPTH}) \
-         SELECT {columns} FROM {keys} WHERE id IN (SELECT id FROM chain) ORDER BY id"
+         SELECT {columns} FROM {from} WHERE k.id IN (SELECT id FROM chain) ORDER BY k.id"
     )
 }
 
@@ -67,8 +81,12 @@ struct Sql {
     close_hold: String,
     delete_shares: String,
     update: String,
+    update_ceiling: String,
+    set_ceiling: String,
+    drop_ceiling: String,
     ledger_insert: String,
     roll: String,
+    roll_ceiling: String,
     revoke: String,
     revoke_in_account: String,
     list: String,
@@ -78,8 +96,8 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, COLUMNS);
-        let (holds, hold_keys) = (&t.holds, &t.hold_keys);
+        let (keys, ledger, columns, from) = (&t.keys, &t.ledger, COLUMNS, from(t));
+        let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
@@ -137,6 +155,29 @@ impl Sql {
                  budget_used_cents = ?5, budget_reset_at = ?6, budget_anchor_at = ?7, \
                  last_used_at = ?8, holds_until_us = ?9 WHERE id = ?1"
             ),
+            update_ceiling: format!(
+                "UPDATE {accounts} SET budget_used_micros = ?2, budget_reset_at = ?3, budget_anchor_at = ?4, \
+                 holds_until_us = ?5 WHERE id = -?1"
+            ),
+            // As on Postgres: a new ceiling starts empty; a changed amount keeps
+            // what was used; a changed period starts over.
+            set_ceiling: format!(
+                "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, budget_period, \
+                 budget_reset_at, budget_anchor_at, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5, ?5) \
+                 ON CONFLICT (account_id) DO UPDATE SET budget_micros = excluded.budget_micros, \
+                 updated_at = excluded.updated_at, \
+                 budget_used_micros = CASE WHEN a.budget_period IS excluded.budget_period \
+                 THEN a.budget_used_micros ELSE 0 END, \
+                 budget_reset_at = CASE WHEN a.budget_period IS excluded.budget_period \
+                 THEN a.budget_reset_at ELSE excluded.budget_reset_at END, \
+                 budget_anchor_at = CASE WHEN a.budget_period IS excluded.budget_period \
+                 THEN a.budget_anchor_at ELSE excluded.budget_anchor_at END"
+            ),
+            drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = ?1"),
+            roll_ceiling: format!(
+                "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = ?2, budget_anchor_at = ?3 \
+                 WHERE id = -?1 AND budget_reset_at IS ?4"
+            ),
             ledger_insert: format!(
                 "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
                  used_after_micros, remaining_after_micros, hold_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -149,7 +190,7 @@ impl Sql {
             revoke_in_account: format!(
                 "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND account_id = ?3 AND revoked_at IS NULL"
             ),
-            list: format!("SELECT {columns} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
+            list: format!("SELECT {columns} FROM {from} WHERE k.account_id = ?1 ORDER BY k.id"),
             usage: format!(
                 "SELECT id, key_id, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
                  WHERE key_id = ?1 AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
@@ -297,19 +338,20 @@ impl SqliteStore {
         let mut rows = Vec::with_capacity(lookups.len());
         for l in lookups {
             let (sql, value) = self.lookup_sql(l);
-            for r in sqlx::query(sql).bind(value).fetch_all(&mut *conn).await? {
-                push_new(&mut rows, decode(&r)?);
-            }
+            let found = sqlx::query(sql).bind(value).fetch_all(&mut *conn).await?;
+            decode_into(&mut rows, &found)?;
         }
         Ok(rows)
     }
 
     pub async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.by_id)
+        let found = sqlx::query(&self.sql.by_id)
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        let mut rows = Vec::with_capacity(found.len());
+        decode_into(&mut rows, &found)?;
+        Ok(rows)
     }
 
     fn lookup_sql<'a>(&'a self, l: &'a Lookup) -> (&'a str, &'a str) {
@@ -324,7 +366,12 @@ impl SqliteStore {
         seen_reset: Option<DateTime<Utc>>,
         u: &KeyUpdate,
     ) -> Result<bool> {
-        let done = sqlx::query(&self.sql.roll)
+        let sql = if u.id < 0 {
+            &self.sql.roll_ceiling
+        } else {
+            &self.sql.roll
+        };
+        let done = sqlx::query(sql)
             .bind(u.id)
             .bind(u.reset_at.as_ref().map(ts))
             .bind(u.anchor_at.as_ref().map(ts))
@@ -366,11 +413,29 @@ impl SqliteStore {
     }
 
     pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.list)
+        let found = sqlx::query(&self.sql.list)
             .bind(account_id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        let mut rows = Vec::with_capacity(found.len());
+        decode_into(&mut rows, &found)?;
+        Ok(rows)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`. SQLite has
+    /// no notifications: other processes' cached answers expire by their ttl.
+    pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
+        let q = match ceiling {
+            Some(c) => sqlx::query(&self.sql.set_ceiling)
+                .bind(account_id)
+                .bind(c.budget_micros)
+                .bind(&c.period)
+                .bind(c.reset_at.as_ref().map(ts))
+                .bind(ts(&c.now)),
+            None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
@@ -464,25 +529,21 @@ impl ChargeSql for LiteCharge<'_> {
                 continue;
             }
             let (sql, value) = self.store.lookup_sql(lookup);
-            for r in sqlx::query(sql)
+            let found = sqlx::query(sql)
                 .bind(value)
                 .fetch_all(&mut *self.tx)
-                .await?
-            {
-                push_new(&mut rows, decode(&r)?);
-            }
+                .await?;
+            decode_into(&mut rows, &found)?;
         }
         for &id in ids {
             if rows.iter().any(|r| r.id == id) {
                 continue;
             }
-            for r in sqlx::query(&self.store.sql.by_id)
+            let found = sqlx::query(&self.store.sql.by_id)
                 .bind(id)
                 .fetch_all(&mut *self.tx)
-                .await?
-            {
-                push_new(&mut rows, decode(&r)?);
-            }
+                .await?;
+            decode_into(&mut rows, &found)?;
         }
         Ok(rows)
     }
@@ -525,7 +586,17 @@ impl ChargeSql for LiteCharge<'_> {
     /// SQLite has no notifications: `exhausted` reaches only this process's cache
     /// (through the caller), others see it when their entries expire.
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {
-        for u in &plan.updates {
+        for u in plan.updates.iter().filter(|u| u.is_ceiling()) {
+            sqlx::query(&self.store.sql.update_ceiling)
+                .bind(u.id)
+                .bind(u.used_micros)
+                .bind(u.reset_at.as_ref().map(ts))
+                .bind(u.anchor_at.as_ref().map(ts))
+                .bind(u.holds_until_us)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        for u in plan.updates.iter().filter(|u| !u.is_ceiling()) {
             sqlx::query(&self.store.sql.update)
                 .bind(u.id)
                 .bind(u.budget_micros)
@@ -624,11 +695,35 @@ fn parse_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
         .map_err(|e| sqlx::Error::Decode(format!("bad timestamp in the keys table: {e}").into()))
 }
 
-/// Adds `row` unless a row with its id is there already (families share ancestors).
-fn push_new(rows: &mut Vec<KeyRow>, row: KeyRow) {
-    if rows.iter().all(|r| r.id != row.id) {
-        rows.push(row);
+/// Decodes key rows read with [`COLUMNS`] into `rows`, adding each key and each
+/// account's ceiling once.
+fn decode_into(rows: &mut Vec<KeyRow>, found: &[SqliteRow]) -> Result<(), sqlx::Error> {
+    for r in found {
+        let key = decode(r)?;
+        let ceiling = ceiling(r, 24)?.map(|c| c.into_row(key.account_id.clone()));
+        push_new(rows, key);
+        if let Some(c) = ceiling {
+            push_new(rows, c);
+        }
     }
+    Ok(())
+}
+
+/// The ceiling columns of [`COLUMNS`] from column `at` on; `None` when NULL (the
+/// account has no ceiling).
+fn ceiling(r: &SqliteRow, at: usize) -> Result<Option<CeilingCols>, sqlx::Error> {
+    let Some(id) = r.try_get::<Option<i64>, _>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(CeilingCols {
+        id,
+        budget_micros: r.try_get(at + 1)?,
+        used_micros: r.try_get(at + 2)?,
+        period: r.try_get(at + 3)?,
+        reset_at: parse_ts(r.try_get(at + 4)?)?,
+        anchor_at: parse_ts(r.try_get(at + 5)?)?,
+        holds_until_us: r.try_get(at + 6)?,
+    }))
 }
 
 /// One row of the shares query: a key id and its shares' text.

@@ -230,10 +230,11 @@ impl Db {
             .replace("{ledger}", &format!("{}_ledger", self.table))
             .replace("{holds}", &format!("{}_holds", self.table))
             .replace("{hold_keys}", &format!("{}_hold_keys", self.table))
+            .replace("{accounts}", &format!("{}_accounts", self.table))
     }
 
-    /// Runs a statement; `{keys}`, `{ledger}`, `{holds}` and `{hold_keys}` name
-    /// this test's tables.
+    /// Runs a statement; `{keys}`, `{ledger}`, `{holds}`, `{hold_keys}` and
+    /// `{accounts}` name this test's tables.
     pub async fn exec(&self, sql: &str) {
         self.raw.exec(&self.render(sql)).await;
     }

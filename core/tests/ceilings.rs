@@ -1,0 +1,208 @@
+//! Account ceilings (`set_account_budget`) on both stores, checked against the
+//! database: the sum of an account's keys (charges and holds) never passes its
+//! ceiling, one caller at a time and under real parallel callers.
+
+mod common;
+
+use common::{budget, opts, Db, Kind};
+use futures::future::join_all;
+use keyleash::{Charge, InvalidReason, KeyLeash, Reserve, ReserveResult};
+
+/// The ceiling's counter, in micro-cents.
+async fn ceiling_used(db: &Db, account: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT budget_used_micros FROM {{accounts}} WHERE account_id = '{account}'"
+    ))
+    .await
+    .expect("ceiling row")
+}
+
+/// The sum of the account's ledger rows, in micro-cents.
+async fn account_ledger(db: &Db, account: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM {{ledger}} WHERE account_id = '{account}'"
+    ))
+    .await
+    .unwrap_or(0)
+}
+
+/// What the database still holds against the account's ceiling, in micro-cents.
+async fn ceiling_held(db: &Db, account: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT CAST(COALESCE(SUM(s.amount_micros), 0) AS BIGINT) FROM {{hold_keys}} s \
+         JOIN {{accounts}} a ON s.key_id = -a.id WHERE a.account_id = '{account}'"
+    ))
+    .await
+    .unwrap_or(0)
+}
+
+/// Four clients on one table, as four processes would be.
+async fn clients(db: &Db) -> Vec<KeyLeash> {
+    let mut v = vec![db.kl.clone()];
+    for _ in 1..4 {
+        v.push(db.another().await);
+    }
+    v
+}
+
+// Pins the ceiling as one more budget of every key of the account: charges and
+// holds of all keys add up against it, validate reports it when it binds, and
+// other accounts are not touched.
+async fn bounds_the_sum_of_the_keys(kind: Kind) {
+    let db = Db::open(kind).await;
+    let a = db.kl.create(budget("acme", 1000.0, None)).await.unwrap();
+    let b = db.kl.create(opts("acme")).await.unwrap();
+    let other = db.kl.create(opts("other")).await.unwrap();
+    db.kl
+        .set_account_budget("acme", Some(100.0), None)
+        .await
+        .unwrap();
+    // A key created after the ceiling is bound by it too.
+    let c = db.kl.create(opts("acme")).await.unwrap();
+    assert!(db.charge(&a.key, 60.0).await.success());
+    assert_eq!(db.info(&b.key).await.budget_remaining_cents, Some(40.0));
+    assert_eq!(db.info(&a.key).await.budget_remaining_cents, Some(40.0));
+    assert!(!db.charge(&b.key, 50.0).await.success());
+    let h = db.kl.reserve(&c.key, Reserve::cents(30.0)).await.unwrap();
+    let h = h.hold_id().expect("held");
+    assert_eq!(db.info(&b.key).await.budget_remaining_cents, Some(10.0));
+    let refused = db.kl.reserve(&b.key, Reserve::cents(11.0)).await.unwrap();
+    assert!(matches!(refused, ReserveResult::Refused(_)));
+    assert!(db.charge(&b.key, 10.0).await.success());
+    assert_eq!(db.reason(&a.key).await, Some(InvalidReason::BudgetExceeded));
+    // The other account has no ceiling.
+    assert!(db.charge(&other.key, 500.0).await.success());
+    // The settle records its cost in full on the key and the ceiling.
+    db.kl.settle(h, 35.0).await.unwrap();
+    assert_eq!(ceiling_used(&db, "acme").await, 105_000_000);
+    assert_eq!(account_ledger(&db, "acme").await, 105_000_000);
+    assert_eq!(ceiling_held(&db, "acme").await, 0);
+    // Listing the account shows its keys only, not the ceiling.
+    assert_eq!(db.kl.list("acme").await.unwrap().len(), 3);
+}
+both!(bounds_the_sum_of_the_keys);
+
+// Pins the rules of setting a ceiling again: the same period keeps what was
+// used, another period starts over, removing it unbinds the keys, and a
+// periodic ceiling rolls over on its own schedule.
+async fn set_again_change_and_remove(kind: Kind) {
+    let db = Db::open(kind).await;
+    let k = db.kl.create(opts("acme")).await.unwrap();
+    db.kl
+        .set_account_budget("acme", Some(50.0), Some("day"))
+        .await
+        .unwrap();
+    assert!(db.charge(&k.key, 40.0).await.success());
+    db.kl
+        .set_account_budget("acme", Some(45.0), Some("day"))
+        .await
+        .unwrap();
+    assert_eq!(db.info(&k.key).await.budget_remaining_cents, Some(5.0));
+    assert!(!db.charge(&k.key, 6.0).await.success());
+    // The period ends a day after the ceiling was first set.
+    db.clock().advance(chrono::Duration::hours(24));
+    assert_eq!(db.info(&k.key).await.budget_remaining_cents, Some(45.0));
+    assert!(db.charge(&k.key, 45.0).await.success());
+    assert_eq!(ceiling_used(&db, "acme").await, 45_000_000);
+    // Another period: starts over.
+    db.kl
+        .set_account_budget("acme", Some(45.0), Some("week"))
+        .await
+        .unwrap();
+    assert_eq!(ceiling_used(&db, "acme").await, 0);
+    assert!(db.charge(&k.key, 45.0).await.success());
+    // Removed: the key has no cap of its own any more.
+    db.kl.set_account_budget("acme", None, None).await.unwrap();
+    assert_eq!(db.info(&k.key).await.budget_remaining_cents, None);
+    assert!(db.charge(&k.key, 1000.0).await.success());
+    // A new ceiling starts empty, whatever was spent before it.
+    db.kl
+        .set_account_budget("acme", Some(10.0), None)
+        .await
+        .unwrap();
+    assert_eq!(db.info(&k.key).await.budget_remaining_cents, Some(10.0));
+}
+both!(set_again_change_and_remove);
+
+// Pins the refusals of bad input: nothing is written.
+async fn bad_input_is_refused(kind: Kind) {
+    let db = Db::open(kind).await;
+    let code = |r: keyleash::Result<()>| r.unwrap_err().code();
+    let kl = &db.kl;
+    assert_eq!(
+        code(kl.set_account_budget("acme", Some(-1.0), None).await),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(kl.set_account_budget("acme", Some(f64::NAN), None).await),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(
+            kl.set_account_budget("acme", Some(5.0), Some("fortnight"))
+                .await
+        ),
+        "invalid_period"
+    );
+    assert_eq!(
+        code(kl.set_account_budget("acme", None, Some("day")).await),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(kl.set_account_budget("", Some(5.0), None).await),
+        "invalid_argument"
+    );
+    let rows = db
+        .scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {accounts}")
+        .await;
+    assert_eq!(rows, Some(0));
+}
+both!(bad_input_is_refused);
+
+// Pins the ceiling under parallel callers: 200 charges and 200 reserves over ten
+// keys of one account, from four clients, never pass it, and the ceiling's
+// counter equals the account's ledger afterwards.
+async fn parallel_spends_never_pass_the_ceiling(kind: Kind) {
+    let db = Db::open(kind).await;
+    let mut keys = Vec::new();
+    for _ in 0..10 {
+        keys.push(db.kl.create(budget("acme", 1000.0, None)).await.unwrap());
+    }
+    db.kl
+        .set_account_budget("acme", Some(150.0), None)
+        .await
+        .unwrap();
+    let cl = clients(&db).await;
+    let tasks = (0..400).map(|i| {
+        let (kl, key) = (cl[i % cl.len()].clone(), keys[i % keys.len()].key.clone());
+        tokio::spawn(async move {
+            if i % 2 == 0 {
+                kl.track_usage(&key, Charge::cents(1.0))
+                    .await
+                    .unwrap()
+                    .success()
+            } else {
+                kl.reserve(&key, Reserve::cents(1.0))
+                    .await
+                    .unwrap()
+                    .success()
+            }
+        })
+    });
+    let admitted = join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(admitted, 150);
+    let (used, held) = (
+        ceiling_used(&db, "acme").await,
+        ceiling_held(&db, "acme").await,
+    );
+    assert_eq!(used + held, 150_000_000);
+    assert_eq!(used, account_ledger(&db, "acme").await);
+    for k in &keys {
+        assert_eq!(db.reason(&k.key).await, Some(InvalidReason::BudgetExceeded));
+    }
+}
+both!(parallel_spends_never_pass_the_ceiling);
