@@ -49,6 +49,9 @@ pub(crate) struct KeyRow {
     pub holds_until_us: Option<i64>,
     /// The holds counting against this row (its own and its descendants').
     pub holds: Vec<HoldShare>,
+    /// The id of its account's ceiling, if the account has one (a hint the store
+    /// keeps on every key, so that reads fetch ceilings only when there is one).
+    pub ceiling_id: Option<i64>,
 }
 
 /// One hold's claim on one key's budget: `amount` micro-cents, counted while
@@ -155,16 +158,27 @@ pub(crate) fn push_new(rows: &mut Vec<KeyRow>, row: KeyRow) {
 }
 
 /// `row` followed by its ancestors found in `rows`, nearest first, then its
-/// account's ceiling when `rows` has one.
+/// account's ceiling when `rows` has it.
 pub(crate) fn chain<'a>(rows: &'a [KeyRow], row: &'a KeyRow) -> Vec<&'a KeyRow> {
     let mut out = ancestry(rows, row);
-    if let Some(ceiling) = rows
-        .iter()
-        .find(|r| r.is_ceiling() && r.account_id.is_some() && r.account_id == row.account_id)
+    if let Some(ceiling) = row
+        .ceiling_id
+        .and_then(|id| rows.iter().find(|r| r.id == -id))
     {
         out.push(ceiling);
     }
     out
+}
+
+/// The ids of the ceilings `rows` name that are not among them yet.
+pub(crate) fn missing_ceilings(rows: &[KeyRow]) -> Vec<i64> {
+    let mut ids: Vec<i64> = Vec::new();
+    for id in rows.iter().filter_map(|r| r.ceiling_id) {
+        if !ids.contains(&id) && rows.iter().all(|r| r.id != -id) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// `row` followed by its ancestors found in `rows`, nearest first.

@@ -206,3 +206,41 @@ async fn parallel_spends_never_pass_the_ceiling(kind: Kind) {
     }
 }
 both!(parallel_spends_never_pass_the_ceiling);
+
+// Pins the ceiling hint every key carries: keys created while the ceiling is set,
+// from four clients at once, all end up naming it, and removing it clears them.
+async fn keys_created_meanwhile_name_the_ceiling(kind: Kind) {
+    let db = Db::open(kind).await;
+    let cl = clients(&db).await;
+    let creates = (0..80).map(|i| {
+        let kl = cl[i % cl.len()].clone();
+        tokio::spawn(async move { kl.create(opts("acme")).await.unwrap() })
+    });
+    let setter = db.kl.clone();
+    let set = tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        setter.set_account_budget("acme", Some(5.0), None).await
+    });
+    let keys: Vec<_> = join_all(creates)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    set.await.unwrap().unwrap();
+    let unhinted = db
+        .scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {keys} WHERE ceiling_id IS NULL")
+        .await;
+    assert_eq!(unhinted, Some(0));
+    assert!(db.charge(&keys[0].key, 5.0).await.success());
+    assert_eq!(
+        db.reason(&keys[79].key).await,
+        Some(InvalidReason::BudgetExceeded)
+    );
+    db.kl.set_account_budget("acme", None, None).await.unwrap();
+    let hinted = db
+        .scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {keys} WHERE ceiling_id IS NOT NULL")
+        .await;
+    assert_eq!(hinted, Some(0));
+    assert_eq!(db.reason(&keys[79].key).await, None);
+}
+both!(keys_created_meanwhile_name_the_ceiling);

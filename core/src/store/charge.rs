@@ -13,12 +13,12 @@
 //! Why the locks come first: the row locks are what serialize spends of one key
 //! (or one family) across processes, and the idempotency reads must come after
 //! them, so that a repeat sees the rows a concurrent first request committed.
-//! Holds are locked before keys in every transaction, so two batches cannot wait
-//! on each other's locks.
+//! Holds are locked before keys, and keys before account ceilings, in every
+//! transaction, so two batches cannot wait on each other's locks.
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{fill_shares, hinted, KeyRow, Lookup, PriorCharge};
+use crate::engine::{fill_shares, hinted, missing_ceilings, KeyRow, Lookup, PriorCharge};
 use crate::error::Result;
 use crate::spend::{plan, HoldRow, Plan, PriorHold, SpendOutcome, SpendReq};
 
@@ -29,6 +29,8 @@ pub(crate) trait ChargeSql {
     /// Locks and reads the keys `lookups` and `ids` name and all their ancestors
     /// (their hold shares may be left out: [`run`] reads them with `shares`).
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>>;
+    /// Locks and reads the account ceilings `ids` (after every key).
+    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>>;
     /// The hold shares stored for the keys `ids`, as `key id, amount:until_us,…`.
     async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>>;
     /// The ledger rows of `rows` stored under the charges' idempotency keys `keys`.
@@ -73,6 +75,11 @@ pub(crate) async fn run<T: ChargeSql>(
     } else {
         tx.lock(&lookups, &key_ids).await?
     };
+    // The ceilings the keys' hints name, only when there are any.
+    let ceilings = missing_ceilings(&rows);
+    if !ceilings.is_empty() {
+        rows.extend(tx.lock_ceilings(&ceilings).await?);
+    }
     // Shares are read after the lock, in their own statement, so that they include
     // what the transaction this one waited for committed; only for rows whose
     // shares may still count.

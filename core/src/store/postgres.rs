@@ -35,29 +35,19 @@ const MIGRATIONS: &[&str] = &[
 
 /// The columns of a key row, in [`decode`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
-/// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
-/// The keys table is `k`, its account's ceiling (if any) `c`: see [`from`].
+/// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`); nor is
+/// the account's ceiling, read only for rows whose `ceiling_id` names one.
 fn columns() -> &'static str {
-    "k.id::int8, k.key_hash, k.account_id, k.user_id, k.name, k.key_prefix, k.scopes, \
-     k.budget_cents::int8, k.budget_used_cents::int8, k.budget_micros, k.budget_used_micros, \
-     k.budget_held_micros, k.budget_period, k.budget_reset_at, k.budget_anchor_at, k.expires_at, \
-     k.revoked_at, k.created_at, k.last_used_at, k.delegated_by, k.external_subject, k.metadata::text, \
-     k.parent_id::int8, k.holds_until_us, \
-     c.id::int8, c.budget_micros, c.budget_used_micros, c.budget_period, c.budget_reset_at, \
-     c.budget_anchor_at, c.holds_until_us"
+    "id::int8, key_hash, account_id, user_id, name, key_prefix, scopes, \
+     budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
+     budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
+     revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8, \
+     holds_until_us, ceiling_id::int8"
 }
 
-/// The keys table as `k`, beside its account's ceiling as `c` (an index probe;
-/// NULL columns when the account has none), so a key read brings its ceiling.
-fn from(t: &TableNames) -> String {
-    format!(
-        "{} k LEFT JOIN {} c ON c.account_id = k.account_id",
-        t.keys, t.accounts
-    )
-}
-
-/// The ceiling columns of [`columns`], on their own, in the same order.
-const CEILING_COLUMNS: &str = "id::int8, budget_micros, budget_used_micros, budget_period, \
+/// The columns of a ceiling row, in [`ceiling`]'s order.
+const CEILING_COLUMNS: &str =
+    "account_id, id::int8, budget_micros, budget_used_micros, budget_period, \
     budget_reset_at, budget_anchor_at, holds_until_us";
 
 /// The rows matching `cond` and all their ancestors (at most [`MAX_DEPTH`] deep),
@@ -68,16 +58,13 @@ const CEILING_COLUMNS: &str = "id::int8, budget_micros, budget_used_micros, budg
 /// rows for a recursive CTE and then seq-scans the keys table for the semi-join;
 /// the array form is a primary-key index scan. pgbench, 32 clients, 1,000 keys:
 /// 4,700 → 9,200 statements/s locked (a plain locked lookup by hash: 11,400).
-///
-/// With `FOR UPDATE OF k` only keys are locked: the ceilings read beside them are
-/// locked by the next statement (`lock_ceilings`), after every key.
 fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
-    let (keys, columns, from) = (&t.keys, columns(), from(t));
+    let (keys, columns) = (&t.keys, columns());
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM chain c JOIN {keys} k ON k.id = c.parent_id \
          WHERE c.depth < {MAX_DEPTH}) \
-         SELECT {columns} FROM {from} WHERE k.id = ANY(ARRAY(SELECT id FROM chain)) ORDER BY k.id{lock}"
+         SELECT {columns} FROM {keys} WHERE id = ANY(ARRAY(SELECT id FROM chain)) ORDER BY id{lock}"
     )
 }
 
@@ -124,9 +111,13 @@ struct Sql {
     lock_by_both: String,
     lock_any: String,
     lock_holds: String,
+    ceilings: String,
     lock_ceilings: String,
     set_ceiling: String,
     drop_ceiling: String,
+    hint_key: String,
+    hint_subject: String,
+    hint_account: String,
     shares: String,
     priors: String,
     prior_holds: String,
@@ -145,36 +136,44 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns, from) = (&t.keys, &t.ledger, columns(), from(t));
+        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns());
         let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
              budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-             parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, $15::jsonb, \
-             $11, $16)"
+             parent_id, ceiling_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, \
+             $15::jsonb, $11, $16, (SELECT id FROM {accounts} WHERE account_id = $1))"
         );
+        // The account's ceiling id, as the hint of the keys named by `cond`:
+        // written only where it differs.
+        let hint = |cond: &str| {
+            format!(
+                "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = $1) \
+                 WHERE {cond} AND ceiling_id IS DISTINCT FROM (SELECT id FROM {accounts} WHERE account_id = $1)"
+            )
+        };
         Self {
             rate: rate_sql(&format!("{} AS r", t.rate), "r.tat", "$"),
             insert_subject: format!(
                 "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
             ),
             insert: format!("{insert} RETURNING id::int8"),
-            by_hash: format!("SELECT {columns} FROM {from} WHERE k.key_hash = ANY($1)"),
-            by_subject: format!("SELECT {columns} FROM {from} WHERE k.external_subject = ANY($1)"),
+            by_hash: format!("SELECT {columns} FROM {keys} WHERE key_hash = ANY($1)"),
+            by_subject: format!("SELECT {columns} FROM {keys} WHERE external_subject = ANY($1)"),
             ancestors_of: with_ancestors(t, "id = ANY($1)", ""),
             by_id: with_ancestors(t, "id = $1", ""),
-            lock_by_hash: with_ancestors(t, "key_hash = ANY($1)", " FOR UPDATE OF k"),
-            lock_by_subject: with_ancestors(t, "external_subject = ANY($2)", " FOR UPDATE OF k"),
+            lock_by_hash: with_ancestors(t, "key_hash = ANY($1)", " FOR UPDATE"),
+            lock_by_subject: with_ancestors(t, "external_subject = ANY($2)", " FOR UPDATE"),
             lock_by_both: with_ancestors(
                 t,
                 "key_hash = ANY($1) OR external_subject = ANY($2)",
-                " FOR UPDATE OF k",
+                " FOR UPDATE",
             ),
             lock_any: with_ancestors(
                 t,
                 "key_hash = ANY($1) OR external_subject = ANY($2) OR id = ANY($3)",
-                " FOR UPDATE OF k",
+                " FOR UPDATE",
             ),
             lock_holds: format!(
                 "SELECT h.id, h.key_id::int8, h.state, h.used_after_micros, h.remaining_after_micros, \
@@ -182,15 +181,23 @@ impl Sql {
                  FROM {hold_keys} s WHERE s.hold_id = h.id) \
                  FROM {holds} h WHERE h.id = ANY($1) ORDER BY h.id FOR UPDATE"
             ),
+            ceilings: format!("SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1)"),
+            hint_key: hint("account_id = $1 AND id = $2"),
+            hint_subject: hint("account_id = $1 AND external_subject = $2"),
+            // The hints of every key of the account, and the notification that
+            // flushes every process's validation cache (their answers did not know
+            // the new ceiling), sent when this statement commits: after the hints.
+            hint_account: format!(
+                "WITH u AS ({}) SELECT pg_notify($2::text, '{FLUSH_ALL}')",
+                hint("account_id = $1")
+            ),
             lock_ceilings: format!(
-                "SELECT account_id, {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
             ),
             // Sets a ceiling: a new one starts empty, its period anchored now; a
             // changed amount keeps what was used; a changed period starts over.
-            // With the notification that flushes every process's validation cache
-            // (cached answers of the account's keys did not know this ceiling).
             set_ceiling: format!(
-                "WITH s AS (INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, \
+                "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, \
                  budget_period, budget_reset_at, budget_anchor_at, created_at, updated_at) \
                  VALUES ($1, $2, 0, $3, $4, $5, $5, $5) ON CONFLICT (account_id) DO UPDATE SET \
                  budget_micros = EXCLUDED.budget_micros, updated_at = EXCLUDED.updated_at, \
@@ -199,13 +206,9 @@ impl Sql {
                  budget_reset_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
                  THEN a.budget_reset_at ELSE EXCLUDED.budget_reset_at END, \
                  budget_anchor_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
-                 THEN a.budget_anchor_at ELSE EXCLUDED.budget_anchor_at END RETURNING 1) \
-                 SELECT pg_notify($6::text, '{FLUSH_ALL}') FROM s"
+                 THEN a.budget_anchor_at ELSE EXCLUDED.budget_anchor_at END"
             ),
-            drop_ceiling: format!(
-                "WITH d AS (DELETE FROM {accounts} WHERE account_id = $1 RETURNING 1) \
-                 SELECT pg_notify($2::text, '{FLUSH_ALL}') FROM d"
-            ),
+            drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = $1"),
             shares: format!(
                 "SELECT key_id::int8, string_agg(amount_micros::text || ':' || counts_until_us::text, ',') \
                  FROM {hold_keys} WHERE key_id = ANY($1) GROUP BY key_id"
@@ -261,7 +264,7 @@ impl Sql {
                  AND revoked_at IS NULL RETURNING id) \
                  SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify($3::text, r.id::text)) AS n"
             ),
-            list: format!("SELECT {columns} FROM {from} WHERE k.account_id = $1 ORDER BY k.id"),
+            list: format!("SELECT {columns} FROM {keys} WHERE account_id = $1 ORDER BY id"),
             usage: format!(
                 "SELECT id, key_id::int8, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
                  WHERE key_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) \
@@ -372,15 +375,30 @@ impl PgStore {
             .bind(k.parent_id)
     }
 
+    /// Inserts a key with its account's ceiling id as the hint, then sets the hint
+    /// again in a second statement: a ceiling set while the insert ran (which
+    /// neither the insert nor the ceiling's own hint update saw) is caught by it.
     pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
         let row = Self::bind_new(&self.sql.insert, key)
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get(0)?)
+        let id: i64 = row.try_get(0)?;
+        sqlx::query(&self.sql.hint_key)
+            .bind(&key.account_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
     }
 
+    /// As [`Self::insert_key`], for a subject row (inserted unless one exists).
     pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
         Self::bind_new(&self.sql.insert_subject, key)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(&self.sql.hint_subject)
+            .bind(&key.account_id)
+            .bind(&key.external_subject)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -398,9 +416,8 @@ impl PgStore {
             (&self.sql.by_subject, subjects),
         ] {
             if !values.is_empty() {
-                let found = sqlx::query(sql).bind(values).fetch_all(&self.pool).await?;
-                for row in decode_all(&found)? {
-                    push_new(&mut rows, row);
+                for r in sqlx::query(sql).bind(values).fetch_all(&self.pool).await? {
+                    push_new(&mut rows, decode(&r)?);
                 }
             }
         }
@@ -414,8 +431,8 @@ impl PgStore {
                 .bind(&parents)
                 .fetch_all(&self.pool)
                 .await?;
-            for row in decode_all(&found)? {
-                push_new(&mut rows, row);
+            for r in &found {
+                push_new(&mut rows, decode(r)?);
             }
         }
         Ok(rows)
@@ -426,7 +443,7 @@ impl PgStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(decode_all(&rows)?)
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
     pub async fn persist_roll(
@@ -495,11 +512,23 @@ impl PgStore {
             .bind(account_id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(decode_all(&rows)?)
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
-    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, and flushes
-    /// every process's validation cache when the transaction commits.
+    /// The ceilings `ids`, outside any transaction.
+    pub async fn ceilings(&self, ids: &[i64]) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.sql.ceilings)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, then points
+    /// the hints of the account's keys at it and flushes every process's
+    /// validation cache. Two statements, each committed: with [`Self::insert_key`]'s
+    /// second statement, a key created meanwhile gets the hint from one or the
+    /// other (see docs/storage.md).
     pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
         let q = match ceiling {
             Some(c) => sqlx::query(&self.sql.set_ceiling)
@@ -507,13 +536,15 @@ impl PgStore {
                 .bind(c.budget_micros)
                 .bind(&c.period)
                 .bind(c.reset_at)
-                .bind(c.now)
-                .bind(&self.channel),
-            None => sqlx::query(&self.sql.drop_ceiling)
-                .bind(account_id)
-                .bind(&self.channel),
+                .bind(c.now),
+            None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
         };
-        q.fetch_all(&self.pool).await?;
+        q.execute(&self.pool).await?;
+        sqlx::query(&self.sql.hint_account)
+            .bind(account_id)
+            .bind(&self.channel)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -614,29 +645,16 @@ impl ChargeSql for PgCharge<'_> {
         if !ids.is_empty() {
             q = q.bind(ids);
         }
-        let mut rows = decode_all(&q.fetch_all(&mut *self.tx).await?)?;
-        // The ceilings came unlocked, as of the statement's start: lock them (after
-        // every key, in id order) and take their values as of the lock. One
-        // removed meanwhile is dropped; one set meanwhile is not seen, as if set
-        // after this batch.
-        let ceilings: Vec<i64> = rows
-            .iter()
-            .filter(|r| r.is_ceiling())
-            .map(|r| -r.id)
-            .collect();
-        if !ceilings.is_empty() {
-            let locked = sqlx::query(&self.sql.lock_ceilings)
-                .bind(&ceilings)
-                .fetch_all(&mut *self.tx)
-                .await?;
-            rows.retain(|r| !r.is_ceiling());
-            for r in &locked {
-                if let Some(c) = ceiling(r, 1)? {
-                    rows.push(c.into_row(r.try_get(0)?));
-                }
-            }
-        }
-        Ok(rows)
+        let rows = q.fetch_all(&mut *self.tx).await?;
+        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    }
+
+    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.sql.lock_ceilings)
+            .bind(ids)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
     }
 
     async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>> {
@@ -812,35 +830,18 @@ fn share_pair(r: &PgRow) -> Result<(i64, Option<String>), sqlx::Error> {
     Ok((r.try_get(0)?, r.try_get(1)?))
 }
 
-/// Decodes key rows read with [`columns`], adding each account's ceiling once.
-fn decode_all(found: &[PgRow]) -> Result<Vec<KeyRow>, sqlx::Error> {
-    let mut rows = Vec::with_capacity(found.len());
-    for r in found {
-        let key = decode(r)?;
-        let ceiling = ceiling(r, 24)?.map(|c| c.into_row(key.account_id.clone()));
-        push_new(&mut rows, key);
-        if let Some(c) = ceiling {
-            push_new(&mut rows, c);
-        }
-    }
-    Ok(rows)
-}
-
-/// The ceiling columns ([`CEILING_COLUMNS`]) from column `at` on; `None` when
-/// NULL (the account has no ceiling).
-fn ceiling(r: &PgRow, at: usize) -> Result<Option<CeilingCols>, sqlx::Error> {
-    let Some(id) = r.try_get::<Option<i64>, _>(at)? else {
-        return Ok(None);
+/// A ceiling row read with [`CEILING_COLUMNS`], as the budget row the core uses.
+fn ceiling(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
+    let cols = CeilingCols {
+        id: r.try_get(1)?,
+        budget_micros: r.try_get(2)?,
+        used_micros: r.try_get(3)?,
+        period: r.try_get(4)?,
+        reset_at: r.try_get(5)?,
+        anchor_at: r.try_get(6)?,
+        holds_until_us: r.try_get(7)?,
     };
-    Ok(Some(CeilingCols {
-        id,
-        budget_micros: r.try_get(at + 1)?,
-        used_micros: r.try_get(at + 2)?,
-        period: r.try_get(at + 3)?,
-        reset_at: r.try_get(at + 4)?,
-        anchor_at: r.try_get(at + 5)?,
-        holds_until_us: r.try_get(at + 6)?,
-    }))
+    Ok(cols.into_row(r.try_get(0)?))
 }
 
 fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
@@ -870,5 +871,6 @@ fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
         parent_id: r.try_get(22)?,
         holds_until_us: r.try_get(23)?,
         holds: Vec::new(),
+        ceiling_id: r.try_get(24)?,
     })
 }

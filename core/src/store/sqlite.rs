@@ -37,32 +37,23 @@ const MIGRATIONS: &[&str] = &[
 /// The columns of a key row, in [`decode`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
 /// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
-/// The keys table is `k`, its account's ceiling (if any) `c`: see [`from`].
-const COLUMNS: &str = "k.id, k.key_hash, k.account_id, k.user_id, k.name, k.key_prefix, k.scopes, \
-    k.budget_cents, k.budget_used_cents, k.budget_micros, k.budget_used_micros, k.budget_held_micros, \
-    k.budget_period, k.budget_reset_at, k.budget_anchor_at, k.expires_at, k.revoked_at, k.created_at, \
-    k.last_used_at, k.delegated_by, k.external_subject, k.metadata, k.parent_id, k.holds_until_us, \
-    c.id, c.budget_micros, c.budget_used_micros, c.budget_period, c.budget_reset_at, c.budget_anchor_at, \
-    c.holds_until_us";
+const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
+    budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+    budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
+    external_subject, metadata, parent_id, holds_until_us, ceiling_id";
 
-/// The keys table as `k`, beside its account's ceiling as `c` (NULL columns when
-/// the account has none), so a key read brings its ceiling. Under `BEGIN
-/// IMMEDIATE` that read is as current as the keys'.
-fn from(t: &TableNames) -> String {
-    format!(
-        "{} k LEFT JOIN {} c ON c.account_id = k.account_id",
-        t.keys, t.accounts
-    )
-}
+/// The columns of a ceiling row, in [`ceiling`]'s order.
+const CEILING_COLUMNS: &str = "account_id, id, budget_micros, budget_used_micros, budget_period, \
+    budget_reset_at, budget_anchor_at, holds_until_us";
 
 /// The row matching `cond` and all its ancestors (at most [`MAX_DEPTH`] deep).
 fn with_ancestors(t: &TableNames, cond: &str) -> String {
-    let (keys, columns, from) = (&t.keys, COLUMNS, from(t));
+    let (keys, columns) = (&t.keys, COLUMNS);
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM {keys} k JOIN chain c ON k.id = c.parent_id \
          WHERE c.depth < {MAX_DEPTH}) \
-         SELECT {columns} FROM {from} WHERE k.id IN (SELECT id FROM chain) ORDER BY k.id"
+         SELECT {columns} FROM {keys} WHERE id IN (SELECT id FROM chain) ORDER BY id"
     )
 }
 
@@ -82,6 +73,8 @@ struct Sql {
     delete_shares: String,
     update: String,
     update_ceiling: String,
+    ceilings: String,
+    hint_account: String,
     set_ceiling: String,
     drop_ceiling: String,
     ledger_insert: String,
@@ -96,13 +89,14 @@ struct Sql {
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns, from) = (&t.keys, &t.ledger, COLUMNS, from(t));
+        let (keys, ledger, columns) = (&t.keys, &t.ledger, COLUMNS);
         let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
         let insert = format!(
             "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
              budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
              budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-             parent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?11, ?16)"
+             parent_id, ceiling_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, \
+             ?15, ?11, ?16, (SELECT id FROM {accounts} WHERE account_id = ?1))"
         );
         Self {
             rate: rate_sql(&t.rate, "tat", "?"),
@@ -174,6 +168,16 @@ impl Sql {
                  THEN a.budget_anchor_at ELSE excluded.budget_anchor_at END"
             ),
             drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = ?1"),
+            ceilings: format!(
+                "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id IN (SELECT value FROM json_each(?1))"
+            ),
+            // Every key of the account names its ceiling (or none), as the hint
+            // reads go by.
+            hint_account: format!(
+                "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = ?1) \
+                 WHERE account_id = ?1 \
+                 AND ceiling_id IS NOT (SELECT id FROM {accounts} WHERE account_id = ?1)"
+            ),
             roll_ceiling: format!(
                 "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = ?2, budget_anchor_at = ?3 \
                  WHERE id = -?1 AND budget_reset_at IS ?4"
@@ -190,7 +194,7 @@ impl Sql {
             revoke_in_account: format!(
                 "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND account_id = ?3 AND revoked_at IS NULL"
             ),
-            list: format!("SELECT {columns} FROM {from} WHERE k.account_id = ?1 ORDER BY k.id"),
+            list: format!("SELECT {columns} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
             usage: format!(
                 "SELECT id, key_id, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
                  WHERE key_id = ?1 AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
@@ -422,9 +426,21 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`. SQLite has
-    /// no notifications: other processes' cached answers expire by their ttl.
+    /// The ceilings `ids`, outside any transaction.
+    pub async fn ceilings(&self, ids: &[i64]) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.sql.ceilings)
+            .bind(serde_json::to_string(ids).unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id` and points the
+    /// hints of the account's keys at it, in one transaction (writers are
+    /// serialized, so a key inserted before or after sees it). SQLite has no
+    /// notifications: other processes' cached answers expire by their ttl.
     pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let q = match ceiling {
             Some(c) => sqlx::query(&self.sql.set_ceiling)
                 .bind(account_id)
@@ -434,7 +450,12 @@ impl SqliteStore {
                 .bind(ts(&c.now)),
             None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
         };
-        q.execute(&self.pool).await?;
+        q.execute(&mut *tx).await?;
+        sqlx::query(&self.sql.hint_account)
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -546,6 +567,15 @@ impl ChargeSql for LiteCharge<'_> {
             decode_into(&mut rows, &found)?;
         }
         Ok(rows)
+    }
+
+    /// Under `BEGIN IMMEDIATE` a plain read is as locked as the keys'.
+    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(&self.store.sql.ceilings)
+            .bind(serde_json::to_string(ids).unwrap_or_default())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
     }
 
     async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>> {
@@ -695,40 +725,31 @@ fn parse_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
         .map_err(|e| sqlx::Error::Decode(format!("bad timestamp in the keys table: {e}").into()))
 }
 
-/// Decodes key rows read with [`COLUMNS`] into `rows`, adding each key and each
-/// account's ceiling once.
+/// Decodes key rows read with [`COLUMNS`] into `rows`, each key once.
 fn decode_into(rows: &mut Vec<KeyRow>, found: &[SqliteRow]) -> Result<(), sqlx::Error> {
     for r in found {
-        let key = decode(r)?;
-        let ceiling = ceiling(r, 24)?.map(|c| c.into_row(key.account_id.clone()));
-        push_new(rows, key);
-        if let Some(c) = ceiling {
-            push_new(rows, c);
-        }
+        push_new(rows, decode(r)?);
     }
     Ok(())
-}
-
-/// The ceiling columns of [`COLUMNS`] from column `at` on; `None` when NULL (the
-/// account has no ceiling).
-fn ceiling(r: &SqliteRow, at: usize) -> Result<Option<CeilingCols>, sqlx::Error> {
-    let Some(id) = r.try_get::<Option<i64>, _>(at)? else {
-        return Ok(None);
-    };
-    Ok(Some(CeilingCols {
-        id,
-        budget_micros: r.try_get(at + 1)?,
-        used_micros: r.try_get(at + 2)?,
-        period: r.try_get(at + 3)?,
-        reset_at: parse_ts(r.try_get(at + 4)?)?,
-        anchor_at: parse_ts(r.try_get(at + 5)?)?,
-        holds_until_us: r.try_get(at + 6)?,
-    }))
 }
 
 /// One row of the shares query: a key id and its shares' text.
 fn share_pair(r: &SqliteRow) -> Result<(i64, Option<String>), sqlx::Error> {
     Ok((r.try_get(0)?, r.try_get(1)?))
+}
+
+/// A ceiling row read with [`CEILING_COLUMNS`], as the budget row the core uses.
+fn ceiling(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
+    let cols = CeilingCols {
+        id: r.try_get(1)?,
+        budget_micros: r.try_get(2)?,
+        used_micros: r.try_get(3)?,
+        period: r.try_get(4)?,
+        reset_at: parse_ts(r.try_get(5)?)?,
+        anchor_at: parse_ts(r.try_get(6)?)?,
+        holds_until_us: r.try_get(7)?,
+    };
+    Ok(cols.into_row(r.try_get(0)?))
 }
 
 fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
@@ -760,5 +781,6 @@ fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
         parent_id: r.try_get(22)?,
         holds_until_us: r.try_get(23)?,
         holds: Vec::new(),
+        ceiling_id: r.try_get(24)?,
     })
 }
