@@ -1,6 +1,8 @@
 // Types of the npm package `keyleash` (hand-written over the generated native.d.ts:
 // the results are discriminated unions, which the generator cannot express).
 
+import type { ServerResponse } from "node:http";
+
 /** The stable codes of KeyLeashError (docs/errors.md). */
 export type ErrorCode =
   | "invalid_scope"
@@ -364,7 +366,97 @@ export interface GrantedKey extends ValidKey {
    * would, without parsing the header or hashing the key again. Not enumerable.
    */
   charge(costCents: number, options?: KeyChargeOptions): Promise<TrackUsageResult>;
+  /**
+   * Holds `estimateCents` of the request's key, as `kl.reserve(rawKey, { costCents:
+   * estimateCents, ...options })` would: a `Spend` when it fits the key and every
+   * ancestor, else the refusal (`budget_exceeded`, or the key was revoked or expired
+   * since the middleware; `invalid_cost` for an estimate that is not > 0). Not enumerable.
+   */
+  reserve(estimateCents: number, options?: KeyReserveOptions): Promise<Spend | ReserveRefused>;
 }
+
+/** Options of `req.agentKey.reserve`; an unknown name rejects with `invalid_argument`. */
+export interface KeyReserveOptions {
+  /** How long the hold counts unless settled or released: `1s` to `1d`; default `5m`. */
+  ttl?: string | null;
+  /** Repeats with the same key and idempotency key return the first hold. */
+  idempotencyKey?: string | null;
+}
+
+/** A refused reserve: nothing is held. */
+export type ReserveRefused = { success: false; reason: ChargeRefusal };
+
+/**
+ * A hold placed by `req.agentKey.reserve`, and what has been consumed under it. The
+ * first of `settle` and `release` decides; repeats answer as the core would (a
+ * settle replays, a release after a settle is false) without a second call.
+ */
+export declare class Spend {
+  private constructor();
+  /** Always true: a refused reserve is `{ success: false, reason }`. */
+  readonly success: true;
+  /** The hold's id, as `kl.settle` and `kl.release` take it. */
+  readonly holdId: number;
+  /** When the hold stops counting by itself (ISO 8601). */
+  readonly expiresAt: string;
+  /** What could still be spent after the hold; null when uncapped. */
+  readonly budgetRemainingCents: number | null;
+  /** The estimate held, in cents. */
+  readonly estimateCents: number;
+  /** The cost `add` counted so far, in cents. */
+  readonly consumedCents: number;
+  /** `"held"` until the first settle or release. */
+  readonly state: "held" | "settled" | "released";
+  /** Aborted when `streamWithHold`'s client goes away: pass it to the upstream call. */
+  readonly signal: AbortSignal;
+  /**
+   * Counts `cents` (finite, ≥ 0) as consumed; returns the total. Throws
+   * `invalid_argument` once the hold is settled or released.
+   */
+  add(cents: number): number;
+  /** Charges `costCents` (default: `consumedCents`) in full and frees the hold; exactly once. */
+  settle(costCents?: number): Promise<SettleResult>;
+  /** Frees the hold uncharged; whether it freed anything (false after a settle). */
+  release(): Promise<boolean>;
+  /** Settles what was consumed, or releases when nothing was (a stream cut short). */
+  cutShort(): Promise<SettleResult | boolean>;
+}
+
+/** Options of `streamWithHold`; an unknown name throws `invalid_argument`. */
+export interface StreamWithHoldOptions {
+  /** The most the stream may cost, held before it starts: > 0. */
+  estimateCents: number;
+  /** The hold's ttl: `1s` to `1d`; default `5m`. */
+  ttl?: string | null;
+  /** Repeats with the same key and idempotency key share the first hold. */
+  idempotencyKey?: string | null;
+  /** The response's Content-Type. Default `text/plain; charset=utf-8`. */
+  contentType?: string;
+  /** Store failures (a reserve: answered 500; a settle or release: the hold expires). */
+  onError?: OnError;
+}
+
+/** The Express response methods `streamWithHold` uses, over Node's ServerResponse. */
+export interface StreamResponse extends ServerResponse {
+  status(code: number): this;
+  json(body: unknown): this;
+  type(contentType: string): this;
+}
+
+/**
+ * Streams `chunks(spend)` to `res` under a hold of `estimateCents` on
+ * `req.agentKey`, by docs/http.md#streaming: refused → 429/401 (500 when the store
+ * fails), resolves to null; normal end → settles what `spend.add` counted; client
+ * gone → `spend.signal` aborts, settles what was consumed (releases when nothing
+ * was); `chunks` throws → the same, and rejects with its error (before the first
+ * chunk nothing was sent, so the caller answers). Otherwise resolves to the Spend.
+ */
+export declare function streamWithHold(
+  req: { agentKey?: GrantedKey },
+  res: StreamResponse,
+  options: StreamWithHoldOptions,
+  chunks: (spend: Spend) => AsyncIterable<string | Uint8Array>,
+): Promise<Spend | null>;
 
 /**
  * An Express (4 or 5) handler, typed without importing Express, so that a project that

@@ -184,6 +184,14 @@ const OPTIONS = {
   settle: { costCents: "number" },
   setAccountBudget: { budgetCents: "number", budgetPeriod: "string" },
   "req.agentKey.charge": { idempotencyKey: "string" },
+  "req.agentKey.reserve": { ttl: "string", idempotencyKey: "string" },
+  streamWithHold: {
+    estimateCents: "number",
+    ttl: "string",
+    idempotencyKey: "string",
+    contentType: "string",
+    onError: "function",
+  },
   usage: { from: "instant", to: "instant" },
   advance: { seconds: "number", minutes: "number", hours: "number", days: "number" },
   selfServe: ROUTE,
@@ -635,19 +643,22 @@ function agentKeyMiddleware(kl, opts) {
   return async function keyleashMiddleware(req, res, next) {
     const r = await answer(kl[AUTHENTICATE_KEY](req.headers.authorization ?? null, scope), onError);
     if (r.status !== 200) return res.status(r.status).json(r.body);
-    req.agentKey = grantedKey(r.body, r.key);
+    req.agentKey = grantedKey(r.body, r.key, kl, req.headers.authorization);
     return next();
   };
 }
 
 /**
- * The validation result `info` with `charge(costCents, opts)`: `kl.trackUsage` of
- * the same key, through `handle` (the key's hash, held natively), so the header is
- * not parsed and the key not hashed again. The method is not enumerable and the
- * handle lives only in its closure: JSON.stringify and util.inspect show the
- * validation result alone, and the raw key is nowhere on the object.
+ * The validation result `info` with `charge(costCents, opts)` and
+ * `reserve(estimateCents, opts)`. `charge` is `kl.trackUsage` of the same key,
+ * through `handle` (the key's hash, held natively), so the header is not parsed
+ * and the key not hashed again. `reserve` is `kl.reserve` of the same key: the
+ * native handle has no reserve, so it reads the key from `authorization`, the
+ * header the core just granted. Both methods are not enumerable and the handle
+ * and the header live only in their closures: JSON.stringify and util.inspect
+ * show the validation result alone, and the raw key is nowhere on the object.
  */
-function grantedKey(info, handle) {
+function grantedKey(info, handle, kl, authorization) {
   Object.defineProperty(info, "charge", {
     value: function charge(costCents, opts) {
       return call(() => {
@@ -656,7 +667,250 @@ function grantedKey(info, handle) {
       });
     },
   });
+  Object.defineProperty(info, "reserve", {
+    value: function reserve(estimateCents, opts) {
+      return call(async () => {
+        const costCents = required(estimateCents, "estimateCents", "number");
+        const options = strict(opts, "req.agentKey.reserve");
+        const held = await kl.reserve(grantedRawKey(authorization), { ...options, costCents });
+        return held.success ? new Spend(kl, held, costCents) : held;
+      });
+    },
+  });
   return info;
+}
+
+/**
+ * The key of an `Authorization` header the core has granted: what follows the
+ * 7-byte scheme `Bearer ` (any case), trimmed, as the core's `bearer` reads it.
+ * Only ever called on a header the core accepted, so the scheme is there; the
+ * key, once trimmed, is an ASCII key the core recognised, so JavaScript's and
+ * Rust's slightly different ideas of whitespace cannot disagree on it.
+ */
+function grantedRawKey(authorization) {
+  return authorization.slice(7).trim();
+}
+
+/** Spend's hook for streamWithHold: aborts `spend.signal` (the client went away). */
+const ABORT = Symbol("keyleash.abort");
+
+/**
+ * A hold placed by `req.agentKey.reserve`, and what has been consumed under it
+ * so far. `add(cents)` counts consumed cost as the work goes (a chunk sent, a
+ * token priced); `settle(costCents?)` charges the actual cost (default: what was
+ * added) and `release()` frees the hold uncharged. The first of `settle` and
+ * `release` decides: a later `settle` returns the first settle's result (or
+ * `{success: false, reason: "hold_released"}` after a release) and a later
+ * `release` is false after a settle, as the core answers them, without a second
+ * call. `signal` is aborted when `streamWithHold` sees the client go away.
+ */
+class Spend {
+  #kl;
+  #consumed = 0;
+  /** "held", then "settled" or "released". */
+  #state = "held";
+  #settled = null;
+  #released = null;
+  #abort = new AbortController();
+
+  /** @internal Made by `req.agentKey.reserve`. */
+  constructor(kl, held, estimateCents) {
+    this.#kl = kl;
+    /** Always true: a refused reserve is `{success: false, reason}`, not a Spend. */
+    this.success = true;
+    /** The hold's id, as `kl.settle` and `kl.release` take it. */
+    this.holdId = held.holdId;
+    /** When the hold stops counting by itself (ISO 8601). */
+    this.expiresAt = held.expiresAt;
+    /** What could still be spent after the hold; null when uncapped. */
+    this.budgetRemainingCents = held.budgetRemainingCents;
+    /** The estimate held, in cents. */
+    this.estimateCents = estimateCents;
+  }
+
+  /** The cost added so far, in cents. */
+  get consumedCents() {
+    return this.#consumed;
+  }
+
+  /** `"held"` until the first settle or release, then `"settled"` or `"released"`. */
+  get state() {
+    return this.#state;
+  }
+
+  /** Aborted when the client of `streamWithHold` goes away: pass it to the upstream call. */
+  get signal() {
+    return this.#abort.signal;
+  }
+
+  /**
+   * Counts `cents` (finite, ≥ 0) as consumed; the total so far. Refused with
+   * `invalid_argument` once the hold is settled or released: the cost would be lost.
+   */
+  add(cents) {
+    const c = required(cents, "cents", "number");
+    if (!Number.isFinite(c) || c < 0) throw invalid("cents must be a finite number ≥ 0");
+    if (this.#state !== "held") throw invalid(`the hold is already ${this.#state}: nothing more can be added`);
+    this.#consumed += c;
+    return this.#consumed;
+  }
+
+  /**
+   * Charges `costCents` (default: `consumedCents`) in full, even above the
+   * estimate, and frees the hold: the result of `kl.settle`. Exactly once: a
+   * repeat returns the first result.
+   */
+  settle(costCents) {
+    if (this.#settled !== null) return this.#settled;
+    if (this.#released !== null) return Promise.resolve({ success: false, reason: "hold_released" });
+    let cost;
+    try {
+      cost = costCents === undefined ? this.#consumed : required(costCents, "costCents", "number");
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.#state = "settled";
+    this.#settled = this.#kl.settle(this.holdId, { costCents: cost });
+    return this.#settled;
+  }
+
+  /** Frees the hold uncharged; whether it freed anything (false after a settle). */
+  release() {
+    if (this.#released !== null) return this.#released;
+    if (this.#settled !== null) return Promise.resolve(false);
+    this.#state = "released";
+    this.#released = this.#kl.release(this.holdId);
+    return this.#released;
+  }
+
+  /**
+   * How a stream that did not end normally ends: what was consumed is settled,
+   * and a hold with nothing consumed is released.
+   */
+  cutShort() {
+    return this.#consumed > 0 ? this.settle() : this.release();
+  }
+
+  /** @internal */
+  [ABORT]() {
+    this.#abort.abort();
+  }
+}
+
+/** The HTTP answer to a refused reserve, as docs/http.md answers a refused charge. */
+function refusalReply(reason) {
+  return { status: reason === "budget_exceeded" ? 429 : 401, body: { error: reason } };
+}
+
+/** Resolves when `res` can take more (`drain`) or is gone (`close`). */
+function drained(res) {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+/**
+ * Streams `chunks(spend)` (an async iterable of strings or Buffers) to `res`
+ * under a hold of `estimateCents` on the request's key (`req.agentKey` from
+ * agentKeyMiddleware), with the rules of docs/http.md#streaming:
+ *
+ * - refused (the estimate does not fit: 429 `budget_exceeded`; revoked or
+ *   expired since the middleware: 401): answered, nothing streamed, `chunks` not
+ *   called; resolves to null. A store failure is 500 `auth_unavailable`,
+ *   reported to `onError`, and also resolves to null.
+ * - the stream ends: `spend.settle()` (what `spend.add` counted, unless `chunks`
+ *   settled an actual cost itself), then the response ends.
+ * - the client goes away first: `spend.signal` is aborted, `chunks` is stopped at
+ *   its next step, and what was consumed is settled (released when nothing was).
+ * - `chunks` throws: what was consumed is settled (released when nothing was),
+ *   and the promise rejects with that error. Before the first chunk nothing was
+ *   sent, so the caller answers (a 502, say); after it the response is cut off.
+ *
+ * A failing settle or release is reported to `onError` (the hold then frees
+ * itself at its ttl). Resolves to the Spend once it is settled or released.
+ * Options: `estimateCents` (required), `ttl`, `idempotencyKey` (as for reserve),
+ * `contentType` (default `text/plain; charset=utf-8`), `onError`.
+ */
+async function streamWithHold(req, res, opts, chunks) {
+  const {
+    estimateCents,
+    contentType = "text/plain; charset=utf-8",
+    onError = logError,
+    ...reserveOptions
+  } = strict(opts, "streamWithHold", ["estimateCents"]);
+  required(chunks, "chunks", "function");
+  if (typeof req?.agentKey?.reserve !== "function") {
+    throw invalid("streamWithHold needs req.agentKey, set by agentKeyMiddleware");
+  }
+  let spend;
+  try {
+    spend = await req.agentKey.reserve(estimateCents, reserveOptions);
+  } catch (e) {
+    if (e.code !== "unavailable" && e.code !== "not_migrated") throw e;
+    report(onError, new KeyLeashError(e.code, `the key store failed, answered 500 auth_unavailable: ${e.message}`));
+    res.status(500).json({ error: "auth_unavailable" });
+    return null;
+  }
+  if (!spend.success) {
+    if (spend.reason === "invalid_cost") throw invalid("estimateCents must be a finite number > 0");
+    const r = refusalReply(spend.reason);
+    res.status(r.status).json(r.body);
+    return null;
+  }
+  const finish = (pending) =>
+    pending.then(
+      (r) => r,
+      (e) => report(onError, toKeyLeashError(e)),
+    );
+  let gone = false;
+  const onClose = () => {
+    if (!res.writableFinished) {
+      gone = true;
+      spend[ABORT]();
+    }
+  };
+  res.on("close", onClose);
+  let iterator;
+  try {
+    iterator = chunks(spend)[Symbol.asyncIterator]();
+    for (;;) {
+      const step = gone ? { done: true } : await iterator.next();
+      if (gone || step.done) break;
+      if (!res.headersSent) res.status(200).type(contentType);
+      if (!res.write(step.value)) await drained(res);
+    }
+  } catch (e) {
+    await finish(spend.cutShort());
+    if (gone) return spend; // the client's abort, surfacing through the upstream call
+    if (res.headersSent) res.destroy();
+    throw e;
+  } finally {
+    res.off("close", onClose);
+  }
+  if (gone) {
+    await iterator.return?.();
+    await finish(spend.cutShort());
+    return spend;
+  }
+  await finish(spend.settle());
+  if (!res.headersSent) res.status(200).type(contentType);
+  res.end();
+  return spend;
+}
+
+/** Calls `onError(err)`; a throwing onError falls back to one stderr line. */
+function report(onError, err) {
+  try {
+    onError(err);
+  } catch {
+    logError(err);
+  }
 }
 
 /**
@@ -709,6 +963,8 @@ module.exports = {
   AgentKey,
   agentKeyMiddleware,
   createAgentKeyRoutes,
+  streamWithHold,
+  Spend,
   hasScope,
   payloadTooLarge,
   MAX_BODY_BYTES,

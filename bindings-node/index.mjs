@@ -7,6 +7,8 @@ export const {
   AgentKey,
   agentKeyMiddleware,
   createAgentKeyRoutes,
+  streamWithHold,
+  Spend,
   hasScope,
   payloadTooLarge,
   MAX_BODY_BYTES,

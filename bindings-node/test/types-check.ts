@@ -9,6 +9,8 @@ import {
   MAX_BODY_BYTES,
   payloadTooLarge,
   type RateLimitedBody,
+  type Spend,
+  streamWithHold,
   type ValidateResult,
 } from "../index.js";
 
@@ -60,6 +62,30 @@ async function main(): Promise<void> {
   }
   app.get("/x", agentKeyMiddleware(kl, { scope: "a", onError }), (req, res) => {
     res.json({ account: req.agentKey?.accountId, scopes: req.agentKey?.scopes });
+  });
+  app.post("/stream", agentKeyMiddleware(kl), async (req, res) => {
+    const held = await req.agentKey?.reserve(5, { ttl: "2m" });
+    if (held?.success) {
+      const total: number = held.add(1);
+      const settled = await held.settle();
+      const released: boolean = await held.release();
+      void [total, settled.success, released, held.state === "settled"];
+    } else if (held) {
+      const why: "budget_exceeded" | "invalid_key" | "invalid_cost" | "expired" | "revoked" = held.reason;
+      void why;
+    }
+    const spend: Spend | null = await streamWithHold(
+      req,
+      res,
+      { estimateCents: 5, ttl: "2m", contentType: "text/plain" },
+      async function* (s) {
+        s.add(0.25);
+        yield "word ";
+      },
+    );
+    void spend?.consumedCents;
+    // @ts-expect-error estimateCents is required
+    await streamWithHold(req, res, { ttl: "2m" }, async function* () {});
   });
 }
 void main;

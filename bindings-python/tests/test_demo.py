@@ -30,6 +30,12 @@ def test_demo_holds_the_cap_across_both_servers(tmp_path: Path) -> None:
     out = done.stdout
     assert "50 of 80 calls were served across both servers" in out, out
     assert "the cap held across both servers." in out
+    # Part 5, holds: a hang-up pays for its two words, and with streams in flight some
+    # were refused while used + held stayed within the cap (checked by the demo too).
+    assert 'a client hung up after "echo: w": charged 0.50¢, not the 5¢ held' in out, out
+    waves = re.findall(r"wave \d: 30 streams at once, (\d+) streamed, (\d+) refused 429", out)
+    assert len(waves) == 2 and all(int(ok) > 0 and int(no) > 0 for ok, no in waves), out
+    assert "holds: the cap held with streams in flight; counter == ledger." in out
     # key, id, minted via, budget, used, own ledger, 200s, 429s
     cells = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
     rows = {c[0]: c for c in cells if c[0] in ("parent", "agent-a", "agent-b")}
@@ -39,11 +45,21 @@ def test_demo_holds_the_cap_across_both_servers(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         used = dict(conn.execute("SELECT name, budget_used_micros FROM sdk_api_keys"))
         total, count = conn.execute(
-            "SELECT SUM(amount_micros), COUNT(*) FROM sdk_api_keys_ledger"
+            "SELECT SUM(amount_micros), COUNT(*) FROM sdk_api_keys_ledger WHERE key_id IN "
+            "(SELECT id FROM sdk_api_keys WHERE name IN ('parent', 'agent-a', 'agent-b'))"
+        ).fetchone()
+        # Part 5's key: its counter equals its ledger, every row naming a hold.
+        streamer = conn.execute(
+            "SELECT k.budget_used_micros, SUM(l.amount_micros), COUNT(l.hold_id), COUNT(*) "
+            "FROM sdk_api_keys k JOIN sdk_api_keys_ledger l ON l.key_id = k.id "
+            "WHERE k.name = 'streamer' GROUP BY k.id"
         ).fetchone()
     assert used["parent"] == 50_000_000
     assert used["agent-a"] <= 20_000_000 and used["agent-b"] <= 20_000_000
     assert (total, count) == (50_000_000, 50)
+    assert streamer[0] == streamer[1] and streamer[2] == streamer[3] > 0, streamer
     # The table printed what the database holds.
     for name, micros in used.items():
+        if name == "streamer":
+            continue
         assert float(rows[name][4]) == micros / 1e6

@@ -45,6 +45,7 @@ class App:
     def __init__(self, kind: str, db: Path) -> None:
         self.kind, self.db, port = kind, db, free_port()
         env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite://{db}"}
+        env["CHUNK_DELAY_MS"] = "1"  # the streamed model's pause before each word
         if kind == "express":
             cmd, cwd = ["node", "server.js"], EXPRESS
         else:
@@ -87,6 +88,13 @@ class App:
         res = self.request(method, path, **kwargs)
         return res.status_code, res.json()
 
+    def stream(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """A streaming route's answer: the text and its type, or the JSON of a refusal."""
+        res = self.request("POST", path, **kwargs)
+        if res.headers["content-type"].startswith("text/plain"):
+            return res.status_code, {"type": res.headers["content-type"], "text": res.text}
+        return res.status_code, res.json()
+
     def break_store(self) -> None:
         """A real store failure: the keys table disappears under the running server."""
         with sqlite3.connect(self.db) as conn:
@@ -104,7 +112,7 @@ class App:
 
 def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     """Every route and status of docs/http.md, each request built from earlier answers."""
-    call = app.call
+    call, stream = app.call, app.stream
 
     def step(label: str, answer: tuple[int, Any]) -> tuple[str, int, Any]:
         return (label, *answer)
@@ -162,6 +170,10 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     yield step("chat, empty body", call("POST", "/v1/chat", key=key, raw=""))
     yield step("chat, 100 KB", call("POST", "/v1/chat", key=key, body={"prompt": BIG}))
     yield step("chat, nested 10,000 deep", call("POST", "/v1/chat", key=key, raw=DEEP))
+    yield step("stream", stream("/v1/chat/stream", key=key, body={"prompt": "hello  world"}))
+    yield step("stream, bad JSON", stream("/v1/chat/stream", key=key, raw="not json"))
+    yield step("stream, model fails", stream("/v1/chat/stream", key=key, body={"prompt": "!fail"}))
+    yield step("me after streams", call("GET", "/sdk-keys/me", key=key))
     yield step("mint, wider scope", call("POST", "/sdk-keys", key=key, body={"scopes": ["admin"]}))
     yield step(
         "mint, bigger budget", call("POST", "/sdk-keys", key=key, body={"budget_cents": 100})
@@ -189,10 +201,17 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     status, small = call("POST", "/sdk-keys", key=key, body={"budget_cents": 1, "name": "small"})
     yield ("mint, 1 cent", status, small)
     yield step(
+        "stream, estimate over the budget",
+        stream("/v1/chat/stream", key=small["key"], body={"prompt": "x"}),
+    )
+    yield step(
         "chat, all of it", call("POST", "/v1/chat", key=small["key"], body={"prompt": FIFTY})
     )
     yield step(
         "chat, over budget", call("POST", "/v1/chat", key=small["key"], body={"prompt": "x"})
+    )
+    yield step(
+        "stream, over budget", stream("/v1/chat/stream", key=small["key"], body={"prompt": "x"})
     )
     yield step("me, over budget", call("GET", "/sdk-keys/me", key=small["key"]))
     yield step("me of the parent", call("GET", "/sdk-keys/me", key=key))
@@ -214,6 +233,7 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     yield step("revoke, no such id", call("DELETE", "/sdk-keys/999999", key=key))
     app.break_store()
     yield step("chat, store down", call("POST", "/v1/chat", key=key, body={"prompt": "x"}))
+    yield step("stream, store down", stream("/v1/chat/stream", key=key, body={"prompt": "x"}))
     yield step("me, store down", call("GET", "/sdk-keys/me", key=key))
     yield step("signup, store down", call("POST", "/signup", body={"email": "b@example.com"}))
     yield step("mint, store down", call("POST", "/sdk-keys", key=key, body={}))
@@ -249,9 +269,9 @@ def normalized(value: Any) -> Any:
 
 EXPECTED_STATUSES = [
     401, 401, 401, 400, 400, 400, 400, 400, 400, 400, 400, 413, 201, 401, 200, 200, 200, 200,
-    200, 400, 400, 400, 413, 400, 403, 403, 403, 400, 400, 400, 413, 201, 403, 401, 201, 403,
-    201, 200, 429, 429, 200, 201, 401, 401, 400, 401, 201, 404, 200, 404, 401, 404, 500, 500,
-    500, 500, 500, 429,
+    200, 400, 400, 400, 413, 400, 200, 400, 502, 200, 403, 403, 403, 400, 400, 400, 413, 201,
+    403, 401, 201, 403, 201, 429, 200, 429, 429, 429, 200, 201, 401, 401, 400, 401, 201, 404,
+    200, 404, 401, 404, 500, 500, 500, 500, 500, 500, 429,
 ]  # fmt: skip
 
 
@@ -275,6 +295,21 @@ def test_express_and_fastapi_answer_alike(tmp_path: Path) -> None:
     assert by_label["chat, expired"] == {"error": "expired"}
     assert by_label["chat, revoked"] == {"error": "revoked"}
     assert by_label["chat, store down"] == {"error": "auth_unavailable"}
+    # Streaming (docs/http.md#streaming): the words at 0.25 cents each, settled at the
+    # end; the model's failure released its hold; refusals before anything streamed.
+    assert by_label["stream"] == {
+        "type": "text/plain; charset=utf-8",
+        "text": "echo: hello world ",
+    }
+    assert by_label["stream, model fails"] == {"error": "upstream_failed"}
+    assert by_label["stream, bad JSON"] == BAD_BODY
+    assert by_label["stream, estimate over the budget"] == {"error": "budget_exceeded"}
+    assert by_label["stream, over budget"] == {"error": "budget_exceeded"}
+    assert by_label["stream, store down"] == {"error": "auth_unavailable"}
+    before, after = by_label["me"], by_label["me after streams"]
+    assert after["budgetHeldCents"] == 0
+    # The two chats (0.55 and 0.53) and the three streamed words.
+    assert after["budgetUsedCents"] - before["budgetUsedCents"] == pytest.approx(0.55 + 0.53 + 0.75)
     # Issue 10: the body limit, deep nesting, strict fields, periods, the rate limit.
     for label in ("signup, 100 KB", "chat, 100 KB", "mint, 100 KB"):
         assert by_label[label] == TOO_LARGE, label
@@ -302,4 +337,4 @@ def test_express_and_fastapi_answer_alike(tmp_path: Path) -> None:
         "budgetRemainingCents": pytest.approx(49.45),
     }
     assert by_label["chat, repeated"] == by_label["chat, idempotent"]
-    assert by_label["me of the parent"]["budgetUsedCents"] == pytest.approx(0.55 + 0.53 + 1)
+    assert by_label["me of the parent"]["budgetUsedCents"] == pytest.approx(0.55 + 0.53 + 0.75 + 1)

@@ -7,6 +7,13 @@
 // 3. Fire 80 "LLM calls" of 1 cent each at once, split across both servers: 30 per
 //    agent key and 20 on the parent key itself. Demand is 80 cents; 50 may be spent.
 // 4. Read the database through keyleash and print each key's usage as a table.
+// 5. Holds at work: a fresh 50-cent key streams answers (POST /v1/chat/stream), each
+//    holding its 5-cent ceiling while the words go out and settling the 3 cents it
+//    really cost. A client that hangs up after two words pays for those two. Then two
+//    waves of 30 parallel streams: while 10 holds are in flight the rest are refused,
+//    and what the settles give back lets the second wave's first streams through.
+//    Checked: used + held never passed 50 cents, nothing stays held, the counter
+//    equals the ledger, and every ledger row names its hold.
 //
 // The cap holds across both processes because every charge is one SQLite write
 // transaction (BEGIN IMMEDIATE). The demo exits non-zero if any cap was exceeded,
@@ -178,6 +185,104 @@ async function main() {
   console.log(`  ledger total ${cents(ledgerTotal)}¢ = parent counter ${cents(root.used)}¢ ≤ 50¢ cap`);
   if (failures.length > 0) throw new Error(`the cap did not hold: ${failures.join("; ")}`);
   console.log("  the cap held across both servers.");
+  await holds(express, fastapi);
+}
+
+/** One streamed answer: `{status, text}`; `hangUpAfter` words, then the client leaves. */
+async function stream(server, key, prompt, hangUpAfter) {
+  const ac = new AbortController();
+  const res = await fetch(`${server.base}/v1/chat/stream`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    body: JSON.stringify({ prompt }),
+    signal: ac.signal,
+  });
+  if (!res.headers.get("content-type")?.startsWith("text/plain")) return { status: res.status, text: await res.text() };
+  let text = "";
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of res.body) {
+      text += decoder.decode(chunk, { stream: true });
+      if (hangUpAfter !== undefined && text.split(" ").length > hangUpAfter) {
+        ac.abort();
+        break;
+      }
+    }
+  } catch (e) {
+    if (e.name !== "AbortError") throw e;
+  }
+  return { status: res.status, text };
+}
+
+/** Part 5: holds under more streaming demand than budget (see the header). */
+async function holds(express, fastapi) {
+  const WORDS = "w ".repeat(11); // "echo:" and 11 words: 12 chunks of 0.25 = 3 cents
+  console.log();
+  console.log("holds: a fresh 50¢ key streams answers that hold 5¢ each and cost 3¢");
+  const owner = expectStatus(
+    "signup",
+    await call(fastapi, "POST", "/signup", { body: { email: "streams@example.com", name: "streamer" } }),
+    201,
+  );
+  const account = expectStatus("me", await call(express, "GET", "/sdk-keys/me", { key: owner.key }), 200).accountId;
+  const kl = await KeyLeash.connect(`sqlite://${DB}`);
+  const read = async () => (await kl.list(account)).find((k) => k.id === owner.id);
+
+  const left = await stream(express, owner.key, WORDS, 2);
+  for (let i = 0; (await read()).budgetHeldCents > 0; i++) {
+    if (i > 200) throw new Error("the hung-up stream's hold was never ended");
+    await new Promise((ok) => setTimeout(ok, 25));
+  }
+  const afterHangUp = (await read()).budgetUsedCents;
+  console.log(`  a client hung up after "${left.text.trim()}": charged ${cents(afterHangUp)}¢, not the 5¢ held`);
+
+  let peak = 0;
+  let peakHeld = 0;
+  let watching = true;
+  const watch = (async () => {
+    while (watching) {
+      const row = await read();
+      peak = Math.max(peak, row.budgetUsedCents + row.budgetHeldCents);
+      peakHeld = Math.max(peakHeld, row.budgetHeldCents);
+      await new Promise((ok) => setTimeout(ok, 10));
+    }
+  })();
+  const waves = [];
+  for (const wave of [1, 2]) {
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => stream(i % 2 === 0 ? express : fastapi, owner.key, WORDS)),
+    );
+    const odd = replies.filter((r) => r.status !== 200 && r.status !== 429);
+    if (odd.length > 0) throw new Error(`unexpected statuses: ${odd.map((r) => r.status).join(", ")}`);
+    const served = replies.filter((r) => r.status === 200).length;
+    const row = await read();
+    waves.push({ served, refused: 30 - served });
+    console.log(
+      `  wave ${wave}: 30 streams at once, ${served} streamed, ${30 - served} refused 429; used ${cents(row.budgetUsedCents)}¢, held ${cents(row.budgetHeldCents)}¢`,
+    );
+  }
+  watching = false;
+  await watch;
+
+  const row = await read();
+  const ledger = await kl.usage(owner.id);
+  await kl.close();
+  const ledgerSum = ledger.reduce((sum, e) => sum + e.amountCents, 0);
+  const streamed = waves.reduce((n, w) => n + w.served, 0);
+  console.log(`  peak in flight: ${cents(peakHeld)}¢ held; used + held at most ${cents(peak)}¢ of the 50¢ cap`);
+  console.log(
+    `  counter ${cents(row.budgetUsedCents)}¢ = ledger ${cents(ledgerSum)}¢ (${ledger.length} rows, each naming its hold); held now ${cents(row.budgetHeldCents)}¢`,
+  );
+  const failures = [];
+  if (peak > 50 + 1e-9) failures.push(`used + held reached ${peak}¢`);
+  if (row.budgetHeldCents !== 0) failures.push(`${row.budgetHeldCents}¢ still held`);
+  if (Math.abs(row.budgetUsedCents - ledgerSum) > 1e-9) failures.push("the counter differs from the ledger");
+  if (ledger.some((e) => e.holdId === null || e.holdId === undefined)) failures.push("a ledger row names no hold");
+  if (Math.abs(ledgerSum - (afterHangUp + 3 * streamed)) > 1e-9)
+    failures.push(`the ledger holds ${ledgerSum}¢ for ${streamed} streams of 3¢ and a hang-up`);
+  if (waves[0].refused === 0) failures.push("no stream was refused: demand never exceeded the budget");
+  if (failures.length > 0) throw new Error(`holds: ${failures.join("; ")}`);
+  console.log("  holds: the cap held with streams in flight; counter == ledger.");
 }
 
 function stopAll() {

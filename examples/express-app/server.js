@@ -5,19 +5,50 @@
 //   POST /signup              an agent gets a key: scope proxy.chat, 50 cents a day
 //   POST /v1/chat             {"prompt": "..."} with Authorization: Bearer <key>;
 //                             priced per character, charged after the "model" answers
+//   POST /v1/chat/stream      the same, streamed word by word: 5 cents held first,
+//                             0.25 cents per word settled at the end (or at a disconnect)
 //   GET  /sdk-keys/me         the key's budget and scopes
 //   POST /sdk-keys            mint a narrower child key that draws on this one
 //   DELETE /sdk-keys/:id      revoke a key of your own account
 //
 // Run: make express-app   (or: npm install && node server.js, in this folder)
-// Env: DATABASE_URL (default sqlite://keyleash-express.db), PORT (default 3000).
+// Env: DATABASE_URL (default sqlite://keyleash-express.db), PORT (default 3000),
+// CHUNK_DELAY_MS (the streamed model's pause before each word, default 50).
 
+const { setTimeout: sleep } = require("node:timers/promises");
 const express = require("express");
-const { KeyLeash, MAX_BODY_BYTES, agentKeyMiddleware, createAgentKeyRoutes, payloadTooLarge } = require("keyleash");
+const {
+  KeyLeash,
+  MAX_BODY_BYTES,
+  agentKeyMiddleware,
+  createAgentKeyRoutes,
+  payloadTooLarge,
+  streamWithHold,
+} = require("keyleash");
 
 /** A pretend model and price list: 0.5 cents per call plus 0.01 cents per character. */
 function complete(prompt) {
   return { text: `echo: ${prompt}`, costCents: 0.5 + [...prompt].length * 0.01 };
+}
+
+/** The most words a streamed answer has, and the price of each: the hold is their product. */
+const MAX_CHUNKS = 20;
+const CHUNK_CENTS = 0.25;
+const CHUNK_DELAY_MS = Number(process.env.CHUNK_DELAY_MS ?? 50);
+
+/**
+ * A pretend streaming model: the words of `echo: <prompt>` (at most MAX_CHUNKS), one
+ * chunk each after a pause, each priced CHUNK_CENTS as it goes out. A prompt starting
+ * with `!fail` fails before the first word, as an unreachable upstream would.
+ */
+async function* streamCompletion(prompt, spend) {
+  if (prompt.startsWith("!fail")) throw new Error("the model is unreachable");
+  const words = `echo: ${prompt}`.split(/\s+/).filter(Boolean).slice(0, MAX_CHUNKS);
+  for (const word of words) {
+    await sleep(CHUNK_DELAY_MS, undefined, { signal: spend.signal }); // cut short when the client leaves
+    spend.add(CHUNK_CENTS);
+    yield `${word} `;
+  }
 }
 
 /** The deepest nesting of `[` and `{` in JSON text, not counting those inside strings. */
@@ -81,6 +112,29 @@ async function main() {
       costCents: answer.costCents,
       budgetRemainingCents: charge.budgetRemainingCents,
     });
+  });
+
+  // The same answer streamed: the most it can cost is held before the model starts,
+  // what the words sent cost is settled when the stream ends or the client leaves,
+  // and the hold is released when the model fails before its first word.
+  app.post("/v1/chat/stream", agentKeyMiddleware(kl, { scope: "proxy.chat" }), chatBody, async (req, res) => {
+    const prompt = promptOf(typeof req.body === "string" ? req.body : "");
+    if (prompt === undefined) {
+      return res
+        .status(400)
+        .json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
+    }
+    try {
+      await streamWithHold(
+        req,
+        res,
+        { estimateCents: MAX_CHUNKS * CHUNK_CENTS, ttl: "2m", idempotencyKey: req.get("idempotency-key") },
+        (spend) => streamCompletion(prompt, spend),
+      );
+    } catch (e) {
+      console.error(`the model failed: ${e.message}`);
+      if (!res.headersSent) res.status(502).json({ error: "upstream_failed" });
+    }
   });
 
   // A chat body too large to read is 413 with the core's JSON; any other unreadable

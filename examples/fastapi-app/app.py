@@ -5,6 +5,8 @@ example, answering every request with the same status and the same JSON
     POST /signup            an agent gets a key: scope proxy.chat, 50 cents a day
     POST /v1/chat           {"prompt": "..."} with Authorization: Bearer <key>;
                             priced per character, charged after the "model" answers
+    POST /v1/chat/stream    the same, streamed word by word: 5 cents held first,
+                            0.25 cents per word settled at the end (or at a disconnect)
     GET  /sdk-keys/me       the key's budget and scopes
     POST /sdk-keys          mint a narrower child key that draws on this one
     DELETE /sdk-keys/{id}   revoke a key of your own account
@@ -15,14 +17,17 @@ as the Express example does.
 
 Run it with `make example-fastapi` (or `python app.py` in a virtualenv with keyleash,
 fastapi and uvicorn), then open http://127.0.0.1:8000/docs.
-Env: DATABASE_URL (default sqlite://keyleash-fastapi.db), PORT (default 8000).
+Env: DATABASE_URL (default sqlite://keyleash-fastapi.db), PORT (default 8000),
+CHUNK_DELAY_MS (the streamed model's pause before each word, default 50).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -30,7 +35,7 @@ from fastapi.responses import JSONResponse, Response
 
 import keyleash.sync
 from keyleash import KeyLeashError, _native
-from keyleash.fastapi import GrantedKey, agentkey_router, require_key
+from keyleash.fastapi import GrantedKey, Spend, agentkey_router, require_key, stream_with_hold
 
 MAX_DEPTH = 32
 """The deepest JSON nesting a chat body may have (checked before parsing)."""
@@ -49,6 +54,26 @@ app.include_router(
 def complete(prompt: str) -> tuple[str, float]:
     """A pretend model and price list: 0.5 cents per call plus 0.01 cents per character."""
     return f"echo: {prompt}", 0.5 + len(prompt) * 0.01
+
+
+MAX_CHUNKS = 20
+"""The most words a streamed answer has."""
+CHUNK_CENTS = 0.25
+"""The price of each streamed word: the hold is MAX_CHUNKS * CHUNK_CENTS."""
+CHUNK_DELAY_MS = float(os.environ.get("CHUNK_DELAY_MS", "50"))
+
+
+async def stream_completion(prompt: str, spend: Spend) -> AsyncIterator[str]:
+    """A pretend streaming model: the words of ``echo: <prompt>`` (at most MAX_CHUNKS),
+    one chunk each after a pause, each priced CHUNK_CENTS as it goes out. A prompt
+    starting with ``!fail`` fails before the first word, as an unreachable upstream
+    would."""
+    if prompt.startswith("!fail"):
+        raise ConnectionError("the model is unreachable")
+    for word in f"echo: {prompt}".split()[:MAX_CHUNKS]:
+        await asyncio.sleep(CHUNK_DELAY_MS / 1000)  # cancelled when the client leaves
+        spend.add(CHUNK_CENTS)
+        yield f"{word} "
 
 
 async def read_body(request: Request) -> bytes | None:
@@ -126,6 +151,36 @@ async def chat(
         return JSONResponse({"error": charge.reason}, status_code=status)
     remaining = charge.budget_remaining_cents
     return JSONResponse({"completion": text, "costCents": cost, "budgetRemainingCents": remaining})
+
+
+@app.post("/v1/chat/stream", response_model=None)
+async def chat_stream(
+    request: Request,
+    key: GrantedKey = Depends(require_key(kl, scope="proxy.chat")),  # noqa: B008
+    idempotency_key: str | None = Header(default=None),
+) -> Response:
+    """The same answer streamed: the most it can cost is held before the model
+    starts, what the words sent cost is settled when the stream ends or the client
+    leaves, and the hold is released when the model fails before its first word."""
+    raw = await read_body(request)
+    if raw is None:
+        status, body = _native.payload_too_large()
+        return Response(body, status_code=status, media_type="application/json")
+    prompt = prompt_of(raw)
+    if prompt is None:
+        message = 'the body must be JSON like {"prompt": "..."}'
+        return JSONResponse({"error": "invalid_argument", "message": message}, status_code=400)
+    try:
+        return await stream_with_hold(
+            key,
+            MAX_CHUNKS * CHUNK_CENTS,
+            lambda spend: stream_completion(prompt, spend),
+            ttl="2m",
+            idempotency_key=idempotency_key,
+        )
+    except ConnectionError as e:
+        logging.getLogger("keyleash.example").error("the model failed: %s", e)
+        return JSONResponse({"error": "upstream_failed"}, status_code=502)
 
 
 if __name__ == "__main__":

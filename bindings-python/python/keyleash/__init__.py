@@ -43,6 +43,7 @@ from keyleash.results import (
     charge_result_from_dict,
     validation_from_dict,
 )
+from keyleash.spend import Spend, SpendState
 
 __all__ = [
     "CacheOptions",
@@ -73,6 +74,8 @@ __all__ = [
     "SettleRefused",
     "SettleResult",
     "Settled",
+    "Spend",
+    "SpendState",
     "UnavailableError",
     "ValidKey",
     "Validation",

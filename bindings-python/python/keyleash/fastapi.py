@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal, NoReturn
 
+import anyio
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from keyleash import _check, _native, client, sync
-from keyleash.exceptions import InvalidArgumentError
-from keyleash.results import GrantedKey
+from keyleash.exceptions import InvalidArgumentError, KeyLeashError, UnavailableError
+from keyleash.results import GrantedKey, ReserveRefused, _Reserver
+from keyleash.spend import Spend, _reserve
 
 __all__ = [
     "CreatedKeyResponse",
@@ -41,10 +43,12 @@ __all__ = [
     "MintRequest",
     "RevokedResponse",
     "SignupRequest",
+    "Spend",
     "ValidationResponse",
     "agentkey_router",
     "bearer_scheme",
     "require_key",
+    "stream_with_hold",
 ]
 
 AnyKeyLeash = client.KeyLeash | sync.KeyLeash
@@ -100,20 +104,150 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
     """A dependency that admits a request only with a valid key holding ``scope``
     and returns a ``GrantedKey``: its ``ValidKey``, plus ``await
     key.charge(cost_cents, idempotency_key=...)``, which charges that key without
-    parsing the header or hashing the key again. Otherwise it answers as docs/http.md
-    says: 401, 403, 429, or 500 ``{"error": "auth_unavailable"}`` when the store is
-    down (its cause logged once on the ``keyleash`` logger)."""
+    parsing the header or hashing the key again, and ``await
+    key.reserve(estimate_cents, ttl=...)``, which places a hold on it (a ``Spend``).
+    Otherwise it answers as docs/http.md says: 401, 403, 429, or 500 ``{"error":
+    "auth_unavailable"}`` when the store is down (its cause logged once on the
+    ``keyleash`` logger)."""
     native = _native_of(kl)
 
     async def keyleash_key(request: Request, _credentials: Credentials) -> GrantedKey:
         authorization = request.headers.get("authorization")
         status, body, cause, key_ref = await native.authenticate_key(authorization, scope)
         _log_cause(cause)
-        if key_ref is None:  # denied: the core's status and body
+        if key_ref is None or authorization is None:  # denied: the core's status and body
             _deny(request, status, body)
-        return GrantedKey._grant(body, key_ref)
+        raw_key = _granted_raw_key(authorization)
+
+        async def reserve(
+            cost: float, ttl: str | None, idempotency_key: str | None
+        ) -> Spend | ReserveRefused:
+            # The native key handle has no reserve: the key is read from the header
+            # the core just granted, and lives only in this closure.
+            return await _reserve(native, raw_key, cost, ttl, idempotency_key)
+
+        return GrantedKey._grant(body, key_ref, _Reserver(reserve))
 
     return keyleash_key
+
+
+def _granted_raw_key(authorization: str) -> str:
+    """The key of an ``Authorization`` header the core has granted: what follows the
+    7-byte scheme ``Bearer `` (any case), stripped, as the core's ``bearer`` reads
+    it. The core accepted the header, so the scheme is there and the stripped key is
+    an ASCII key it recognised: Python's and Rust's slightly different ideas of
+    whitespace cannot disagree on it."""
+    return authorization[7:].strip()
+
+
+def _refusal(reason: str) -> Response:
+    """The HTTP answer to a refused reserve, as docs/http.md answers a refused charge."""
+    return JSONResponse({"error": reason}, status_code=429 if reason == "budget_exceeded" else 401)
+
+
+class _HeldStream(StreamingResponse):
+    """A StreamingResponse that ends its ``Spend`` by the rules of ``stream_with_hold``
+    whichever way the response ends (normal end, client gone, chunks raising)."""
+
+    def __init__(
+        self,
+        spend: Spend,
+        chunks: AsyncIterator[str | bytes],
+        first: str | bytes | None,
+        media_type: str,
+    ) -> None:
+        self._spend = spend
+        self._chunks = chunks
+        self._ended = False
+        super().__init__(self._body(first), media_type=media_type)
+
+    async def _body(self, first: str | bytes | None) -> AsyncIterator[str | bytes]:
+        if first is not None:
+            yield first
+            async for chunk in self._chunks:
+                yield chunk
+        self._ended = True
+        # Settled before the last (empty) body message: a client that has the whole
+        # stream finds the charge recorded.
+        await _end(self._spend.settle())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._ended:
+                # The client went away (Starlette cancelled the stream or send
+                # failed) or the chunks raised: stop them, settle what was
+                # consumed, release when nothing was. Shielded: the request's own
+                # cancellation must not cut the settle short.
+                with anyio.CancelScope(shield=True):
+                    aclose = getattr(self._chunks, "aclose", None)
+                    if aclose is not None:
+                        try:
+                            await aclose()
+                        except Exception:  # its own failure must not skip the settle
+                            _log.exception("closing the stream's chunks failed")
+                    await _end(self._spend.cut_short())
+
+
+async def _end(ending: Awaitable[object]) -> None:
+    """Awaits a settle or release of a stream; a store failure is logged (the hold
+    then frees itself at its ttl), never raised into the response."""
+    try:
+        await ending
+    except KeyLeashError as e:
+        _log.error("ending a stream's hold failed (it frees itself at its ttl): %s", e)
+
+
+async def stream_with_hold(
+    key: GrantedKey,
+    estimate_cents: float,
+    chunks: Callable[[Spend], AsyncIterator[str | bytes]],
+    *,
+    ttl: str | None = None,
+    idempotency_key: str | None = None,
+    media_type: str = "text/plain; charset=utf-8",
+) -> Response:
+    """A response streaming ``chunks(spend)`` (an async generator of ``str`` or
+    ``bytes``) under a hold of ``estimate_cents`` on ``key`` (from ``require_key``),
+    with the rules of docs/http.md#streaming:
+
+    - refused (the estimate does not fit: 429 ``budget_exceeded``; revoked or
+      expired since ``require_key``: 401): that answer, ``chunks`` never called. A
+      store failure is 500 ``auth_unavailable``, logged on the ``keyleash`` logger.
+    - the first chunk is read before anything is sent. If ``chunks`` raises first,
+      the hold is released (settled, if something was added) and the error is
+      raised here, so the route answers it (a 502, say).
+    - the stream ends: ``spend.settle()`` (what ``spend.add`` counted, unless
+      ``chunks`` settled an actual cost itself) before the last byte goes out.
+    - the client goes away: Starlette cancels the stream, ``chunks`` is closed
+      (its ``finally`` runs) and what was consumed is settled, released when
+      nothing was.
+    - ``chunks`` raises mid-stream: the same, and the error propagates (the
+      response is cut off).
+
+    A failing settle or release is logged (the hold then frees itself at its ttl).
+    ``estimate_cents`` that is not > 0 raises ``InvalidArgumentError``."""
+    _check.text("media_type", media_type)
+    try:
+        spend = await key.reserve(estimate_cents, ttl=ttl, idempotency_key=idempotency_key)
+    except UnavailableError as e:  # not_migrated included
+        _log_cause(str(e))
+        return JSONResponse({"error": "auth_unavailable"}, status_code=500)
+    if not spend.success:
+        if spend.reason == "invalid_cost":
+            raise InvalidArgumentError("estimate_cents must be a finite number > 0")
+        return _refusal(spend.reason)
+    iterator = chunks(spend).__aiter__()
+    try:
+        first: str | bytes | None = await iterator.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _end(spend.cut_short())
+        raise
+    return _HeldStream(spend, iterator, first, media_type)
 
 
 async def _read_body(request: Request) -> bytes | None:
