@@ -91,9 +91,7 @@ for (const store of STORES) {
     assert.equal(await kl.setAccountBudget("a", { budgetCents: 60, budgetPeriod: "day" }), undefined);
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) =>
-        i % 2 === 0
-          ? kl.trackUsage(keys[i % 4].key, { costCents: 1 })
-          : kl.reserve(keys[i % 4].key, { costCents: 1 }),
+        i % 2 === 0 ? kl.trackUsage(keys[i % 4].key, { costCents: 1 }) : kl.reserve(keys[i % 4].key, { costCents: 1 }),
       ),
     );
     assert.equal(results.filter((r) => r.success).length, 60);

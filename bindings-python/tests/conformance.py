@@ -194,7 +194,9 @@ class Runner:
                 raise BrokenVector("a setAccountBudget needs accountId and budgetCents")
             cents = args["budgetCents"]
             return await kl.set_account_budget(
-                args["accountId"], None if cents is None else number(cents), args.get("budgetPeriod")
+                args["accountId"],
+                None if cents is None else number(cents),
+                args.get("budgetPeriod"),
             )
         if op == "revoke":
             known(args, {"accountId"}, "revoke args")

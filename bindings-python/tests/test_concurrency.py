@@ -106,7 +106,8 @@ async def test_node_and_python_reserve_within_one_cap(store: str, bound: str) ->
     else:
         budget = f"(SELECT -id FROM {db.table}_accounts WHERE account_id = 'a')"
     held = db.scalar(
-        f"SELECT CAST(SUM(amount_micros) AS BIGINT) FROM {db.table}_hold_keys WHERE key_id = {budget}"
+        f"SELECT CAST(SUM(amount_micros) AS BIGINT) FROM {db.table}_hold_keys "
+        f"WHERE key_id = {budget}"
     )
     assert held == 100_000_000
     assert reason(await db.kl.validate(mine.key)) == "budget_exceeded"

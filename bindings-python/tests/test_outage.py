@@ -83,3 +83,54 @@ async def test_postgres_outage_and_recovery(caplog: pytest.LogCaptureFixture) ->
     finally:
         server.stop()
         await db.kl.close()
+
+
+# Pins holds across a real Postgres stop: settles in flight when it stops either
+# committed or did nothing; after it is back, retrying every settle charges each
+# hold exactly once (a committed one replays its result), a hold left alone
+# expires at its ttl, and the counter equals the ledger throughout.
+async def test_holds_across_a_postgres_stop() -> None:
+    db = await open_db("postgres", acquire_timeout_ms=1500, statement_timeout_ms=3000)
+    k = await db.kl.create(account_id="a", budget_cents=1000)
+    ids = []
+    for _ in range(21):
+        held = await db.kl.reserve(k.key, 10, ttl="1m")
+        assert isinstance(held, keyleash.Held)
+        ids.append(held.hold_id)
+    left_alone = ids.pop()
+    try:
+        settles = [asyncio.create_task(db.kl.settle(i, 7)) for i in ids]
+        await asyncio.sleep(0)
+        pg("KEYLEASH_PG_STOP")
+        outcomes = await asyncio.gather(*settles, return_exceptions=True)
+        for o in outcomes:
+            assert isinstance(o, (keyleash.Settled, keyleash.UnavailableError)), o
+        with pytest.raises(keyleash.UnavailableError):
+            await db.kl.settle(left_alone, 7)
+    finally:
+        pg("KEYLEASH_PG_START")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await db.kl.validate(k.key)
+            break
+        except keyleash.UnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    # Every settle again: those that committed replay, the others charge now.
+    again = [await db.kl.settle(i, 7) for i in ids]
+    assert all(isinstance(r, keyleash.Settled) for r in again), again
+    ledger = f"{db.table}_ledger"
+    assert db.scalar(f"SELECT COUNT(*) FROM {ledger} WHERE key_id = {k.id}") == 20
+    assert db.scalar(f"SELECT COUNT(DISTINCT hold_id) FROM {ledger} WHERE key_id = {k.id}") == 20
+    assert db.used_micros(k.id) == 140_000_000 == db.ledger(k.id)[0]
+    v = await db.kl.validate(k.key)
+    assert v.valid and v.budget_held_cents == 10
+    # The hold left alone frees itself at its ttl, uncharged.
+    db.kl.advance(seconds=61)
+    v = await db.kl.validate(k.key)
+    assert v.valid and (v.budget_held_cents, v.budget_used_cents) == (0, 140)
+    assert not await db.kl.release(left_alone)
+    assert db.used_micros(k.id) == 140_000_000 == db.ledger(k.id)[0]
+    await db.kl.close()
