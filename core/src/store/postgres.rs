@@ -72,9 +72,16 @@ fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
 /// updates, the ledger rows and, when the batch left keys without budget, the
 /// notification to other processes' caches (sent when the transaction commits).
 /// Data-modifying CTEs run whether or not the query reads them. With `ceilings`,
-/// the updates of negative ids also go to the account ceilings they name.
-fn write_sql(t: &TableNames, ceilings: bool) -> String {
+/// the updates of negative ids also go to the account ceilings they name. With
+/// `holds`, the holds half too: ids for the new holds from their sequence, the
+/// holds and their shares, the closed holds, and the shares that no longer count
+/// (those of closed holds, and expired ones of the batch's keys); the statement
+/// then returns the new holds' ids in order. (The ids and the holds half were two
+/// statements of their own: folding them in saves a batch with reserves two round
+/// trips, and one with settles one.)
+fn write_sql(t: &TableNames, ceilings: bool, holds: bool) -> String {
     let (keys, ledger, accounts) = (&t.keys, &t.ledger, &t.accounts);
+    let (holds_table, hold_keys) = (&t.holds, &t.hold_keys);
     let updates = "UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], \
          $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int8[]) AS u(id, bm, bc, um, uc, ra, aa, lu, hu)";
     let ceilings = if ceilings {
@@ -85,6 +92,37 @@ fn write_sql(t: &TableNames, ceilings: bool) -> String {
     } else {
         String::new()
     };
+    let notify = "SELECT pg_notify($18::text, $19::text) WHERE $19::text <> ''";
+    let (holds_ctes, last) = if holds {
+        (
+            format!(
+                ", ids AS (SELECT nextval(pg_get_serial_sequence($20, 'id')) AS id, n AS ord \
+                 FROM generate_series(1, $21::int8) AS n), \
+                 h AS (INSERT INTO {holds_table} (id, key_id, account_id, amount_micros, created_at, expires_at, \
+                 idempotency_key, reserved_remaining_micros) \
+                 SELECT ids.id, u.key_id, u.account_id, u.amount, u.created_at, u.expires_at, u.idem, u.rem \
+                 FROM UNNEST($22::int8[], $23::text[], $24::int8[], $25::timestamptz[], $26::timestamptz[], \
+                 $27::text[], $28::int8[]) WITH ORDINALITY \
+                 AS u(key_id, account_id, amount, created_at, expires_at, idem, rem, ord) \
+                 JOIN ids ON ids.ord = u.ord), \
+                 s AS (INSERT INTO {hold_keys} (hold_id, key_id, amount_micros, counts_until_us) \
+                 SELECT ids.id, s.key_id, s.amount, s.until_us \
+                 FROM UNNEST($29::int8[], $30::int8[], $31::int8[], $32::int8[]) AS s(ord, key_id, amount, until_us) \
+                 JOIN ids ON ids.ord = s.ord), \
+                 c AS (UPDATE {holds_table} AS x SET state = c.state, settled_micros = c.sm, settled_at = $33, \
+                 used_after_micros = c.ua, remaining_after_micros = c.ra \
+                 FROM UNNEST($34::int8[], $35::text[], $36::int8[], $37::int8[], $38::int8[]) \
+                 AS c(id, state, sm, ua, ra) WHERE x.id = c.id), \
+                 d AS (DELETE FROM {hold_keys} WHERE hold_id = ANY($34::int8[]) \
+                 OR (key_id = ANY($39::int8[]) AND counts_until_us <= $40))"
+            ),
+            format!(
+                "SELECT ARRAY(SELECT id FROM ids ORDER BY ord), (SELECT COUNT(*) FROM ({notify}) AS n)"
+            ),
+        )
+    } else {
+        (String::new(), format!("SELECT 1 FROM ({notify}) AS n"))
+    };
     format!(
         "WITH u AS (UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, \
          budget_used_micros = u.um, budget_used_cents = u.uc, \
@@ -93,8 +131,8 @@ fn write_sql(t: &TableNames, ceilings: bool) -> String {
          l AS (INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
          used_after_micros, remaining_after_micros, hold_id) \
          SELECT * FROM UNNEST($10::int8[], $11::text[], $12::int8[], $13::timestamptz[], $14::text[], \
-         $15::int8[], $16::int8[], $17::int8[])) \
-         SELECT 1 FROM (SELECT pg_notify($18::text, $19::text) WHERE $19::text <> '') AS n"
+         $15::int8[], $16::int8[], $17::int8[])){holds_ctes} \
+         {last}"
     )
 }
 
@@ -121,10 +159,8 @@ struct Sql {
     shares: String,
     priors: String,
     prior_holds: String,
-    write: String,
-    write_ceilings: String,
-    hold_ids: String,
-    write_holds: String,
+    /// [`write_sql`] by (ceilings, holds): `[(no, no), (yes, no), (no, yes), (yes, yes)]`.
+    write: [String; 4],
     roll: String,
     roll_ceiling: String,
     revoke: String,
@@ -217,24 +253,6 @@ impl Sql {
                 "SELECT key_id::int8, idempotency_key, id, expires_at, reserved_remaining_micros FROM {holds} \
                  WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
             ),
-            hold_ids: "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)".into(),
-            // The holds half of a batch's write, one statement: new holds and their
-            // shares, closed holds, and the shares that no longer count (those of
-            // closed holds, and expired ones of the batch's keys).
-            write_holds: format!(
-                "WITH h AS (INSERT INTO {holds} (id, key_id, account_id, amount_micros, created_at, expires_at, \
-                 idempotency_key, reserved_remaining_micros) \
-                 SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], \
-                 $6::timestamptz[], $7::text[], $8::int8[])), \
-                 s AS (INSERT INTO {hold_keys} (hold_id, key_id, amount_micros, counts_until_us) \
-                 SELECT * FROM UNNEST($9::int8[], $10::int8[], $11::int8[], $12::int8[])), \
-                 c AS (UPDATE {holds} AS x SET state = c.state, settled_micros = c.sm, settled_at = $13, \
-                 used_after_micros = c.ua, remaining_after_micros = c.ra \
-                 FROM UNNEST($14::int8[], $15::text[], $16::int8[], $17::int8[], $18::int8[]) AS c(id, state, sm, ua, ra) \
-                 WHERE x.id = c.id) \
-                 DELETE FROM {hold_keys} WHERE hold_id = ANY($14::int8[]) \
-                 OR (key_id = ANY($19::int8[]) AND counts_until_us <= $20)"
-            ),
             priors: format!(
                 "SELECT key_id::int8, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
                  WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
@@ -243,8 +261,12 @@ impl Sql {
             // the ledger rows and, when the batch left keys without budget, the
             // notification to other processes' caches (sent when the transaction
             // commits). Data-modifying CTEs run whether or not the query reads them.
-            write: write_sql(t, false),
-            write_ceilings: write_sql(t, true),
+            write: [
+                write_sql(t, false, false),
+                write_sql(t, true, false),
+                write_sql(t, false, true),
+                write_sql(t, true, true),
+            ],
             roll_ceiling: format!(
                 "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = $2, budget_anchor_at = $3 \
                  WHERE id = -$1 AND budget_reset_at IS NOT DISTINCT FROM $4"
@@ -696,12 +718,12 @@ impl ChargeSql for PgCharge<'_> {
 
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {
         let (u, l) = (&plan.updates, &plan.ledger);
-        let sql = if u.iter().any(|u| u.id < 0) {
-            &self.sql.write_ceilings
-        } else {
-            &self.sql.write
-        };
-        sqlx::query(sql)
+        let ceilings = u.iter().any(|u| u.id < 0);
+        let holds = !(plan.new_holds.is_empty()
+            && plan.closed_holds.is_empty()
+            && plan.stale_shares.is_empty());
+        let sql = &self.sql.write[usize::from(ceilings) + 2 * usize::from(holds)];
+        let q = sqlx::query(sql)
             .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.budget_cents).collect::<Vec<_>>())
@@ -732,35 +754,24 @@ impl ChargeSql for PgCharge<'_> {
             )
             .bind(l.iter().map(|l| l.hold_id).collect::<Vec<_>>())
             .bind(self.channel)
-            .bind(cache::payload(&plan.exhausted))
-            .fetch_all(&mut *self.tx)
-            .await?;
-        if plan.new_holds.is_empty() && plan.closed_holds.is_empty() && plan.stale_shares.is_empty()
-        {
+            .bind(cache::payload(&plan.exhausted));
+        if !holds {
+            q.fetch_all(&mut *self.tx).await?;
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = if plan.new_holds.is_empty() {
-            Vec::new()
-        } else {
-            let count = i64::try_from(plan.new_holds.len()).unwrap_or(i64::MAX);
-            sqlx::query_scalar(&self.sql.hold_ids)
-                .bind(self.holds_table)
-                .bind(count)
-                .fetch_all(&mut *self.tx)
-                .await?
-        };
         let (n, c) = (&plan.new_holds, &plan.closed_holds);
-        let shares: Vec<(i64, i64, i64, i64)> = n
-            .iter()
-            .zip(&ids)
-            .flat_map(|(h, id)| {
+        // Each share names its hold by the hold's 1-based position in `n`.
+        let shares: Vec<(i64, i64, i64, i64)> = (1..)
+            .zip(n)
+            .flat_map(|(ord, h)| {
                 h.shares
                     .iter()
-                    .map(move |(k, s)| (*id, *k, s.amount, s.until_us))
+                    .map(move |(k, s)| (ord, *k, s.amount, s.until_us))
             })
             .collect();
-        sqlx::query(&self.sql.write_holds)
-            .bind(&ids)
+        let row = q
+            .bind(self.holds_table)
+            .bind(i64::try_from(n.len()).unwrap_or(i64::MAX))
             .bind(n.iter().map(|h| h.key_id).collect::<Vec<_>>())
             .bind(
                 n.iter()
@@ -792,9 +803,9 @@ impl ChargeSql for PgCharge<'_> {
             )
             .bind(&plan.stale_shares)
             .bind(now.timestamp_micros())
-            .execute(&mut *self.tx)
+            .fetch_one(&mut *self.tx)
             .await?;
-        Ok(ids)
+        Ok(row.try_get::<Vec<i64>, _>(0)?)
     }
 
     async fn commit(self) -> Result<()> {
