@@ -9,6 +9,17 @@ const { STORES, open, closePg, counters } = require("./helpers");
 
 test.after(closePg);
 
+/** The error code a promise rejects with (a KeyLeashError's), or "resolved". */
+async function code(p) {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof KeyLeashError);
+    return e.code;
+  }
+  return "resolved";
+}
+
 for (const store of STORES) {
   test(`${store}: reserve holds, settle charges the actual cost once, release frees once`, async () => {
     const db = await open(store);
@@ -61,15 +72,6 @@ for (const store of STORES) {
 test("reserve and settle refuse bad options by name, never coerce them", async () => {
   const { kl } = await open("sqlite");
   const k = await kl.create({ accountId: "a", budgetCents: 100 });
-  const code = async (p) => {
-    try {
-      await p;
-    } catch (e) {
-      assert.ok(e instanceof KeyLeashError);
-      return e.code;
-    }
-    return "resolved";
-  };
   assert.equal(await code(kl.reserve(k.key, { costCent: 5 })), "invalid_argument");
   assert.equal(await code(kl.reserve(k.key, { costCents: "5" })), "invalid_argument");
   assert.equal(await code(kl.reserve(k.key, { costCents: 5, ttl: "forever" })), "invalid_duration");
@@ -113,15 +115,6 @@ for (const store of STORES) {
 test("setAccountBudget refuses bad options by name, never coerces them", async () => {
   const { kl } = await open("sqlite");
   const k = await kl.create({ accountId: "a" });
-  const code = async (p) => {
-    try {
-      await p;
-    } catch (e) {
-      assert.ok(e instanceof KeyLeashError);
-      return e.code;
-    }
-    return "resolved";
-  };
   assert.equal(await code(kl.setAccountBudget("a", { budgetCent: 5 })), "invalid_argument");
   assert.equal(await code(kl.setAccountBudget("a", {})), "invalid_argument");
   assert.equal(await code(kl.setAccountBudget("a")), "invalid_argument");

@@ -123,13 +123,9 @@ def prompt_of(raw: bytes) -> str | None:
     return prompt if isinstance(prompt, str) else None
 
 
-@app.post("/v1/chat")
-async def chat(
-    request: Request,
-    key: GrantedKey = Depends(require_key(kl, scope="proxy.chat")),  # noqa: B008
-    idempotency_key: str | None = Header(default=None),
-) -> Response:
-    """Answer a prompt and charge its cost to the calling key."""
+async def read_prompt(request: Request) -> str | Response:
+    """The prompt of the request's body, or the answer to a body too large to read
+    (413) or not JSON like {"prompt": "..."} (400)."""
     raw = await read_body(request)
     if raw is None:
         status, body = _native.payload_too_large()
@@ -138,6 +134,19 @@ async def chat(
     if prompt is None:
         message = 'the body must be JSON like {"prompt": "..."}'
         return JSONResponse({"error": "invalid_argument", "message": message}, status_code=400)
+    return prompt
+
+
+@app.post("/v1/chat")
+async def chat(
+    request: Request,
+    key: GrantedKey = Depends(require_key(kl, scope="proxy.chat")),  # noqa: B008
+    idempotency_key: str | None = Header(default=None),
+) -> Response:
+    """Answer a prompt and charge its cost to the calling key."""
+    prompt = await read_prompt(request)
+    if isinstance(prompt, Response):
+        return prompt
     text, cost = complete(prompt)
     try:
         # The key require_key granted, charged without parsing the header again.
@@ -162,14 +171,9 @@ async def chat_stream(
     """The same answer streamed: the most it can cost is held before the model
     starts, what the words sent cost is settled when the stream ends or the client
     leaves, and the hold is released when the model fails before its first word."""
-    raw = await read_body(request)
-    if raw is None:
-        status, body = _native.payload_too_large()
-        return Response(body, status_code=status, media_type="application/json")
-    prompt = prompt_of(raw)
-    if prompt is None:
-        message = 'the body must be JSON like {"prompt": "..."}'
-        return JSONResponse({"error": "invalid_argument", "message": message}, status_code=400)
+    prompt = await read_prompt(request)
+    if isinstance(prompt, Response):
+        return prompt
     try:
         return await stream_with_hold(
             key,
