@@ -7,7 +7,8 @@ mod common;
 use common::{budget, Db, Kind};
 use futures::future::join_all;
 use keyleash::{
-    ChargeRefusal, CreateOptions, KeyLeash, Reserve, ReserveResult, SettleRefusal, SettleResult,
+    Charge, ChargeRefusal, CreateOptions, KeyLeash, Reserve, ReserveResult, SettleRefusal,
+    SettleResult,
 };
 
 async fn hold(kl: &KeyLeash, raw: &str, reserve: Reserve) -> i64 {
@@ -300,3 +301,76 @@ async fn parallel_settles_count_once(kind: Kind) {
     assert_eq!(db.info(&k.key).await.budget_held_cents, 0.0);
 }
 both!(parallel_settles_count_once);
+
+// Pins settles, releases and ttl expiry racing on the same holds: 120 holds, from
+// four clients, are settled, released or left alone (with a 1-cent charge beside
+// each of those) while the clock passes their expiry in the middle of it all. A settle that lands after the expiry still
+// records its cost (late settles are real spend), a release then frees nothing,
+// and nothing is counted twice: counter == ledger == the settled costs, one
+// ledger row per settled hold, nothing held afterwards.
+async fn expiry_races_settles_and_releases(kind: Kind) {
+    let db = Db::open(kind).await;
+    let k = db.kl.create(budget("a", 1_000_000.0, None)).await.unwrap();
+    let cl = clients(&db).await;
+    let mut ids = Vec::new();
+    for _ in 0..120 {
+        ids.push(hold(&db.kl, &k.key, Reserve::cents(5.0).ttl("1m")).await);
+    }
+    let tasks = ids.iter().enumerate().map(|(i, &h)| {
+        let (kl, key) = (cl[i % cl.len()].clone(), k.key.clone());
+        tokio::spawn(async move {
+            match i % 3 {
+                0 => Some(kl.settle(h, 3.0).await.unwrap()),
+                1 => {
+                    kl.release(h).await.unwrap();
+                    None
+                }
+                // The hold left alone, and a charge beside it, whose write
+                // cleans up the shares that stopped counting.
+                _ => {
+                    let charged = kl.track_usage(&key, Charge::cents(1.0)).await.unwrap();
+                    assert!(charged.success());
+                    None
+                }
+            }
+        })
+    });
+    let clock = db.clock().clone();
+    let expire = tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        clock.advance(chrono::Duration::seconds(61));
+    });
+    let outcomes = join_all(tasks).await;
+    expire.await.unwrap();
+    let settled = outcomes
+        .into_iter()
+        .filter_map(|o| o.unwrap())
+        .inspect(|s| assert!(s.success(), "{s:?}"))
+        .count();
+    assert_eq!(settled, 40);
+    let (sum, rows) = db.ledger(k.id).await;
+    assert_eq!((sum, rows), (160_000_000, 80));
+    assert_eq!(db.used_micros(k.id).await, sum);
+    let named = db
+        .scalar("SELECT CAST(COUNT(DISTINCT hold_id) AS BIGINT) FROM {ledger} WHERE hold_id IS NOT NULL")
+        .await;
+    assert_eq!(named, Some(40));
+    let info = db.info(&k.key).await;
+    assert_eq!(
+        (info.budget_held_cents, info.budget_used_cents),
+        (0.0, 160.0)
+    );
+    assert_eq!(holds_in(&db, k.id, "settled").await, 40);
+    // Every release after the expiry, and every second release, frees nothing.
+    for &h in &ids {
+        assert!(!db.kl.release(h).await.unwrap());
+    }
+    assert_eq!(db.ledger(k.id).await, (160_000_000, 80));
+    assert!(db.charge(&k.key, 1.0).await.success());
+    assert_eq!(
+        shares(&db, k.id).await,
+        0,
+        "the charge's write removed every share"
+    );
+}
+both!(expiry_races_settles_and_releases);
