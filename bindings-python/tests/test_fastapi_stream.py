@@ -133,10 +133,9 @@ async def test_disconnect_settles_what_was_consumed(
 
 
 # Pins: a client that hangs up before the first chunk costs nothing: the hold is
-# released, no ledger row. Known gap (docs/http.md#streaming): the first chunk is
-# read inside the route, which Starlette does not cancel on a disconnect, so the
-# first chunk is produced and charged before the stream notices the client left.
-@pytest.mark.xfail(strict=True, reason="a disconnect while the first chunk is read is seen late")
+# released, no ledger row. The first chunk is produced inside the route, which
+# Starlette does not cancel on a disconnect: stream_with_hold asks whether the
+# client is still there while it waits for the chunk.
 async def test_disconnect_before_output_releases(
     db: Db, served: tuple[httpx.AsyncClient, list[Spend]]
 ) -> None:

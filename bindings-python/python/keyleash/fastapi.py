@@ -18,6 +18,7 @@ a key or a password, and the client never sees it. Self-serve bodies are read up
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -126,7 +127,7 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
             # the core just granted, and lives only in this closure.
             return await _reserve(native, raw_key, cost, ttl, idempotency_key)
 
-        return GrantedKey._grant(body, key_ref, _Reserver(reserve))
+        return GrantedKey._grant(body, key_ref, _Reserver(reserve, request.is_disconnected))
 
     return keyleash_key
 
@@ -181,12 +182,7 @@ class _HeldStream(StreamingResponse):
                 # consumed, release when nothing was. Shielded: the request's own
                 # cancellation must not cut the settle short.
                 with anyio.CancelScope(shield=True):
-                    aclose = getattr(self._chunks, "aclose", None)
-                    if aclose is not None:
-                        try:
-                            await aclose()
-                        except Exception:  # its own failure must not skip the settle
-                            _log.exception("closing the stream's chunks failed")
+                    await _close(self._chunks)
                     await _end(self._spend.cut_short())
 
 
@@ -239,15 +235,68 @@ async def stream_with_hold(
             raise InvalidArgumentError("estimate_cents must be a finite number > 0")
         return _refusal(spend.reason)
     iterator = chunks(spend).__aiter__()
+    disconnected = key._reserver.disconnected if key._reserver is not None else None
     try:
-        first: str | bytes | None = await iterator.__anext__()
+        first: str | bytes | None = await _first_chunk(iterator, disconnected)
     except StopAsyncIteration:
         first = None
+    except _ClientGone:
+        # Nothing was sent and nobody is listening: stop the chunks, and settle
+        # what they consumed (released when nothing was), as after a disconnect
+        # mid-stream.
+        with anyio.CancelScope(shield=True):
+            await _close(iterator)
+            await _end(spend.cut_short())
+        return Response(status_code=499)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await _end(spend.cut_short())
         raise
     return _HeldStream(spend, iterator, first, media_type)
+
+
+class _ClientGone(Exception):
+    """The client went away while the first chunk was being produced."""
+
+
+#: How often ``_first_chunk`` asks whether the client is still there.
+_DISCONNECT_POLL_S = 0.05
+
+
+async def _first_chunk(
+    iterator: AsyncIterator[str | bytes], disconnected: Callable[[], Awaitable[bool]] | None
+) -> str | bytes:
+    """The first chunk of ``iterator``. Starlette does not cancel a route whose
+    client goes away, so while the chunk is produced the client is asked every
+    50 ms whether it is still there; if not, producing it is cancelled and
+    ``_ClientGone`` raised."""
+    if disconnected is None:
+        return await iterator.__anext__()
+    task = asyncio.ensure_future(iterator.__anext__())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await disconnected():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise _ClientGone
+    finally:
+        if not task.done():  # the route itself was cancelled
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _close(iterator: AsyncIterator[str | bytes]) -> None:
+    """Closes an async generator's iterator (its ``finally`` runs); its own failure
+    is logged, never raised."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            _log.exception("closing the stream's chunks failed")
 
 
 async def _read_body(request: Request) -> bytes | None:

@@ -350,12 +350,17 @@ class _Reserver:
     """``reserve`` of one granted key: a box around the function ``require_key`` made
     (it holds the key in its closure), so that it is no method of ``GrantedKey``."""
 
-    __slots__ = ("_call",)
+    __slots__ = ("_call", "disconnected")
 
     def __init__(
-        self, call: Callable[[float, str | None, str | None], Awaitable[Spend | ReserveRefused]]
+        self,
+        call: Callable[[float, str | None, str | None], Awaitable[Spend | ReserveRefused]],
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._call = call
+        # Whether the request's client has gone away (``stream_with_hold`` asks it
+        # while the first chunk is produced, before any response has started).
+        self.disconnected = disconnected
 
     def __repr__(self) -> str:
         return "<reserve of the granted key>"
