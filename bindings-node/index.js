@@ -643,7 +643,7 @@ function agentKeyMiddleware(kl, opts) {
   return async function keyleashMiddleware(req, res, next) {
     const r = await answer(kl[AUTHENTICATE_KEY](req.headers.authorization ?? null, scope), onError);
     if (r.status !== 200) return res.status(r.status).json(r.body);
-    req.agentKey = grantedKey(r.body, r.key, kl, req.headers.authorization);
+    req.agentKey = grantedKey(r.body, r.key, kl);
     return next();
   };
 }
@@ -652,13 +652,12 @@ function agentKeyMiddleware(kl, opts) {
  * The validation result `info` with `charge(costCents, opts)` and
  * `reserve(estimateCents, opts)`. `charge` is `kl.trackUsage` of the same key,
  * through `handle` (the key's hash, held natively), so the header is not parsed
- * and the key not hashed again. `reserve` is `kl.reserve` of the same key: the
- * native handle has no reserve, so it reads the key from `authorization`, the
- * header the core just granted. Both methods are not enumerable and the handle
- * and the header live only in their closures: JSON.stringify and util.inspect
- * show the validation result alone, and the raw key is nowhere on the object.
+ * and the key not hashed again; `reserve` is `kl.reserve` of the same key,
+ * through the same handle, with a `Spend` on `kl` when it holds. Both methods are
+ * not enumerable and the handle lives only in their closures: JSON.stringify and
+ * util.inspect show the validation result alone, and the raw key is nowhere.
  */
-function grantedKey(info, handle, kl, authorization) {
+function grantedKey(info, handle, kl) {
   Object.defineProperty(info, "charge", {
     value: function charge(costCents, opts) {
       return call(() => {
@@ -672,23 +671,12 @@ function grantedKey(info, handle, kl, authorization) {
       return call(async () => {
         const costCents = required(estimateCents, "estimateCents", "number");
         const options = strict(opts, "req.agentKey.reserve");
-        const held = await kl.reserve(grantedRawKey(authorization), { ...options, costCents });
+        const held = JSON.parse(await handle.reserve({ ...options, costCents }));
         return held.success ? new Spend(kl, held, costCents) : held;
       });
     },
   });
   return info;
-}
-
-/**
- * The key of an `Authorization` header the core has granted: what follows the
- * 7-byte scheme `Bearer ` (any case), trimmed, as the core's `bearer` reads it.
- * Only ever called on a header the core accepted, so the scheme is there; the
- * key, once trimmed, is an ASCII key the core recognised, so JavaScript's and
- * Rust's slightly different ideas of whitespace cannot disagree on it.
- */
-function grantedRawKey(authorization) {
-  return authorization.slice(7).trim();
 }
 
 /** Spend's hook for streamWithHold: aborts `spend.signal` (the client went away). */

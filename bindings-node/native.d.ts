@@ -101,6 +101,11 @@ export declare class NativeKeyLeash {
 export declare class NativeKeyRef {
   /** Charges the key, as `trackUsage` with its raw key would. */
   charge(charge: ChargeOptions): Promise<string>
+  /**
+   * Holds an estimate of the key's budget, as `reserve` with its raw key would;
+   * the result as JSON text.
+   */
+  reserve(reserve: ReserveOptions): Promise<string>
 }
 
 /** How far to move a manual clock (any mix; negative moves back). */

@@ -235,6 +235,14 @@ impl NativeKeyRef {
         let (kl, key) = (self.inner.clone(), self.key.clone());
         to_text(&run(async move { kl.track_usage_ref(&key, charge.into()).await }).await?)
     }
+
+    /// Holds an estimate of the key's budget, as `reserve` with its raw key would;
+    /// the result as JSON text.
+    #[napi]
+    pub async fn reserve(&self, reserve: ReserveOptions) -> Result<String> {
+        let (kl, key) = (self.inner.clone(), self.key.clone());
+        to_text(&run(async move { kl.reserve_ref(&key, reserve.into()).await }).await?)
+    }
 }
 
 fn err(e: keyleash::Error) -> Error {

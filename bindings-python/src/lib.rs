@@ -637,6 +637,28 @@ impl NativeKeyRef {
             to_json(&kl.track_usage_ref(&key, charge).await.map_err(py_err)?)
         })
     }
+
+    /// Holds an estimate of the key's budget as `reserve` with its raw key would:
+    /// the reserve result JSON (refusals are results); raises for a bad ttl or
+    /// idempotency key, or a store failure.
+    #[pyo3(signature = (cost_cents, ttl=None, idempotency_key=None))]
+    fn reserve<'py>(
+        &self,
+        py: Python<'py>,
+        cost_cents: f64,
+        ttl: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (kl, key) = (same_process(&self.inner, self.pid)?, self.key.clone());
+        let reserve = keyleash::Reserve {
+            cost_cents,
+            ttl,
+            idempotency_key,
+        };
+        future_into_py(py, async move {
+            to_json(&kl.reserve_ref(&key, reserve).await.map_err(py_err)?)
+        })
+    }
 }
 
 /// Whether `scopes` (`None` = all) grant `scope` (docs/semantics.md, "Scopes").

@@ -552,6 +552,25 @@ impl KeyLeash {
     /// `invalid_duration` (ttl not a duration from 1 second to 1 day),
     /// `invalid_argument` (a bad idempotency key), `unavailable`.
     pub async fn reserve(&self, raw_key: &str, reserve: Reserve) -> Result<ReserveResult> {
+        let shaped = self.key_shaped(raw_key);
+        self.reserve_lookup(shaped.then(|| Lookup::Hash(key::hash(raw_key))), reserve)
+            .await
+    }
+
+    /// [`KeyLeash::reserve`] for a key already parsed and hashed by
+    /// [`KeyLeash::key_ref`] (what [`KeyLeash::authenticate_key`] granted): the web
+    /// integrations' streaming helpers hold on the granted key without its raw key.
+    pub async fn reserve_ref(&self, key: &KeyRef, reserve: Reserve) -> Result<ReserveResult> {
+        self.reserve_lookup(Some(key.0.clone()), reserve).await
+    }
+
+    /// A reserve of `lookup` (`None`: not a key, refused as `invalid_key` once the
+    /// arguments are checked).
+    async fn reserve_lookup(
+        &self,
+        lookup: Option<Lookup>,
+        reserve: Reserve,
+    ) -> Result<ReserveResult> {
         let ttl = hold_ttl(reserve.ttl.as_deref())?;
         if let Some(k) = &reserve.idempotency_key {
             check_text("idempotencyKey", k, MAX_TEXT_LEN, true)?;
@@ -560,11 +579,11 @@ impl KeyLeash {
             Some(m) if m > 0 => m,
             _ => return Ok(ReserveResult::Refused(ChargeRefusal::InvalidCost)),
         };
-        if !self.key_shaped(raw_key) {
+        let Some(lookup) = lookup else {
             return Ok(ReserveResult::Refused(ChargeRefusal::InvalidKey));
-        }
+        };
         let req = SpendReq::Reserve(ReserveReq {
-            lookup: Lookup::Hash(key::hash(raw_key)),
+            lookup,
             micros,
             ttl,
             idempotency_key: reserve.idempotency_key,

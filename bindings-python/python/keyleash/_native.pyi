@@ -109,6 +109,10 @@ class NativeKeyRef:
 
     def charge(self, cost_cents: float, idempotency_key: str | None = None) -> Awaitable[str]:
         """``track_usage`` of that key: the charge result JSON."""
+    def reserve(
+        self, cost_cents: float, ttl: str | None = None, idempotency_key: str | None = None
+    ) -> Awaitable[str]:
+        """``reserve`` of that key: the reserve result JSON."""
 
 MAX_BODY_BYTES: int
 """The largest request body the self-serve routes read (65,536 bytes)."""

@@ -116,29 +116,19 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
         authorization = request.headers.get("authorization")
         status, body, cause, key_ref = await native.authenticate_key(authorization, scope)
         _log_cause(cause)
-        if key_ref is None or authorization is None:  # denied: the core's status and body
+        if key_ref is None:  # denied: the core's status and body
             _deny(request, status, body)
-        raw_key = _granted_raw_key(authorization)
+        granted = key_ref
 
         async def reserve(
             cost: float, ttl: str | None, idempotency_key: str | None
         ) -> Spend | ReserveRefused:
-            # The native key handle has no reserve: the key is read from the header
-            # the core just granted, and lives only in this closure.
-            return await _reserve(native, raw_key, cost, ttl, idempotency_key)
+            # Through the granted key's handle, which holds its hash, never the key.
+            return await _reserve(native, granted, cost, ttl, idempotency_key)
 
         return GrantedKey._grant(body, key_ref, _Reserver(reserve, request.is_disconnected))
 
     return keyleash_key
-
-
-def _granted_raw_key(authorization: str) -> str:
-    """The key of an ``Authorization`` header the core has granted: what follows the
-    7-byte scheme ``Bearer `` (any case), stripped, as the core's ``bearer`` reads
-    it. The core accepted the header, so the scheme is there and the stripped key is
-    an ASCII key it recognised: Python's and Rust's slightly different ideas of
-    whitespace cannot disagree on it."""
-    return authorization[7:].strip()
 
 
 def _refusal(reason: str) -> Response:

@@ -348,7 +348,8 @@ def _charge_result(text: str) -> ChargeResult:
 
 class _Reserver:
     """``reserve`` of one granted key: a box around the function ``require_key`` made
-    (it holds the key in its closure), so that it is no method of ``GrantedKey``."""
+    (it holds the key's native handle in its closure), so that it is no method of
+    ``GrantedKey``."""
 
     __slots__ = ("_call", "disconnected")
 

@@ -124,11 +124,11 @@ class Spend:
 
 async def _reserve(
     native: _native.NativeKeyLeash,
-    raw_key: str,
+    key_ref: _native.NativeKeyRef,
     estimate_cents: float,
     ttl: str | None,
     idempotency_key: str | None,
 ) -> Spend | ReserveRefused:
-    """``kl.reserve`` of ``raw_key``, a ``Spend`` when it holds."""
-    held = _reserve_result(await native.reserve(raw_key, estimate_cents, ttl, idempotency_key))
+    """``kl.reserve`` of the granted key ``key_ref``, a ``Spend`` when it holds."""
+    held = _reserve_result(await key_ref.reserve(estimate_cents, ttl, idempotency_key))
     return Spend(native, held, estimate_cents) if held.success else held
