@@ -1,8 +1,6 @@
 // Types of the npm package `keyleash` (hand-written over the generated native.d.ts:
 // the results are discriminated unions, which the generator cannot express).
 
-import type { ServerResponse } from "node:http";
-
 /** The stable codes of KeyLeashError (docs/errors.md). */
 export type ErrorCode =
   | "invalid_scope"
@@ -436,11 +434,21 @@ export interface StreamWithHoldOptions {
   onError?: OnError;
 }
 
-/** The Express response methods `streamWithHold` uses, over Node's ServerResponse. */
-export interface StreamResponse extends ServerResponse {
+/**
+ * The members of an Express response (a Node `ServerResponse`) that `streamWithHold`
+ * uses, typed structurally so that no `@types/node` or `@types/express` is needed.
+ */
+export interface StreamResponse {
+  readonly headersSent: boolean;
+  readonly writableFinished: boolean;
   status(code: number): this;
   json(body: unknown): this;
   type(contentType: string): this;
+  write(chunk: string | Uint8Array): boolean;
+  end(): unknown;
+  destroy(error?: Error): unknown;
+  on(event: "close" | "drain", listener: () => void): unknown;
+  off(event: "close" | "drain", listener: () => void): unknown;
 }
 
 /**
