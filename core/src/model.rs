@@ -604,18 +604,17 @@ pub struct UsageRange {
 }
 
 impl UsageRange {
-    /// The window of `span` ending at `now` (exclusive): `day`, `week` or `month`
-    /// back from `now` (a month is a calendar month, clamped like a budget period),
-    /// or `all` for everything before `now`. Anything else is `invalid_period`.
+    /// The window of `span` ending now: from `day`, `week` or `month` before `now`
+    /// (a month is a calendar month, clamped like a budget period), or from the
+    /// beginning for `all`, with no end, so a charge stamped at `now` (or by a
+    /// server whose clock runs a little ahead) counts. Anything else is
+    /// `invalid_period`.
     pub fn trailing(span: &str, now: DateTime<Utc>) -> crate::Result<Self> {
         let from = match span {
             "all" => None,
             other => Some(crate::period::Period::parse(other)?.boundary(now, -1)),
         };
-        Ok(Self {
-            from,
-            to: Some(now),
-        })
+        Ok(Self { from, to: None })
     }
 }
 
