@@ -169,9 +169,14 @@ struct ExportArgs {
     /// First instant excluded (RFC 3339).
     #[arg(long)]
     to: String,
-    /// JSON lines or CSV (with a header row).
+    /// JSON lines, CSV (with a header row), Stripe meter events or OpenMeter
+    /// CloudEvents (both as JSON lines, one event per ledger row).
     #[arg(long, value_enum, default_value = "jsonl")]
     format: FormatArg,
+    /// The event name of the stripe and openmeter formats (Stripe's `event_name`,
+    /// the CloudEvents `type`).
+    #[arg(long, default_value = "keyleash_spend")]
+    event_name: String,
     /// Write to this file instead of stdout.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -227,6 +232,19 @@ enum ByArg {
 enum FormatArg {
     Jsonl,
     Csv,
+    Stripe,
+    Openmeter,
+}
+
+impl FormatArg {
+    fn format(self, event_name: &str) -> output::Format {
+        match self {
+            FormatArg::Jsonl => output::Format::Jsonl,
+            FormatArg::Csv => output::Format::Csv,
+            FormatArg::Stripe => output::Format::Stripe(event_name.to_string()),
+            FormatArg::Openmeter => output::Format::OpenMeter(event_name.to_string()),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -345,6 +363,14 @@ impl Parsed {
                 };
             }
             Command::Export(a) => {
+                let name = &a.event_name;
+                if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+                    return Err(Failure::new(
+                        "invalid_argument",
+                        "--event-name must be 1 to 100 characters without control characters",
+                    )
+                    .status(2));
+                }
                 parsed.range = UsageRange {
                     from: Some(keyleash::parse_time("--from", &a.from)?),
                     to: Some(keyleash::parse_time("--to", &a.to)?),
@@ -383,7 +409,7 @@ async fn export(kl: &KeyLeash, a: &ExportArgs, range: UsageRange) -> Result<(), 
             })?),
             None => Box::new(std::io::stdout().lock()),
         };
-    let mut w = output::Records::new(sink, a.format == FormatArg::Csv)?;
+    let mut w = output::Records::new(sink, a.format.format(&a.event_name))?;
     let progress = std::io::stderr().is_terminal();
     let mut records = kl.export_ledger(range, a.namespace.as_deref());
     let mut n: u64 = 0;

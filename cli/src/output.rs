@@ -41,7 +41,12 @@ impl Failure {
     }
 
     /// Prints `keyleash: <code>: <message>` on stderr (one line) and gives the status.
+    /// A reader that went away (`keyleash export … | head`) ends the command
+    /// quietly, with status 0.
     pub fn exit(self) -> ExitCode {
+        if self.code == BROKEN_PIPE {
+            return ExitCode::SUCCESS;
+        }
         let message = self.message.replace(['\n', '\r'], " ");
         eprintln!("keyleash: {}: {}", self.code, message.trim());
         ExitCode::from(self.status)
@@ -60,9 +65,24 @@ impl From<keyleash::Error> for Failure {
     }
 }
 
+/// The code of a closed stdout, never printed.
+const BROKEN_PIPE: &str = "broken_pipe";
+
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Self::new(BROKEN_PIPE, "").status(0);
+        }
         Self::new("io", format!("cannot write the output: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        match e.io_error_kind() {
+            Some(kind) => io::Error::new(kind, e).into(),
+            None => Self::new("io", format!("cannot write JSON: {e}")),
+        }
     }
 }
 
@@ -122,8 +142,7 @@ impl Out {
     }
 
     fn doc(&mut self, value: &impl Serialize) -> Written {
-        serde_json::to_writer_pretty(&mut self.w, value)
-            .map_err(|e| Failure::new("io", format!("cannot write JSON: {e}")))?;
+        serde_json::to_writer_pretty(&mut self.w, value)?;
         writeln!(self.w)?;
         Ok(())
     }
@@ -276,8 +295,7 @@ impl Out {
     /// one line per refresh.
     pub fn watch(&mut self, spenders: &[Spender], window: &str, now: DateTime<Utc>) -> Written {
         if self.json {
-            serde_json::to_writer(&mut self.w, &spenders)
-                .map_err(|e| Failure::new("io", format!("cannot write JSON: {e}")))?;
+            serde_json::to_writer(&mut self.w, &spenders)?;
             writeln!(self.w)?;
         } else {
             use std::io::IsTerminal;
@@ -322,10 +340,24 @@ fn spenders_table(spenders: &[Spender]) -> String {
     table(&headers, &rows, &[0, 1, 5, 6])
 }
 
-/// Export records, written one at a time as JSON lines or CSV rows.
+/// How export records are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The record as one JSON object per line.
+    Jsonl,
+    /// A header row, then one row per record (RFC 4180).
+    Csv,
+    /// A Stripe meter event (the body of `POST /v1/billing/meter_events`) per line,
+    /// with this event name.
+    Stripe(String),
+    /// An OpenMeter CloudEvent (JSON, spec 1.0) per line, with this type.
+    OpenMeter(String),
+}
+
+/// Export records, written one at a time.
 pub struct Records {
     w: BufWriter<Box<dyn Write>>,
-    csv: bool,
+    format: Format,
 }
 
 const CSV_HEADER: &str =
@@ -333,17 +365,24 @@ const CSV_HEADER: &str =
 
 impl Records {
     /// A writer of records; CSV starts with its header row.
-    pub fn new(w: Box<dyn Write>, csv: bool) -> Result<Self, Failure> {
+    pub fn new(w: Box<dyn Write>, format: Format) -> Result<Self, Failure> {
         let mut w = BufWriter::with_capacity(64 * 1024, w);
-        if csv {
+        if format == Format::Csv {
             w.write_all(CSV_HEADER.as_bytes())?;
         }
-        Ok(Self { w, csv })
+        Ok(Self { w, format })
     }
 
     /// Writes one record.
     pub fn write(&mut self, r: &LedgerRecord) -> Written {
-        if self.csv {
+        let event = match &self.format {
+            Format::Stripe(name) => Some(stripe_event(name, r)),
+            Format::OpenMeter(name) => Some(cloud_event(name, r)),
+            Format::Jsonl | Format::Csv => None,
+        };
+        if let Some(event) = event {
+            serde_json::to_writer(&mut self.w, &event)?;
+        } else if self.format == Format::Csv {
             let fields = [
                 csv_field(&r.id),
                 r.ledger_id.to_string(),
@@ -360,8 +399,7 @@ impl Records {
             ];
             self.w.write_all(fields.join(",").as_bytes())?;
         } else {
-            serde_json::to_writer(&mut self.w, r)
-                .map_err(|e| Failure::new("io", format!("cannot write JSON: {e}")))?;
+            serde_json::to_writer(&mut self.w, r)?;
         }
         self.w.write_all(b"\n")?;
         Ok(())
@@ -371,6 +409,48 @@ impl Records {
     pub fn finish(mut self) -> Written {
         Ok(self.w.flush()?)
     }
+}
+
+/// A Stripe meter event: `identifier` is the record's stable id (Stripe drops a
+/// repeat within its deduplication window), the customer is the account, and the
+/// value is the exact amount in micro-cents (Stripe meters take whole numbers; a
+/// price per 1,000,000 units is a price per cent).
+fn stripe_event(event_name: &str, r: &LedgerRecord) -> serde_json::Value {
+    serde_json::json!({
+        "event_name": event_name,
+        "identifier": r.id,
+        "timestamp": r.created_at.timestamp(),
+        "payload": {
+            "stripe_customer_id": r.account_id,
+            "value": r.amount_micros.to_string(),
+        },
+    })
+}
+
+/// An OpenMeter CloudEvent: `id` is the record's stable id (OpenMeter drops a
+/// repeat of the same source and id), the subject is the account (`key_<id>` for
+/// a row without one), the data carries the amounts and the key.
+fn cloud_event(event_type: &str, r: &LedgerRecord) -> serde_json::Value {
+    let subject = r
+        .account_id
+        .clone()
+        .unwrap_or_else(|| format!("key_{}", r.key_id));
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": r.id,
+        "source": "keyleash",
+        "type": event_type,
+        "subject": subject,
+        "time": iso(&r.created_at),
+        "data": {
+            "amountMicros": r.amount_micros,
+            "amountCents": r.amount_cents,
+            "keyId": r.key_id,
+            "ledgerId": r.ledger_id,
+            "idempotencyKey": r.idempotency_key,
+            "holdId": r.hold_id,
+        },
+    })
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).

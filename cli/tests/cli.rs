@@ -588,6 +588,47 @@ async fn export_window(kind: Kind) {
     let csv_ids: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(csv_ids, ids);
 
+    // Stripe meter events and OpenMeter CloudEvents: one per row, the same ids.
+    let stripe: Vec<Value> = run(&["--format", "stripe", "--event-name", "api_spend"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(stripe.len(), records.len());
+    for (event, r) in stripe.iter().zip(&records) {
+        assert_eq!(event["identifier"], r["id"]);
+        assert_eq!(event["event_name"], "api_spend");
+        assert_eq!(event["payload"]["value"], r["amountMicros"].to_string());
+        assert_eq!(event["payload"]["stripe_customer_id"], r["accountId"]);
+        assert!(event["timestamp"].as_i64().unwrap() > 1_700_000_000);
+    }
+    let cloud: Vec<Value> = run(&["--format", "openmeter"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(cloud.len(), records.len());
+    for (event, r) in cloud.iter().zip(&records) {
+        assert_eq!(event["id"], r["id"]);
+        assert_eq!(
+            (&event["specversion"], &event["type"]),
+            (&json!("1.0"), &json!("keyleash_spend"))
+        );
+        assert_eq!(event["subject"], r["accountId"]);
+        assert_eq!(event["time"], r["createdAt"]);
+        assert_eq!(event["data"]["amountMicros"], r["amountMicros"]);
+    }
+    let out = db.cli(&[
+        "export",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--format",
+        "stripe",
+        "--event-name",
+        "",
+    ]);
+    assert_eq!(code(&out), 2);
+
     // --out writes the file; another namespace, other ids.
     let path = std::env::temp_dir().join(format!("{}.jsonl", unique("export")));
     let path_text = path.display().to_string();
