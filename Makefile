@@ -27,9 +27,11 @@ test-dist: dist ## Install each artifact of dist/ into a fresh venv, npm project
 	bash scripts/test-dist.sh
 
 .PHONY: test-rust
-test-rust: ## The Rust tests (needs DATABASE_URL: use `make test`)
+test-rust: ## The Rust tests, the core's and the keyleash CLI's (needs DATABASE_URL: use `make test`)
 	# The binding crates have no Rust tests (node:test and pytest test them through
-	# the built packages): skip compiling them a second time for cargo test.
+	# the built packages): skip compiling them a second time for cargo test. The
+	# workspace includes keyleash-cli, whose tests run the built binary on SQLite and
+	# on DATABASE_URL.
 	$(CARGO) test --workspace --exclude keyleash-node --exclude keyleash-python
 
 .PHONY: test-node

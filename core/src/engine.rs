@@ -15,7 +15,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::amount::{cap_mirror, micros_to_cents, used_mirror, whole_cents_to_micros};
-use crate::model::{InvalidReason, KeyInfo, KeySummary, Validation};
+use crate::model::{InvalidReason, KeyDetails, KeyInfo, KeyStatus, KeySummary, Validation};
 use crate::period::Period;
 
 /// A keys-table row as both stores load it. Integer columns are widened to `i64`.
@@ -480,6 +480,26 @@ impl KeyRow {
             name: self.name.clone().unwrap_or_else(|| "default".into()),
         };
         (Validation::Valid(Box::new(info)), rolls)
+    }
+
+    /// The row as `get` shows it at `now`, given `rows` holding its ancestors and
+    /// ceiling: its summary, the chain's smallest remaining amount and its status,
+    /// decided in `validate`'s order. Read-only: an elapsed period is rolled in the
+    /// answer, not persisted.
+    pub fn details(&self, rows: &[KeyRow], now: DateTime<Utc>) -> KeyDetails {
+        let chain = chain(rows, self);
+        let budgets: Vec<Budget> = chain.iter().map(|r| r.budget(now).0).collect();
+        let status = match chain_status(&chain, now) {
+            Some(InvalidReason::Revoked) => KeyStatus::Revoked,
+            Some(_) => KeyStatus::Expired,
+            None if budgets.iter().any(Budget::exhausted) => KeyStatus::BudgetExceeded,
+            None => KeyStatus::Active,
+        };
+        KeyDetails {
+            key: self.summary(now),
+            budget_remaining_cents: min_remaining(budgets.iter()).map(micros_to_cents),
+            status,
+        }
     }
 
     /// The row as `list` shows it at `now` (rolled over, no secret).

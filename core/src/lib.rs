@@ -62,8 +62,9 @@ pub use crate::error::{Error, Result};
 pub use crate::http::{Access, Reply, Route, SelfServeOptions};
 pub use crate::model::{
     iso, parse_time, CacheOptions, CacheStats, Charge, ChargeRefusal, ChargeResult, CreateOptions,
-    CreatedKey, InvalidReason, KeyInfo, KeySummary, LedgerEntry, Options, Reserve, ReserveResult,
-    SettleRefusal, SettleResult, UsageRange, Validation,
+    CreatedKey, InvalidReason, KeyDetails, KeyInfo, KeyStatus, KeySummary, LedgerEntry,
+    LedgerRecord, Options, Reserve, ReserveResult, SettleRefusal, SettleResult, SpendBy, Spender,
+    UsageRange, Validation,
 };
 pub use crate::scope::has_scope;
 
@@ -726,6 +727,82 @@ impl KeyLeash {
         self.inner.store.usage(key_id, range).await
     }
 
+    /// One key by id, at this instant: its summary, what it can still spend (the
+    /// smallest remaining amount of the key, its ancestors and its account's
+    /// ceiling) and its status, decided as `validate` decides. `None` when no key
+    /// has this id. Never the raw key nor its hash. Read-only: an elapsed budget
+    /// period shows as rolled over without being written back. One read of the
+    /// key's family (plus its ceiling and holds when it has any). Errors:
+    /// `unavailable`, `not_migrated`.
+    pub async fn get(&self, key_id: i64) -> Result<Option<KeyDetails>> {
+        if key_id <= 0 {
+            return Ok(None);
+        }
+        let now = self.inner.clock.now();
+        let rows = self.inner.store.get(key_id, now).await?;
+        Ok(rows
+            .iter()
+            .find(|r| r.id == key_id)
+            .map(|row| row.details(&rows, now)))
+    }
+
+    /// The `limit` (1 to 10,000) biggest spenders of `range` by the sum of their
+    /// ledger amounts (charges and settles), grouped by key or by account,
+    /// biggest first; ties by key id or account id. One aggregate over the
+    /// ledger rows of the window (no index on time alone: it reads the whole
+    /// ledger, which is fine for an operator, not for a request path).
+    /// [`UsageRange::trailing`] gives the usual windows. Errors:
+    /// `invalid_argument` (limit), `unavailable`, `not_migrated`.
+    pub async fn top_spenders(
+        &self,
+        by: SpendBy,
+        range: UsageRange,
+        limit: u32,
+    ) -> Result<Vec<Spender>> {
+        if !(1..=MAX_TOP).contains(&limit) {
+            return Err(Error::arg(format!(
+                "limit must be from 1 to {MAX_TOP}, got {limit}"
+            )));
+        }
+        self.inner.store.top(by, range, i64::from(limit)).await
+    }
+
+    /// The ledger rows of `range` (`from` inclusive, `to` exclusive), oldest id
+    /// first, as a stream of [`LedgerRecord`]s, each with a stable `id`: the same
+    /// row exported twice gets the same id, so a downstream system can drop
+    /// repeats. `namespace` (at most 256 bytes) goes into the ids' hash: give
+    /// each database its own when several export into one place under the same
+    /// table name.
+    ///
+    /// Streams in constant memory: one statement whose rows come through a
+    /// channel of 256 records as the stream is read, on a connection of the pool
+    /// held until the stream ends or is dropped; on Postgres without the
+    /// statement timeout (a slow reader must not cut an export short). Must be
+    /// called inside a Tokio runtime (it spawns the reading task). Errors, as the
+    /// stream's items: `invalid_argument` (`from` not before `to`, a bad
+    /// namespace), `unavailable`, `not_migrated`.
+    pub fn export_ledger(
+        &self,
+        range: UsageRange,
+        namespace: Option<&str>,
+    ) -> futures::stream::BoxStream<'static, Result<LedgerRecord>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let checked = export_id_prefix(self.inner.store.names(), range, namespace);
+        let store = Arc::clone(&self.inner.store);
+        tokio::spawn(async move {
+            let done = match checked {
+                Ok(prefix) => store.export(range, &prefix, &tx).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }))
+    }
+
     /// Closes the connection pool (and the cache's listener); later calls fail
     /// with `unavailable`.
     pub async fn close(&self) {
@@ -806,6 +883,31 @@ fn charge_batches(
 /// The error of a batch outcome of the wrong kind (a bug, never a caller's doing).
 fn mismatch(outcome: &SpendOutcome) -> Error {
     Error::Unavailable(format!("internal error: a spend batch answered {outcome:?}").into())
+}
+
+/// The most rows `top_spenders` returns.
+const MAX_TOP: u32 = 10_000;
+
+/// The start of every export id of this table (`kl_<16 hex>_`), after checking
+/// the window and the namespace.
+fn export_id_prefix(
+    names: &TableNames,
+    range: UsageRange,
+    namespace: Option<&str>,
+) -> Result<String> {
+    if let (Some(from), Some(to)) = (range.from, range.to) {
+        if from >= to {
+            return Err(Error::arg("the window's from must be before its to"));
+        }
+    }
+    let source = match namespace {
+        Some(ns) => {
+            check_text("namespace", ns, MAX_TEXT_LEN, true)?;
+            format!("{ns}/{}", names.ledger)
+        }
+        None => names.ledger.clone(),
+    };
+    Ok(format!("kl_{}_", &key::hash(&source)[..16]))
 }
 
 /// The shortest and longest a hold may count.

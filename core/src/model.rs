@@ -603,6 +603,125 @@ pub struct UsageRange {
     pub to: Option<DateTime<Utc>>,
 }
 
+impl UsageRange {
+    /// The window of `span` ending now: from `day`, `week` or `month` before `now`
+    /// (a month is a calendar month, clamped like a budget period), or from the
+    /// beginning for `all`, with no end, so a charge stamped at `now` (or by a
+    /// server whose clock runs a little ahead) counts. Anything else is
+    /// `invalid_period`.
+    pub fn trailing(span: &str, now: DateTime<Utc>) -> crate::Result<Self> {
+        let from = match span {
+            "all" => None,
+            other => Some(crate::period::Period::parse(other)?.boundary(now, -1)),
+        };
+        Ok(Self { from, to: None })
+    }
+}
+
+/// Where a key stands, as [`crate::KeyLeash::get`] reports it: the first of
+/// `revoked`, `expired` (itself or an ancestor) and `budget_exceeded` (itself, an
+/// ancestor or its account's ceiling) that applies, else `active`. The same order
+/// and rules as `validate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// The key may be used.
+    Active,
+    /// It (or an ancestor) was revoked.
+    Revoked,
+    /// It (or an ancestor) has expired.
+    Expired,
+    /// Its used + held amount has reached its cap (or an ancestor's or the ceiling's).
+    BudgetExceeded,
+}
+
+impl KeyStatus {
+    /// The wire name: `active`, `revoked`, `expired` or `budget_exceeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Revoked => "revoked",
+            KeyStatus::Expired => "expired",
+            KeyStatus::BudgetExceeded => "budget_exceeded",
+        }
+    }
+}
+
+/// One key by id ([`crate::KeyLeash::get`]): its summary (no secret: neither the
+/// raw key nor its hash), what is left to spend and its status, read at one instant.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyDetails {
+    /// Everything `list` shows of the key (rolled over to now).
+    #[serde(flatten)]
+    pub key: KeySummary,
+    /// The smallest of `cap - used - held` over the key, its ancestors and its
+    /// account's ceiling, never below 0 (`None` = none of them is capped).
+    pub budget_remaining_cents: Option<f64>,
+    /// Whether the key may be used now, and if not why.
+    pub status: KeyStatus,
+}
+
+/// What [`crate::KeyLeash::top_spenders`] groups the ledger by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendBy {
+    /// One row per key.
+    Key,
+    /// One row per account (the account recorded on each ledger row).
+    Account,
+}
+
+/// One row of [`crate::KeyLeash::top_spenders`]: a key or an account and what its
+/// ledger rows in the window add up to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spender {
+    /// The key (grouping by key), else `None`.
+    pub key_id: Option<i64>,
+    /// The account: the key's (by key; `None` if the key row is gone) or the
+    /// ledger rows' (by account; `None` for rows written without one).
+    pub account_id: Option<String>,
+    /// The key's label (by key).
+    pub name: Option<String>,
+    /// The key's display prefix (by key).
+    pub key_prefix: Option<String>,
+    /// The sum of the ledger amounts in the window, in cents (exact to the micro-cent).
+    pub spent_cents: f64,
+    /// How many ledger rows (charges and settles) that sum is made of.
+    pub charges: i64,
+}
+
+/// One ledger row as [`crate::KeyLeash::export_ledger`] streams it, for a billing
+/// or metering system: every field of the row (no secret) plus `id`, a stable
+/// identifier derived from the ledger table and the row's id, so a window sent
+/// twice can be deduplicated downstream.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerRecord {
+    /// `kl_` + 16 hex digits of the SHA-256 of the qualified ledger table name
+    /// (preceded by the export namespace and `/`, when one is given) + `_` + the
+    /// ledger row's id. The same row always gets the same id.
+    pub id: String,
+    /// The ledger row's id.
+    pub ledger_id: i64,
+    /// The charged key.
+    pub key_id: i64,
+    /// The key's account when it was charged (`None` for rows written without one).
+    pub account_id: Option<String>,
+    /// The amount in cents (exact to the micro-cent).
+    pub amount_cents: f64,
+    /// The amount in micro-cents (millionths of a cent), an exact integer.
+    pub amount_micros: i64,
+    /// When it was charged (by the core's clock).
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: DateTime<Utc>,
+    /// The idempotency key it was charged under.
+    pub idempotency_key: Option<String>,
+    /// The hold it settled, for settles.
+    pub hold_id: Option<i64>,
+}
+
 /// Parses an RFC 3339 / ISO 8601 instant with an offset (`2026-01-15T12:00:00Z`,
 /// `…+02:00`), as the bindings receive times. Anything else is `invalid_argument`
 /// naming `field`.

@@ -19,7 +19,8 @@ use chrono::{DateTime, Utc};
 use crate::engine::{fill_shares, hinted, missing_ceilings, KeyRow, KeyUpdate, Lookup};
 use crate::error::Result;
 use crate::group::Limits;
-use crate::model::{LedgerEntry, UsageRange};
+use crate::ident::TableNames;
+use crate::model::{LedgerEntry, LedgerRecord, SpendBy, Spender, UsageRange};
 use crate::spend::SpendReq;
 
 pub(crate) mod charge;
@@ -200,6 +201,23 @@ impl Store {
     pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
         dispatch!(self, s => s.usage(key_id, range).await)
     }
+    /// The `limit` biggest spenders of `range`, by sum of ledger amounts, biggest
+    /// first (ties by key id or account). One aggregate over the ledger rows of
+    /// the window: off the hot path, for operators.
+    pub async fn top(&self, by: SpendBy, range: UsageRange, limit: i64) -> Result<Vec<Spender>> {
+        dispatch!(self, s => s.top(by, range, limit).await)
+    }
+    /// Sends the ledger rows of `range`, in id order, to `out` as they arrive from
+    /// one streamed statement (without the statement timeout: a slow reader must
+    /// not cut an export short). Stops early, without error, when `out` is closed.
+    /// `id_prefix` starts every record's id.
+    pub async fn export(&self, range: UsageRange, id_prefix: &str, out: &ExportSink) -> Result<()> {
+        dispatch!(self, s => s.export(range, id_prefix, out).await)
+    }
+    /// The table names of this store.
+    pub fn names(&self) -> &TableNames {
+        dispatch!(self, s => s.names())
+    }
     /// One GCRA rate-limit check of `bucket`, in one atomic statement: `None` when
     /// the event is allowed (and counted), else how many milliseconds until it
     /// would be. `interval_ms` is the window divided by the limit; at most
@@ -220,6 +238,10 @@ impl Store {
         dispatch!(self, s => s.close().await)
     }
 }
+
+/// Where an export sends its records (a bounded channel: constant memory, and the
+/// statement waits while the reader is behind).
+pub(crate) type ExportSink = tokio::sync::mpsc::Sender<Result<LedgerRecord>>;
 
 /// The GCRA upsert, rendered per backend: a new bucket starts allowed; an existing
 /// one moves its theoretical arrival time (`tat`) on by one interval when the

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
@@ -21,10 +22,10 @@ use sqlx::{Executor, Row};
 use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
-use crate::model::{LedgerEntry, Options, UsageRange};
+use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, Spender, UsageRange};
 use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, ChargeSql, Charged};
-use crate::store::{rate_sql, statements, NewCeiling, NewKey};
+use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_keys.sql"),
@@ -84,6 +85,9 @@ struct Sql {
     revoke_in_account: String,
     list: String,
     usage: String,
+    top_keys: String,
+    top_accounts: String,
+    export: String,
     rate: String,
 }
 
@@ -198,6 +202,24 @@ impl Sql {
             usage: format!(
                 "SELECT id, key_id, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
                  WHERE key_id = ?1 AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
+                 ORDER BY id"
+            ),
+            // As on Postgres: aggregate first, then look up the keys that made the cut.
+            top_keys: format!(
+                "WITH s AS (SELECT key_id, SUM(amount_micros) AS spent, COUNT(*) AS n FROM {ledger} \
+                 WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
+                 GROUP BY key_id ORDER BY spent DESC, key_id LIMIT ?3) \
+                 SELECT s.key_id, k.account_id, k.name, k.key_prefix, s.spent, s.n \
+                 FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
+            ),
+            top_accounts: format!(
+                "SELECT NULL, account_id, NULL, NULL, SUM(amount_micros) AS spent, COUNT(*) FROM {ledger} \
+                 WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
+                 GROUP BY account_id ORDER BY spent DESC, account_id LIMIT ?3"
+            ),
+            export: format!(
+                "SELECT id, key_id, account_id, amount_micros, created_at, idempotency_key, hold_id \
+                 FROM {ledger} WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
                  ORDER BY id"
             ),
         }
@@ -477,6 +499,62 @@ impl SqliteStore {
             })
         };
         Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn top(&self, by: SpendBy, range: UsageRange, limit: i64) -> Result<Vec<Spender>> {
+        let sql = match by {
+            SpendBy::Key => &self.sql.top_keys,
+            SpendBy::Account => &self.sql.top_accounts,
+        };
+        let rows = sqlx::query(sql)
+            .bind(range.from.as_ref().map(ts))
+            .bind(range.to.as_ref().map(ts))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let spender = |r: &SqliteRow| -> Result<Spender, sqlx::Error> {
+            Ok(Spender {
+                key_id: r.try_get(0)?,
+                account_id: r.try_get(1)?,
+                name: r.try_get(2)?,
+                key_prefix: r.try_get(3)?,
+                spent_cents: crate::amount::micros_to_cents(r.try_get(4)?),
+                charges: r.try_get(5)?,
+            })
+        };
+        Ok(rows.iter().map(spender).collect::<Result<_, _>>()?)
+    }
+
+    /// One streamed statement on a pooled connection (a WAL reader: writers go on).
+    pub async fn export(&self, range: UsageRange, id_prefix: &str, out: &ExportSink) -> Result<()> {
+        let (from, to) = (range.from.as_ref().map(ts), range.to.as_ref().map(ts));
+        let mut rows = sqlx::query(&self.sql.export)
+            .bind(from)
+            .bind(to)
+            .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            let ledger_id: i64 = r.try_get(0)?;
+            let micros: i64 = r.try_get(3)?;
+            let record = LedgerRecord {
+                id: format!("{id_prefix}{ledger_id}"),
+                ledger_id,
+                key_id: r.try_get(1)?,
+                account_id: r.try_get(2)?,
+                amount_cents: crate::amount::micros_to_cents(micros),
+                amount_micros: micros,
+                created_at: parse_ts(r.try_get(4)?)?.unwrap_or_default(),
+                idempotency_key: r.try_get(5)?,
+                hold_id: r.try_get(6)?,
+            };
+            if out.send(Ok(record)).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn names(&self) -> &TableNames {
+        &self.names
     }
 
     /// Runs the GCRA upsert ([`rate_sql`]): the bucket's new `tat` and whether allowed.
