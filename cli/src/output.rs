@@ -5,7 +5,6 @@
 //! only raw key is `CreatedKey::key`, printed by [`Out::created`] alone.
 
 use std::io::{self, BufWriter, Write};
-use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use keyleash::{iso, CreatedKey, KeyDetails, KeySummary, LedgerEntry, LedgerRecord, Spender};
@@ -43,13 +42,13 @@ impl Failure {
     /// Prints `keyleash: <code>: <message>` on stderr (one line) and gives the status.
     /// A reader that went away (`keyleash export … | head`) ends the command
     /// quietly, with status 0.
-    pub fn exit(self) -> ExitCode {
+    pub fn exit(self) -> u8 {
         if self.code == BROKEN_PIPE {
-            return ExitCode::SUCCESS;
+            return 0;
         }
         let message = self.message.replace(['\n', '\r'], " ");
         eprintln!("keyleash: {}: {}", self.code, message.trim());
-        ExitCode::from(self.status)
+        self.status
     }
 }
 
@@ -87,14 +86,14 @@ impl From<serde_json::Error> for Failure {
 }
 
 /// A clap error as one line with status 2 (`--help` and `--version` print as usual).
-pub fn clap_exit(e: &clap::Error) -> ExitCode {
+pub fn clap_exit(e: &clap::Error) -> u8 {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+            u8::try_from(e.exit_code()).unwrap_or(2)
         }
         _ => {
             // clap's first paragraph (without its usage and tip), on one line.
@@ -527,6 +526,80 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], right: &[usize]) -> String 
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// A progress bar on stderr for `export`: `[#####-----]  52%  520,000 of
+/// 1,000,000 records`, redrawn in place when the percentage moves (at most 101
+/// times), then ended with a newline. The total is counted before the export
+/// starts; rows charged meanwhile can make the count pass it, which shows as 100%.
+pub struct Progress {
+    total: u64,
+    done: u64,
+    shown: Option<u64>,
+}
+
+impl Progress {
+    /// A bar for `total` records, drawn at 0%.
+    pub fn new(total: u64) -> Self {
+        let mut bar = Self {
+            total,
+            done: 0,
+            shown: None,
+        };
+        bar.draw();
+        bar
+    }
+
+    /// One more record written.
+    pub fn step(&mut self) {
+        self.done += 1;
+        if Some(self.percent()) != self.shown {
+            self.draw();
+        }
+    }
+
+    /// The final state (100% and the count), and a newline.
+    pub fn done(mut self) {
+        self.total = self.total.max(self.done);
+        self.draw();
+        eprintln!();
+    }
+
+    fn percent(&self) -> u64 {
+        if self.total == 0 {
+            100
+        } else {
+            (self.done.min(self.total) * 100) / self.total
+        }
+    }
+
+    fn draw(&mut self) {
+        const WIDTH: u64 = 30;
+        let percent = self.percent();
+        let filled = usize::try_from(percent * WIDTH / 100).unwrap_or(0);
+        let empty = usize::try_from(WIDTH).unwrap_or(0) - filled;
+        eprint!(
+            "\r[{}{}] {percent:>3}%  {} of {} records",
+            "#".repeat(filled),
+            "-".repeat(empty),
+            grouped(self.done),
+            grouped(self.total.max(self.done)),
+        );
+        self.shown = Some(percent);
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
     }
     out
 }

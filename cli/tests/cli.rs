@@ -639,6 +639,37 @@ async fn export_window(kind: Kind) {
     assert_ne!(other.lines().next(), first.lines().next());
     assert_eq!(other.lines().count(), first.lines().count());
 
+    // The progress bar, forced on (stderr is not a terminal here): it counts to
+    // the number of rows in the window, and the records on stdout are unchanged.
+    let out = db.cli(&[
+        "export",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--progress",
+        "always",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), first);
+    let n = in_window.expect("a count");
+    let bar = stderr(&out);
+    assert!(
+        bar.starts_with("\r[------------------------------]   0%  0 of "),
+        "{bar:?}"
+    );
+    let last = bar
+        .trim_end()
+        .rsplit('\r')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        last,
+        format!("[##############################] 100%  {n} of {n} records"),
+        "{bar:?}"
+    );
+
     // An empty or backwards window.
     let out = db.cli(&["export", "--from", &to, "--to", &from]);
     assert_eq!(code(&out), 2);
@@ -670,6 +701,32 @@ async fn watch_once(kind: Kind) {
     );
     let out = db.cli(&["watch", "--count", "2", "--interval", "1s", "--json"]);
     assert_eq!(stdout(&out).lines().count(), 2);
+
+    // Ctrl-C (SIGINT) ends an endless watch with status 0, after what it drew.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyleash"))
+        .args([
+            "--url",
+            &db.url,
+            "--table",
+            &db.table,
+            "watch",
+            "--interval",
+            "1s",
+        ])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run keyleash watch");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("watch ends");
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert!(stdout(&out).contains("keyleash watch: spend in the last day"));
+
     let out = db.cli(&["watch", "--interval", "0s", "--count", "1"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).starts_with("keyleash: invalid_duration: "));

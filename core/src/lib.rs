@@ -767,6 +767,15 @@ impl KeyLeash {
         self.inner.store.top(by, range, i64::from(limit)).await
     }
 
+    /// How many ledger rows `range` holds (`from` inclusive, `to` exclusive): what
+    /// [`KeyLeash::export_ledger`] would send if nothing were charged meanwhile,
+    /// for a progress bar. One `COUNT(*)` over the window. Errors: `unavailable`,
+    /// `not_migrated`.
+    pub async fn count_ledger(&self, range: UsageRange) -> Result<u64> {
+        let n = self.inner.store.count(range).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// The ledger rows of `range` (`from` inclusive, `to` exclusive), oldest id
     /// first, as a stream of [`LedgerRecord`]s, each with a stable `id`: the same
     /// row exported twice gets the same id, so a downstream system can drop

@@ -207,6 +207,10 @@ impl Store {
     pub async fn top(&self, by: SpendBy, range: UsageRange, limit: i64) -> Result<Vec<Spender>> {
         dispatch!(self, s => s.top(by, range, limit).await)
     }
+    /// How many ledger rows `range` holds.
+    pub async fn count(&self, range: UsageRange) -> Result<i64> {
+        dispatch!(self, s => s.count(range).await)
+    }
     /// Sends the ledger rows of `range`, in id order, to `out` as they arrive from
     /// one streamed statement (without the statement timeout: a slow reader must
     /// not cut an export short). Stops early, without error, when `out` is closed.

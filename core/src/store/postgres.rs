@@ -170,6 +170,7 @@ struct Sql {
     usage: String,
     top_keys: String,
     top_accounts: String,
+    count: String,
     export: String,
     rate: String,
 }
@@ -310,6 +311,10 @@ impl Sql {
                  COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
                  AND ($2::timestamptz IS NULL OR created_at < $2) \
                  GROUP BY account_id ORDER BY spent DESC, account_id LIMIT $3"
+            ),
+            count: format!(
+                "SELECT COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
+                 AND ($2::timestamptz IS NULL OR created_at < $2)"
             ),
             export: format!(
                 "SELECT id::int8, key_id::int8, account_id, amount_micros, created_at, idempotency_key, \
@@ -636,6 +641,15 @@ impl PgStore {
             })
         };
         Ok(rows.iter().map(spender).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn count(&self, range: UsageRange) -> Result<i64> {
+        let row = sqlx::query(&self.sql.count)
+            .bind(range.from)
+            .bind(range.to)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// One statement in a transaction of its own, without the statement timeout:

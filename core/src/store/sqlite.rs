@@ -87,6 +87,7 @@ struct Sql {
     usage: String,
     top_keys: String,
     top_accounts: String,
+    count: String,
     export: String,
     rate: String,
 }
@@ -216,6 +217,10 @@ impl Sql {
                 "SELECT NULL, account_id, NULL, NULL, SUM(amount_micros) AS spent, COUNT(*) FROM {ledger} \
                  WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
                  GROUP BY account_id ORDER BY spent DESC, account_id LIMIT ?3"
+            ),
+            count: format!(
+                "SELECT COUNT(*) FROM {ledger} \
+                 WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2)"
             ),
             export: format!(
                 "SELECT id, key_id, account_id, amount_micros, created_at, idempotency_key, hold_id \
@@ -523,6 +528,15 @@ impl SqliteStore {
             })
         };
         Ok(rows.iter().map(spender).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn count(&self, range: UsageRange) -> Result<i64> {
+        let row = sqlx::query(&self.sql.count)
+            .bind(range.from.as_ref().map(ts))
+            .bind(range.to.as_ref().map(ts))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// One streamed statement on a pooled connection (a WAL reader: writers go on).
