@@ -568,11 +568,9 @@ impl Progress {
     }
 
     fn percent(&self) -> u64 {
-        if self.total == 0 {
-            100
-        } else {
-            (self.done.min(self.total) * 100) / self.total
-        }
+        (self.done.min(self.total) * 100)
+            .checked_div(self.total)
+            .unwrap_or(100)
     }
 
     fn draw(&mut self) {
