@@ -703,7 +703,7 @@ async fn watch_once(kind: Kind) {
     assert_eq!(stdout(&out).lines().count(), 2);
 
     // Ctrl-C (SIGINT) ends an endless watch with status 0, after what it drew.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyleash"))
+    let child = Command::new(env!("CARGO_BIN_EXE_keyleash"))
         .args([
             "--url",
             &db.url,
