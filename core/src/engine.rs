@@ -502,6 +502,19 @@ impl KeyRow {
         }
     }
 
+    /// A ceiling row as the admin page shows it at `now` (rolled over).
+    pub fn ceiling_view(&self, now: DateTime<Utc>) -> crate::model::CeilingView {
+        let (b, _) = self.budget(now);
+        crate::model::CeilingView {
+            budget_cents: b.cap.map(micros_to_cents),
+            budget_used_cents: micros_to_cents(b.used),
+            budget_held_cents: micros_to_cents(b.held),
+            budget_remaining_cents: b.remaining().map(micros_to_cents),
+            budget_period: b.period.map(|p| p.as_str().to_string()),
+            budget_reset_at: b.reset_at.filter(|_| b.period.is_some()),
+        }
+    }
+
     /// The row as `list` shows it at `now` (rolled over, no secret).
     pub fn summary(&self, now: DateTime<Utc>) -> KeySummary {
         let (b, _) = self.budget(now);

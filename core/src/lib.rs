@@ -35,6 +35,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod amount;
 #[cfg(test)]
 mod batch_tests;
@@ -57,14 +58,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use crate::admin::{AdminRequest, AdminResponse};
 pub use crate::clock::{Clock, ManualClock};
 pub use crate::error::{Error, Result};
 pub use crate::http::{Access, Reply, Route, SelfServeOptions};
 pub use crate::model::{
-    iso, parse_time, CacheOptions, CacheStats, Charge, ChargeRefusal, ChargeResult, CreateOptions,
-    CreatedKey, InvalidReason, KeyDetails, KeyInfo, KeyStatus, KeySummary, LedgerEntry,
-    LedgerRecord, Options, Reserve, ReserveResult, SettleRefusal, SettleResult, SpendBy, Spender,
-    UsageRange, Validation,
+    iso, parse_time, AccountView, AccountsPage, CacheOptions, CacheStats, CeilingView, Charge,
+    ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, DaySpend, InvalidReason, KeyDetails,
+    KeyInfo, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options, Reserve, ReserveResult,
+    SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange, Validation,
 };
 pub use crate::scope::has_scope;
 
@@ -767,6 +769,82 @@ impl KeyLeash {
         self.inner.store.top(by, range, i64::from(limit)).await
     }
 
+    /// Accounts with their ceilings and keys, for the admin page: up to `limit`
+    /// (1 to 200) accounts, by id, whose id starts with `search` or that own a key
+    /// whose display prefix starts with it (case-sensitive; every account when
+    /// `search` is empty), each with all its keys as [`KeyLeash::get`] reports
+    /// them. One statement for the ids, then one read per account. Errors:
+    /// `invalid_argument` (limit, a search over 256 bytes), `unavailable`,
+    /// `not_migrated`.
+    pub async fn accounts(&self, search: &str, limit: u32) -> Result<AccountsPage> {
+        if !(1..=MAX_ACCOUNTS).contains(&limit) {
+            return Err(Error::arg(format!(
+                "limit must be from 1 to {MAX_ACCOUNTS}, got {limit}"
+            )));
+        }
+        check_text("search", search, MAX_ACCOUNT_LEN, false)?;
+        let mut ids = self
+            .inner
+            .store
+            .accounts(search, i64::from(limit) + 1)
+            .await?;
+        let truncated = ids.len() > limit as usize;
+        ids.truncate(limit as usize);
+        let now = self.inner.clock.now();
+        let mut accounts = Vec::with_capacity(ids.len());
+        for account_id in ids {
+            let rows = self.inner.store.list(&account_id, now).await?;
+            accounts.push(AccountView {
+                ceiling: rows
+                    .iter()
+                    .find(|r| r.is_ceiling())
+                    .map(|c| c.ceiling_view(now)),
+                keys: rows
+                    .iter()
+                    .filter(|r| !r.is_ceiling())
+                    .map(|r| r.details(&rows, now))
+                    .collect(),
+                account_id,
+            });
+        }
+        Ok(AccountsPage {
+            accounts,
+            truncated,
+        })
+    }
+
+    /// What a key or an account spent on each of the last `days` UTC days (1 to
+    /// 366), oldest first, today last, days without spend as 0: the sums of its
+    /// ledger amounts (charges and settles). An account's spend is the ledger rows
+    /// recorded under it. One aggregate statement. Errors: `invalid_argument`
+    /// (days), `unavailable`, `not_migrated`.
+    pub async fn spend_per_day(&self, of: SpendOf<'_>, days: u32) -> Result<Vec<DaySpend>> {
+        if !(1..=MAX_DAYS).contains(&days) {
+            return Err(Error::arg(format!(
+                "days must be from 1 to {MAX_DAYS}, got {days}"
+            )));
+        }
+        if let SpendOf::Account(a) = of {
+            check_text("accountId", a, MAX_ACCOUNT_LEN, true)?;
+        }
+        let today = self.inner.clock.now().date_naive();
+        let first = today - chrono::Days::new(u64::from(days - 1));
+        let from = first.and_time(chrono::NaiveTime::MIN).and_utc();
+        let sums = self.inner.store.spend_days(of, from).await?;
+        Ok(first
+            .iter_days()
+            .take(days as usize)
+            .map(|d| {
+                let day = d.format("%Y-%m-%d").to_string();
+                let micros = sums.iter().find(|(k, _)| *k == day).map_or(0, |(_, m)| *m);
+                DaySpend {
+                    day,
+                    cents: amount::micros_to_cents(micros),
+                }
+            })
+            .collect())
+    }
+
     /// How many ledger rows `range` holds (`from` inclusive, `to` exclusive): what
     /// [`KeyLeash::export_ledger`] would send if nothing were charged meanwhile,
     /// for a progress bar. One `COUNT(*)` over the window. Errors: `unavailable`,
@@ -896,6 +974,10 @@ fn mismatch(outcome: &SpendOutcome) -> Error {
 
 /// The most rows `top_spenders` returns.
 const MAX_TOP: u32 = 10_000;
+/// The most accounts one [`KeyLeash::accounts`] page holds.
+const MAX_ACCOUNTS: u32 = 200;
+/// The longest [`KeyLeash::spend_per_day`] window, in days.
+const MAX_DAYS: u32 = 366;
 
 /// The start of every export id of this table (`kl_<16 hex>_`), after checking
 /// the window and the namespace.

@@ -672,6 +672,67 @@ pub enum SpendBy {
     Account,
 }
 
+/// Whose spend [`crate::KeyLeash::spend_per_day`] adds up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpendOf<'a> {
+    /// One key's ledger rows.
+    Key(i64),
+    /// The ledger rows recorded under an account.
+    Account(&'a str),
+}
+
+/// One UTC day of [`crate::KeyLeash::spend_per_day`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaySpend {
+    /// The UTC date, `YYYY-MM-DD`.
+    pub day: String,
+    /// The sum of that day's ledger amounts, in cents (exact to the micro-cent).
+    pub cents: f64,
+}
+
+/// An account's ceiling as [`crate::KeyLeash::accounts`] shows it, rolled over to now.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CeilingView {
+    /// The cap on what the account's keys spend together, in cents.
+    pub budget_cents: Option<f64>,
+    /// Spent in the current period, in cents.
+    pub budget_used_cents: f64,
+    /// Held by in-flight reservations, in cents.
+    pub budget_held_cents: f64,
+    /// `cap - used - held`, never below 0.
+    pub budget_remaining_cents: Option<f64>,
+    /// `day`, `week`, `month`, or `None` for a lifetime ceiling.
+    pub budget_period: Option<String>,
+    /// The next reset.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub budget_reset_at: Option<DateTime<Utc>>,
+}
+
+/// One account as [`crate::KeyLeash::accounts`] shows it: its ceiling and its keys.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    /// The account.
+    pub account_id: String,
+    /// Its ceiling, if it has one.
+    pub ceiling: Option<CeilingView>,
+    /// Its keys (revoked ones included), by id, each as [`crate::KeyLeash::get`]
+    /// reports it: no raw key, no hash.
+    pub keys: Vec<KeyDetails>,
+}
+
+/// A page of [`crate::KeyLeash::accounts`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountsPage {
+    /// The accounts, by id.
+    pub accounts: Vec<AccountView>,
+    /// Whether more accounts matched than the limit let through.
+    pub truncated: bool,
+}
+
 /// One row of [`crate::KeyLeash::top_spenders`]: a key or an account and what its
 /// ledger rows in the window add up to.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -20,7 +20,7 @@ use crate::engine::{fill_shares, hinted, missing_ceilings, KeyRow, KeyUpdate, Lo
 use crate::error::Result;
 use crate::group::Limits;
 use crate::ident::TableNames;
-use crate::model::{LedgerEntry, LedgerRecord, SpendBy, Spender, UsageRange};
+use crate::model::{LedgerEntry, LedgerRecord, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::SpendReq;
 
 pub(crate) mod charge;
@@ -206,6 +206,20 @@ impl Store {
     /// the window: off the hot path, for operators.
     pub async fn top(&self, by: SpendBy, range: UsageRange, limit: i64) -> Result<Vec<Spender>> {
         dispatch!(self, s => s.top(by, range, limit).await)
+    }
+    /// Up to `limit` account ids, in order, that start with `prefix` or own a key
+    /// whose display prefix does (all accounts for an empty `prefix`).
+    pub async fn accounts(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        dispatch!(self, s => s.accounts(prefix, limit).await)
+    }
+    /// The sums of a key's or an account's ledger amounts per UTC day
+    /// (`YYYY-MM-DD`) from `from` on, by day, days without rows left out.
+    pub async fn spend_days(
+        &self,
+        of: SpendOf<'_>,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        dispatch!(self, s => s.spend_days(of, from).await)
     }
     /// How many ledger rows `range` holds.
     pub async fn count(&self, range: UsageRange) -> Result<i64> {

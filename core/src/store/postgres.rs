@@ -21,7 +21,7 @@ use crate::cache::{self, FLUSH_ALL};
 use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
-use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, Spender, UsageRange};
+use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, ChargeSql, Charged};
 use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
@@ -171,6 +171,9 @@ struct Sql {
     top_keys: String,
     top_accounts: String,
     count: String,
+    accounts: String,
+    days_of_key: String,
+    days_of_account: String,
     export: String,
     rate: String,
 }
@@ -311,6 +314,22 @@ impl Sql {
                  COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
                  AND ($2::timestamptz IS NULL OR created_at < $2) \
                  GROUP BY account_id ORDER BY spent DESC, account_id LIMIT $3"
+            ),
+            // The same prefix match as on SQLite (which has no case-sensitive LIKE).
+            accounts: format!(
+                "SELECT DISTINCT account_id FROM {keys} WHERE account_id IS NOT NULL AND ($1 = '' \
+                 OR substr(account_id, 1, length($1)) = $1 OR substr(key_prefix, 1, length($1)) = $1) \
+                 ORDER BY account_id LIMIT $2"
+            ),
+            days_of_key: format!(
+                "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
+                 SUM(amount_micros)::int8 FROM {ledger} WHERE key_id = $1 AND created_at >= $2 \
+                 GROUP BY d ORDER BY d"
+            ),
+            days_of_account: format!(
+                "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
+                 SUM(amount_micros)::int8 FROM {ledger} WHERE account_id = $1 AND created_at >= $2 \
+                 GROUP BY d ORDER BY d"
             ),
             count: format!(
                 "SELECT COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
@@ -641,6 +660,34 @@ impl PgStore {
             })
         };
         Ok(rows.iter().map(spender).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn accounts(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(&self.sql.accounts)
+            .bind(prefix)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn spend_days(
+        &self,
+        of: SpendOf<'_>,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        let q = match of {
+            SpendOf::Key(id) => sqlx::query(&self.sql.days_of_key).bind(id),
+            SpendOf::Account(a) => sqlx::query(&self.sql.days_of_account).bind(a),
+        };
+        let rows = q.bind(from).fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     pub async fn count(&self, range: UsageRange) -> Result<i64> {

@@ -22,7 +22,7 @@ use sqlx::{Executor, Row};
 use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
-use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, Spender, UsageRange};
+use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, ChargeSql, Charged};
 use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
@@ -88,6 +88,9 @@ struct Sql {
     top_keys: String,
     top_accounts: String,
     count: String,
+    accounts: String,
+    days_of_key: String,
+    days_of_account: String,
     export: String,
     rate: String,
 }
@@ -217,6 +220,21 @@ impl Sql {
                 "SELECT NULL, account_id, NULL, NULL, SUM(amount_micros) AS spent, COUNT(*) FROM {ledger} \
                  WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
                  GROUP BY account_id ORDER BY spent DESC, account_id LIMIT ?3"
+            ),
+            // Case-sensitive prefix matches on both stores (SQLite's LIKE is not).
+            accounts: format!(
+                "SELECT DISTINCT account_id FROM {keys} WHERE account_id IS NOT NULL AND (?1 = '' \
+                 OR substr(account_id, 1, length(?1)) = ?1 OR substr(key_prefix, 1, length(?1)) = ?1) \
+                 ORDER BY account_id LIMIT ?2"
+            ),
+            // Stored times are fixed-width UTC text: the first 10 characters are the day.
+            days_of_key: format!(
+                "SELECT substr(created_at, 1, 10) AS d, SUM(amount_micros) FROM {ledger} \
+                 WHERE key_id = ?1 AND created_at >= ?2 GROUP BY d ORDER BY d"
+            ),
+            days_of_account: format!(
+                "SELECT substr(created_at, 1, 10) AS d, SUM(amount_micros) FROM {ledger} \
+                 WHERE account_id = ?1 AND created_at >= ?2 GROUP BY d ORDER BY d"
             ),
             count: format!(
                 "SELECT COUNT(*) FROM {ledger} \
@@ -528,6 +546,34 @@ impl SqliteStore {
             })
         };
         Ok(rows.iter().map(spender).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn accounts(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(&self.sql.accounts)
+            .bind(prefix)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn spend_days(
+        &self,
+        of: SpendOf<'_>,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        let q = match of {
+            SpendOf::Key(id) => sqlx::query(&self.sql.days_of_key).bind(id),
+            SpendOf::Account(a) => sqlx::query(&self.sql.days_of_account).bind(a),
+        };
+        let rows = q.bind(ts(&from)).fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     pub async fn count(&self, range: UsageRange) -> Result<i64> {
