@@ -63,6 +63,11 @@ export declare class NativeKeyLeash {
   validateBySubject(subject: string): Promise<string>
   /** Charges a subject row. */
   trackUsageBySubject(subject: string, charge: ChargeOptions): Promise<string>
+  /**
+   * One request to the admin page (`adminRouter` calls it): the core's answer
+   * as is.
+   */
+  admin(req: AdminRequest): Promise<AdminReply>
   /** The keys of an account. */
   list(accountId: string): Promise<any>
   /** A key's ledger rows between two ISO instants (`from` inclusive, `to` exclusive). */
@@ -108,6 +113,36 @@ export declare class NativeKeyRef {
   reserve(reserve: ReserveOptions): Promise<string>
 }
 
+/** The core's answer to an admin page request. */
+export interface AdminReply {
+  /** The HTTP status. */
+  status: number
+  /** The headers as a flat list: name, value, name, value, … */
+  headers: Array<string>
+  /** The body. */
+  body: Buffer
+}
+
+/**
+ * Checks the options of the self-serve routes, so a bad one fails when the routes
+ * are made rather than on the first request.
+ * One request to the admin page, as `adminRouter` hands it to the core.
+ */
+export interface AdminRequest {
+  /** The HTTP method. */
+  method: string
+  /** The path below the mount point (`""`, `/`, `/api/accounts`, …). */
+  path: string
+  /** The raw query string, without `?`. */
+  query: string
+  /** The mount point as the browser sees it (`/admin`). */
+  base: string
+  /** The headers as a flat list: name, value, name, value, … */
+  headers: Array<string>
+  /** The body, when there is one. */
+  body?: Buffer
+}
+
 /** How far to move a manual clock (any mix; negative moves back). */
 export interface AdvanceBy {
   /** Seconds. */
@@ -148,10 +183,6 @@ export interface ChargeOptions {
   idempotencyKey?: string
 }
 
-/**
- * Checks the options of the self-serve routes, so a bad one fails when the routes
- * are made rather than on the first request.
- */
 export declare function checkRouteOptions(options: RouteOptions): void
 
 /** Options of `KeyLeash.connect`. */
@@ -251,3 +282,10 @@ export interface RouteOptions {
   /** Signups per email domain per hour: 1 to 1000000; default none. */
   signupRateLimitPerDomain?: number
 }
+
+/**
+ * Runs the `keyleash` command line on `args` (without the program's name) in
+ * this process, blocking it until the command ends, and returns its exit status
+ * (`npx keyleash` calls it).
+ */
+export declare function runCli(args: Array<string>): number

@@ -841,3 +841,4 @@ module.exports.checkRouteOptions = nativeBinding.checkRouteOptions
 module.exports.hasScope = nativeBinding.hasScope
 module.exports.MAX_BODY_BYTES = nativeBinding.MAX_BODY_BYTES
 module.exports.payloadTooLarge = nativeBinding.payloadTooLarge
+module.exports.runCli = nativeBinding.runCli

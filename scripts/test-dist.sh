@@ -55,6 +55,13 @@ python_example() { # venv label
     version=$("$venv/bin/python" -c 'import keyleash; print(keyleash.__version__)')
     [ "$version" = "$VERSION" ] || fail "$2: keyleash.__version__ is $version"
     echo "  $2: README example printed '$out'; keyleash.__version__ $version"
+    # The command line, both ways the package ships it.
+    local cli
+    cli=$("$venv/bin/keyleash" --version)
+    [ "$cli" = "keyleash $VERSION" ] || fail "$2: keyleash --version printed '$cli'"
+    cli=$("$venv/bin/python" -m keyleash --url "sqlite://$dir/cli.db" migrate)
+    [[ "$cli" == migrated:* ]] || fail "$2: python -m keyleash migrate printed '$cli'"
+    echo "  $2: keyleash --version and python -m keyleash migrate work"
 }
 say "wheel into a new venv"
 python3 -m venv "$WORK/wheel-venv"
@@ -96,6 +103,9 @@ README="$NPM/node_modules/keyleash/README.md"
 block "$README" js 'require("express")' >"$NPM/quickstart.js"
 block "$README" js 'import { KeyLeash }' >"$NPM/plain.mjs"
 node "$ROOT/scripts/dist-express-check.mjs" "$NPM"
+cli=$(cd "$NPM" && npx --no-install keyleash --version)
+[ "$cli" = "keyleash $VERSION" ] || fail "npx keyleash --version printed '$cli'"
+echo "  npx keyleash --version: $cli"
 
 # TypeScript without @types/express: the package's own types must stand alone.
 cat >"$NPM/check.ts" <<'TS'

@@ -177,6 +177,44 @@ impl RouteOptions {
 
 /// Checks the options of the self-serve routes, so a bad one fails when the routes
 /// are made rather than on the first request.
+/// One request to the admin page, as `adminRouter` hands it to the core.
+#[napi(object)]
+pub struct AdminRequest {
+    /// The HTTP method.
+    pub method: String,
+    /// The path below the mount point (`""`, `/`, `/api/accounts`, …).
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    /// The mount point as the browser sees it (`/admin`).
+    pub base: String,
+    /// The headers as a flat list: name, value, name, value, …
+    pub headers: Vec<String>,
+    /// The body, when there is one.
+    pub body: Option<napi::bindgen_prelude::Buffer>,
+}
+
+/// The core's answer to an admin page request.
+#[napi(object)]
+pub struct AdminReply {
+    /// The HTTP status.
+    pub status: u32,
+    /// The headers as a flat list: name, value, name, value, …
+    pub headers: Vec<String>,
+    /// The body.
+    pub body: napi::bindgen_prelude::Buffer,
+}
+
+/// Runs the `keyleash` command line on `args` (without the program's name) in
+/// this process, blocking it until the command ends, and returns its exit status
+/// (`npx keyleash` calls it).
+#[napi]
+pub fn run_cli(args: Vec<String>) -> u32 {
+    u32::from(keyleash_cli::run(
+        std::iter::once("keyleash".to_string()).chain(args),
+    ))
+}
+
 #[napi]
 pub fn check_route_options(options: RouteOptions) -> Result<()> {
     options.into_core().map(|_| ())
@@ -525,6 +563,34 @@ impl NativeKeyLeash {
         let kl = self.inner.clone();
         let r = run(async move { kl.track_usage_by_subject(&subject, charge.into()).await });
         to_text(&r.await?)
+    }
+
+    /// One request to the admin page (`adminRouter` calls it): the core's answer
+    /// as is.
+    #[napi]
+    pub async fn admin(&self, req: AdminRequest) -> Result<AdminReply> {
+        let kl = self.inner.clone();
+        let req = keyleash::AdminRequest {
+            method: req.method,
+            path: req.path,
+            query: req.query,
+            base: req.base,
+            headers: req
+                .headers
+                .chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect(),
+            body: req.body.map(|b| b.to_vec()).unwrap_or_default(),
+        };
+        let r = match tokio::spawn(async move { kl.admin(req).await }).await {
+            Ok(r) => r,
+            Err(e) => keyleash::AdminResponse::error(500, "unavailable", &e.to_string()),
+        };
+        Ok(AdminReply {
+            status: u32::from(r.status),
+            headers: r.headers.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            body: r.body.into(),
+        })
     }
 
     /// The keys of an account.

@@ -455,6 +455,35 @@ impl NativeKeyLeash {
         })
     }
 
+    /// One request to the admin page (`keyleash.admin_router` calls it): resolves
+    /// to `(status, [(header, value)], body bytes)`, the core's answer as is.
+    #[pyo3(signature = (method, path, query, base, headers, body))]
+    #[allow(clippy::too_many_arguments)]
+    fn admin<'py>(
+        &self,
+        py: Python<'py>,
+        method: String,
+        path: String,
+        query: String,
+        base: String,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kl = self.kl()?;
+        let req = keyleash::AdminRequest {
+            method,
+            path,
+            query,
+            base,
+            headers,
+            body: body.to_vec(),
+        };
+        future_into_py(py, async move {
+            let r = kl.admin(req).await;
+            Ok((r.status, r.headers, std::borrow::Cow::<[u8]>::Owned(r.body)))
+        })
+    }
+
     fn list<'py>(&self, py: Python<'py>, account_id: String) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
         future_into_py(py, async move {
@@ -675,6 +704,13 @@ fn payload_too_large() -> PyResult<(u16, String)> {
     Ok((reply.status, to_json(&reply.body)?))
 }
 
+/// Runs the `keyleash` command line on `args` (without the program's name) in
+/// this process, without the GIL, and returns its exit status (`keyleash.cli`).
+#[pyfunction]
+fn run_cli(py: Python<'_>, args: Vec<String>) -> u8 {
+    py.detach(|| keyleash_cli::run(std::iter::once("keyleash".to_string()).chain(args)))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeKeyLeash>()?;
@@ -683,6 +719,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySelfServeOptions>()?;
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
     m.add_function(wrap_pyfunction!(payload_too_large, m)?)?;
+    m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add("MAX_BODY_BYTES", keyleash::http::MAX_BODY_BYTES)?;
     // The package's version: the workspace's, the one source every manifest reads.
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -80,6 +80,15 @@ class NativeKeyLeash:
         self, account_id: str, budget_cents: float | None, budget_period: str | None = None
     ) -> Awaitable[None]: ...
     def revoke(self, key_id: int, account_id: str | None = None) -> Awaitable[bool]: ...
+    def admin(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        base: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> Awaitable[tuple[int, list[tuple[str, str]], bytes]]: ...
     def list(self, account_id: str) -> Awaitable[str]: ...
     def usage(
         self, key_id: int, from_: str | None = None, to: str | None = None
@@ -125,3 +134,6 @@ def payload_too_large() -> tuple[int, str]:
 
 def shutdown() -> None:
     """Registered with atexit: stops delivering results before Python finalizes."""
+
+def run_cli(args: list[str]) -> int:
+    """Runs the ``keyleash`` command line on ``args`` without the GIL; its exit status."""
