@@ -15,7 +15,7 @@ demo: node ## The main job on embedded SQLite: the Express and FastAPI examples 
 
 .PHONY: test
 test: check node ## Build and run every test (Rust, Node, Python) on SQLite and Postgres (a private cluster unless DATABASE_URL is set), then the packages (test-dist)
-	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node test-python-here conformance-here
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-rust test-node test-python-here conformance-here test-browser-here
 	$(MAKE) --no-print-directory test-dist
 
 .PHONY: dist
@@ -37,6 +37,19 @@ test-rust: ## The Rust tests, the core's and the keyleash CLI's (needs DATABASE_
 .PHONY: test-node
 test-node: ## The Node tests through the built addon (needs `make node` and DATABASE_URL: use `make test`)
 	cd bindings-node && npm test
+
+.PHONY: test-browser
+test-browser: node ## The admin page in headless Chromium (installed when missing), mounted in both examples, on SQLite and Postgres
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-browser-here
+
+.PHONY: test-browser-here
+test-browser-here:
+	KEYLEASH_CHROMIUM="$$(bash scripts/chromium.sh)" KEYLEASH_PYTHON="$$(bash scripts/python-env.sh)" \
+		node --test --test-concurrency=1 bindings-node/test-browser/admin.test.js
+
+.PHONY: screenshots
+screenshots: node ## Refresh the admin page's screenshots in docs/images (the browser test, saving them)
+	KEYLEASH_SCREENSHOTS=$(CURDIR)/docs/images bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-browser-here
 
 .PHONY: conformance
 conformance: node ## Run every vector of CONFORMANCE_DIR (default tests/conformance) through the Rust, Node and Python runners, on SQLite and Postgres

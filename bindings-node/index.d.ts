@@ -512,6 +512,23 @@ export interface RouteOptions extends SelfServeOptions {
  */
 export declare function createAgentKeyRoutes(kl: KeyLeash, options?: RouteOptions): ExpressHandler;
 
+/** Options of `adminRouter`; an unknown name throws `invalid_argument`. */
+export interface AdminRouterOptions {
+  /**
+   * Asked first on every request to the page (with Express's `req`); only `true`
+   * (or a promise of `true`) lets it through. Without it every request gets 401.
+   */
+  authorize?(req: unknown): boolean | Promise<boolean>;
+}
+
+/**
+ * The operators' admin page (docs/admin.md), to mount under a path:
+ * `app.use("/admin", adminRouter(kl, { authorize }))`. Accounts and keys with
+ * budget, used, held, period, expiry and status; spend per day charts; search;
+ * revoke (CSRF-protected). A refused request gets 401 with a Basic challenge.
+ */
+export declare function adminRouter(kl: KeyLeash, options?: AdminRouterOptions): ExpressHandler;
+
 declare global {
   namespace Express {
     interface Request {

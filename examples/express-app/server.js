@@ -10,16 +10,21 @@
 //   GET  /sdk-keys/me         the key's budget and scopes
 //   POST /sdk-keys            mint a narrower child key that draws on this one
 //   DELETE /sdk-keys/:id      revoke a key of your own account
+//   GET  /admin/              the operators' admin page: HTTP Basic, user "admin",
+//                             password ADMIN_PASSWORD (unset: the page stays shut)
 //
 // Run: make express-app   (or: npm install && node server.js, in this folder)
 // Env: DATABASE_URL (default sqlite://keyleash-express.db), PORT (default 3000),
+// ADMIN_PASSWORD (opens /admin/),
 // CHUNK_DELAY_MS (the streamed model's pause before each word, default 50).
 
+const { timingSafeEqual } = require("node:crypto");
 const { setTimeout: sleep } = require("node:timers/promises");
 const express = require("express");
 const {
   KeyLeash,
   MAX_BODY_BYTES,
+  adminRouter,
   agentKeyMiddleware,
   createAgentKeyRoutes,
   payloadTooLarge,
@@ -29,6 +34,15 @@ const {
 /** A pretend model and price list: 0.5 cents per call plus 0.01 cents per character. */
 function complete(prompt) {
   return { text: `echo: ${prompt}`, costCents: 0.5 + [...prompt].length * 0.01 };
+}
+
+/** Whether an Authorization header is HTTP Basic for "admin" with ADMIN_PASSWORD. */
+function isAdmin(header) {
+  const password = process.env.ADMIN_PASSWORD;
+  if (!password || typeof header !== "string" || !header.startsWith("Basic ")) return false;
+  const given = Buffer.from(header.slice(6), "base64");
+  const expected = Buffer.from(`admin:${password}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** The most words a streamed answer has, and the price of each: the hold is their product. */
@@ -85,6 +99,7 @@ async function main() {
 
   const app = express();
   app.use(createAgentKeyRoutes(kl, { signupScopes: ["proxy.chat"], signupBudgetCents: 50, signupBudgetPeriod: "day" }));
+  app.use("/admin", adminRouter(kl, { authorize: (req) => isAdmin(req.headers.authorization) }));
   // At most MAX_BODY_BYTES of body are read; more is answered 413 (below).
   const chatBody = express.text({ type: () => true, limit: MAX_BODY_BYTES });
   app.post("/v1/chat", agentKeyMiddleware(kl, { scope: "proxy.chat" }), chatBody, async (req, res) => {

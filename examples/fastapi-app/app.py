@@ -10,6 +10,8 @@ example, answering every request with the same status and the same JSON
     GET  /sdk-keys/me       the key's budget and scopes
     POST /sdk-keys          mint a narrower child key that draws on this one
     DELETE /sdk-keys/{id}   revoke a key of your own account
+    GET  /admin/            the operators' admin page: HTTP Basic, user "admin",
+                            password ADMIN_PASSWORD (unset: the page stays shut)
 
 The chat route reads at most 65,536 bytes of body (more is the core's 413
 payload_too_large) and refuses JSON nested deeper than 32 levels before parsing it,
@@ -18,12 +20,16 @@ as the Express example does.
 Run it with `make example-fastapi` (or `python app.py` in a virtualenv with keyleash,
 fastapi and uvicorn), then open http://127.0.0.1:8000/docs.
 Env: DATABASE_URL (default sqlite://keyleash-fastapi.db), PORT (default 8000),
+ADMIN_PASSWORD (opens /admin/),
 CHUNK_DELAY_MS (the streamed model's pause before each word, default 50).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import json
 import logging
 import os
@@ -35,7 +41,14 @@ from fastapi.responses import JSONResponse, Response
 
 import keyleash.sync
 from keyleash import KeyLeashError, _native
-from keyleash.fastapi import GrantedKey, Spend, agentkey_router, require_key, stream_with_hold
+from keyleash.fastapi import (
+    GrantedKey,
+    Spend,
+    admin_router,
+    agentkey_router,
+    require_key,
+    stream_with_hold,
+)
 
 MAX_DEPTH = 32
 """The deepest JSON nesting a chat body may have (checked before parsing)."""
@@ -49,6 +62,22 @@ app.include_router(
         kl, signup_scopes=["proxy.chat"], signup_budget_cents=50, signup_budget_period="day"
     )
 )
+
+
+def is_admin(request: Request) -> bool:
+    """Whether the request is HTTP Basic for "admin" with ADMIN_PASSWORD."""
+    password = os.environ.get("ADMIN_PASSWORD")
+    header = request.headers.get("authorization", "")
+    if not password or not header.startswith("Basic "):
+        return False
+    try:
+        given = base64.b64decode(header[6:], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(given, f"admin:{password}".encode())
+
+
+app.include_router(admin_router(kl, authorize=is_admin), prefix="/admin")
 
 
 def complete(prompt: str) -> tuple[str, float]:

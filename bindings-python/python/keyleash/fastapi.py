@@ -19,6 +19,7 @@ a key or a password, and the client never sees it. Self-serve bodies are read up
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -46,6 +47,7 @@ __all__ = [
     "SignupRequest",
     "Spend",
     "ValidationResponse",
+    "admin_router",
     "agentkey_router",
     "bearer_scheme",
     "require_key",
@@ -522,3 +524,89 @@ def agentkey_router(
         return await answer(request, "revoke", key_id)
 
     return router
+
+
+Authorize = Callable[[Request], bool | Awaitable[bool]]
+"""An admin page's gatekeeper: given the request, ``True`` lets it through."""
+
+# The most an admin request's body may hold (a revoke is a few bytes).
+_ADMIN_MAX_BODY = 16 * 1024
+
+
+def admin_router(kl: AnyKeyLeash, *, authorize: Authorize | None = None) -> APIRouter:
+    """The operators' admin page (docs/admin.md), to mount under a prefix:
+    ``app.include_router(admin_router(kl, authorize=is_admin), prefix="/admin")``.
+
+    The page, its files and its JSON API are served by the core, byte for byte
+    as the Express ``adminRouter`` serves them. ``authorize(request)`` (a function
+    or a coroutine function) is asked first on every request, and only ``True``
+    lets it through; without ``authorize`` every request is refused. A refused
+    request gets 401 with a ``WWW-Authenticate: Basic`` challenge, so a browser
+    asks for a password the app can check in ``authorize``. Revoking needs the
+    page's CSRF token (the core checks it). ``authorize`` that is not callable
+    raises ``InvalidArgumentError`` here; an exception it raises propagates."""
+    if authorize is not None and not callable(authorize):
+        raise InvalidArgumentError(f"authorize must be a function, got {type(authorize).__name__}")
+    native = _native_of(kl)
+    router = APIRouter(include_in_schema=False)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    async def handle(request: Request, path: str = "") -> Response:
+        allowed: object = False
+        if authorize is not None:
+            allowed = authorize(request)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+        if allowed is not True:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "unauthorized",
+                        "message": "the admin page needs authorization",
+                    }
+                },
+                status_code=401,
+                headers={
+                    "WWW-Authenticate": 'Basic realm="keyleash admin", charset="UTF-8"',
+                    "Cache-Control": "no-store",
+                },
+            )
+        full = request.url.path
+        sub = "/" + path if path or full.endswith("/") else ""
+        base = full[: len(full) - len(sub)] if sub else full
+        body = b""
+        if request.method == "POST":
+            read = await _read_admin_body(request)
+            if read is None:
+                return JSONResponse(
+                    {"error": {"code": "payload_too_large", "message": "the body is too large"}},
+                    status_code=413,
+                )
+            body = read
+        status, headers, content = await native.admin(
+            request.method,
+            sub,
+            request.url.query,
+            base,
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+            body,
+        )
+        return Response(content=content, status_code=status, headers=dict(headers))
+
+    router.add_api_route("", handle, methods=methods)
+    router.add_api_route("/{path:path}", handle, methods=methods)
+    return router
+
+
+async def _read_admin_body(request: Request) -> bytes | None:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _ADMIN_MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _ADMIN_MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
