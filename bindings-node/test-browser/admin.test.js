@@ -109,6 +109,14 @@ async function seed(url, account) {
   return { capped, open, spare };
 }
 
+/** Saves a screenshot into KEYLEASH_SCREENSHOTS, when set (`make screenshots`). */
+async function screenshot(page, file) {
+  const dir = process.env.KEYLEASH_SCREENSHOTS;
+  if (!dir) return;
+  fs.mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: path.join(dir, file) });
+}
+
 const micros = (v) => Math.round(Number(v) * 1e6);
 
 async function expectCents(page, selector, cents) {
@@ -147,6 +155,9 @@ for (const name of Object.keys(EXAMPLES)) {
 
       // Search for the account, then read its ceiling and keys.
       await page.type("#q", account);
+      // The search waits for a pause in typing (250 ms): let the last one land and
+      // render before holding on to any element of the list.
+      await page.waitForNetworkIdle({ idleTime: 600 });
       const section = `section.account[data-account="${account}"]`;
       await page.waitForSelector(section);
       await page.waitForFunction((n) => document.querySelectorAll("section.account").length === n, {}, 1);
@@ -203,14 +214,12 @@ for (const name of Object.keys(EXAMPLES)) {
         {},
         "125.75",
       );
-      if (process.env.KEYLEASH_SCREENSHOTS) {
-        fs.mkdirSync(process.env.KEYLEASH_SCREENSHOTS, { recursive: true });
-        await page.screenshot({ path: path.join(process.env.KEYLEASH_SCREENSHOTS, `admin-${name}-${store}.png`) });
-      }
+      if (store === "postgres") await screenshot(page, `admin-${name}.png`);
 
       // Revoke the spare key through the confirmation; only it is revoked in the database.
       await page.click(`${row(keys.spare)} button.revoke`);
       await page.waitForSelector("button.confirm-revoke");
+      if (store === "postgres") await screenshot(page, `admin-${name}-revoke.png`);
       await page.click("button.confirm-revoke");
       await page.waitForFunction(
         (sel) => document.querySelector(sel)?.getAttribute("data-status") === "revoked",
