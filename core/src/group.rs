@@ -272,14 +272,18 @@ mod tests {
     }
 
     // Pins the bound: calls past `max_queue` are refused at once, with a message that says so.
+    // The first batch is held on a gate until the queue is seen full, so the test does
+    // not depend on how fast a loaded machine schedules the callers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_queue_refuses() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let started = Arc::new(AtomicUsize::new(0));
-        let s = Arc::clone(&started);
+        let (g2, s2) = (Arc::clone(&gate), Arc::clone(&started));
         let exec: Executor<u32, u32> = Box::new(move |reqs: Vec<u32>| {
-            s.fetch_add(1, Ordering::SeqCst);
+            let gate = Arc::clone(&g2);
+            s2.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                gate.acquire().await.expect("open gate").forget();
                 Ok(reqs)
             })
         });
@@ -289,16 +293,30 @@ mod tests {
             in_flight: 1,
         };
         let g = Group::new(limits, exec);
-        let waiting: Vec<_> = (0..5u32)
-            .map(|i| {
-                let g = Arc::clone(&g);
-                tokio::spawn(async move { g.call(i).await })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            !done()
+        };
+        let spawn = |i: u32| {
+            let g = Arc::clone(&g);
+            tokio::spawn(async move { g.call(i).await })
+        };
+        // The first call's batch runs (and waits at the gate), then four fill the queue.
+        let mut waiting = vec![spawn(0)];
+        while until("the first batch never started", &|| {
+            started.load(Ordering::SeqCst) == 1
+        }) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        waiting.extend((1..5u32).map(spawn));
+        while until("the queue never filled", &|| g.lock().len() == 4) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let refused = g.call(99).await.unwrap_err();
         assert_eq!(refused.code(), "unavailable");
         assert!(refused.to_string().contains("queue is full"), "{refused}");
+        gate.add_permits(5);
         for w in waiting {
             assert!(w.await.unwrap().is_ok());
         }
