@@ -12,12 +12,11 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const fs = require("node:fs");
-const net = require("node:net");
 const path = require("node:path");
 const { spawn, execFileSync } = require("node:child_process");
 const puppeteer = require("puppeteer-core");
 const { KeyLeash } = require("..");
-const { pg, closePg, urlOf } = require("../test/helpers");
+const { pg, closePg, freePort, urlOf } = require("../test/helpers");
 
 const ROOT = path.join(__dirname, "..", "..");
 const PASSWORD = "browser-test-password";
@@ -40,14 +39,6 @@ test.after(async () => {
   await browser?.close();
   await closePg();
 });
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 const EXAMPLES = {
   express: { cmd: process.execPath, file: path.join(ROOT, "examples", "express-app", "server.js") },

@@ -4,22 +4,13 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const fs = require("node:fs");
-const net = require("node:net");
 const path = require("node:path");
 const { spawn } = require("node:child_process");
-const { urlOf, pgUrl, pg, closePg } = require("./helpers");
+const { urlOf, pgUrl, pg, closePg, freePort } = require("./helpers");
 
 test.after(closePg);
 
 const EXAMPLE = path.join(__dirname, "..", "..", "examples", "express-app");
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 /** Starts `file` of the example folder; resolves to a `call(method, path, {key, body})` once it listens. */
 async function start(t, file, url = urlOf("sqlite")) {

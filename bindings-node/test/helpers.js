@@ -2,6 +2,7 @@
 // (DATABASE_URL, which `make test` provides by starting a private cluster), each
 // on its own freshly migrated table, through the built addon.
 
+const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
 const { Pool } = require("pg");
@@ -52,6 +53,15 @@ async function closePg() {
   pool = undefined;
 }
 
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+async function freePort() {
+  const s = net.createServer();
+  await new Promise((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const { port } = s.address();
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
 /** The counter and the ledger sum (micro-cents) of a key, read back from the database. */
 async function counters(db, keyId, account = "a") {
   if (db.store === "postgres") {
@@ -91,4 +101,4 @@ async function capturingStderr(fn) {
   }
 }
 
-module.exports = { START, STORES, open, pg, closePg, counters, urlOf, pgUrl, unique, capturingStderr };
+module.exports = { START, STORES, open, pg, closePg, counters, urlOf, pgUrl, unique, capturingStderr, freePort };

@@ -291,10 +291,10 @@ async def _close(iterator: AsyncIterator[str | bytes]) -> None:
             _log.exception("closing the stream's chunks failed")
 
 
-async def _read_body(request: Request) -> bytes | None:
-    """The request body, or None when it is longer than ``MAX_BODY_BYTES``: reading
-    stops there, so a 50 MB body costs at most 64 KiB of memory."""
-    limit = _native.MAX_BODY_BYTES
+async def _read_body(request: Request, limit: int = _native.MAX_BODY_BYTES) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` (default
+    ``MAX_BODY_BYTES``): reading stops there, so a 50 MB body costs at most that
+    much memory."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
@@ -576,7 +576,7 @@ def admin_router(kl: AnyKeyLeash, *, authorize: Authorize | None = None) -> APIR
         base = full[: len(full) - len(sub)] if sub else full
         body = b""
         if request.method == "POST":
-            read = await _read_admin_body(request)
+            read = await _read_body(request, _ADMIN_MAX_BODY)
             if read is None:
                 return JSONResponse(
                     {"error": {"code": "payload_too_large", "message": "the body is too large"}},
@@ -596,17 +596,3 @@ def admin_router(kl: AnyKeyLeash, *, authorize: Authorize | None = None) -> APIR
     router.add_api_route("", handle, methods=methods)
     router.add_api_route("/{path:path}", handle, methods=methods)
     return router
-
-
-async def _read_admin_body(request: Request) -> bytes | None:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > _ADMIN_MAX_BODY:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > _ADMIN_MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
