@@ -2,6 +2,7 @@
 // narrow the validate result on `valid`, and type `req.agentKey` for Express users.
 import express from "express";
 import {
+  adminRouter,
   agentKeyMiddleware,
   createAgentKeyRoutes,
   KeyLeash,
@@ -51,6 +52,10 @@ async function main(): Promise<void> {
   const onError = (err: KeyLeashError): void => console.error(err.code, err.message);
   app.use(createAgentKeyRoutes(kl, { signupScopes: ["a"], signupRateLimit: false, onError }));
   app.use(createAgentKeyRoutes(kl, { signupRateLimit: 5, signupRateLimitPerDomain: 2 }));
+  app.use("/admin", adminRouter(kl, { authorize: (req: express.Request) => req.get("x-admin") === "yes" }));
+  app.use("/admin2", adminRouter(kl, { authorize: async () => false }));
+  // @ts-expect-error authorize must be a function
+  adminRouter(kl, { authorize: true });
   const tooLarge = payloadTooLarge();
   const limit: number = MAX_BODY_BYTES;
   void [tooLarge.body.error === "payload_too_large", limit];

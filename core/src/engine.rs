@@ -117,7 +117,7 @@ fn held_at(shares: &[HoldShare], now: DateTime<Utc>) -> i64 {
 pub(crate) const MAX_DEPTH: usize = 16;
 
 /// An account ceiling's columns as both stores read them beside a key row.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct CeilingCols {
     pub id: i64,
     pub budget_micros: i64,
@@ -282,9 +282,7 @@ impl KeyUpdate {
             holds_until_us,
         }
     }
-}
 
-impl KeyUpdate {
     /// Whether this update is of an account ceiling rather than a key.
     pub fn is_ceiling(&self) -> bool {
         self.id < 0

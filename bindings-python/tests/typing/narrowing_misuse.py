@@ -49,3 +49,10 @@ async def granted(key: GrantedKey) -> None:
 def construct() -> None:
     """The discriminants are literals: a ValidKey cannot say it is not valid."""
     ValidKey(valid=False)  # E: arg-type
+
+
+def admin_page(kl: keyleash.KeyLeash) -> None:
+    """authorize is a function of the request; anything else is a type error."""
+    from keyleash.fastapi import admin_router
+
+    admin_router(kl, authorize=True)  # E: arg-type

@@ -99,3 +99,19 @@ def from_dicts(raw: dict[str, object]) -> tuple[Validation, ChargeResult]:
 def has_scope(v: Validation) -> bool:
     """``has_scope`` takes either kind (always False for an InvalidKey)."""
     return v.has_scope("proxy.chat") and keyleash.has_scope(v, "admin")
+
+
+def admin_page(kl: keyleash.KeyLeash, sync_kl: keyleash.sync.KeyLeash) -> None:
+    """admin_router takes either facade and a plain or async ``authorize``."""
+    from fastapi import APIRouter, Request
+
+    from keyleash.fastapi import admin_router
+
+    def is_admin(request: Request) -> bool:
+        return request.headers.get("x-admin") == "yes"
+
+    async def is_admin_async(request: Request) -> bool:
+        return is_admin(request)
+
+    assert_type(admin_router(kl, authorize=is_admin), APIRouter)
+    assert_type(admin_router(sync_kl, authorize=is_admin_async), APIRouter)
