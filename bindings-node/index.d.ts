@@ -149,14 +149,46 @@ export interface InvalidKey {
 /** The result of `validate`: discriminated on `valid`. */
 export type ValidateResult = ValidKey | InvalidKey;
 
-/** Why a charge was refused. */
-export type ChargeRefusal = "budget_exceeded" | "invalid_key" | "invalid_cost" | "expired" | "revoked";
+/**
+ * Why a charge or a reserve was refused. `idempotency_conflict`: the idempotency
+ * key was first used for another cost or the other operation (nothing changed).
+ */
+export type ChargeRefusal =
+  | "budget_exceeded"
+  | "invalid_key"
+  | "invalid_cost"
+  | "expired"
+  | "revoked"
+  | "idempotency_conflict";
 
-/** The result of `trackUsage`. A zero cost succeeds with no numbers. */
+/**
+ * The result of `trackUsage`. A zero cost succeeds with no numbers. A repeat of an
+ * idempotency key with the same cost succeeds with the first charge's numbers and
+ * `replayed: "charged"`: nothing was charged again, so serve no new work under it.
+ */
 export type TrackUsageResult =
-  | { success: true; budgetUsedCents: number; budgetRemainingCents: number | null }
-  | { success: true; budgetUsedCents?: undefined; budgetRemainingCents?: undefined }
-  | { success: false; reason: ChargeRefusal };
+  | { success: true; budgetUsedCents: number; budgetRemainingCents: number | null; replayed?: undefined }
+  | { success: true; budgetUsedCents: number; budgetRemainingCents: number | null; replayed: "charged" }
+  | { success: true; budgetUsedCents?: undefined; budgetRemainingCents?: undefined; replayed?: undefined }
+  | { success: false; reason: ChargeRefusal; replayed?: undefined };
+
+/** Where the hold a replayed reserve names stands. */
+export type HoldStatus = "held" | "settled" | "released";
+
+/**
+ * A reserve that repeated an idempotency key: nothing new is held, and it is not a
+ * success even while the first hold is held (there is no new budget to spend).
+ * It names the first hold, and where that hold stands, so the caller that placed
+ * it can still settle or release it.
+ */
+export interface ReserveReplayed {
+  success: false;
+  reason: "idempotency_replayed";
+  replayed: HoldStatus;
+  holdId: number;
+  expiresAt: string;
+  budgetRemainingCents: number | null;
+}
 
 /** A hold to place before a spend (`reserve`). */
 export interface ReserveOptions {
@@ -164,14 +196,19 @@ export interface ReserveOptions {
   costCents: number;
   /** How long the hold counts unless settled or released: a duration from `1s` to `1d`; default `5m`. */
   ttl?: string;
-  /** Repeats with the same key and idempotency key return the first hold. */
+  /**
+   * Names this reserve of this key: a repeat with the same estimate holds nothing
+   * and answers `ReserveReplayed`; another estimate, or a key a charge used, is
+   * refused with `idempotency_conflict`.
+   */
   idempotencyKey?: string;
 }
 
 /** The result of `reserve`. */
 export type ReserveResult =
-  | { success: true; holdId: number; expiresAt: string; budgetRemainingCents: number | null }
-  | { success: false; reason: ChargeRefusal };
+  | { success: true; holdId: number; expiresAt: string; budgetRemainingCents: number | null; replayed?: undefined }
+  | ReserveReplayed
+  | { success: false; reason: ChargeRefusal; replayed?: undefined };
 
 /** Why a settle was refused. */
 /** Options of `setAccountBudget`. */
@@ -377,12 +414,12 @@ export interface GrantedKey extends ValidKey {
 export interface KeyReserveOptions {
   /** How long the hold counts unless settled or released: `1s` to `1d`; default `5m`. */
   ttl?: string | null;
-  /** Repeats with the same key and idempotency key return the first hold. */
+  /** Names this reserve of this key, as for `kl.reserve`: a repeat is a `ReserveReplayed`. */
   idempotencyKey?: string | null;
 }
 
-/** A refused reserve: nothing is held. */
-export type ReserveRefused = { success: false; reason: ChargeRefusal };
+/** A refused reserve: nothing is held (a replay names the first hold). */
+export type ReserveRefused = { success: false; reason: ChargeRefusal; replayed?: undefined } | ReserveReplayed;
 
 /**
  * A hold placed by `req.agentKey.reserve`, and what has been consumed under it. The

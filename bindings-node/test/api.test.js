@@ -68,12 +68,18 @@ for (const store of STORES) {
       budgetUsedCents: 0.5,
       budgetRemainingCents: 49.5,
     });
-    // The repeat returns the first result and charges nothing.
+    // The repeat returns the first result, says it is a replay, and charges nothing.
     await kl.trackUsage(k.key, { costCents: 1 });
     assert.deepEqual(await kl.trackUsage(k.key, { costCents: 0.5, idempotencyKey: "r1" }), {
       success: true,
       budgetUsedCents: 0.5,
       budgetRemainingCents: 49.5,
+      replayed: "charged",
+    });
+    // The same idempotency key with another cost is refused.
+    assert.deepEqual(await kl.trackUsage(k.key, { costCents: 0.6, idempotencyKey: "r1" }), {
+      success: false,
+      reason: "idempotency_conflict",
     });
     assert.deepEqual(await kl.trackUsage(k.key, { costCents: 0 }), { success: true });
     for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, -1]) {

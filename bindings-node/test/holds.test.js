@@ -29,7 +29,15 @@ for (const store of STORES) {
     assert.equal(held.success, true);
     assert.equal(held.expiresAt, "2026-01-15T12:02:00.000Z");
     assert.equal(held.budgetRemainingCents, 40);
-    assert.deepEqual(await kl.reserve(k.key, { costCents: 60, idempotencyKey: "call-1" }), held);
+    // A repeat holds nothing and is no success: it names the first hold.
+    assert.deepEqual(await kl.reserve(k.key, { costCents: 60, idempotencyKey: "call-1" }), {
+      success: false,
+      reason: "idempotency_replayed",
+      replayed: "held",
+      holdId: held.holdId,
+      expiresAt: held.expiresAt,
+      budgetRemainingCents: 40,
+    });
     const v = await kl.validate(k.key);
     assert.equal(v.budgetHeldCents, 60);
     assert.deepEqual(await kl.reserve(k.key, { costCents: 50 }), { success: false, reason: "budget_exceeded" });

@@ -266,7 +266,10 @@ test("reserve and Spend: options checked, exactly one ending, the raw key nowher
   const spend = await granted.reserve(5, { ttl: "1m", idempotencyKey: "s1" });
   assert.equal(spend.expiresAt, "2026-01-15T12:01:00.000Z");
   assert.deepEqual([spend.budgetRemainingCents, spend.estimateCents, spend.state], [5, 5, "held"]);
-  assert.equal((await granted.reserve(5, { idempotencyKey: "s1" })).holdId, spend.holdId);
+  // A repeat is no Spend: it names the first hold and holds nothing.
+  const again = await granted.reserve(5, { idempotencyKey: "s1" });
+  assert.ok(!(again instanceof Spend));
+  assert.deepEqual([again.success, again.replayed, again.holdId], [false, "held", spend.holdId]);
   assert.throws(() => spend.add(-1), /cents must be a finite number/);
   assert.throws(() => spend.add(Number.NaN), /cents must be a finite number/);
   assert.throws(() => spend.add("1"), /cents must be a number/);

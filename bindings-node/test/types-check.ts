@@ -76,8 +76,18 @@ async function main(): Promise<void> {
       const released: boolean = await held.release();
       void [total, settled.success, released, held.state === "settled"];
     } else if (held) {
-      const why: "budget_exceeded" | "invalid_key" | "invalid_cost" | "expired" | "revoked" = held.reason;
-      void why;
+      const why:
+        | "budget_exceeded"
+        | "invalid_key"
+        | "invalid_cost"
+        | "expired"
+        | "revoked"
+        | "idempotency_conflict"
+        | "idempotency_replayed" = held.reason;
+      // A replay names the first hold and where it stands; no other refusal does.
+      const first: number | undefined = held.replayed ? held.holdId : undefined;
+      const where: "held" | "settled" | "released" | undefined = held.replayed;
+      void [why, first, where];
     }
     const spend: Spend | null = await streamWithHold(
       req,

@@ -116,14 +116,17 @@ async def test_track_usage(db: Db) -> None:
     assert free.to_dict() == {"success": True, "budgetUsedCents": 3, "budgetRemainingCents": None}
 
 
-# Pins idempotency: a repeated idempotency key charges once and returns the first result.
+# Pins idempotency: a repeated idempotency key charges once and replays the first
+# result, marked "charged"; another cost under it is a conflict.
 async def test_idempotency_key(db: Db) -> None:
     k = await db.kl.create(account_id="a", budget_cents=100)
     first = await db.kl.track_usage(k.key, 7, idempotency_key="req-1")
     again = await asyncio.gather(
         *(db.kl.track_usage(k.key, 7, idempotency_key="req-1") for _ in range(10))
     )
-    assert all(r.to_dict() == first.to_dict() for r in again)
+    assert all(r.to_dict() == {**first.to_dict(), "replayed": "charged"} for r in again)
+    other = await db.kl.track_usage(k.key, 8, idempotency_key="req-1")
+    assert isinstance(other, keyleash.ChargeRefused) and other.reason == "idempotency_conflict"
     assert db.ledger(k.id) == (7_000_000, 1)
     entries = await db.kl.usage(k.id)
     assert [e.idempotency_key for e in entries] == ["req-1"]

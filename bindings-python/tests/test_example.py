@@ -61,8 +61,22 @@ async def test_fastapi_example(store: str) -> None:
             }
             again = {**auth, "Idempotency-Key": "req-1"}
             r1 = (await http.post("/v1/chat", json={"prompt": "a"}, headers=again)).json()
-            r2 = (await http.post("/v1/chat", json={"prompt": "a"}, headers=again)).json()
-            assert r1["budgetRemainingCents"] == r2["budgetRemainingCents"] == pytest.approx(48.94)
+            assert r1["budgetRemainingCents"] == pytest.approx(48.94)
+            # A repeat (even with another prompt of the same cost) gets no completion.
+            for prompt in ("a", "b"):
+                r2 = await http.post("/v1/chat", json={"prompt": prompt}, headers=again)
+                replayed = {"error": "idempotency_replayed", "replayed": "charged"}
+                assert (r2.status_code, r2.json()) == (409, replayed)
+            # Another cost, or a stream, under the same key is a conflict.
+            r3 = await http.post("/v1/chat", json={"prompt": "ab"}, headers=again)
+            r4 = await http.post("/v1/chat/stream", json={"prompt": "a"}, headers=again)
+            conflict = {"error": "idempotency_conflict"}
+            assert (r3.status_code, r3.json(), r4.status_code, r4.json()) == (
+                422,
+                conflict,
+                422,
+                conflict,
+            )
             child = await http.post(
                 "/sdk-keys", json={"budget_cents": 1, "name": "agent"}, headers=auth
             )

@@ -113,12 +113,14 @@ async def test_charge_writes_one_ledger_row(db: Db, http: httpx.AsyncClient) -> 
     assert valid(await db.kl.validate(k.key)).budget_used_cents == 2.5
 
 
-# Pins: a repeated Idempotency-Key is charged once (one ledger row, the same answer).
+# Pins: a repeated Idempotency-Key is charged once (one ledger row, the same numbers,
+# marked as a replay).
 async def test_charge_idempotency_key(db: Db, http: httpx.AsyncClient) -> None:
     k = await db.kl.create(account_id="a", scopes=["proxy.chat"], budget_cents=100)
     first = await spend(http, k.key, 3, **{"Idempotency-Key": "req-1"})
     again = await spend(http, k.key, 3, **{"Idempotency-Key": "req-1"})
-    assert first == again == {"success": True, "budgetUsedCents": 3, "budgetRemainingCents": 97}
+    assert first == {"success": True, "budgetUsedCents": 3, "budgetRemainingCents": 97}
+    assert again == {**first, "replayed": "charged"}
     assert db.ledger(k.id) == (3_000_000, 1)
     [entry] = await db.kl.usage(k.id)
     assert entry.idempotency_key == "req-1" and entry.amount_cents == 3

@@ -22,7 +22,15 @@ async def test_reserve_settle_release(db: Db) -> None:
         held.expires_at is not None and held.expires_at.isoformat() == "2026-01-15T12:02:00+00:00"
     )
     assert held.budget_remaining_cents == 40
-    assert await kl.reserve(k.key, 60, idempotency_key="call-1") == held
+    # A repeat holds nothing and is no success: it names the first hold.
+    replay = await kl.reserve(k.key, 60, idempotency_key="call-1")
+    assert isinstance(replay, keyleash.ReserveRefused)
+    assert (replay.reason, replay.replayed, replay.hold_id) == (
+        "idempotency_replayed",
+        "held",
+        held.hold_id,
+    )
+    assert (replay.expires_at, replay.budget_remaining_cents) == (held.expires_at, 40)
     v = await kl.validate(k.key)
     assert v.valid and v.budget_held_cents == 60
     refused = await kl.reserve(k.key, 50)

@@ -165,6 +165,18 @@ def scenario(app: App) -> Iterator[tuple[str, int, Any]]:
     yield step(
         "chat, repeated", call("POST", "/v1/chat", key=key, body={"prompt": "abc"}, headers=again)
     )
+    yield step(
+        "chat, repeated with another prompt of that cost",
+        call("POST", "/v1/chat", key=key, body={"prompt": "xyz"}, headers=again),
+    )
+    yield step(
+        "chat, same key, another cost",
+        call("POST", "/v1/chat", key=key, body={"prompt": "abcd"}, headers=again),
+    )
+    yield step(
+        "stream, a chat's key",
+        stream("/v1/chat/stream", key=key, body={"prompt": "abc"}, headers=again),
+    )
     yield step("chat, bad JSON", call("POST", "/v1/chat", key=key, raw="not json"))
     yield step("chat, no prompt", call("POST", "/v1/chat", key=key, body={"prompt": 5}))
     yield step("chat, empty body", call("POST", "/v1/chat", key=key, raw=""))
@@ -269,7 +281,8 @@ def normalized(value: Any) -> Any:
 
 EXPECTED_STATUSES = [
     401, 401, 401, 400, 400, 400, 400, 400, 400, 400, 400, 413, 201, 401, 200, 200, 200, 200,
-    200, 400, 400, 400, 413, 400, 200, 400, 502, 200, 403, 403, 403, 400, 400, 400, 413, 201,
+    409, 409, 422, 422,
+    400, 400, 400, 413, 400, 200, 400, 502, 200, 403, 403, 403, 400, 400, 400, 413, 201,
     403, 401, 201, 403, 201, 429, 200, 429, 429, 429, 200, 201, 401, 401, 400, 401, 201, 404,
     200, 404, 401, 404, 500, 500, 500, 500, 500, 500, 429,
 ]  # fmt: skip
@@ -336,5 +349,9 @@ def test_express_and_fastapi_answer_alike(tmp_path: Path) -> None:
         "costCents": pytest.approx(0.55),
         "budgetRemainingCents": pytest.approx(49.45),
     }
-    assert by_label["chat, repeated"] == by_label["chat, idempotent"]
+    replayed = {"error": "idempotency_replayed", "replayed": "charged"}
+    assert by_label["chat, repeated"] == replayed
+    assert by_label["chat, repeated with another prompt of that cost"] == replayed
+    assert by_label["chat, same key, another cost"] == {"error": "idempotency_conflict"}
+    assert by_label["stream, a chat's key"] == {"error": "idempotency_conflict"}
     assert by_label["me of the parent"]["budgetUsedCents"] == pytest.approx(0.55 + 0.53 + 0.75 + 1)

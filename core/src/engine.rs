@@ -311,6 +311,8 @@ pub(crate) type Roll = (Option<DateTime<Utc>>, KeyUpdate);
 pub(crate) struct PriorCharge {
     pub key_id: i64,
     pub idempotency_key: String,
+    /// What it charged: a repeat must name the same cost.
+    pub amount_micros: i64,
     pub used_after_micros: i64,
     pub remaining_after_micros: Option<i64>,
 }

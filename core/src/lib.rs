@@ -64,9 +64,9 @@ pub use crate::error::{Error, Result};
 pub use crate::http::{Access, Reply, Route, SelfServeOptions};
 pub use crate::model::{
     iso, parse_time, AccountView, AccountsPage, CacheOptions, CacheStats, CeilingView, Charge,
-    ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, DaySpend, InvalidReason, KeyDetails,
-    KeyInfo, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options, Reserve, ReserveResult,
-    SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange, Validation,
+    ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, DaySpend, HoldStatus, InvalidReason,
+    KeyDetails, KeyInfo, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options, Reserve,
+    ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange, Validation,
 };
 pub use crate::scope::has_scope;
 

@@ -133,8 +133,10 @@ pub struct CreateOptions {
 pub struct Charge {
     /// The cost in cents: finite and ≥ 0, rounded to the nearest micro-cent.
     pub cost_cents: f64,
-    /// A charge repeated with the same idempotency key (per key) is applied once
-    /// and every repeat returns the first result. 1 to 256 bytes.
+    /// Names the charge, per key: a repeat with the same cost is applied once and
+    /// answers [`ChargeResult::Replayed`] (the first result, marked as a repeat);
+    /// the same name with another cost, or one a reserve used, is refused
+    /// (`idempotency_conflict`). 1 to 256 bytes.
     pub idempotency_key: Option<String>,
 }
 
@@ -326,6 +328,13 @@ pub enum ChargeRefusal {
     Expired,
     /// The key was revoked.
     Revoked,
+    /// The idempotency key was first used for another operation: a charge of
+    /// another cost, a reserve of another estimate, or a reserve where this is a
+    /// charge (or a charge where this is a reserve). Nothing changed.
+    IdempotencyConflict,
+    /// A reserve repeated an idempotency key: the first hold is named in the
+    /// result, and nothing new is held (see [`ReserveResult::Replayed`]).
+    IdempotencyReplayed,
 }
 
 impl ChargeRefusal {
@@ -337,6 +346,8 @@ impl ChargeRefusal {
             ChargeRefusal::InvalidCost => "invalid_cost",
             ChargeRefusal::Expired => "expired",
             ChargeRefusal::Revoked => "revoked",
+            ChargeRefusal::IdempotencyConflict => "idempotency_conflict",
+            ChargeRefusal::IdempotencyReplayed => "idempotency_replayed",
         }
     }
 }
@@ -344,11 +355,21 @@ impl ChargeRefusal {
 /// The result of a charge (`track_usage`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChargeResult {
-    /// Charged (or, for a repeated idempotency key, the first charge's result).
+    /// Charged.
     Charged {
         /// Spent in the current period after this charge, in cents.
         budget_used_cents: f64,
         /// What is left, never below 0 (`None` = uncapped).
+        budget_remaining_cents: Option<f64>,
+    },
+    /// A repeat of an idempotency key already charged with the same cost: the
+    /// first charge's numbers, nothing charged again. It succeeds (the cost is on
+    /// the ledger, once) but it is no new charge: an app must not serve new work
+    /// under it. Serialized with `"replayed": "charged"`.
+    Replayed {
+        /// Spent after the first charge, in cents.
+        budget_used_cents: f64,
+        /// What was left after the first charge (`None` = uncapped).
         budget_remaining_cents: Option<f64>,
     },
     /// A zero cost: it succeeds, changes nothing and reports no numbers.
@@ -384,6 +405,14 @@ impl Serialize for ChargeResult {
                 m.serialize_entry("budgetUsedCents", budget_used_cents)?;
                 m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
             }
+            ChargeResult::Replayed {
+                budget_used_cents,
+                budget_remaining_cents,
+            } => {
+                m.serialize_entry("budgetUsedCents", budget_used_cents)?;
+                m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
+                m.serialize_entry("replayed", "charged")?;
+            }
             ChargeResult::Free => {}
             ChargeResult::Refused(reason) => m.serialize_entry("reason", reason)?,
         }
@@ -399,7 +428,10 @@ pub struct Reserve {
     /// How long the hold counts if nobody settles or releases it: a duration
     /// (`30s`, `5m`, `2h`), 1 second to 1 day. Default 5 minutes.
     pub ttl: Option<String>,
-    /// Makes a repeated reserve of the same key return the first hold.
+    /// Names the reserve: a repeat of the same key is not held again but answers
+    /// [`ReserveResult::Replayed`] (the first hold, and where it stands); the same
+    /// name with another estimate, or one a charge used, is refused
+    /// (`idempotency_conflict`).
     pub idempotency_key: Option<String>,
 }
 
@@ -428,7 +460,7 @@ impl Reserve {
 /// The result of `reserve`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReserveResult {
-    /// The hold is placed (or, for a repeated idempotency key, the first one).
+    /// The hold is placed.
     Held {
         /// What `settle` and `release` name it by.
         hold_id: i64,
@@ -437,21 +469,50 @@ pub enum ReserveResult {
         /// What can still be spent after it, in cents (`None` = uncapped).
         budget_remaining_cents: Option<f64>,
     },
+    /// A repeat of an idempotency key that already placed a hold (with the same
+    /// estimate): nothing new is held, and it is not a success, so no caller can
+    /// take it for budget to spend, even while the first hold is still held.
+    /// Serialized as `{"success": false, "reason": "idempotency_replayed",
+    /// "replayed": "held" | "settled" | "released", "holdId", "expiresAt",
+    /// "budgetRemainingCents"}`: the first hold's numbers and where it stands, so
+    /// the caller that placed it (after a crash, say) can still settle it.
+    Replayed {
+        /// The first hold's id.
+        hold_id: i64,
+        /// Where the first hold stands now.
+        state: HoldStatus,
+        /// When the first hold stops (or stopped) counting.
+        expires_at: DateTime<Utc>,
+        /// What could still be spent after the first hold (`None` = uncapped).
+        budget_remaining_cents: Option<f64>,
+    },
     /// Refused; nothing is held.
     Refused(ChargeRefusal),
 }
 
+/// Where a hold stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    /// Neither settled nor released (it may have expired).
+    Held,
+    /// Settled: its actual cost is on the ledger.
+    Settled,
+    /// Released uncharged.
+    Released,
+}
+
 impl ReserveResult {
-    /// Whether the hold was placed.
+    /// Whether a new hold was placed.
     pub fn success(&self) -> bool {
         matches!(self, ReserveResult::Held { .. })
     }
 
-    /// The hold's id, if placed.
+    /// The new hold's id, if one was placed (not for a replay).
     pub fn hold_id(&self) -> Option<i64> {
         match self {
             ReserveResult::Held { hold_id, .. } => Some(*hold_id),
-            ReserveResult::Refused(_) => None,
+            ReserveResult::Replayed { .. } | ReserveResult::Refused(_) => None,
         }
     }
 }
@@ -466,6 +527,18 @@ impl Serialize for ReserveResult {
                 expires_at,
                 budget_remaining_cents,
             } => {
+                m.serialize_entry("holdId", hold_id)?;
+                m.serialize_entry("expiresAt", &crate::model::iso(expires_at))?;
+                m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
+            }
+            ReserveResult::Replayed {
+                hold_id,
+                state,
+                expires_at,
+                budget_remaining_cents,
+            } => {
+                m.serialize_entry("reason", &ChargeRefusal::IdempotencyReplayed)?;
+                m.serialize_entry("replayed", state)?;
                 m.serialize_entry("holdId", hold_id)?;
                 m.serialize_entry("expiresAt", &crate::model::iso(expires_at))?;
                 m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;

@@ -15,6 +15,13 @@
 //!   refused (`hold_released`); an expired hold still settles.
 //! - A release frees the hold and returns whether the hold was still counting
 //!   against its key; repeating it, or releasing a settled hold, returns false.
+//! - An idempotency key names one operation of one key: a charge of a cost, or a
+//!   reserve of an estimate. A repeat with the same cost is a replay: a charge
+//!   answers the first result marked `Replayed`; a reserve answers
+//!   `Replayed` with the first hold and where it stands, and is not a success
+//!   (nothing new to spend under, even while the first hold is held). A repeat
+//!   of another cost, or of the other kind, is `idempotency_conflict`. A refused
+//!   request names nothing: its key can be used again.
 
 use std::collections::HashMap;
 
@@ -26,7 +33,8 @@ use crate::engine::{
     LedgerInsert, Lookup, PriorCharge,
 };
 use crate::model::{
-    ChargeRefusal, ChargeResult, InvalidReason, ReserveResult, SettleRefusal, SettleResult,
+    ChargeRefusal, ChargeResult, HoldStatus, InvalidReason, ReserveResult, SettleRefusal,
+    SettleResult,
 };
 
 /// One request of a spend batch.
@@ -157,8 +165,47 @@ pub(crate) struct PriorHold {
     pub key_id: i64,
     pub idempotency_key: String,
     pub hold_id: i64,
+    /// What it held: a repeat must name the same estimate.
+    pub amount_micros: i64,
     pub expires_at: DateTime<Utc>,
     pub remaining_micros: Option<i64>,
+    pub state: HoldState,
+}
+
+/// What each (key id, idempotency key) already named.
+type NamedOps = HashMap<(i64, String), Named>;
+
+/// What an idempotency key already named, per key: what a repeat is checked
+/// against and answered with.
+#[derive(Clone, Debug)]
+enum Named {
+    /// A charge of `micros`, and its result.
+    Charge {
+        micros: i64,
+        used: i64,
+        remaining: Option<i64>,
+    },
+    /// A reserve of `micros`. `first` is the index of its outcome in this batch
+    /// (`usize::MAX` for a hold stored before it), whose id the store fills in.
+    Hold {
+        micros: i64,
+        first: usize,
+        hold_id: i64,
+        expires_at: DateTime<Utc>,
+        remaining: Option<i64>,
+        state: HoldState,
+    },
+}
+
+impl HoldState {
+    /// The public name of the state.
+    fn status(self) -> HoldStatus {
+        match self {
+            HoldState::Held => HoldStatus::Held,
+            HoldState::Settled => HoldStatus::Settled,
+            HoldState::Released => HoldStatus::Released,
+        }
+    }
 }
 
 /// A hold to insert. Its id comes from the store; `outcome` is the index of the
@@ -196,7 +243,7 @@ pub(crate) struct Plan {
     pub closed_holds: Vec<ClosedHold>,
     /// Keys with shares that no longer count: the write deletes them.
     pub stale_shares: Vec<i64>,
-    /// Reserves repeated inside the batch: (outcome, outcome of the first reserve).
+    /// Reserves replayed inside the batch: (outcome, outcome of the first reserve).
     pub repeats: Vec<(usize, usize)>,
     /// The keys the batch left without budget: cached valid answers naming them
     /// are stale.
@@ -215,8 +262,15 @@ impl Plan {
             }
         }
         for &(repeat, first) in &self.repeats {
-            if let Some(first) = self.outcomes.get(first).cloned() {
-                self.outcomes[repeat] = first;
+            let Some(&SpendOutcome::Reserve(ReserveResult::Held { hold_id: id, .. })) =
+                self.outcomes.get(first)
+            else {
+                continue;
+            };
+            if let Some(SpendOutcome::Reserve(ReserveResult::Replayed { hold_id, .. })) =
+                self.outcomes.get_mut(repeat)
+            {
+                *hold_id = id;
             }
         }
     }
@@ -390,29 +444,28 @@ pub(crate) fn plan(
         states: HashMap::new(),
         order: Vec::new(),
     };
-    let mut charged: HashMap<(i64, String), ChargeResult> = priors
+    let mut named: NamedOps = priors
         .iter()
         .map(|p| {
-            let result = ChargeResult::Charged {
-                budget_used_cents: micros_to_cents(p.used_after_micros),
-                budget_remaining_cents: p.remaining_after_micros.map(micros_to_cents),
+            let prior = Named::Charge {
+                micros: p.amount_micros,
+                used: p.used_after_micros,
+                remaining: p.remaining_after_micros,
             };
-            ((p.key_id, p.idempotency_key.clone()), result)
+            ((p.key_id, p.idempotency_key.clone()), prior)
         })
         .collect();
-    // Reserves by idempotency key: the first hold (its id filled in by the store
-    // for holds of this batch, through `NewHold::outcome`).
-    let mut reserved: HashMap<(i64, String), (usize, ReserveResult)> = prior_holds
-        .iter()
-        .map(|p| {
-            let result = ReserveResult::Held {
-                hold_id: p.hold_id,
-                expires_at: p.expires_at,
-                budget_remaining_cents: p.remaining_micros.map(micros_to_cents),
-            };
-            ((p.key_id, p.idempotency_key.clone()), (usize::MAX, result))
-        })
-        .collect();
+    named.extend(prior_holds.iter().map(|p| {
+        let prior = Named::Hold {
+            micros: p.amount_micros,
+            first: usize::MAX,
+            hold_id: p.hold_id,
+            expires_at: p.expires_at,
+            remaining: p.remaining_micros,
+            state: p.state,
+        };
+        ((p.key_id, p.idempotency_key.clone()), prior)
+    }));
     let mut holds: HashMap<i64, HoldRow> = holds.iter().map(|h| (h.id, h.clone())).collect();
     let mut plan = Plan::default();
     let now_us = now.timestamp_micros();
@@ -429,10 +482,11 @@ pub(crate) fn plan(
 
     for req in reqs {
         let outcome = match req {
-            SpendReq::Charge(c) => SpendOutcome::Charge(charge(&mut b, &mut plan, &mut charged, c)),
+            SpendReq::Charge(c) => SpendOutcome::Charge(charge(&mut b, &mut plan, &mut named, c)),
             SpendReq::Reserve(r) => {
                 let index = plan.outcomes.len();
-                SpendOutcome::Reserve(reserve(&mut b, &mut plan, &mut reserved, r, index))
+                let seen = (&mut named, &holds);
+                SpendOutcome::Reserve(reserve(&mut b, &mut plan, seen, r, index))
             }
             SpendReq::Settle { hold_id, micros } => {
                 SpendOutcome::Settle(settle(&mut b, &mut plan, &mut holds, *hold_id, *micros))
@@ -451,7 +505,7 @@ pub(crate) fn plan(
 fn charge(
     b: &mut Budgets<'_>,
     plan: &mut Plan,
-    seen: &mut HashMap<(i64, String), ChargeResult>,
+    seen: &mut NamedOps,
     req: &ChargeReq,
 ) -> ChargeResult {
     let Some(row) = b.rows.iter().find(|r| req.lookup.matches(r)) else {
@@ -462,7 +516,17 @@ fn charge(
         .as_ref()
         .and_then(|k| seen.get(&(row.id, k.clone())))
     {
-        return prior.clone();
+        return match prior {
+            Named::Charge {
+                micros,
+                used,
+                remaining,
+            } if *micros == req.micros => ChargeResult::Replayed {
+                budget_used_cents: micros_to_cents(*used),
+                budget_remaining_cents: remaining.map(micros_to_cents),
+            },
+            _ => ChargeResult::Refused(ChargeRefusal::IdempotencyConflict),
+        };
     }
     let chain = b.enter(row);
     if let Some(refused) = refusal(&chain, b.now) {
@@ -483,37 +547,62 @@ fn charge(
         used_after_micros: used,
         remaining_after_micros: remaining,
     });
-    let result = ChargeResult::Charged {
+    if let Some(k) = &req.idempotency_key {
+        let named = Named::Charge {
+            micros: req.micros,
+            used,
+            remaining,
+        };
+        seen.insert((row.id, k.clone()), named);
+    }
+    ChargeResult::Charged {
         budget_used_cents: micros_to_cents(used),
         budget_remaining_cents: remaining.map(micros_to_cents),
-    };
-    if let Some(k) = &req.idempotency_key {
-        seen.insert((row.id, k.clone()), result.clone());
     }
-    result
 }
 
 fn reserve(
     b: &mut Budgets<'_>,
     plan: &mut Plan,
-    seen: &mut HashMap<(i64, String), (usize, ReserveResult)>,
+    (seen, holds): (&mut NamedOps, &HashMap<i64, HoldRow>),
     req: &ReserveReq,
     index: usize,
 ) -> ReserveResult {
     let Some(row) = b.rows.iter().find(|r| req.lookup.matches(r)) else {
         return ReserveResult::Refused(ChargeRefusal::InvalidKey);
     };
-    if let Some((first, prior)) = req
+    if let Some(prior) = req
         .idempotency_key
         .as_ref()
         .and_then(|k| seen.get(&(row.id, k.clone())))
     {
+        let Named::Hold {
+            micros,
+            first,
+            hold_id,
+            expires_at,
+            remaining,
+            state,
+        } = prior
+        else {
+            return ReserveResult::Refused(ChargeRefusal::IdempotencyConflict);
+        };
+        if *micros != req.micros {
+            return ReserveResult::Refused(ChargeRefusal::IdempotencyConflict);
+        }
         // A repeat inside this batch gets the first reserve's hold id once the
         // store has assigned it.
         if *first != usize::MAX {
             plan.repeats.push((index, *first));
         }
-        return prior.clone();
+        // A settle or release earlier in this batch moved the hold on.
+        let state = holds.get(hold_id).map_or(*state, |h| h.state);
+        return ReserveResult::Replayed {
+            hold_id: *hold_id,
+            state: state.status(),
+            expires_at: *expires_at,
+            budget_remaining_cents: remaining.map(micros_to_cents),
+        };
     }
     let chain = b.enter(row);
     if let Some(refused) = refusal(&chain, b.now) {
@@ -545,15 +634,22 @@ fn reserve(
         remaining_micros: remaining,
         shares,
     });
-    let result = ReserveResult::Held {
+    if let Some(k) = &req.idempotency_key {
+        let named = Named::Hold {
+            micros: req.micros,
+            first: index,
+            hold_id: 0,
+            expires_at,
+            remaining,
+            state: HoldState::Held,
+        };
+        seen.insert((row.id, k.clone()), named);
+    }
+    ReserveResult::Held {
         hold_id: 0,
         expires_at,
         budget_remaining_cents: remaining.map(micros_to_cents),
-    };
-    if let Some(k) = &req.idempotency_key {
-        seen.insert((row.id, k.clone()), (index, result.clone()));
     }
-    result
 }
 
 fn settle(
@@ -719,8 +815,51 @@ mod tests {
         let a = charge_of(10, Some("x"));
         let p = run(&[row(Some(100))], &[], &[a.clone(), charge_of(5, None), a]);
         assert_eq!(p.ledger.len(), 2);
-        assert_eq!(p.outcomes[0], p.outcomes[2]);
+        let first = ChargeResult::Charged {
+            budget_used_cents: 10.0,
+            budget_remaining_cents: Some(90.0),
+        };
+        let replay = ChargeResult::Replayed {
+            budget_used_cents: 10.0,
+            budget_remaining_cents: Some(90.0),
+        };
+        assert_eq!(p.outcomes[0], SpendOutcome::Charge(first));
+        assert_eq!(p.outcomes[2], SpendOutcome::Charge(replay));
         assert_eq!(p.updates[0].used_micros, 15_000_000);
+    }
+
+    // Pins that an idempotency key names one operation: another cost, or a
+    // reserve under a charge's key (and the reverse), is a conflict that changes nothing.
+    #[test]
+    fn idempotency_key_is_bound_to_its_operation() {
+        let conflict = |o: &SpendOutcome| match o {
+            SpendOutcome::Charge(c) => c.reason() == Some(ChargeRefusal::IdempotencyConflict),
+            SpendOutcome::Reserve(r) => {
+                *r == ReserveResult::Refused(ChargeRefusal::IdempotencyConflict)
+            }
+            _ => false,
+        };
+        let mut hold = reserve_of(10, 5);
+        if let SpendReq::Reserve(req) = &mut hold {
+            req.idempotency_key = Some("x".into());
+        }
+        let mut bigger_hold = reserve_of(20, 5);
+        if let SpendReq::Reserve(req) = &mut bigger_hold {
+            req.idempotency_key = Some("y".into());
+        }
+        let reqs = [
+            charge_of(10, Some("x")),
+            charge_of(11, Some("x")),
+            hold.clone(),
+            reserve_of(10, 5),
+            bigger_hold.clone(),
+            charge_of(20, Some("y")),
+        ];
+        let p = run(&[row(Some(100))], &[], &reqs);
+        let conflicts: Vec<bool> = p.outcomes.iter().map(conflict).collect();
+        assert_eq!(conflicts, [false, true, true, false, false, true]);
+        assert_eq!(p.ledger.len(), 1);
+        assert_eq!(p.new_holds.len(), 2);
     }
 
     // Pins that holds count against the cap for reserves and charges alike, and
@@ -891,9 +1030,84 @@ mod tests {
         if let SpendReq::Reserve(req) = &mut r {
             req.idempotency_key = Some("call-1".into());
         }
-        let p = run(&[row(Some(100))], &[], &[r.clone(), r]);
+        let mut p = run(&[row(Some(100))], &[], &[r.clone(), r]);
         assert_eq!(p.new_holds.len(), 1);
         assert_eq!(p.repeats, vec![(1, 0)]);
-        assert_eq!(p.outcomes[0], p.outcomes[1]);
+        p.fill_hold_ids(&[7]);
+        let SpendOutcome::Reserve(ReserveResult::Held { expires_at, .. }) = p.outcomes[0] else {
+            panic!("the first reserve holds: {:?}", p.outcomes[0]);
+        };
+        let replay = ReserveResult::Replayed {
+            hold_id: 7,
+            state: HoldStatus::Held,
+            expires_at,
+            budget_remaining_cents: Some(90.0),
+        };
+        assert_eq!(p.outcomes[1], SpendOutcome::Reserve(replay));
+        assert!(!replay_success(&p.outcomes[1]));
+    }
+
+    fn replay_success(o: &SpendOutcome) -> bool {
+        matches!(o, SpendOutcome::Reserve(r) if r.success())
+    }
+
+    // Pins that a replayed reserve says where its hold stands after a settle or
+    // release earlier in the batch, and is never a success.
+    #[test]
+    fn replayed_reserve_of_a_closed_hold() {
+        let held = HoldRow {
+            id: 3,
+            key_id: 1,
+            state: HoldState::Held,
+            used_after_micros: None,
+            remaining_after_micros: None,
+            shares: vec![(
+                1,
+                HoldShare {
+                    amount: 5_000_000,
+                    until_us: i64::MAX,
+                },
+            )],
+        };
+        let prior = PriorHold {
+            key_id: 1,
+            idempotency_key: "x".into(),
+            hold_id: 3,
+            amount_micros: 5_000_000,
+            expires_at: t("2026-01-15T12:05:00Z"),
+            remaining_micros: Some(5_000_000),
+            state: HoldState::Held,
+        };
+        let mut again = reserve_of(5, 5);
+        if let SpendReq::Reserve(req) = &mut again {
+            req.idempotency_key = Some("x".into());
+        }
+        let reqs = [
+            again.clone(),
+            SpendReq::Settle {
+                hold_id: 3,
+                micros: 9_000_000,
+            },
+            again,
+        ];
+        let rows = [with_holds(row(Some(10)), &[&held])];
+        let p = plan(
+            &rows,
+            &[held],
+            &[],
+            &[prior],
+            &reqs,
+            t("2026-01-15T12:00:00Z"),
+        );
+        let state = |o: &SpendOutcome| match o {
+            SpendOutcome::Reserve(ReserveResult::Replayed {
+                state, hold_id: 3, ..
+            }) => Some(*state),
+            _ => None,
+        };
+        assert_eq!(state(&p.outcomes[0]), Some(HoldStatus::Held));
+        assert_eq!(state(&p.outcomes[2]), Some(HoldStatus::Settled));
+        assert!(!replay_success(&p.outcomes[0]) && !replay_success(&p.outcomes[2]));
+        assert!(p.new_holds.is_empty());
     }
 }

@@ -501,7 +501,8 @@ async fn scopes(kind: Kind) {
 }
 both!(scopes);
 
-// Pins idempotent charges: a repeat applies once and returns the first result, even after later charges.
+// Pins idempotent charges: a repeat applies once and replays the first result, marked as a
+// replay, even after later charges; another cost under the same key is a conflict.
 async fn idempotency(kind: Kind) {
     let db = Db::open(kind).await;
     let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
@@ -517,7 +518,20 @@ async fn idempotency(kind: Kind) {
         .track_usage(&k.key, Charge::cents(30.0).idempotent("req-1"))
         .await
         .unwrap();
-    assert_eq!(again, first);
+    let replayed = ChargeResult::Replayed {
+        budget_used_cents: 30.0,
+        budget_remaining_cents: Some(70.0),
+    };
+    assert_eq!(again, replayed);
+    let other_cost = db
+        .kl
+        .track_usage(&k.key, Charge::cents(31.0).idempotent("req-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other_cost.reason(),
+        Some(ChargeRefusal::IdempotencyConflict)
+    );
     assert_eq!(db.ledger(k.id).await, (40_000_000, 2));
     // Idempotency keys are per key: the same string on another key is a new charge.
     let k2 = db.kl.create(budget("a", 100.0, None)).await.unwrap();

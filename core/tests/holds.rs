@@ -7,8 +7,8 @@ mod common;
 use common::{budget, Db, Kind};
 use futures::future::join_all;
 use keyleash::{
-    Charge, ChargeRefusal, CreateOptions, KeyLeash, Reserve, ReserveResult, SettleRefusal,
-    SettleResult,
+    Charge, ChargeRefusal, CreateOptions, HoldStatus, KeyLeash, Reserve, ReserveResult,
+    SettleRefusal, SettleResult,
 };
 
 async fn hold(kl: &KeyLeash, raw: &str, reserve: Reserve) -> i64 {
@@ -196,14 +196,81 @@ async fn holds_count_against_ancestors(kind: Kind) {
 }
 both!(holds_count_against_ancestors);
 
-// Pins idempotent reserves: the same idempotency key gives the same hold.
+// Pins replayed reserves: the same idempotency key holds once and every repeat is a
+// replay naming the first hold and where it stands (held, settled, released), never a
+// success, even from 20 callers on 4 pools at once; another estimate is a conflict.
 async fn idempotent_reserve(kind: Kind) {
     let db = Db::open(kind).await;
-    let k = db.kl.create(budget("a", 100.0, None)).await.unwrap();
-    let a = hold(&db.kl, &k.key, Reserve::cents(30.0).idempotent("call-1")).await;
-    let b = hold(&db.kl, &k.key, Reserve::cents(30.0).idempotent("call-1")).await;
-    assert_eq!(a, b);
-    assert_eq!(db.info(&k.key).await.budget_held_cents, 30.0);
+    let k = db.kl.create(budget("a", 10.0, None)).await.unwrap();
+    let mut pools = vec![db.kl.clone()];
+    for _ in 0..3 {
+        pools.push(db.another().await);
+    }
+    let tasks = (0..20).map(|i| {
+        let (kl, key) = (pools[i % 4].clone(), k.key.clone());
+        tokio::spawn(async move {
+            kl.reserve(&key, Reserve::cents(5.0).idempotent("x"))
+                .await
+                .unwrap()
+        })
+    });
+    let results: Vec<ReserveResult> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let held: Vec<i64> = results.iter().filter_map(ReserveResult::hold_id).collect();
+    assert_eq!(held.len(), 1, "{results:?}");
+    let replays_of = |state: HoldStatus, results: &[ReserveResult]| {
+        results
+            .iter()
+            .filter(|r| {
+                matches!(r, ReserveResult::Replayed { hold_id, state: s, .. }
+                    if *hold_id == held[0] && *s == state)
+            })
+            .count()
+    };
+    assert_eq!(replays_of(HoldStatus::Held, &results), 19);
+    assert!(results.iter().filter(|r| r.success()).count() == 1);
+    assert_eq!(holds_in(&db, k.id, "held").await, 1);
+    assert_eq!(db.info(&k.key).await.budget_held_cents, 5.0);
+    // Settled at 9 of 10: a replay is no hold to spend under, a fresh reserve is refused.
+    db.kl.settle(held[0], 9.0).await.unwrap();
+    let again = db
+        .kl
+        .reserve(&k.key, Reserve::cents(5.0).idempotent("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        replays_of(HoldStatus::Settled, std::slice::from_ref(&again)),
+        1,
+        "{again:?}"
+    );
+    assert!(!again.success());
+    let fresh = db.kl.reserve(&k.key, Reserve::cents(5.0)).await.unwrap();
+    assert_eq!(fresh, ReserveResult::Refused(ChargeRefusal::BudgetExceeded));
+    let other = db
+        .kl
+        .reserve(&k.key, Reserve::cents(1.0).idempotent("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other,
+        ReserveResult::Refused(ChargeRefusal::IdempotencyConflict)
+    );
+    // Released: the replay says so.
+    let r = hold(&db.kl, &k.key, Reserve::cents(1.0).idempotent("y")).await;
+    assert!(db.kl.release(r).await.unwrap());
+    let again = db
+        .kl
+        .reserve(&k.key, Reserve::cents(1.0).idempotent("y"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, ReserveResult::Replayed { hold_id, state: HoldStatus::Released, .. } if hold_id == r),
+        "{again:?}"
+    );
+    assert_eq!(db.ledger(k.id).await, (9_000_000, 1));
 }
 both!(idempotent_reserve);
 

@@ -4,7 +4,10 @@
 //
 //   POST /signup              an agent gets a key: scope proxy.chat, 50 cents a day
 //   POST /v1/chat             {"prompt": "..."} with Authorization: Bearer <key>;
-//                             priced per character, charged after the "model" answers
+//                             priced per character, charged after the "model" answers;
+//                             an Idempotency-Key header names the call: a repeat is
+//                             409 idempotency_replayed (never a second answer), the
+//                             same key for another prompt cost or a stream 422
 //   POST /v1/chat/stream      the same, streamed word by word: 5 cents held first,
 //                             0.25 cents per word settled at the end (or at a disconnect)
 //   GET  /sdk-keys/me         the key's budget and scopes
@@ -118,9 +121,17 @@ async function main() {
         return null;
       });
     if (charge === null) return res.status(500).json({ error: "auth_unavailable" });
+    if (charge.replayed) {
+      // The Idempotency-Key was already charged for a completion: this one is not
+      // paid for, so it is not served (the first answer is not stored to repeat).
+      return res.status(409).json({ error: "idempotency_replayed", replayed: charge.replayed });
+    }
     if (!charge.success) {
-      // budget_exceeded, or the key was revoked or expired since the middleware checked it.
-      return res.status(charge.reason === "budget_exceeded" ? 429 : 401).json({ error: charge.reason });
+      // The Idempotency-Key was used for another request (another cost, or a
+      // stream); or budget_exceeded, or the key was revoked or expired since the
+      // middleware checked it.
+      const status = { idempotency_conflict: 422, budget_exceeded: 429 }[charge.reason] ?? 401;
+      return res.status(status).json({ error: charge.reason });
     }
     res.json({
       completion: answer.text,

@@ -4,7 +4,10 @@ example, answering every request with the same status and the same JSON
 
     POST /signup            an agent gets a key: scope proxy.chat, 50 cents a day
     POST /v1/chat           {"prompt": "..."} with Authorization: Bearer <key>;
-                            priced per character, charged after the "model" answers
+                            priced per character, charged after the "model" answers;
+                            an Idempotency-Key header names the call: a repeat is
+                            409 idempotency_replayed (never a second answer), the
+                            same key for another prompt cost or a stream 422
     POST /v1/chat/stream    the same, streamed word by word: 5 cents held first,
                             0.25 cents per word settled at the end (or at a disconnect)
     GET  /sdk-keys/me       the key's budget and scopes
@@ -183,9 +186,16 @@ async def chat(
     except KeyLeashError as e:  # the message never holds a key or a password
         logging.getLogger("keyleash").error("the key store failed: %s", e)
         return JSONResponse({"error": "auth_unavailable"}, status_code=500)
+    if charge.success and charge.replayed:
+        # The Idempotency-Key was already charged for a completion: this one is not
+        # paid for, so it is not served (the first answer is not stored to repeat).
+        body = {"error": "idempotency_replayed", "replayed": charge.replayed}
+        return JSONResponse(body, status_code=409)
     if not charge.success:
-        # budget_exceeded, or the key was revoked or expired since require_key checked it.
-        status = 429 if charge.reason == "budget_exceeded" else 401
+        # The Idempotency-Key was used for another request (another cost, or a
+        # stream); or budget_exceeded, or the key was revoked or expired since
+        # require_key checked it.
+        status = {"idempotency_conflict": 422, "budget_exceeded": 429}.get(charge.reason, 401)
         return JSONResponse({"error": charge.reason}, status_code=status)
     remaining = charge.budget_remaining_cents
     return JSONResponse({"completion": text, "costCents": cost, "budgetRemainingCents": remaining})

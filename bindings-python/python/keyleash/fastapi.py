@@ -133,9 +133,17 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
     return keyleash_key
 
 
-def _refusal(reason: str) -> Response:
-    """The HTTP answer to a refused reserve, as docs/http.md answers a refused charge."""
-    return JSONResponse({"error": reason}, status_code=429 if reason == "budget_exceeded" else 401)
+def _refusal(refused: ReserveRefused) -> Response:
+    """The HTTP answer to a reserve that serves no work (docs/http.md): 429
+    ``budget_exceeded``; 409 ``idempotency_replayed`` (with ``replayed``: where the
+    repeated idempotency key's first hold stands) for a repeat; 422
+    ``idempotency_conflict`` for an idempotency key first used for another
+    operation; 401 for a key revoked, expired or unknown since ``require_key``."""
+    if refused.replayed is not None:
+        body = {"error": "idempotency_replayed", "replayed": refused.replayed}
+        return JSONResponse(body, status_code=409)
+    status = {"budget_exceeded": 429, "idempotency_conflict": 422}.get(refused.reason, 401)
+    return JSONResponse({"error": refused.reason}, status_code=status)
 
 
 class _HeldStream(StreamingResponse):
@@ -202,7 +210,11 @@ async def stream_with_hold(
 
     - refused (the estimate does not fit: 429 ``budget_exceeded``; revoked or
       expired since ``require_key``: 401): that answer, ``chunks`` never called. A
-      store failure is 500 ``auth_unavailable``, logged on the ``keyleash`` logger.
+      repeated ``idempotency_key`` is never streamed under, whether its first hold
+      is still held, settled or released: 409 ``{"error": "idempotency_replayed",
+      "replayed": "held" | "settled" | "released"}``; one first used for another
+      estimate or for a charge is 422 ``idempotency_conflict``. A store failure is
+      500 ``auth_unavailable``, logged on the ``keyleash`` logger.
     - the first chunk is read before anything is sent. If ``chunks`` raises first,
       the hold is released (settled, if something was added) and the error is
       raised here, so the route answers it (a 502, say).
@@ -225,7 +237,7 @@ async def stream_with_hold(
     if not spend.success:
         if spend.reason == "invalid_cost":
             raise InvalidArgumentError("estimate_cents must be a finite number > 0")
-        return _refusal(spend.reason)
+        return _refusal(spend)
     iterator = chunks(spend).__aiter__()
     disconnected = key._reserver.disconnected if key._reserver is not None else None
     try:

@@ -36,10 +36,12 @@ __all__ = [
     "CreatedKey",
     "GrantedKey",
     "Held",
+    "HoldStatus",
     "InvalidKey",
     "InvalidReason",
     "KeySummary",
     "LedgerEntry",
+    "ReserveRefusal",
     "ReserveRefused",
     "ReserveResult",
     "SettleRefusal",
@@ -55,9 +57,28 @@ __all__ = [
 InvalidReason: TypeAlias = Literal["invalid", "expired", "revoked", "budget_exceeded"]
 """Why a key may not be used (``InvalidKey.reason``)."""
 ChargeRefusal: TypeAlias = Literal[
-    "budget_exceeded", "invalid_key", "invalid_cost", "expired", "revoked"
+    "budget_exceeded",
+    "invalid_key",
+    "invalid_cost",
+    "expired",
+    "revoked",
+    "idempotency_conflict",
 ]
-"""Why a charge was refused (``ChargeRefused.reason``)."""
+"""Why a charge was refused (``ChargeRefused.reason``). ``idempotency_conflict``:
+the idempotency key was first used for another cost, or for a reserve."""
+ReserveRefusal: TypeAlias = Literal[
+    "budget_exceeded",
+    "invalid_key",
+    "invalid_cost",
+    "expired",
+    "revoked",
+    "idempotency_conflict",
+    "idempotency_replayed",
+]
+"""Why a reserve placed no hold (``ReserveRefused.reason``): a charge's reasons,
+and ``idempotency_replayed`` for a repeat of an idempotency key."""
+HoldStatus: TypeAlias = Literal["held", "settled", "released"]
+"""Where the first hold of a replayed reserve stands (``ReserveRefused.replayed``)."""
 
 _TIME_FIELDS = frozenset(
     {"expires_at", "budget_reset_at", "revoked_at", "created_at", "last_used_at"}
@@ -238,19 +259,24 @@ def _validation(text: str) -> Validation:
 class Charged(_Result):
     """A charge that succeeded, with the budget after it: the key's usage in the
     current period and the smallest remaining of it and its ancestors (``None``
-    when uncapped). A zero cost succeeds with no numbers: both ``None``."""
+    when uncapped). A zero cost succeeds with no numbers: both ``None``. A repeat
+    of an idempotency key with the same cost has the first charge's numbers and
+    ``replayed == "charged"``: nothing was charged again, so serve no new work
+    under it."""
 
     _tag = ("success", True)
 
     success: Literal[True] = True
     budget_used_cents: float | None = None
     budget_remaining_cents: float | None = None
+    replayed: Literal["charged"] | None = None
+    """``"charged"`` for a repeat of an idempotency key, else ``None``."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ChargeRefused(_Result):
     """A charge refused, nothing changed: ``budget_exceeded``, ``invalid_key``,
-    ``invalid_cost``, ``expired`` or ``revoked``."""
+    ``invalid_cost``, ``expired``, ``revoked`` or ``idempotency_conflict``."""
 
     _tag = ("success", False)
 
@@ -270,9 +296,10 @@ def charge_result_from_dict(raw: dict[str, Any]) -> ChargeResult:
 
 @dataclasses.dataclass(frozen=True)
 class Held(_Result):
-    """A hold placed by ``reserve`` (or, for a repeated idempotency key, the first
-    one): settle it with ``settle(hold_id, cost_cents)`` or free it with
-    ``release(hold_id)``; it stops counting at ``expires_at`` by itself."""
+    """A hold placed by ``reserve``: settle it with ``settle(hold_id, cost_cents)``
+    or free it with ``release(hold_id)``; it stops counting at ``expires_at`` by
+    itself. A repeated idempotency key never gives a ``Held`` (see
+    ``ReserveRefused.replayed``)."""
 
     _tag = ("success", True)
 
@@ -285,13 +312,23 @@ class Held(_Result):
 
 @dataclasses.dataclass(frozen=True)
 class ReserveRefused(_Result):
-    """A reserve refused, nothing held: ``budget_exceeded``, ``invalid_key``,
-    ``invalid_cost``, ``expired`` or ``revoked``."""
+    """A reserve that placed no hold: ``budget_exceeded``, ``invalid_key``,
+    ``invalid_cost``, ``expired``, ``revoked``, ``idempotency_conflict`` (the
+    idempotency key was first used for another estimate, or for a charge), or
+    ``idempotency_replayed``: a repeat of an idempotency key, which holds nothing
+    new and names the first hold (``hold_id``, ``expires_at``,
+    ``budget_remaining_cents``) and where it stands (``replayed``: ``"held"``,
+    ``"settled"`` or ``"released"``). A replay is never a success, even while the
+    first hold is held: there is no new budget to spend under it."""
 
     _tag = ("success", False)
 
     success: Literal[False] = False
-    reason: ChargeRefusal = "invalid_key"
+    reason: ReserveRefusal = "invalid_key"
+    replayed: HoldStatus | None = None
+    hold_id: int | None = None
+    expires_at: datetime | None = None
+    budget_remaining_cents: float | None = None
 
 
 ReserveResult: TypeAlias = Held | ReserveRefused

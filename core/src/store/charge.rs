@@ -3,7 +3,8 @@
 //!
 //! Inside one transaction: lock the holds the batch names (settles, releases),
 //! then the keys it names and their ancestors, read what the batch's idempotency
-//! keys already stored (ledger rows of charges, holds of reserves), let
+//! keys already stored (ledger rows of charges and holds of reserves, both for
+//! every key: a key used for a charge conflicts with a reserve), let
 //! [`crate::spend::plan`] decide every request in arrival order, write, commit.
 //! Each store provides only its SQL for these steps ([`ChargeSql`]: `postgres.rs`
 //! locks with `FOR UPDATE` in id order and writes with `UNNEST`; `sqlite.rs` runs
@@ -33,10 +34,14 @@ pub(crate) trait ChargeSql {
     async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>>;
     /// The hold shares stored for the keys `ids`, as `key id, amount:until_us,…`.
     async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>>;
-    /// The ledger rows of `rows` stored under the charges' idempotency keys `keys`.
-    async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>>;
-    /// The holds of `rows` stored under the reserves' idempotency keys `keys`.
-    async fn prior_holds(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorHold>>;
+    /// What `rows` stored under the idempotency keys `keys`, in one statement:
+    /// charges (ledger rows) and reserves (holds), since a key names one
+    /// operation of either kind.
+    async fn priors(
+        &mut self,
+        rows: &[KeyRow],
+        keys: &[&str],
+    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)>;
     /// Writes the plan: key updates, ledger rows, new holds (returning their ids,
     /// in `plan.new_holds` order), closed holds, stale shares; and, where the store
     /// has notifications, announces `plan.exhausted` to other processes'
@@ -87,22 +92,11 @@ pub(crate) async fn run<T: ChargeSql>(
     if !hinted.is_empty() {
         fill_shares(&mut rows, &tx.shares(&hinted).await?)?;
     }
-    let idempotent = |reserves: bool| -> Vec<&str> {
-        reqs.iter()
-            .filter(|r| matches!(r, SpendReq::Reserve(_)) == reserves)
-            .filter_map(SpendReq::idempotency_key)
-            .collect()
-    };
-    let (charge_keys, reserve_keys) = (idempotent(false), idempotent(true));
-    let priors = if charge_keys.is_empty() || rows.is_empty() {
-        Vec::new()
+    let keys: Vec<&str> = reqs.iter().filter_map(SpendReq::idempotency_key).collect();
+    let (priors, prior_holds) = if keys.is_empty() || rows.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
-        tx.priors(&rows, &charge_keys).await?
-    };
-    let prior_holds = if reserve_keys.is_empty() || rows.is_empty() {
-        Vec::new()
-    } else {
-        tx.prior_holds(&rows, &reserve_keys).await?
+        tx.priors(&rows, &keys).await?
     };
     let mut plan = plan(&rows, &holds, &priors, &prior_holds, reqs, now);
     if plan.writes() {

@@ -159,7 +159,6 @@ struct Sql {
     hint_account: String,
     shares: String,
     priors: String,
-    prior_holds: String,
     /// [`write_sql`] by (ceilings, holds): `[(no, no), (yes, no), (no, yes), (yes, yes)]`.
     write: [String; 4],
     roll: String,
@@ -257,12 +256,13 @@ impl Sql {
                 "SELECT key_id::int8, string_agg(amount_micros::text || ':' || counts_until_us::text, ',') \
                  FROM {hold_keys} WHERE key_id = ANY($1) GROUP BY key_id"
             ),
-            prior_holds: format!(
-                "SELECT key_id::int8, idempotency_key, id, expires_at, reserved_remaining_micros FROM {holds} \
-                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
-            ),
+            // Charges (no hold id) and reserves under the batch's idempotency keys.
             priors: format!(
-                "SELECT key_id::int8, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
+                "SELECT key_id::int8, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
+                 NULL::int8, NULL::timestamptz, NULL::text FROM {ledger} \
+                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2) \
+                 UNION ALL SELECT key_id::int8, idempotency_key, amount_micros, NULL::int8, \
+                 reserved_remaining_micros, id, expires_at, state FROM {holds} \
                  WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
             ),
             // One statement for the whole write (one round trip): the key updates,
@@ -824,41 +824,42 @@ impl ChargeSql for PgCharge<'_> {
         Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
     }
 
-    async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>> {
+    async fn priors(
+        &mut self,
+        rows: &[KeyRow],
+        keys: &[&str],
+    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let found = sqlx::query(&self.sql.priors)
             .bind(&ids)
             .bind(keys)
             .fetch_all(&mut *self.tx)
             .await?;
-        let prior = |r: &PgRow| -> Result<PriorCharge, sqlx::Error> {
-            Ok(PriorCharge {
-                key_id: r.try_get(0)?,
-                idempotency_key: r.try_get(1)?,
-                used_after_micros: r.try_get(2)?,
-                remaining_after_micros: r.try_get(3)?,
-            })
-        };
-        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
-    }
-
-    async fn prior_holds(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorHold>> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let found = sqlx::query(&self.sql.prior_holds)
-            .bind(&ids)
-            .bind(keys)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let prior = |r: &PgRow| -> Result<PriorHold, sqlx::Error> {
-            Ok(PriorHold {
-                key_id: r.try_get(0)?,
-                idempotency_key: r.try_get(1)?,
-                hold_id: r.try_get(2)?,
-                expires_at: r.try_get(3)?,
-                remaining_micros: r.try_get(4)?,
-            })
-        };
-        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
+        let (mut charges, mut holds) = (Vec::new(), Vec::new());
+        for r in &found {
+            let hold_id: Option<i64> = r.try_get(5)?;
+            let (key_id, idempotency_key, amount_micros) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            match hold_id {
+                None => charges.push(PriorCharge {
+                    key_id,
+                    idempotency_key,
+                    amount_micros,
+                    used_after_micros: r.try_get(3)?,
+                    remaining_after_micros: r.try_get(4)?,
+                }),
+                Some(hold_id) => holds.push(PriorHold {
+                    key_id,
+                    idempotency_key,
+                    hold_id,
+                    amount_micros,
+                    expires_at: r.try_get(6)?,
+                    remaining_micros: r.try_get(4)?,
+                    state: HoldState::parse(r.try_get(7)?),
+                }),
+            }
+        }
+        Ok((charges, holds))
     }
 
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {

@@ -67,7 +67,6 @@ struct Sql {
     prior: String,
     lock_hold: String,
     shares: String,
-    prior_holds: String,
     insert_hold: String,
     insert_share: String,
     close_hold: String,
@@ -116,8 +115,14 @@ impl Sql {
             by_subject: with_ancestors(t, "external_subject = ?1"),
             by_id: with_ancestors(t, "id = ?1"),
             // Idempotency keys of a batch, one statement: ids and keys as JSON arrays.
+            // Charges (no hold id) and reserves under them.
             prior: format!(
-                "SELECT key_id, idempotency_key, used_after_micros, remaining_after_micros FROM {ledger} \
+                "SELECT key_id, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
+                 NULL, NULL, NULL FROM {ledger} \
+                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
+                 AND idempotency_key IN (SELECT value FROM json_each(?2)) \
+                 UNION ALL SELECT key_id, idempotency_key, amount_micros, NULL, reserved_remaining_micros, \
+                 id, expires_at, state FROM {holds} \
                  WHERE key_id IN (SELECT value FROM json_each(?1)) \
                  AND idempotency_key IN (SELECT value FROM json_each(?2))"
             ),
@@ -129,11 +134,6 @@ impl Sql {
             shares: format!(
                 "SELECT key_id, group_concat(amount_micros || ':' || counts_until_us, ',') FROM {hold_keys} \
                  WHERE key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id"
-            ),
-            prior_holds: format!(
-                "SELECT key_id, idempotency_key, id, expires_at, reserved_remaining_micros FROM {holds} \
-                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
-                 AND idempotency_key IN (SELECT value FROM json_each(?2))"
             ),
             insert_hold: format!(
                 "INSERT INTO {holds} (key_id, account_id, amount_micros, created_at, expires_at, idempotency_key, \
@@ -716,39 +716,41 @@ impl ChargeSql for LiteCharge<'_> {
         Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
     }
 
-    async fn priors(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorCharge>> {
+    async fn priors(
+        &mut self,
+        rows: &[KeyRow],
+        keys: &[&str],
+    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
         let found = sqlx::query(&self.store.sql.prior)
             .bind(json_ids(rows))
             .bind(serde_json::to_string(keys).unwrap_or_default())
             .fetch_all(&mut *self.tx)
             .await?;
-        let prior = |r: &SqliteRow| -> Result<PriorCharge, sqlx::Error> {
-            Ok(PriorCharge {
-                key_id: r.try_get(0)?,
-                idempotency_key: r.try_get(1)?,
-                used_after_micros: r.try_get(2)?,
-                remaining_after_micros: r.try_get(3)?,
-            })
-        };
-        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
-    }
-
-    async fn prior_holds(&mut self, rows: &[KeyRow], keys: &[&str]) -> Result<Vec<PriorHold>> {
-        let found = sqlx::query(&self.store.sql.prior_holds)
-            .bind(json_ids(rows))
-            .bind(serde_json::to_string(keys).unwrap_or_default())
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let prior = |r: &SqliteRow| -> Result<PriorHold, sqlx::Error> {
-            Ok(PriorHold {
-                key_id: r.try_get(0)?,
-                idempotency_key: r.try_get(1)?,
-                hold_id: r.try_get(2)?,
-                expires_at: parse_ts(r.try_get(3)?)?.unwrap_or_default(),
-                remaining_micros: r.try_get(4)?,
-            })
-        };
-        Ok(found.iter().map(prior).collect::<Result<_, _>>()?)
+        let (mut charges, mut holds) = (Vec::new(), Vec::new());
+        for r in &found {
+            let hold_id: Option<i64> = r.try_get(5)?;
+            let (key_id, idempotency_key, amount_micros) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            match hold_id {
+                None => charges.push(PriorCharge {
+                    key_id,
+                    idempotency_key,
+                    amount_micros,
+                    used_after_micros: r.try_get(3)?,
+                    remaining_after_micros: r.try_get(4)?,
+                }),
+                Some(hold_id) => holds.push(PriorHold {
+                    key_id,
+                    idempotency_key,
+                    hold_id,
+                    amount_micros,
+                    expires_at: parse_ts(r.try_get(6)?)?.unwrap_or_default(),
+                    remaining_micros: r.try_get(4)?,
+                    state: HoldState::parse(r.try_get(7)?),
+                }),
+            }
+        }
+        Ok((charges, holds))
     }
 
     /// SQLite has no notifications: `exhausted` reaches only this process's cache
