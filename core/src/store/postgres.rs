@@ -46,6 +46,13 @@ fn columns() -> &'static str {
      holds_until_us, ceiling_id::int8"
 }
 
+/// The sum of the group's `amount_micros`, saturated to the BIGINT range as the
+/// stored counters are: Postgres sums BIGINT exactly as NUMERIC, which cannot
+/// overflow, and only the clamped result is cast back (a plain `SUM(…)::int8`
+/// failed with `bigint out of range` once rows near the limit added past it).
+const SPENT: &str =
+    "LEAST(GREATEST(SUM(amount_micros), -9223372036854775808), 9223372036854775807)::int8";
+
 /// The columns of a ceiling row, in [`ceiling`]'s order.
 const CEILING_COLUMNS: &str =
     "account_id, id::int8, budget_micros, budget_used_micros, budget_period, \
@@ -302,7 +309,7 @@ impl Sql {
             ),
             // Aggregate first, then look up the few keys that made the cut.
             top_keys: format!(
-                "WITH s AS (SELECT key_id, SUM(amount_micros)::int8 AS spent, COUNT(*)::int8 AS n \
+                "WITH s AS (SELECT key_id, {SPENT} AS spent, COUNT(*)::int8 AS n \
                  FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
                  AND ($2::timestamptz IS NULL OR created_at < $2) \
                  GROUP BY key_id ORDER BY spent DESC, key_id LIMIT $3) \
@@ -310,7 +317,7 @@ impl Sql {
                  FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
             ),
             top_accounts: format!(
-                "SELECT NULL::int8, account_id, NULL::text, NULL::text, SUM(amount_micros)::int8 AS spent, \
+                "SELECT NULL::int8, account_id, NULL::text, NULL::text, {SPENT} AS spent, \
                  COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
                  AND ($2::timestamptz IS NULL OR created_at < $2) \
                  GROUP BY account_id ORDER BY spent DESC, account_id LIMIT $3"
@@ -323,12 +330,12 @@ impl Sql {
             ),
             days_of_key: format!(
                 "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
-                 SUM(amount_micros)::int8 FROM {ledger} WHERE key_id = $1 AND created_at >= $2 \
+                 {SPENT} FROM {ledger} WHERE key_id = $1 AND created_at >= $2 \
                  GROUP BY d ORDER BY d"
             ),
             days_of_account: format!(
                 "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
-                 SUM(amount_micros)::int8 FROM {ledger} WHERE account_id = $1 AND created_at >= $2 \
+                 {SPENT} FROM {ledger} WHERE account_id = $1 AND created_at >= $2 \
                  GROUP BY d ORDER BY d"
             ),
             count: format!(
