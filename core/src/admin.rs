@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::Error;
-use crate::model::SpendOf;
+use crate::model::{DaySpend, SpendOf};
 use crate::KeyLeash;
 
 const INDEX_HTML: &str = include_str!("../admin/index.html");
@@ -225,13 +225,21 @@ impl KeyLeash {
                 ))
             }
         };
-        let days = self.spend_per_day(of, days).await?;
-        // Summed in micro-cents, as the ledger holds them, so the total is exact.
-        let micros: i64 = days
-            .iter()
-            .filter_map(|d| crate::amount::cents_to_micros(d.cents))
-            .sum();
-        let total = crate::amount::micros_to_cents(micros);
+        let micros = self.micros_per_day(of, days).await?;
+        // Summed in micro-cents, as the ledger holds them, so the total is exact;
+        // saturated at the `i64` range, as the counters and each day's sum are.
+        let total = crate::amount::micros_to_cents(
+            micros
+                .iter()
+                .fold(0i64, |sum, (_, m)| sum.saturating_add(*m)),
+        );
+        let days: Vec<DaySpend> = micros
+            .into_iter()
+            .map(|(day, m)| DaySpend {
+                day,
+                cents: crate::amount::micros_to_cents(m),
+            })
+            .collect();
         Ok(AdminResponse::json(
             200,
             &json!({"days": days, "totalCents": total}),

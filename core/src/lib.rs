@@ -752,8 +752,10 @@ impl KeyLeash {
     /// ledger amounts (charges and settles), grouped by key or by account,
     /// biggest first; ties by key id or account id. One aggregate over the
     /// ledger rows of the window (no index on time alone: it reads the whole
-    /// ledger, which is fine for an operator, not for a request path).
-    /// [`UsageRange::trailing`] gives the usual windows. Errors:
+    /// ledger, which is fine for an operator, not for a request path). Sums are
+    /// exact, and saturate at `i64::MAX` micro-cents as the stored counters do
+    /// (ranked by the saturated sum). [`UsageRange::trailing`] gives the usual
+    /// windows. Errors:
     /// `invalid_argument` (limit), `unavailable`, `not_migrated`.
     pub async fn top_spenders(
         &self,
@@ -816,9 +818,28 @@ impl KeyLeash {
     /// What a key or an account spent on each of the last `days` UTC days (1 to
     /// 366), oldest first, today last, days without spend as 0: the sums of its
     /// ledger amounts (charges and settles). An account's spend is the ledger rows
-    /// recorded under it. One aggregate statement. Errors: `invalid_argument`
-    /// (days), `unavailable`, `not_migrated`.
+    /// recorded under it. Each day's sum is exact, and saturates at `i64::MAX`
+    /// micro-cents as the stored counters do. One aggregate statement. Errors:
+    /// `invalid_argument` (days), `unavailable`, `not_migrated`.
     pub async fn spend_per_day(&self, of: SpendOf<'_>, days: u32) -> Result<Vec<DaySpend>> {
+        Ok(self
+            .micros_per_day(of, days)
+            .await?
+            .into_iter()
+            .map(|(day, micros)| DaySpend {
+                day,
+                cents: amount::micros_to_cents(micros),
+            })
+            .collect())
+    }
+
+    /// [`KeyLeash::spend_per_day`] in exact micro-cents (each day's sum saturated
+    /// to the `i64` range by the store), for totals that must not go through `f64`.
+    pub(crate) async fn micros_per_day(
+        &self,
+        of: SpendOf<'_>,
+        days: u32,
+    ) -> Result<Vec<(String, i64)>> {
         if !(1..=MAX_DAYS).contains(&days) {
             return Err(Error::arg(format!(
                 "days must be from 1 to {MAX_DAYS}, got {days}"
@@ -837,10 +858,7 @@ impl KeyLeash {
             .map(|d| {
                 let day = d.format("%Y-%m-%d").to_string();
                 let micros = sums.iter().find(|(k, _)| *k == day).map_or(0, |(_, m)| *m);
-                DaySpend {
-                    day,
-                    cents: amount::micros_to_cents(micros),
-                }
+                (day, micros)
             })
             .collect())
     }

@@ -217,6 +217,43 @@ async fn accounts_and_spend(kind: Kind) {
 }
 both!(accounts_and_spend);
 
+// Pins api/spend past the counters' range: ledger rows near i64::MAX micro-cents
+// sum to i64::MAX (saturated, as the counters are) instead of a 503, per day and
+// in the total, for a key and for its account; a total whose days each fit but
+// together pass the range saturates too.
+async fn spend_saturates_past_the_range(kind: Kind) {
+    let db = Db::open(kind).await;
+    let twice = db.kl.create(opts("acme")).await.unwrap();
+    let daily = db.kl.create(opts("acme")).await.unwrap();
+    db.charge(&twice.key, 1.0).await;
+    db.charge(&twice.key, 2.0).await;
+    db.charge(&daily.key, 3.0).await;
+    db.clock().advance(Duration::days(1));
+    db.charge(&daily.key, 4.0).await;
+    let near = i64::MAX - 10;
+    db.exec(&format!(
+        "UPDATE {{ledger}} SET amount_micros = {near} WHERE key_id IN ({}, {})",
+        twice.id, daily.id
+    ))
+    .await;
+    let max = keyleash::amount::micros_to_cents(i64::MAX);
+    let spend = api(&db, "/api/spend", &format!("key={}&days=2", twice.id)).await;
+    assert_eq!(spend["days"][0]["cents"].as_f64(), Some(max));
+    assert_eq!(spend["days"][1]["cents"].as_f64(), Some(0.0));
+    assert_eq!(spend["totalCents"].as_f64(), Some(max));
+    // Each day fits; the two together do not.
+    let spend = api(&db, "/api/spend", &format!("key={}&days=2", daily.id)).await;
+    let one = keyleash::amount::micros_to_cents(near);
+    assert_eq!(spend["days"][0]["cents"].as_f64(), Some(one));
+    assert_eq!(spend["days"][1]["cents"].as_f64(), Some(one));
+    assert_eq!(spend["totalCents"].as_f64(), Some(max));
+    let spend = api(&db, "/api/spend", "account=acme&days=2").await;
+    assert_eq!(spend["days"][0]["cents"].as_f64(), Some(max));
+    assert_eq!(spend["days"][1]["cents"].as_f64(), Some(one));
+    assert_eq!(spend["totalCents"].as_f64(), Some(max));
+}
+both!(spend_saturates_past_the_range);
+
 // A revoke needs the session's token in the header and the cookie, a JSON body
 // and a same-origin request; every refusal leaves the key live in the database.
 async fn revoke_needs_csrf(kind: Kind) {

@@ -4,9 +4,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{budget, opts, Db, Kind};
 use futures::future::join_all;
-use keyleash::{Charge, InvalidReason, KeyLeash, Reserve, ReserveResult};
+use keyleash::{Charge, InvalidReason, KeyLeash, Options, Reserve, ReserveResult};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 
 /// The ceiling's counter, in micro-cents.
 async fn ceiling_used(db: &Db, account: &str) -> i64 {
@@ -244,3 +247,196 @@ async fn keys_created_meanwhile_name_the_ceiling(kind: Kind) {
     assert_eq!(db.reason(&keys[79].key).await, None);
 }
 both!(keys_created_meanwhile_name_the_ceiling);
+
+/// A second connection that keeps an account's key rows from being written: on
+/// Postgres their row locks (`FOR UPDATE` in an open transaction), on SQLite the
+/// database's write lock (`BEGIN IMMEDIATE`), as a long charge elsewhere would.
+enum Locker {
+    Pg(PgConnection),
+    Lite(SqliteConnection),
+}
+
+impl Locker {
+    async fn hold(db: &Db, account: &str) -> Locker {
+        match db.kind {
+            Kind::Postgres => {
+                let mut c = PgConnection::connect(&db.url).await.unwrap();
+                sqlx::raw_sql("BEGIN").execute(&mut c).await.unwrap();
+                let sql = format!(
+                    "SELECT id FROM {} WHERE account_id = '{account}' ORDER BY id FOR UPDATE",
+                    db.table
+                );
+                let locked = sqlx::query(&sql).fetch_all(&mut c).await.unwrap();
+                assert!(!locked.is_empty(), "the account has keys to lock");
+                Locker::Pg(c)
+            }
+            Kind::Sqlite => {
+                let mut c = SqliteConnection::connect(&db.url).await.unwrap();
+                sqlx::raw_sql("BEGIN IMMEDIATE")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                Locker::Lite(c)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Locker::Pg(mut c) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+            Locker::Lite(mut c) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// A store whose statements give up after 300 ms.
+async fn impatient(kind: Kind) -> Db {
+    let options = Options {
+        statement_timeout: Duration::from_millis(300),
+        ..Options::default()
+    };
+    Db::with(kind, options).await
+}
+
+async fn ceiling_rows(db: &Db) -> Option<i64> {
+    db.scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {accounts}")
+        .await
+}
+
+// Pins setting a ceiling as all or nothing: with the account's keys locked
+// elsewhere past the statement timeout, the call fails `unavailable` and leaves
+// no ceiling behind, so a 50-cent charge under the intended 10-cent ceiling is
+// judged by the key's own budget alone, on the existing key and on a key created
+// afterwards, and the admin page shows no ceiling either.
+async fn a_failed_set_leaves_no_ceiling(kind: Kind) {
+    let db = impatient(kind).await;
+    let k = db.kl.create(budget("acme", 100.0, None)).await.unwrap();
+    let lock = Locker::hold(&db, "acme").await;
+    let err = db
+        .kl
+        .set_account_budget("acme", Some(10.0), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unavailable");
+    lock.release().await;
+    assert_eq!(ceiling_rows(&db).await, Some(0));
+    let later = db.kl.create(budget("acme", 100.0, None)).await.unwrap();
+    assert!(db.charge(&k.key, 50.0).await.success());
+    assert!(db.charge(&later.key, 50.0).await.success());
+    let page = db.kl.accounts("acme", 10).await.unwrap();
+    assert_eq!(page.accounts[0].ceiling, None);
+    // Tried again without the lock, it applies to both keys.
+    db.kl
+        .set_account_budget("acme", Some(10.0), None)
+        .await
+        .unwrap();
+    assert!(!db.charge(&k.key, 11.0).await.success());
+    assert!(!db.charge(&later.key, 11.0).await.success());
+    assert!(db.charge(&later.key, 10.0).await.success());
+}
+both!(a_failed_set_leaves_no_ceiling);
+
+// Pins removing a ceiling as all or nothing: when the removal fails after the
+// row could have been deleted (the keys' hints still to clear), the ceiling
+// stays in force on every key of the account, old and new, and the admin page
+// still shows it.
+async fn a_failed_removal_keeps_the_ceiling(kind: Kind) {
+    let db = impatient(kind).await;
+    let k = db.kl.create(budget("acme", 100.0, None)).await.unwrap();
+    db.kl
+        .set_account_budget("acme", Some(10.0), None)
+        .await
+        .unwrap();
+    let lock = Locker::hold(&db, "acme").await;
+    let err = db
+        .kl
+        .set_account_budget("acme", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "unavailable");
+    lock.release().await;
+    assert_eq!(ceiling_rows(&db).await, Some(1));
+    let later = db.kl.create(budget("acme", 100.0, None)).await.unwrap();
+    assert!(!db.charge(&k.key, 50.0).await.success());
+    assert!(!db.charge(&later.key, 50.0).await.success());
+    assert!(db.charge(&k.key, 10.0).await.success());
+    let page = db.kl.accounts("acme", 10).await.unwrap();
+    let ceiling = page.accounts[0].ceiling.as_ref().expect("still in force");
+    assert_eq!(ceiling.budget_cents, Some(10.0));
+}
+both!(a_failed_removal_keeps_the_ceiling);
+
+// Pins a caller that gives up while the ceiling waits for the keys' locks (a
+// killed client, a request timeout): nothing of the ceiling is written, and the
+// key keeps its own budget only. Postgres: the future is dropped mid-call with
+// the statement timeout far away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_set_leaves_no_ceiling() {
+    let db = Db::open(Kind::Postgres).await;
+    let k = db.kl.create(budget("acme", 100.0, None)).await.unwrap();
+    let lock = Locker::hold(&db, "acme").await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        db.kl.set_account_budget("acme", Some(10.0), None),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the call waits for the locked keys");
+    lock.release().await;
+    assert_eq!(ceiling_rows(&db).await, Some(0));
+    assert!(db.charge(&k.key, 50.0).await.success());
+    let page = db.kl.accounts("acme", 10).await.unwrap();
+    assert_eq!(page.accounts[0].ceiling, None);
+}
+
+// Pins the lock order of setting a ceiling against charges (keys in id order,
+// then the ceiling): ceilings set, changed and removed while four clients charge
+// a family of the account's keys never deadlock or time out, and every key ends
+// naming the last ceiling.
+async fn set_while_charging_never_deadlocks(kind: Kind) {
+    let db = Db::open(kind).await;
+    let root = db.kl.create(opts("acme")).await.unwrap();
+    let mut keys = vec![root.key.clone()];
+    for _ in 0..5 {
+        let child = db
+            .kl
+            .create(keyleash::CreateOptions {
+                parent_id: Some(root.id),
+                ..opts("acme")
+            })
+            .await
+            .unwrap();
+        keys.push(child.key);
+    }
+    let cl = clients(&db).await;
+    let charges = (0..200).map(|i| {
+        let (kl, key) = (cl[i % cl.len()].clone(), keys[i % keys.len()].clone());
+        tokio::spawn(async move { kl.track_usage(&key, Charge::cents(0.01)).await })
+    });
+    let setter = db.kl.clone();
+    let sets = tokio::spawn(async move {
+        for i in 0..20 {
+            let cents = if i % 3 == 2 {
+                None
+            } else {
+                Some(1e6 + f64::from(i))
+            };
+            setter.set_account_budget("acme", cents, None).await?;
+        }
+        setter.set_account_budget("acme", Some(1e6), None).await
+    });
+    for r in join_all(charges).await {
+        assert!(r.unwrap().unwrap().success());
+    }
+    sets.await.unwrap().unwrap();
+    let unhinted = db
+        .scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM {keys} WHERE ceiling_id IS NULL")
+        .await;
+    assert_eq!(unhinted, Some(0));
+}
+both!(set_while_charging_never_deadlocks);

@@ -99,6 +99,61 @@ async fn top_spenders_sums_the_window(kind: Kind) {
 }
 both!(top_spenders_sums_the_window);
 
+// top_spenders past the counters' range: sums that pass i64::MAX micro-cents
+// answer i64::MAX (saturated, as the counters are) instead of an error, by key
+// and by account, ranked first; sums below it stay exact to the micro-cent,
+// carries between the halves of a 64-bit amount included.
+async fn top_spenders_saturate_past_the_range(kind: Kind) {
+    let db = Db::open(kind).await;
+    let big = db.kl.create(opts("acme")).await.unwrap();
+    let odd = db.kl.create(opts("bolt")).await.unwrap();
+    let small = db.kl.create(opts("acme")).await.unwrap();
+    for _ in 0..3 {
+        db.charge(&big.key, 1.0).await;
+        db.charge(&odd.key, 1.0).await;
+    }
+    db.charge(&small.key, 2.5).await;
+    db.exec(&format!(
+        "UPDATE {{ledger}} SET amount_micros = {} WHERE key_id = {}",
+        i64::MAX - 1,
+        big.id
+    ))
+    .await;
+    db.exec(&format!(
+        "UPDATE {{ledger}} SET amount_micros = 4294967295 WHERE key_id = {}",
+        odd.id
+    ))
+    .await;
+    let cents = keyleash::amount::micros_to_cents;
+    let all = UsageRange::trailing("all", db.kl.clock().now()).unwrap();
+    let top = db.kl.top_spenders(SpendBy::Key, all, 10).await.unwrap();
+    let got: Vec<(Option<i64>, f64, i64)> = top
+        .iter()
+        .map(|s| (s.key_id, s.spent_cents, s.charges))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(big.id), cents(i64::MAX), 3),
+            (Some(odd.id), cents(3 * 4_294_967_295), 3),
+            (Some(small.id), 2.5, 1),
+        ]
+    );
+    let top = db.kl.top_spenders(SpendBy::Account, all, 10).await.unwrap();
+    let got: Vec<(Option<&str>, f64, i64)> = top
+        .iter()
+        .map(|s| (s.account_id.as_deref(), s.spent_cents, s.charges))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("acme"), cents(i64::MAX), 4),
+            (Some("bolt"), cents(3 * 4_294_967_295), 3),
+        ]
+    );
+}
+both!(top_spenders_saturate_past_the_range);
+
 // export_ledger: every row of the window once, in id order, with ids built from
 // the table and the row; a namespace changes them; a backwards window is refused.
 async fn export_streams_the_window(kind: Kind) {

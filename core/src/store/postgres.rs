@@ -46,6 +46,13 @@ fn columns() -> &'static str {
      holds_until_us, ceiling_id::int8"
 }
 
+/// The sum of the group's `amount_micros`, saturated to the BIGINT range as the
+/// stored counters are: Postgres sums BIGINT exactly as NUMERIC, which cannot
+/// overflow, and only the clamped result is cast back (a plain `SUM(…)::int8`
+/// failed with `bigint out of range` once rows near the limit added past it).
+const SPENT: &str =
+    "LEAST(GREATEST(SUM(amount_micros), -9223372036854775808), 9223372036854775807)::int8";
+
 /// The columns of a ceiling row, in [`ceiling`]'s order.
 const CEILING_COLUMNS: &str =
     "account_id, id::int8, budget_micros, budget_used_micros, budget_period, \
@@ -154,8 +161,9 @@ struct Sql {
     lock_ceilings: String,
     set_ceiling: String,
     drop_ceiling: String,
-    hint_key: String,
-    hint_subject: String,
+    account_exclusive: String,
+    account_shared: String,
+    lock_account_keys: String,
     hint_account: String,
     shares: String,
     priors: String,
@@ -225,11 +233,22 @@ impl Sql {
                  FROM {holds} h WHERE h.id = ANY($1) ORDER BY h.id FOR UPDATE"
             ),
             ceilings: format!("SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1)"),
-            hint_key: hint("account_id = $1 AND id = $2"),
-            hint_subject: hint("account_id = $1 AND external_subject = $2"),
+            // One advisory lock per keys table and account (the two-int4 key space,
+            // apart from the migration's one-int8 lock): setting the account's
+            // ceiling takes it exclusive, inserting a key of the account shared.
+            account_exclusive: "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))".into(),
+            account_shared: "SELECT pg_advisory_xact_lock_shared(hashtext($1), hashtext($2))"
+                .into(),
+            // Every key of the account, locked in id order as a charge locks its
+            // keys, so setting a ceiling and charging never wait for each other in a
+            // cycle.
+            lock_account_keys: format!(
+                "SELECT id FROM {keys} WHERE account_id = $1 ORDER BY id FOR UPDATE"
+            ),
             // The hints of every key of the account, and the notification that
             // flushes every process's validation cache (their answers did not know
-            // the new ceiling), sent when this statement commits: after the hints.
+            // the new ceiling), delivered when the transaction commits: after the
+            // hints.
             hint_account: format!(
                 "WITH u AS ({}) SELECT pg_notify($2::text, '{FLUSH_ALL}')",
                 hint("account_id = $1")
@@ -302,7 +321,7 @@ impl Sql {
             ),
             // Aggregate first, then look up the few keys that made the cut.
             top_keys: format!(
-                "WITH s AS (SELECT key_id, SUM(amount_micros)::int8 AS spent, COUNT(*)::int8 AS n \
+                "WITH s AS (SELECT key_id, {SPENT} AS spent, COUNT(*)::int8 AS n \
                  FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
                  AND ($2::timestamptz IS NULL OR created_at < $2) \
                  GROUP BY key_id ORDER BY spent DESC, key_id LIMIT $3) \
@@ -310,7 +329,7 @@ impl Sql {
                  FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
             ),
             top_accounts: format!(
-                "SELECT NULL::int8, account_id, NULL::text, NULL::text, SUM(amount_micros)::int8 AS spent, \
+                "SELECT NULL::int8, account_id, NULL::text, NULL::text, {SPENT} AS spent, \
                  COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
                  AND ($2::timestamptz IS NULL OR created_at < $2) \
                  GROUP BY account_id ORDER BY spent DESC, account_id LIMIT $3"
@@ -323,12 +342,12 @@ impl Sql {
             ),
             days_of_key: format!(
                 "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
-                 SUM(amount_micros)::int8 FROM {ledger} WHERE key_id = $1 AND created_at >= $2 \
+                 {SPENT} FROM {ledger} WHERE key_id = $1 AND created_at >= $2 \
                  GROUP BY d ORDER BY d"
             ),
             days_of_account: format!(
                 "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
-                 SUM(amount_micros)::int8 FROM {ledger} WHERE account_id = $1 AND created_at >= $2 \
+                 {SPENT} FROM {ledger} WHERE account_id = $1 AND created_at >= $2 \
                  GROUP BY d ORDER BY d"
             ),
             count: format!(
@@ -445,32 +464,47 @@ impl PgStore {
             .bind(k.parent_id)
     }
 
-    /// Inserts a key with its account's ceiling id as the hint, then sets the hint
-    /// again in a second statement: a ceiling set while the insert ran (which
-    /// neither the insert nor the ceiling's own hint update saw) is caught by it.
+    /// Takes the account's advisory lock ([`Sql::account_exclusive`] or
+    /// [`Sql::account_shared`]) in `tx`, until it ends.
+    async fn lock_account(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        sql: &str,
+        account_id: &str,
+    ) -> Result<()> {
+        sqlx::query(sql)
+            .bind(&self.names.keys)
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts a key with its account's ceiling id as the hint, in a transaction
+    /// holding the account's lock shared: a ceiling being set holds it exclusive,
+    /// so the `INSERT` (which reads the ceiling after the lock is granted) sees
+    /// every ceiling committed before it, and a ceiling set after it sees the key
+    /// (see docs/storage.md). Four round trips (BEGIN, lock, INSERT, COMMIT).
     pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_account(&mut tx, &self.sql.account_shared, &key.account_id)
+            .await?;
         let row = Self::bind_new(&self.sql.insert, key)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
-        let id: i64 = row.try_get(0)?;
-        sqlx::query(&self.sql.hint_key)
-            .bind(&key.account_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(id)
+        tx.commit().await?;
+        Ok(row.try_get(0)?)
     }
 
     /// As [`Self::insert_key`], for a subject row (inserted unless one exists).
     pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_account(&mut tx, &self.sql.account_shared, &key.account_id)
+            .await?;
         Self::bind_new(&self.sql.insert_subject, key)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        sqlx::query(&self.sql.hint_subject)
-            .bind(&key.account_id)
-            .bind(&key.external_subject)
-            .execute(&self.pool)
-            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -594,12 +628,22 @@ impl PgStore {
         Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
     }
 
-    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, then points
-    /// the hints of the account's keys at it and flushes every process's
-    /// validation cache. Two statements, each committed: with [`Self::insert_key`]'s
-    /// second statement, a key created meanwhile gets the hint from one or the
-    /// other (see docs/storage.md).
+    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, points the
+    /// hints of the account's keys at it and flushes every process's validation
+    /// cache, all in one transaction: whatever fails (a lock wait past the
+    /// statement timeout, a lost connection, a caller that gives up), nothing of
+    /// it is written. In order: the account's lock exclusive (no key of the
+    /// account is inserted meanwhile), the account's keys `FOR UPDATE` in id order
+    /// (as a charge takes them, before any ceiling: no deadlock with charges),
+    /// the ceiling row, the hints and the notification (see docs/storage.md).
     pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_account(&mut tx, &self.sql.account_exclusive, account_id)
+            .await?;
+        sqlx::query(&self.sql.lock_account_keys)
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
         let q = match ceiling {
             Some(c) => sqlx::query(&self.sql.set_ceiling)
                 .bind(account_id)
@@ -609,12 +653,13 @@ impl PgStore {
                 .bind(c.now),
             None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
         };
-        q.execute(&self.pool).await?;
+        q.execute(&mut *tx).await?;
         sqlx::query(&self.sql.hint_account)
             .bind(account_id)
             .bind(&self.channel)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -47,6 +47,20 @@ const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scop
 const CEILING_COLUMNS: &str = "account_id, id, budget_micros, budget_used_micros, budget_period, \
     budget_reset_at, budget_anchor_at, holds_until_us";
 
+/// The sum of a group's `amount_micros` in two exact parts, `hi` and `lo`: the
+/// sums of each amount's upper 32 bits (arithmetic shift) and of its lower 32
+/// bits. SQLite's own `SUM` fails the whole query with `integer overflow` once
+/// a group passes the 64-bit range, and `TOTAL` is a float (inexact above 2^53
+/// micro-cents); these two parts cannot overflow below 2^31 rows per group.
+/// [`SPENT_OF_PARTS`] puts them together.
+const SPENT_PARTS: &str = "SUM(amount_micros >> 32) AS hi, SUM(amount_micros & 4294967295) AS lo";
+
+/// `hi * 2^32 + lo` from [`SPENT_PARTS`], exact where it fits a 64-bit integer
+/// and saturated to that range where it does not, as the stored counters are.
+/// The carry of `lo` moves into `hi` first, so the product and the sum below
+/// stay within the range.
+const SPENT_OF_PARTS: &str = "CASE WHEN hi + (lo >> 32) > 2147483647 THEN 9223372036854775807     WHEN hi + (lo >> 32) < -2147483648 THEN -9223372036854775807 - 1     ELSE (hi + (lo >> 32)) * 4294967296 + (lo & 4294967295) END";
+
 /// The row matching `cond` and all its ancestors (at most [`MAX_DEPTH`] deep).
 fn with_ancestors(t: &TableNames, cond: &str) -> String {
     let (keys, columns) = (&t.keys, COLUMNS);
@@ -210,16 +224,19 @@ impl Sql {
             ),
             // As on Postgres: aggregate first, then look up the keys that made the cut.
             top_keys: format!(
-                "WITH s AS (SELECT key_id, SUM(amount_micros) AS spent, COUNT(*) AS n FROM {ledger} \
+                "WITH p AS (SELECT key_id, {SPENT_PARTS}, COUNT(*) AS n FROM {ledger} \
                  WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
-                 GROUP BY key_id ORDER BY spent DESC, key_id LIMIT ?3) \
+                 GROUP BY key_id), \
+                 s AS (SELECT key_id, {SPENT_OF_PARTS} AS spent, n FROM p \
+                 ORDER BY spent DESC, key_id LIMIT ?3) \
                  SELECT s.key_id, k.account_id, k.name, k.key_prefix, s.spent, s.n \
                  FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
             ),
             top_accounts: format!(
-                "SELECT NULL, account_id, NULL, NULL, SUM(amount_micros) AS spent, COUNT(*) FROM {ledger} \
+                "SELECT NULL, account_id, NULL, NULL, {SPENT_OF_PARTS} AS spent, n FROM \
+                 (SELECT account_id, {SPENT_PARTS}, COUNT(*) AS n FROM {ledger} \
                  WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
-                 GROUP BY account_id ORDER BY spent DESC, account_id LIMIT ?3"
+                 GROUP BY account_id) ORDER BY spent DESC, account_id LIMIT ?3"
             ),
             // Case-sensitive prefix matches on both stores (SQLite's LIKE is not).
             accounts: format!(
@@ -229,12 +246,12 @@ impl Sql {
             ),
             // Stored times are fixed-width UTC text: the first 10 characters are the day.
             days_of_key: format!(
-                "SELECT substr(created_at, 1, 10) AS d, SUM(amount_micros) FROM {ledger} \
-                 WHERE key_id = ?1 AND created_at >= ?2 GROUP BY d ORDER BY d"
+                "SELECT d, {SPENT_OF_PARTS} FROM (SELECT substr(created_at, 1, 10) AS d, {SPENT_PARTS} \
+                 FROM {ledger} WHERE key_id = ?1 AND created_at >= ?2 GROUP BY d) ORDER BY d"
             ),
             days_of_account: format!(
-                "SELECT substr(created_at, 1, 10) AS d, SUM(amount_micros) FROM {ledger} \
-                 WHERE account_id = ?1 AND created_at >= ?2 GROUP BY d ORDER BY d"
+                "SELECT d, {SPENT_OF_PARTS} FROM (SELECT substr(created_at, 1, 10) AS d, {SPENT_PARTS} \
+                 FROM {ledger} WHERE account_id = ?1 AND created_at >= ?2 GROUP BY d) ORDER BY d"
             ),
             count: format!(
                 "SELECT COUNT(*) FROM {ledger} \
