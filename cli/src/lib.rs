@@ -348,6 +348,7 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
         }
         Command::Watch { top, count, .. } => {
             // Ctrl-C ends the loop between refreshes (or during one): status 0.
+            sigint_to_default();
             let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
             let mut shown = 0;
             loop {
@@ -424,6 +425,33 @@ impl Parsed {
             _ => {}
         }
         Ok(parsed)
+    }
+}
+
+/// Puts SIGINT back to its default action, once per process, before Tokio installs
+/// its handler for `watch`.
+///
+/// Tokio's handler (signal-hook's) first calls the handler it found. Node installs
+/// one at startup that restores the terminal and re-raises the signal: called from
+/// inside the chained handler, where SIGINT is blocked, the raise is delivered as
+/// soon as the handler returns, runs the same chain again, and so on forever, on
+/// the thread that happened to take the signal. That is the thread blocked in
+/// `runCli`, whose loop never runs again (`npx keyleash watch` spun at 88% CPU and
+/// ignored Ctrl-C). With the default action found instead, the chain is Tokio's
+/// alone. Python's entry point (`keyleash/cli.py`) sets the default too, and the
+/// binary starts with it, so this changes nothing there.
+fn sigint_to_default() {
+    #[cfg(unix)]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: signal(2) with SIG_DFL installs no code of ours; it only
+            // drops the host's handler, which nothing in this process waits on
+            // while `watch` runs.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+            }
+        });
     }
 }
 
