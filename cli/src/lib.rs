@@ -14,9 +14,16 @@
 //!
 //! Secrets: a raw key is printed by `create` and nowhere else; no output carries
 //! a key hash; the database URL (which may hold a password) is never printed, and
-//! `--help` does not show the value of `DATABASE_URL`.
+//! `--help` does not show the value of `DATABASE_URL`. A URL typed in the wrong
+//! place is echoed by clap or the core in their error; every error message goes
+//! through `redact` first, which masks the passwords of the arguments.
+//!
+//! Stored text (names, accounts, idempotency keys) is the application's clients':
+//! tables escape its control characters and CSV cells cannot start a formula
+//! (`output`).
 
 mod output;
+mod redact;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -266,15 +273,18 @@ impl FormatArg {
 /// command, 2 for bad arguments. Prints to the process's stdout and stderr. Builds
 /// its own Tokio runtime, so it must not be called from inside one (a binding
 /// calls it from the thread of its host language). `watch` ends on Ctrl-C with
-/// status 0.
+/// status 0: it puts SIGINT back to its default action first (once per process),
+/// so a handler the host installed (Node's) no longer runs on Ctrl-C.
 pub fn run<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let secrets = redact::Secrets::of(&args);
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return output::clap_exit(&e),
+        Err(e) => return output::clap_exit(&e, &secrets),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -282,11 +292,13 @@ where
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return Failure::new("unavailable", format!("no async runtime: {e}")).exit(),
+        Err(e) => {
+            return Failure::new("unavailable", format!("no async runtime: {e}")).exit(&secrets)
+        }
     };
     let status = match runtime.block_on(execute(cli)) {
         Ok(()) => 0,
-        Err(failure) => failure.exit(),
+        Err(failure) => failure.exit(&secrets),
     };
     // An export stream's reading task may still hold a connection: do not wait.
     runtime.shutdown_background();
@@ -348,6 +360,7 @@ async fn execute(cli: Cli) -> Result<(), Failure> {
         }
         Command::Watch { top, count, .. } => {
             // Ctrl-C ends the loop between refreshes (or during one): status 0.
+            sigint_to_default();
             let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
             let mut shown = 0;
             loop {
@@ -427,6 +440,33 @@ impl Parsed {
     }
 }
 
+/// Puts SIGINT back to its default action, once per process, before Tokio installs
+/// its handler for `watch`.
+///
+/// Tokio's handler (signal-hook's) first calls the handler it found. Node installs
+/// one at startup that restores the terminal and re-raises the signal: called from
+/// inside the chained handler, where SIGINT is blocked, the raise is delivered as
+/// soon as the handler returns, runs the same chain again, and so on forever, on
+/// the thread that happened to take the signal. That is the thread blocked in
+/// `runCli`, whose loop never runs again (`npx keyleash watch` spun at 88% CPU and
+/// ignored Ctrl-C). With the default action found instead, the chain is Tokio's
+/// alone. Python's entry point (`keyleash/cli.py`) sets the default too, and the
+/// binary starts with it, so this changes nothing there.
+fn sigint_to_default() {
+    #[cfg(unix)]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: signal(2) with SIG_DFL installs no code of ours; it only
+            // drops the host's handler, which nothing in this process waits on
+            // while `watch` runs.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+            }
+        });
+    }
+}
+
 fn by(b: ByArg) -> SpendBy {
     match b {
         ByArg::Key => SpendBy::Key,
@@ -450,14 +490,28 @@ async fn export(kl: &KeyLeash, a: &ExportArgs, range: UsageRange) -> Result<(), 
         ProgressArg::Always => true,
         ProgressArg::Never => false,
     };
+    // Records on the terminal that shows the bar: each is written (and flushed)
+    // on a line of its own, with the bar erased first and drawn again below it.
+    let shared = show && a.out.is_none() && std::io::stdout().is_terminal();
     let mut bar = if show {
-        Some(output::Progress::new(kl.count_ledger(range).await?))
+        let total = kl.count_ledger(range).await?;
+        if shared {
+            w.flush()?;
+        }
+        Some(output::Progress::new(total, shared))
     } else {
         None
     };
     let mut records = kl.export_ledger(range, a.namespace.as_deref());
     while let Some(record) = records.next().await {
-        w.write(&record?)?;
+        let record = record?;
+        if let Some(bar) = &mut bar {
+            bar.clear();
+        }
+        w.write(&record)?;
+        if shared {
+            w.flush()?;
+        }
         if let Some(bar) = &mut bar {
             bar.step();
         }

@@ -3,12 +3,22 @@
 //!
 //! Nothing here reads a secret: the core's result types carry no key hash, and the
 //! only raw key is `CreatedKey::key`, printed by [`Out::created`] alone.
+//!
+//! Stored text is the caller's (a key name from a signup form, an idempotency key
+//! from a request header), so it is made harmless where it lands: table cells and
+//! error messages show control characters as escapes ([`visible`]), CSV cells that
+//! a spreadsheet would run as a formula get a leading `'` ([`csv_text`]). JSON
+//! output and the JSON-lines export formats keep the exact text.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
 
 use chrono::{DateTime, Utc};
 use keyleash::{iso, CreatedKey, KeyDetails, KeySummary, LedgerEntry, LedgerRecord, Spender};
 use serde::Serialize;
+
+use crate::redact::Secrets;
 
 /// A failed command: the error code, a one-line message and the exit status.
 #[derive(Debug)]
@@ -39,15 +49,16 @@ impl Failure {
         Self::new("not_found", message)
     }
 
-    /// Prints `keyleash: <code>: <message>` on stderr (one line) and gives the status.
+    /// Prints `keyleash: <code>: <message>` on stderr (one line, control
+    /// characters escaped, the passwords of `secrets` masked) and gives the status.
     /// A reader that went away (`keyleash export … | head`) ends the command
     /// quietly, with status 0.
-    pub fn exit(self) -> u8 {
+    pub fn exit(self, secrets: &Secrets) -> u8 {
         if self.code == BROKEN_PIPE {
             return 0;
         }
-        let message = self.message.replace(['\n', '\r'], " ");
-        eprintln!("keyleash: {}: {}", self.code, message.trim());
+        let message = secrets.redact(&self.message.replace(['\n', '\r'], " "));
+        eprintln!("keyleash: {}: {}", self.code, visible(message.trim()));
         self.status
     }
 }
@@ -85,8 +96,9 @@ impl From<serde_json::Error> for Failure {
     }
 }
 
-/// A clap error as one line with status 2 (`--help` and `--version` print as usual).
-pub fn clap_exit(e: &clap::Error) -> u8 {
+/// A clap error as one line with status 2 (`--help` and `--version` print as
+/// usual); the value clap echoes is shown without the passwords of `secrets`.
+pub fn clap_exit(e: &clap::Error, secrets: &Secrets) -> u8 {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp
@@ -110,7 +122,7 @@ pub fn clap_exit(e: &clap::Error) -> u8 {
                 format!("{message} (see keyleash --help)"),
             )
             .status(2)
-            .exit()
+            .exit(secrets)
         }
     }
 }
@@ -251,9 +263,10 @@ impl Out {
             }));
         }
         let text = match c {
-            None => format!("account {account}: ceiling removed\n"),
+            None => format!("account {}: ceiling removed\n", visible(account)),
             Some(c) => format!(
-                "account {account}: ceiling {} cents {}\n",
+                "account {}: ceiling {} cents {}\n",
+                visible(account),
                 cents(c),
                 period.map_or("for its lifetime".to_string(), |p| format!("per {p}"))
             ),
@@ -383,16 +396,16 @@ impl Records {
             serde_json::to_writer(&mut self.w, &event)?;
         } else if self.format == Format::Csv {
             let fields = [
-                csv_field(&r.id),
+                csv_text(&r.id),
                 r.ledger_id.to_string(),
                 r.key_id.to_string(),
-                r.account_id.as_deref().map(csv_field).unwrap_or_default(),
+                r.account_id.as_deref().map(csv_text).unwrap_or_default(),
                 r.amount_cents.to_string(),
                 r.amount_micros.to_string(),
                 iso(&r.created_at),
                 r.idempotency_key
                     .as_deref()
-                    .map(csv_field)
+                    .map(csv_text)
                     .unwrap_or_default(),
                 r.hold_id.map(|h| h.to_string()).unwrap_or_default(),
             ];
@@ -404,9 +417,14 @@ impl Records {
         Ok(())
     }
 
+    /// Writes out what is buffered (before a shared progress bar is drawn).
+    pub fn flush(&mut self) -> Written {
+        Ok(self.w.flush()?)
+    }
+
     /// Flushes the last records.
     pub fn finish(mut self) -> Written {
-        Ok(self.w.flush()?)
+        self.flush()
     }
 }
 
@@ -452,6 +470,19 @@ fn cloud_event(event_type: &str, r: &LedgerRecord) -> serde_json::Value {
     })
 }
 
+/// A text cell of the CSV format, safe to open in a spreadsheet: text starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return (which Excel, LibreOffice
+/// and Google Sheets read as a formula) gets a leading `'`, as OWASP's CSV
+/// injection guidance says; then [`csv_field`]. Only for text columns: a negative
+/// amount stays a number.
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{s}"))
+    } else {
+        csv_field(s)
+    }
+}
+
 /// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -494,14 +525,60 @@ fn scopes(s: Option<&[String]>) -> String {
     s.map_or("*".into(), |s| s.join(","))
 }
 
+/// Whether a terminal could act on `c` or draw text in another order: C0 and C1
+/// controls, DEL, the Unicode bidi embeddings, overrides, isolates and marks, and
+/// the line and paragraph separators.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// `s` as a table or an error line shows it: `\n`, `\r`, `\t`, `\x1b` (ASCII
+/// controls and DEL) and `\u{202e}` (the others of [`hidden`]) instead of the
+/// characters, so stored text can neither drive the terminal nor start a row.
+pub fn visible(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(hidden) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if hidden(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Columns padded to their widest cell, two spaces apart; the columns in `right`
-/// are right-aligned (numbers). Without headers, a label/value list.
+/// are right-aligned (numbers). Without headers, a label/value list. Cells are
+/// shown [`visible`]: one line per row whatever the text holds.
 pub fn table(headers: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
     let columns = rows.iter().map(Vec::len).chain([headers.len()]).max();
     let mut widths = vec![0; columns.unwrap_or(0)];
     let all = std::iter::once(headers.iter().map(|h| (*h).to_string()).collect::<Vec<_>>())
         .filter(|h| !h.is_empty())
-        .chain(rows.iter().cloned())
+        .chain(
+            rows.iter()
+                .map(|r| r.iter().map(|c| visible(c).into_owned()).collect()),
+        )
         .collect::<Vec<_>>();
     for row in &all {
         for (i, cell) in row.iter().enumerate() {
@@ -534,28 +611,46 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], right: &[usize]) -> String 
 /// 1,000,000 records`, redrawn in place when the percentage moves (at most 101
 /// times), then ended with a newline. The total is counted before the export
 /// starts; rows charged meanwhile can make the count pass it, which shows as 100%.
+///
+/// When the records go to the same terminal (stdout and stderr both one), the bar
+/// is `shared`: [`Progress::clear`] erases it before each record is written and
+/// [`Progress::step`] draws it again below, so a record never starts on the bar's
+/// line. A bar dropped before [`Progress::done`] (the export failed) ends its line,
+/// so the error that follows starts on a line of its own.
 pub struct Progress {
     total: u64,
     done: u64,
     shown: Option<u64>,
+    shared: bool,
+    ended: bool,
 }
 
 impl Progress {
-    /// A bar for `total` records, drawn at 0%.
-    pub fn new(total: u64) -> Self {
+    /// A bar for `total` records, drawn at 0%; `shared` when stdout is the same
+    /// terminal.
+    pub fn new(total: u64, shared: bool) -> Self {
         let mut bar = Self {
             total,
             done: 0,
             shown: None,
+            shared,
+            ended: false,
         };
         bar.draw();
         bar
     }
 
+    /// Erases the bar's line (a shared bar, before a record is written).
+    pub fn clear(&mut self) {
+        if self.shared {
+            eprint!("\r\x1b[K");
+        }
+    }
+
     /// One more record written.
     pub fn step(&mut self) {
         self.done += 1;
-        if Some(self.percent()) != self.shown {
+        if self.shared || Some(self.percent()) != self.shown {
             self.draw();
         }
     }
@@ -564,7 +659,14 @@ impl Progress {
     pub fn done(mut self) {
         self.total = self.total.max(self.done);
         self.draw();
-        eprintln!();
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            eprintln!();
+        }
     }
 
     fn percent(&self) -> u64 {
@@ -586,6 +688,12 @@ impl Progress {
             grouped(self.total.max(self.done)),
         );
         self.shown = Some(percent);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

@@ -812,3 +812,300 @@ fn no_password_in_output() {
     );
     assert!(!stdout(&out).contains("s3cr3t"));
 }
+
+/// A minimal RFC 4180 reader: the rows of `text`, fields unquoted.
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    rows
+}
+
+// CSV export neutralises formula cells (OWASP): a text cell starting with = + - @
+// tab or CR gets a leading ' (quoted as CSV requires); numbers stay numbers, and
+// JSON lines keep the exact text.
+async fn csv_formulas(kind: Kind) {
+    let db = Db::open(kind, true).await;
+    let cases = [
+        ("=1+1", "=HYPERLINK(\"http://x\",\"y\")"),
+        ("+cmd|' /C calc'!A0", "+1"),
+        ("-2+3", "-5"),
+        ("@SUM(A1:A2)", "@x"),
+        ("\tTAB", "\ttab"),
+        ("\rCR", "\rcr"),
+        ("plain", "ok,fine"),
+    ];
+    let mut keys = Vec::new();
+    for (account, idem) in cases {
+        let (raw, id) = db.key(account, None).await;
+        let r = db
+            .kl
+            .track_usage(&raw, Charge::cents(1.5).idempotent(idem))
+            .await
+            .expect("charge");
+        assert!(r.success(), "{r:?}");
+        keys.push(id);
+    }
+    // A negative ledger amount (as a settle below its hold writes) stays a number.
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    db.exec(&format!(
+        "INSERT INTO {{ledger}} (key_id, account_id, amount_micros, created_at, idempotency_key, \
+         used_after_micros) VALUES ({}, '-neg', -500000, '{now}', NULL, 0)",
+        keys[0]
+    ))
+    .await;
+    let from = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let to = (Utc::now() + Duration::hours(1)).to_rfc3339();
+    let out = db.cli(&["export", "--from", &from, "--to", &to, "--format", "csv"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows = csv_rows(&text);
+    assert_eq!(rows.len(), cases.len() + 2, "{text:?}");
+    assert_eq!(rows[0][3], "accountId");
+    for (row, (account, idem)) in rows[1..].iter().zip(cases) {
+        assert_eq!(row.len(), 9, "{row:?}");
+        let safe = |s: &str| {
+            if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{s}")
+            } else {
+                s.to_string()
+            }
+        };
+        assert_eq!(row[3], safe(account), "{text:?}");
+        assert_eq!(row[7], safe(idem), "{text:?}");
+        assert_eq!(row[4], "1.5");
+    }
+    let last = &rows[cases.len() + 1];
+    assert_eq!((last[3].as_str(), last[4].as_str()), ("'-neg", "-0.5"));
+    assert_eq!(last[5], "-500000");
+    // No cell a spreadsheet would run: every field starts with a safe character.
+    for row in &rows {
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '@', '\t', '\r'])
+                    && (!cell.starts_with('-') || cell.parse::<f64>().is_ok()),
+                "{cell:?} in {text:?}"
+            );
+        }
+    }
+    // JSON lines carry the exact values.
+    let out = db.cli(&["export", "--from", &from, "--to", &to]);
+    let records: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    for (r, (account, idem)) in records.iter().zip(cases) {
+        assert_eq!(
+            (r["accountId"].as_str(), r["idempotencyKey"].as_str()),
+            (Some(account), Some(idem))
+        );
+    }
+}
+both!(csv_formulas);
+
+/// No character a terminal would act on: only the table's own line breaks.
+fn assert_inert(text: &str) {
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(
+            c == '\n' || !(c.is_control() || bidi),
+            "{:?} in {text:?}",
+            c
+        );
+    }
+}
+
+// Tables escape the control characters (and bidi overrides) of stored names and
+// idempotency keys: no escape sequence reaches the terminal and no row is forged;
+// --json keeps the exact text.
+async fn control_chars(kind: Kind) {
+    let db = Db::open(kind, true).await;
+    let evil = "\x1b]0;PWNED\x07\x1b[2J";
+    let forged = "bot\n999  forged  ak_forged";
+    let mut raws = Vec::new();
+    for name in [evil, forged] {
+        let k = db
+            .kl
+            .create(CreateOptions {
+                account_id: "ops".into(),
+                name: Some(name.into()),
+                ..CreateOptions::default()
+            })
+            .await
+            .expect("create");
+        raws.push((k.key.clone(), k.id));
+    }
+    let idem = "req\n1  2026-01-01T00:00:00.000Z  0.01  forged\x1b[2J\u{202e}cba";
+    let r = db
+        .kl
+        .track_usage(&raws[0].0, Charge::cents(2.0).idempotent(idem))
+        .await
+        .expect("charge");
+    assert!(r.success(), "{r:?}");
+    db.charge(&raws[1].0, 1.0).await;
+
+    let run = |args: &[&str]| {
+        let out = db.cli(args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert_inert(&text);
+        text
+    };
+    let list = run(&["list", "--account", "ops"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(list.contains("\\x1b]0;PWNED\\x07\\x1b[2J"), "{list}");
+    assert!(list.contains("bot\\n999  forged  ak_forged"), "{list}");
+    let show = run(&["show", &raws[0].1.to_string()]);
+    assert_eq!(show.lines().count(), 16, "{show}");
+    assert_eq!(field(&show, "name"), "\\x1b]0;PWNED\\x07\\x1b[2J");
+    let top = run(&["top"]);
+    assert_eq!(top.lines().count(), 3, "{top}");
+    let watch = run(&["watch", "--count", "1", "--interval", "1s"]);
+    assert_eq!(watch.lines().count(), 5, "{watch}");
+    let usage = run(&["usage", &raws[0].1.to_string()]);
+    assert_eq!(usage.lines().count(), 2, "{usage}");
+    assert!(
+        usage.contains("req\\n1  2026-01-01T00:00:00.000Z  0.01  forged\\x1b[2J\\u{202e}cba"),
+        "{usage}"
+    );
+    // JSON stays exact.
+    let listed = db.json(&["list", "--account", "ops"]);
+    assert_eq!(listed[0]["name"], evil);
+    assert_eq!(listed[1]["name"], forged);
+    let rows = db.json(&["usage", &raws[0].1.to_string()]);
+    assert_eq!(rows[0]["idempotencyKey"], idem);
+}
+both!(control_chars);
+
+// A database URL given in the wrong place is not echoed with its password in the
+// argument error: status 2, one line, the password nowhere in stdout or stderr.
+#[test]
+fn no_password_in_argument_errors() {
+    let dir = std::env::temp_dir().join(unique("kl_cli_args"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = format!("sqlite://{}", dir.join("k.db").display());
+    for url in [
+        "postgres://u:SECRET@host/db",
+        "postgresql://operator:SECRET-with-a-long-tail-past-forty-chars@db.internal:5432/app",
+        "postgres://u:SE%2FCR@ET@host/db?sslmode=require",
+        "postgres://host/db?user=u&password=SECRET",
+    ] {
+        let cases: Vec<Vec<&str>> = vec![
+            vec![url, "list", "--account", "a"],
+            vec!["show", url],
+            vec!["create", "--account", "a", "--budget-cents", url],
+            vec!["--table", url, "list", "--account", "a"],
+            vec!["usage", "1", "--from", url],
+            vec!["export", "--from", url, "--to", "2026-01-01T00:00:00Z"],
+            vec!["list", "--account", "a", url],
+        ];
+        for args in cases {
+            let out = Command::new(env!("CARGO_BIN_EXE_keyleash"))
+                .args(["--url", &sqlite])
+                .args(&args)
+                .env_remove("DATABASE_URL")
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let (o, e) = (stdout(&out), stderr(&out));
+            assert_eq!(code(&out), 2, "{args:?}: {e}");
+            assert!(
+                e.starts_with("keyleash: invalid_argument: "),
+                "{args:?}: {e}"
+            );
+            assert_eq!(e.lines().count(), 1, "{e}");
+            for part in ["SECRET", "CR@ET"] {
+                assert!(!e.contains(part) && !o.contains(part), "{args:?}: {e}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Under a pseudo-terminal (stdout and stderr both the terminal), export's progress
+// bar never shares a line with the records: the screen shows the header, the
+// records, then the finished bar on its own line.
+async fn export_on_a_terminal(kind: Kind) {
+    let db = Db::open(kind, true).await;
+    db.key("acme", None).await;
+    let (raw, _) = db.key("acme", None).await;
+    db.charge(&raw, 1.0).await;
+    db.charge(&raw, 2.0).await;
+    let from = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let to = (Utc::now() + Duration::hours(1)).to_rfc3339();
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let command = [
+        env!("CARGO_BIN_EXE_keyleash"),
+        "--url",
+        &db.url,
+        "--table",
+        &db.table,
+        "export",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--format",
+        "csv",
+    ]
+    .map(quote)
+    .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    // What the terminal shows: a carriage return starts the line over, ESC [ K
+    // erases it.
+    let screen: Vec<String> = text
+        .split('\n')
+        .map(|l| {
+            let l = l.strip_suffix('\r').unwrap_or(l);
+            let l = l.rsplit('\r').next().unwrap_or_default();
+            l.rsplit("\x1b[K").next().unwrap_or_default().to_string()
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(screen.len(), 4, "{text:?}");
+    assert_eq!(
+        screen[0],
+        "id,ledgerId,keyId,accountId,amountCents,amountMicros,createdAt,idempotencyKey,holdId",
+        "{text:?}"
+    );
+    assert!(
+        screen[1].starts_with("kl_") && screen[1].contains(",1,"),
+        "{text:?}"
+    );
+    assert!(
+        screen[2].starts_with("kl_") && screen[2].contains(",2,"),
+        "{text:?}"
+    );
+    assert_eq!(
+        screen[3], "[##############################] 100%  2 of 2 records",
+        "{text:?}"
+    );
+    assert!(text.ends_with("records\r\n"), "{text:?}");
+}
+both!(export_on_a_terminal);
