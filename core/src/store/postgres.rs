@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
-use crate::store::charge::{self, ChargeSql, Charged};
+use crate::store::charge::{self, split_priors, ChargeSql, Charged, PriorRow};
 use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
 
 const MIGRATIONS: &[&str] = &[
@@ -875,36 +875,12 @@ impl ChargeSql for PgCharge<'_> {
         keys: &[&str],
     ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let found = sqlx::query(&self.sql.priors)
+        let found: Vec<PriorRow> = sqlx::query_as(&self.sql.priors)
             .bind(&ids)
             .bind(keys)
             .fetch_all(&mut *self.tx)
             .await?;
-        let (mut charges, mut holds) = (Vec::new(), Vec::new());
-        for r in &found {
-            let hold_id: Option<i64> = r.try_get(5)?;
-            let (key_id, idempotency_key, amount_micros) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            match hold_id {
-                None => charges.push(PriorCharge {
-                    key_id,
-                    idempotency_key,
-                    amount_micros,
-                    used_after_micros: r.try_get(3)?,
-                    remaining_after_micros: r.try_get(4)?,
-                }),
-                Some(hold_id) => holds.push(PriorHold {
-                    key_id,
-                    idempotency_key,
-                    hold_id,
-                    amount_micros,
-                    expires_at: r.try_get(6)?,
-                    remaining_micros: r.try_get(4)?,
-                    state: HoldState::parse(r.try_get(7)?),
-                }),
-            }
-        }
-        Ok((charges, holds))
+        Ok(split_priors(found))
     }
 
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
-use crate::store::charge::{self, ChargeSql, Charged};
+use crate::store::charge::{self, split_priors, ChargeSql, Charged, PriorRow};
 use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
 
 const MIGRATIONS: &[&str] = &[
@@ -738,36 +738,27 @@ impl ChargeSql for LiteCharge<'_> {
         rows: &[KeyRow],
         keys: &[&str],
     ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
-        let found = sqlx::query(&self.store.sql.prior)
+        type Stored = (
+            i64,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let found: Vec<Stored> = sqlx::query_as(&self.store.sql.prior)
             .bind(json_ids(rows))
             .bind(serde_json::to_string(keys).unwrap_or_default())
             .fetch_all(&mut *self.tx)
             .await?;
-        let (mut charges, mut holds) = (Vec::new(), Vec::new());
-        for r in &found {
-            let hold_id: Option<i64> = r.try_get(5)?;
-            let (key_id, idempotency_key, amount_micros) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            match hold_id {
-                None => charges.push(PriorCharge {
-                    key_id,
-                    idempotency_key,
-                    amount_micros,
-                    used_after_micros: r.try_get(3)?,
-                    remaining_after_micros: r.try_get(4)?,
-                }),
-                Some(hold_id) => holds.push(PriorHold {
-                    key_id,
-                    idempotency_key,
-                    hold_id,
-                    amount_micros,
-                    expires_at: parse_ts(r.try_get(6)?)?.unwrap_or_default(),
-                    remaining_micros: r.try_get(4)?,
-                    state: HoldState::parse(r.try_get(7)?),
-                }),
-            }
-        }
-        Ok((charges, holds))
+        // Expiries are stored as text.
+        let rows = found
+            .into_iter()
+            .map(|(k, i, a, u, r, h, e, s)| Ok((k, i, a, u, r, h, parse_ts(e)?, s)))
+            .collect::<Result<Vec<PriorRow>, sqlx::Error>>()?;
+        Ok(split_priors(rows))
     }
 
     /// SQLite has no notifications: `exhausted` reaches only this process's cache
