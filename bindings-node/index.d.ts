@@ -503,7 +503,7 @@ export interface SelfServeOptions {
   signupRateLimit?: number | false;
   /** Signups per email domain per hour, 1 to 1000000; default none. */
   signupRateLimitPerDomain?: number;
-  /** Children one key may mint (`POST /sdk-keys`) per hour, 1 to 1000000; default 50; `false` turns it off. */
+  /** Children a key tree (a root key and its descendants together) may mint (`POST /sdk-keys`) per hour, 1 to 1000000; default 50; `false` turns it off. */
   mintRateLimit?: number | false;
 }
 

@@ -284,8 +284,9 @@ export interface RouteOptions {
   /** Signups per email domain per hour: 1 to 1000000; default none. */
   signupRateLimitPerDomain?: number
   /**
-   * Children a key may mint through `POST /sdk-keys` per hour: 1 to 1000000,
-   * default 50; `false` turns the limit off.
+   * Children a key tree (a root key and its descendants together) may mint
+   * through `POST /sdk-keys` per hour: 1 to 1000000, default 50; `false` turns
+   * the limit off.
    */
   mintRateLimit?: number | boolean
 }

@@ -137,8 +137,9 @@ pub struct RouteOptions {
     pub signup_rate_limit: Option<Either<f64, bool>>,
     /// Signups per email domain per hour: 1 to 1000000; default none.
     pub signup_rate_limit_per_domain: Option<f64>,
-    /// Children a key may mint through `POST /sdk-keys` per hour: 1 to 1000000,
-    /// default 50; `false` turns the limit off.
+    /// Children a key tree (a root key and its descendants together) may mint
+    /// through `POST /sdk-keys` per hour: 1 to 1000000, default 50; `false` turns
+    /// the limit off.
     pub mint_rate_limit: Option<Either<f64, bool>>,
 }
 

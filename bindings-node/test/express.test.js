@@ -525,7 +525,8 @@ for (const store of STORES) {
   });
 }
 
-// Pins the mintRateLimit option: a chosen limit, false for off, checked like the others.
+// Pins the mintRateLimit option: a chosen limit counted per key tree, false for off,
+// checked like the others.
 test("mintRateLimit: a number limits, false turns it off, bad values are refused", async (t) => {
   const { kl } = await open("sqlite");
   const two = await serve(t, kl, { mintRateLimit: 2 });
@@ -533,6 +534,12 @@ test("mintRateLimit: a number limits, false turns it off, bad values are refused
   const statuses = [];
   for (let i = 0; i < 3; i++) statuses.push((await two("POST", "/sdk-keys", { key: p.key, body: {} })).status);
   assert.deepEqual(statuses, [201, 201, 429]);
+  // The allowance is the tree's: a child's mints count on its root key.
+  const root = await kl.create({ accountId: "acme" });
+  const child = (await two("POST", "/sdk-keys", { key: root.key, body: {} })).body;
+  assert.equal((await two("POST", "/sdk-keys", { key: child.key, body: {} })).status, 201);
+  assert.equal((await two("POST", "/sdk-keys", { key: child.key, body: {} })).status, 429);
+  assert.equal((await two("POST", "/sdk-keys", { key: root.key, body: {} })).status, 429);
   const off = await serve(t, kl, { mintRateLimit: false });
   for (let i = 0; i < 60; i++) assert.equal((await off("POST", "/sdk-keys", { key: p.key, body: {} })).status, 201);
   for (const bad of [0, 1.5, -1, 1_000_001]) {

@@ -453,7 +453,8 @@ async def test_mint_rate_limit_default(db: Db, http: httpx.AsyncClient) -> None:
     assert ok.status_code == 201, ok.text
 
 
-# Pins the mint_rate_limit option: a chosen limit, False for off, checked at once.
+# Pins the mint_rate_limit option: a chosen limit counted per key tree, False for off,
+# checked at once.
 async def test_mint_rate_limit_option(db: Db) -> None:
     p = await db.kl.create(account_id="acct")
     server = Server(make_app(db.kl, mint_rate_limit=2))
@@ -463,9 +464,17 @@ async def test_mint_rate_limit_option(db: Db) -> None:
                 (await client.post("/auth/sdk-keys", json={}, headers=bearer(p.key))).status_code
                 for _ in range(3)
             ]
+            # The allowance is the tree's: a child's mints count on its root key.
+            root = await db.kl.create(account_id="acct")
+            child = (await client.post("/auth/sdk-keys", json={}, headers=bearer(root.key))).json()
+            tree = [
+                (await client.post("/auth/sdk-keys", json={}, headers=bearer(key))).status_code
+                for key in (child["key"], child["key"], root.key)
+            ]
     finally:
         server.stop()
     assert statuses == [201, 201, 429]
+    assert tree == [201, 429, 429]
     server = Server(make_app(db.kl, mint_rate_limit=False))
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:

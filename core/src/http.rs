@@ -19,8 +19,8 @@
 //! - `POST /signup` is rate-limited per client address (and optionally per email
 //!   domain) in the store, so the limit holds across processes and servers; a
 //!   request whose address the server does not know counts against one shared
-//!   bucket, never against none. `POST /sdk-keys` is rate-limited per calling key
-//!   in the same table.
+//!   bucket, never against none. `POST /sdk-keys` is rate-limited per key tree
+//!   (counted on the root key) in the same table.
 //! - Bodies arrive as raw bytes with the `Content-Type` header, and are decoded
 //!   here once ([`decode_body`]): JSON is UTF-8 (RFC 8259 section 8.1), a leading
 //!   UTF-8 byte order mark is skipped, any other declared charset is refused with
@@ -53,10 +53,11 @@ const RATE_WINDOW_MS: i64 = 3_600_000;
 /// The largest signup (or mint) rate limit accepted, per hour.
 pub const MAX_SIGNUP_RATE_LIMIT: u32 = 1_000_000;
 
-/// The default of [`SelfServeOptions::mint_rate_limit`]: child keys per calling
-/// key per hour. Generous for an agent that hands a narrower key to each of its
-/// sub-tasks (almost one a minute), small enough that a leaked key cannot fill
-/// the keys table (1,200 rows a day instead of one per request).
+/// The default of [`SelfServeOptions::mint_rate_limit`]: child keys per key tree
+/// (a root key and its descendants together) per hour. Generous for an agent
+/// that hands a narrower key to each of its sub-tasks (almost one a minute),
+/// small enough that a leaked key cannot fill the keys table (1,200 rows a day
+/// for its whole tree instead of one per request).
 pub const DEFAULT_MINT_RATE_LIMIT: u32 = 50;
 
 /// The bucket of the signups whose client address the server does not know (a
@@ -142,8 +143,9 @@ pub struct SelfServeOptions {
     pub signup_rate_limit: Option<u32>,
     /// At most this many signups per email domain per hour. Default `None` (off).
     pub signup_rate_limit_per_domain: Option<u32>,
-    /// At most this many `POST /sdk-keys` children per calling key per hour (GCRA,
-    /// in the same store table as the signup limit). Default
+    /// At most this many `POST /sdk-keys` children per key tree per hour: the mints
+    /// of a key and of all its descendants count together, on the tree's root key
+    /// (GCRA, in the same store table as the signup limit). Default
     /// [`DEFAULT_MINT_RATE_LIMIT`] (50); `None` turns the limit off.
     pub mint_rate_limit: Option<u32>,
 }
@@ -178,7 +180,7 @@ impl SelfServeOptions {
             (
                 "the mint rate limit",
                 self.mint_rate_limit,
-                "keys minted by one key",
+                "keys minted by one key tree",
             ),
         ] {
             if limit.is_some_and(|n| n == 0 || n > MAX_SIGNUP_RATE_LIMIT) {
@@ -567,11 +569,20 @@ impl KeyLeash {
             }
         }
         // Counted once the child is known to be allowed, as signups are: a refused
-        // request does not use up the caller's allowance.
+        // request does not use up the allowance. The allowance is the whole tree's,
+        // counted on its root key: were it each caller's own, every child could
+        // mint as many again, and a leaked key's tree would grow by that factor per
+        // generation (50 to the 16th over the depth limit).
         if let Some(limit) = o.mint_rate_limit {
-            let bucket = format!("mint:key:{}", caller.id);
+            let rows = self.inner.store.get(caller.id, now).await?;
+            let root = rows
+                .iter()
+                .find(|r| r.id == caller.id)
+                .and_then(|me| crate::engine::ancestry(&rows, me).last().map(|r| r.id))
+                .unwrap_or(caller.id);
+            let bucket = format!("mint:tree:{root}");
             if let Some(reply) = self
-                .rate_limited(&bucket, limit, "keys minted by this key")
+                .rate_limited(&bucket, limit, "keys minted by this key tree")
                 .await?
             {
                 return Ok(reply);
@@ -651,11 +662,15 @@ const MAX_CHARSET_ECHO: usize = 40;
 /// a `charset` parameter other than `utf-8` (case-insensitive, quoted or not) is
 /// 415 `unsupported_charset`; one leading UTF-8 byte order mark is skipped (RFC
 /// 8259 lets a parser ignore it); bytes that are not UTF-8 are 400
-/// `invalid_argument`. The media type itself is not checked.
+/// `invalid_argument`. The media type itself is not checked, and an empty body
+/// is `{}` whatever the header declares.
 pub fn decode_body<'a>(
     body: &'a [u8],
     content_type: Option<&str>,
 ) -> std::result::Result<&'a str, Reply> {
+    if body.is_empty() {
+        return Ok(""); // `{}`, whatever the header says
+    }
     let charset = content_type
         .into_iter()
         .flat_map(|h| h.split(';').skip(1))

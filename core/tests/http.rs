@@ -462,6 +462,21 @@ async fn body_encodings(kind: Kind) {
         )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
+    let r = db
+        .kl
+        .self_serve_bytes(
+            Route::Mint,
+            Some(&h),
+            b"",
+            Some("text/plain; charset=utf-16le"),
+            None,
+            &o,
+        )
+        .await;
+    assert_eq!(
+        r.status, 201,
+        "an empty body is {{}} whatever the header: {r:?}"
+    );
     let raw = |body: Vec<u8>, ct: &'static str| {
         let (kl, o) = (db.kl.clone(), o.clone());
         async move {
@@ -594,7 +609,7 @@ async fn mint_rate_limit_default(kind: Kind) {
             assert!(r.body["message"]
                 .as_str()
                 .unwrap()
-                .starts_with("too many keys minted by this key: at most 50 an hour"));
+                .starts_with("too many keys minted by this key tree: at most 50 an hour"));
         }
         statuses.push(r.status);
     }
@@ -613,7 +628,8 @@ async fn mint_rate_limit_default(kind: Kind) {
 }
 both!(mint_rate_limit_default);
 
-// Pins the mint_rate_limit option: a chosen limit, None for off, range checked.
+// Pins the mint_rate_limit option: a chosen limit counted per key tree, None for
+// off, range checked.
 async fn mint_rate_limit_option(kind: Kind) {
     let db = Db::open(kind).await;
     let p = db.kl.create(opts("a")).await.unwrap();
@@ -632,6 +648,24 @@ async fn mint_rate_limit_option(kind: Kind) {
         );
     }
     assert_eq!(statuses, [201, 201, 201, 429]);
+    // The allowance is the tree's: a child's mints count on its root, so a leaked
+    // key cannot multiply it by minting children that mint in turn.
+    let t = db.kl.create(opts("a")).await.unwrap();
+    let r = db
+        .kl
+        .self_serve(Route::Mint, Some(&bearer(&t.key)), "", None, &three)
+        .await;
+    let child = bearer(r.body["key"].as_str().unwrap());
+    let mut statuses = Vec::new();
+    for h in [&child, &child, &child, &bearer(&t.key)] {
+        statuses.push(
+            db.kl
+                .self_serve(Route::Mint, Some(h), "", None, &three)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [201, 201, 429, 429]);
     // A refused child does not use up the allowance.
     let q = db.kl.create(opts("a")).await.unwrap();
     let hq = bearer(&q.key);

@@ -412,8 +412,9 @@ def agentkey_router(
     20; ``False`` turns it off), ``signup_rate_limit_per_domain`` the most per email
     domain per hour (default ``None``: off); signups whose client address is
     unknown (``request.client`` is None, as behind ``uvicorn --uds``) share one
-    count. ``mint_rate_limit`` is the most children one key may mint through
-    ``POST /sdk-keys`` per hour (default 50; ``False`` turns it off). All are
+    count. ``mint_rate_limit`` is the most children a key tree (a root key and its
+    descendants together) may mint through ``POST /sdk-keys`` per hour (default
+    50; ``False`` turns it off). All are
     counted in the store, so they hold across processes; a refused request is 429
     ``rate_limited`` with a ``Retry-After`` header. Bodies go to the core as raw
     bytes with their ``Content-Type``: JSON is UTF-8 (a leading byte order mark is
@@ -433,7 +434,7 @@ def agentkey_router(
         )
     if mint_rate_limit is None:
         raise InvalidArgumentError(
-            "mint_rate_limit must be an int (keys minted by one key per hour), "
+            "mint_rate_limit must be an int (keys minted by one key tree per hour), "
             "or False to turn the limit off; got None"
         )
     options = _native.SelfServeOptions(
