@@ -339,14 +339,19 @@ export declare class KeyLeash {
   usage(keyId: number, range?: { from?: string | Date; to?: string | Date }): Promise<LedgerEntry[]>;
   /** The middleware's decision for one request (used by the Express integration). */
   authenticate(authorization: string | null | undefined, scope?: string | null): Promise<HttpReply>;
-  /** One self-serve request from the client at `clientAddress` (used by the Express integration). */
+  /**
+   * One self-serve request from the client at `clientAddress` (null: the shared
+   * bucket of unknown addresses), with the raw body and the `Content-Type` header
+   * whose charset the core checks (used by the Express integration).
+   */
   selfServe(
     route: "signup" | "me" | "mint" | "revoke",
     id: string | null | undefined,
     authorization: string | null | undefined,
-    body: string,
+    body: string | Uint8Array,
     clientAddress?: string | null,
     options?: SelfServeOptions,
+    contentType?: string | null,
   ): Promise<HttpReply>;
   /** The clock's reading, ISO 8601. */
   now(): Promise<string>;
@@ -535,6 +540,8 @@ export interface SelfServeOptions {
   signupRateLimit?: number | false;
   /** Signups per email domain per hour, 1 to 1000000; default none. */
   signupRateLimitPerDomain?: number;
+  /** Children a key tree (a root key and its descendants together) may mint (`POST /sdk-keys`) per hour, 1 to 1000000; default 50; `false` turns it off. */
+  mintRateLimit?: number | false;
 }
 
 /** Options of `createAgentKeyRoutes`; an unknown name throws `invalid_argument`. */
@@ -545,7 +552,7 @@ export interface RouteOptions extends SelfServeOptions {
 
 /**
  * `POST /signup`, `GET /sdk-keys/me`, `POST /sdk-keys`, `DELETE /sdk-keys/:id`.
- * Bodies over `MAX_BODY_BYTES` are 413; a signup over a rate limit is 429 with `Retry-After`.
+ * Bodies over `MAX_BODY_BYTES` are 413; a signup or mint over a rate limit is 429 with `Retry-After`.
  */
 export declare function createAgentKeyRoutes(kl: KeyLeash, options?: RouteOptions): ExpressHandler;
 

@@ -159,6 +159,7 @@ const ROUTE = {
   signupBudgetPeriod: "string",
   signupRateLimit: "limit",
   signupRateLimitPerDomain: "number",
+  mintRateLimit: "limit",
 };
 
 /** The names and kinds of every options object of the package. */
@@ -272,6 +273,13 @@ function hideKey(created) {
     });
   }
   return created;
+}
+
+/** A self-serve body as bytes: a string is UTF-8 encoded, bytes go as they are. */
+function bodyBytes(body) {
+  if (typeof body === "string") return Buffer.from(body, "utf8");
+  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  throw invalid("body must be a string, a Buffer or a Uint8Array");
 }
 
 /** The middleware's authenticate, which also hands back the granted key's handle. */
@@ -517,18 +525,22 @@ class KeyLeash {
 
   /**
    * One self-serve request (`signup`, `me`, `mint`, `revoke` with `id`) from the
-   * client at `clientAddress` (signups are rate-limited per address):
-   * `{status, body, retryAfter?, cause?}`.
+   * client at `clientAddress` (signups are rate-limited per address; null or ""
+   * counts against the one bucket of unknown addresses): `{status, body,
+   * retryAfter?, cause?}`. `body` is the raw body, a string or the bytes as read
+   * (a Buffer or Uint8Array); `contentType` the request's header, whose charset
+   * the core checks (JSON bodies are UTF-8, docs/http.md).
    */
-  selfServe(route, id, authorization, body, clientAddress, opts) {
+  selfServe(route, id, authorization, body, clientAddress, opts, contentType) {
     return this.#run(async (n) => {
       const r = await n.selfServe(
         required(route, "route", "string"),
         checked(id, "id", "string"),
         checked(authorization, "authorization", "string"),
-        required(body, "body", "string"),
+        bodyBytes(body),
         checked(clientAddress, "clientAddress", "string"),
         strict(opts, "selfServe"),
+        checked(contentType, "contentType", "string"),
       );
       hideKey(r.body);
       return r;
@@ -962,18 +974,22 @@ function createAgentKeyRoutes(kl, opts) {
   const { onError = logError, ...routeOptions } = strict(opts, "createAgentKeyRoutes");
   callSync(() => native.checkRouteOptions(routeOptions));
   const router = express.Router();
-  // The raw body goes to the core, which parses it, so both packages answer a
-  // malformed body identically. A body an app-level parser already read is reused.
-  const rawBody = express.text({ type: () => true, limit: MAX_BODY_BYTES });
+  // The raw bytes go to the core, which decodes and parses them (charset, BOM,
+  // UTF-8), so both packages answer every body identically. A body an app-level
+  // parser already read is reused.
+  const rawBody = express.raw({ type: () => true, limit: MAX_BODY_BYTES });
   const handle = (route) => async (req, res) => {
-    const body = typeof req.body === "string" ? req.body : req.body ? JSON.stringify(req.body) : "";
+    const b = req.body;
+    const body = Buffer.isBuffer(b) || typeof b === "string" ? b : b ? JSON.stringify(b) : "";
     const pending = kl.selfServe(
       route,
       req.params.id ?? null,
       req.headers.authorization ?? null,
       body,
+      // Unknown behind a Unix socket: the core counts those signups together.
       req.ip ?? null,
       routeOptions,
+      req.headers["content-type"] ?? null,
     );
     const r = await answer(pending, onError);
     if (r.retryAfter !== undefined && r.retryAfter !== null) res.set("Retry-After", String(r.retryAfter));

@@ -85,10 +85,12 @@ export declare class NativeKeyLeash {
   authenticateKey(authorization?: string | undefined | null, scope?: string | undefined | null): Promise<Authenticated>
   /**
    * One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
-   * `id`), from the client at `clientAddress` (what the signup rate limit
-   * counts); returns `{status, body, retryAfter?, cause?}`.
+   * `id`), its raw `body` bytes and `Content-Type` header (the core decodes the
+   * body: UTF-8 only), from the client at `clientAddress` (what the signup rate
+   * limit counts; null: the shared bucket of unknown addresses); returns
+   * `{status, body, retryAfter?, cause?}`.
    */
-  selfServe(route: string, id: string | undefined | null, authorization: string | undefined | null, body: string, clientAddress: string | undefined | null, options: RouteOptions): Promise<any>
+  selfServe(route: string, id: string | undefined | null, authorization: string | undefined | null, body: Buffer, clientAddress: string | undefined | null, options: RouteOptions, contentType?: string | undefined | null): Promise<any>
   /** The clock's reading, ISO 8601. */
   now(): string
   /** Sets a manual clock to an ISO 8601 instant. */
@@ -281,6 +283,12 @@ export interface RouteOptions {
   signupRateLimit?: number | boolean
   /** Signups per email domain per hour: 1 to 1000000; default none. */
   signupRateLimitPerDomain?: number
+  /**
+   * Children a key tree (a root key and its descendants together) may mint
+   * through `POST /sdk-keys` per hour: 1 to 1000000, default 50; `false` turns
+   * the limit off.
+   */
+  mintRateLimit?: number | boolean
 }
 
 /**

@@ -137,6 +137,10 @@ pub struct RouteOptions {
     pub signup_rate_limit: Option<Either<f64, bool>>,
     /// Signups per email domain per hour: 1 to 1000000; default none.
     pub signup_rate_limit_per_domain: Option<f64>,
+    /// Children a key tree (a root key and its descendants together) may mint
+    /// through `POST /sdk-keys` per hour: 1 to 1000000, default 50; `false` turns
+    /// the limit off.
+    pub mint_rate_limit: Option<Either<f64, bool>>,
 }
 
 /// A rate limit as JavaScript gave it. A number that is no whole `u32` becomes 0,
@@ -159,6 +163,12 @@ impl RouteOptions {
             Some(Either::B(false)) => None,
             Some(Either::B(true)) => return Err(arg("signupRateLimit must be a number or false")),
         };
+        let mint_rate_limit = match self.mint_rate_limit {
+            None => defaults.mint_rate_limit,
+            Some(Either::A(n)) => Some(rate_limit(n)),
+            Some(Either::B(false)) => None,
+            Some(Either::B(true)) => return Err(arg("mintRateLimit must be a number or false")),
+        };
         let o = SelfServeOptions {
             signup_scopes: self.signup_scopes,
             require_email: self
@@ -169,6 +179,7 @@ impl RouteOptions {
             signup_budget_period: self.signup_budget_period,
             signup_rate_limit,
             signup_rate_limit_per_domain: self.signup_rate_limit_per_domain.map(rate_limit),
+            mint_rate_limit,
         };
         o.check().map_err(err)?;
         Ok(o)
@@ -681,23 +692,28 @@ impl NativeKeyLeash {
     }
 
     /// One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
-    /// `id`), from the client at `clientAddress` (what the signup rate limit
-    /// counts); returns `{status, body, retryAfter?, cause?}`.
+    /// `id`), its raw `body` bytes and `Content-Type` header (the core decodes the
+    /// body: UTF-8 only), from the client at `clientAddress` (what the signup rate
+    /// limit counts; null: the shared bucket of unknown addresses); returns
+    /// `{status, body, retryAfter?, cause?}`.
     #[napi]
+    #[allow(clippy::too_many_arguments)]
     pub async fn self_serve(
         &self,
         route: String,
         id: Option<String>,
         authorization: Option<String>,
-        body: String,
+        body: napi::bindgen_prelude::Buffer,
         client_address: Option<String>,
         options: RouteOptions,
+        content_type: Option<String>,
     ) -> Result<Value> {
         if !matches!(route.as_str(), "signup" | "me" | "mint" | "revoke") {
             return Err(arg("route must be signup, me, mint or revoke"));
         }
         let o = options.into_core()?;
         let kl = self.inner.clone();
+        let body = body.to_vec();
         let r = run(async move {
             let id = id.unwrap_or_default();
             let route = match route.as_str() {
@@ -708,7 +724,14 @@ impl NativeKeyLeash {
             };
             let client = client_address.as_deref();
             Ok(kl
-                .self_serve(route, authorization.as_deref(), &body, client, &o)
+                .self_serve_bytes(
+                    route,
+                    authorization.as_deref(),
+                    &body,
+                    content_type.as_deref(),
+                    client,
+                    &o,
+                )
                 .await)
         })
         .await?;

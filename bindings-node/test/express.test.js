@@ -24,7 +24,7 @@ async function serve(t, kl, routeOptions) {
   });
   t.after(() => new Promise((resolve) => server.close(resolve)));
   const base = `http://127.0.0.1:${server.address().port}`;
-  return async (method, path, { key, body, raw, auth } = {}) => {
+  const call = async (method, path, { key, body, raw, auth } = {}) => {
     const headers = { "content-type": "application/json" };
     if (key) headers.authorization = `Bearer ${key}`;
     if (auth) headers.authorization = auth;
@@ -38,6 +38,8 @@ async function serve(t, kl, routeOptions) {
     Object.defineProperty(reply, "headers", { value: res.headers });
     return reply;
   };
+  call.base = base;
+  return call;
 }
 
 for (const store of STORES) {
@@ -413,4 +415,161 @@ test("postgres: a store failure is reported once to onError, by default one stde
     assert.ok(!e.message.includes(k.key.slice(3, 20)), e.message);
   }
   await kl.close();
+});
+
+/** One request over the Unix socket `socketPath`: `{status, body, headers}`. */
+function overSocket(socketPath, method, urlPath, { body, key, headers = {} } = {}) {
+  const http = require("node:http");
+  const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const h = { ...headers };
+  if (data) Object.assign(h, { "content-type": "application/json", "content-length": data.length });
+  if (key) h.authorization = `Bearer ${key}`;
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, method, path: urlPath, headers: h }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () =>
+        resolve({ status: res.statusCode, body: JSON.parse(Buffer.concat(chunks).toString()), headers: res.headers }),
+      );
+    });
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
+/** The self-serve routes on a Unix socket in a fresh temporary folder: its path. */
+async function serveOnSocket(t, kl, routeOptions) {
+  const fs = require("node:fs");
+  const os = require("node:os");
+  const app = express();
+  app.use(createAgentKeyRoutes(kl, routeOptions));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "keyleash-uds-"));
+  const socketPath = path.join(dir, "app.sock");
+  const server = await new Promise((resolve) => {
+    const s = app.listen(socketPath, () => resolve(s));
+  });
+  t.after(
+    () =>
+      new Promise((resolve) =>
+        server.close(() => {
+          fs.rmSync(dir, { recursive: true, force: true });
+          resolve();
+        }),
+      ),
+  );
+  return socketPath;
+}
+
+for (const store of STORES) {
+  // Pins issue 21 (4): behind a Unix socket req.ip is unknown; those signups share
+  // one bucket of the per-address limit (20 of 25 pass), instead of skipping it.
+  test(`${store}: signups over a Unix socket share one rate limit`, async (t) => {
+    const { kl } = await open(store);
+    const socketPath = await serveOnSocket(t, kl, { requireEmailForSignup: false });
+    const statuses = [];
+    let last;
+    for (let i = 0; i < 25; i++) {
+      last = await overSocket(socketPath, "POST", "/signup", { body: {} });
+      statuses.push(last.status);
+    }
+    assert.deepEqual(statuses, [...Array(20).fill(201), ...Array(5).fill(429)]);
+    assert.equal(last.body.error, "rate_limited");
+    assert.equal(last.headers["retry-after"], String(last.body.retryAfter));
+  });
+
+  // Pins issue 21 (10): a key revokes itself and its descendants, never its parent,
+  // a sibling or another key of its account (404, as an unknown id).
+  test(`${store}: DELETE /sdk-keys/:id revokes only the caller and its descendants`, async (t) => {
+    const { kl } = await open(store);
+    const call = await serve(t, kl);
+    const root = await kl.create({ accountId: "acme" });
+    const peer = await kl.create({ accountId: "acme" });
+    const mint = async (key) => {
+      const r = await call("POST", "/sdk-keys", { key, body: {} });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      return r.body;
+    };
+    const child = await mint(root.key);
+    const sibling = await mint(root.key);
+    const grandchild = await mint(child.key);
+    const del = (key, id) => call("DELETE", `/sdk-keys/${id}`, { key });
+    const notFound = { status: 404, body: { error: "not_found" } };
+    assert.deepEqual(await del(child.key, root.id), notFound);
+    assert.deepEqual(await del(child.key, sibling.id), notFound);
+    assert.deepEqual(await del(child.key, peer.id), notFound);
+    assert.deepEqual(await del(grandchild.key, child.id), notFound);
+    for (const k of [root.key, peer.key, child.key, sibling.key]) assert.equal((await kl.validate(k)).valid, true);
+    assert.deepEqual(await del(root.key, grandchild.id), { status: 200, body: { revoked: true } });
+    assert.deepEqual(await del(sibling.key, sibling.id), { status: 200, body: { revoked: true } });
+    assert.deepEqual(await del(root.key, child.id), { status: 200, body: { revoked: true } });
+  });
+
+  // Pins issue 21 (10): POST /sdk-keys is limited per calling key: 50 an hour by
+  // default, then 429 rate_limited with Retry-After; another key is not affected.
+  test(`${store}: POST /sdk-keys allows 50 children per key an hour by default`, async (t) => {
+    const { kl } = await open(store);
+    const call = await serve(t, kl);
+    const p = await kl.create({ accountId: "acme" });
+    const q = await kl.create({ accountId: "acme" });
+    const statuses = [];
+    let last;
+    for (let i = 0; i < 51; i++) {
+      last = await call("POST", "/sdk-keys", { key: p.key, body: {} });
+      statuses.push(last.status);
+    }
+    assert.deepEqual(statuses, [...Array(50).fill(201), 429]);
+    assert.equal(last.body.error, "rate_limited");
+    assert.equal(last.body.retryAfter, 72);
+    assert.equal(last.headers.get("retry-after"), "72");
+    assert.equal((await call("POST", "/sdk-keys", { key: q.key, body: {} })).status, 201);
+  });
+}
+
+// Pins the mintRateLimit option: a chosen limit counted per key tree, false for off,
+// checked like the others.
+test("mintRateLimit: a number limits, false turns it off, bad values are refused", async (t) => {
+  const { kl } = await open("sqlite");
+  const two = await serve(t, kl, { mintRateLimit: 2 });
+  const p = await kl.create({ accountId: "acme" });
+  const statuses = [];
+  for (let i = 0; i < 3; i++) statuses.push((await two("POST", "/sdk-keys", { key: p.key, body: {} })).status);
+  assert.deepEqual(statuses, [201, 201, 429]);
+  // The allowance is the tree's: a child's mints count on its root key.
+  const root = await kl.create({ accountId: "acme" });
+  const child = (await two("POST", "/sdk-keys", { key: root.key, body: {} })).body;
+  assert.equal((await two("POST", "/sdk-keys", { key: child.key, body: {} })).status, 201);
+  assert.equal((await two("POST", "/sdk-keys", { key: child.key, body: {} })).status, 429);
+  assert.equal((await two("POST", "/sdk-keys", { key: root.key, body: {} })).status, 429);
+  const off = await serve(t, kl, { mintRateLimit: false });
+  for (let i = 0; i < 60; i++) assert.equal((await off("POST", "/sdk-keys", { key: p.key, body: {} })).status, 201);
+  for (const bad of [0, 1.5, -1, 1_000_001]) {
+    assert.throws(() => createAgentKeyRoutes(kl, { mintRateLimit: bad }), /the mint rate limit must be/, String(bad));
+  }
+  assert.throws(() => createAgentKeyRoutes(kl, { mintRateLimit: true }), /mintRateLimit must be a number or false/);
+  assert.throws(() => createAgentKeyRoutes(kl, { mintRateLimt: 3 }), /did you mean "mintRateLimit"/);
+});
+
+// Pins issue 21 (9): the raw bytes go to the core: a leading UTF-8 BOM is skipped, a
+// charset other than UTF-8 is 415 unsupported_charset (Express no longer decodes it).
+test("bodies: a UTF-8 BOM is skipped, a UTF-16 charset is 415", async (t) => {
+  const { kl } = await open("sqlite");
+  const call = await serve(t, kl, { requireEmailForSignup: false });
+  const p = await kl.create({ accountId: "acme" });
+  const bom = await call("POST", "/sdk-keys", { key: p.key, raw: '\ufeff{"name":"bom"}' });
+  assert.equal(bom.status, 201, JSON.stringify(bom.body));
+  const utf16 = await fetch(`${call.base}/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json; charset=utf-16le" },
+    body: Buffer.from('{"name":"u16"}', "utf16le"),
+  });
+  assert.deepEqual(
+    { status: utf16.status, body: await utf16.json() },
+    {
+      status: 415,
+      body: {
+        error: "unsupported_charset",
+        message: 'request body: charset "utf-16le" is not supported; send JSON as UTF-8',
+      },
+    },
+  );
 });

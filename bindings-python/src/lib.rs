@@ -170,7 +170,8 @@ impl PySelfServeOptions {
     #[new]
     #[pyo3(signature = (*, signup_scopes=None, require_email=true,
         signup_expires_in=String::from("24h"), signup_budget_cents=None, signup_budget_period=None,
-        signup_rate_limit=Some(20), signup_rate_limit_per_domain=None))]
+        signup_rate_limit=Some(20), signup_rate_limit_per_domain=None,
+        mint_rate_limit=Some(i64::from(keyleash::http::DEFAULT_MINT_RATE_LIMIT))))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         signup_scopes: Option<Vec<String>>,
@@ -180,6 +181,7 @@ impl PySelfServeOptions {
         signup_budget_period: Option<String>,
         signup_rate_limit: Option<i64>,
         signup_rate_limit_per_domain: Option<i64>,
+        mint_rate_limit: Option<i64>,
     ) -> PyResult<Self> {
         let options = keyleash::SelfServeOptions {
             signup_scopes,
@@ -189,6 +191,7 @@ impl PySelfServeOptions {
             signup_budget_period,
             signup_rate_limit: rate_limit(signup_rate_limit),
             signup_rate_limit_per_domain: rate_limit(signup_rate_limit_per_domain),
+            mint_rate_limit: rate_limit(mint_rate_limit),
         };
         options.check().map_err(py_err)?;
         Ok(Self(options))
@@ -550,22 +553,26 @@ impl NativeKeyLeash {
     }
 
     /// One self-serve request: `route` is `signup`, `me`, `mint` or `revoke` (with
-    /// `key_id`, the path segment as sent), `client` the client's address (what the
-    /// signup rate limit counts); returns the core's `(status, body JSON,
+    /// `key_id`, the path segment as sent), `body` the raw bytes and
+    /// `content_type` the header (the core decodes the body: UTF-8 only), `client`
+    /// the client's address (what the signup rate limit counts; None: the shared
+    /// bucket of unknown addresses); returns the core's `(status, body JSON,
     /// Retry-After seconds or None, cause or None)`.
-    #[pyo3(signature = (route, authorization, body, options, key_id=None, client=None))]
+    #[pyo3(signature = (route, authorization, body, options, key_id=None, client=None,
+        content_type=None))]
     #[allow(clippy::too_many_arguments)]
     fn self_serve<'py>(
         &self,
         py: Python<'py>,
         route: String,
         authorization: Option<String>,
-        body: String,
+        body: &[u8],
         options: &PySelfServeOptions,
         key_id: Option<String>,
         client: Option<String>,
+        content_type: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (kl, options) = (self.kl()?, options.0.clone());
+        let (kl, options, body) = (self.kl()?, options.0.clone(), body.to_vec());
         future_into_py(py, async move {
             let id = key_id.unwrap_or_default();
             let route = match route.as_str() {
@@ -576,10 +583,11 @@ impl NativeKeyLeash {
                 other => return Err(bad_arg(format!("unknown self-serve route {other:?}"))),
             };
             let reply = kl
-                .self_serve(
+                .self_serve_bytes(
                     route,
                     authorization.as_deref(),
                     &body,
+                    content_type.as_deref(),
                     client.as_deref(),
                     &options,
                 )

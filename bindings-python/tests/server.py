@@ -16,12 +16,19 @@ from keyleash.fastapi import agentkey_router, require_key
 
 
 class Server:
-    """Serves ``app`` on a free loopback port until ``stop()``."""
+    """Serves ``app`` on a free loopback port until ``stop()``, or on the Unix socket
+    ``uds`` (a path) when given; ``url`` is then ``http://localhost``, to use with an
+    ``httpx.AsyncHTTPTransport(uds=...)``."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+    def __init__(self, app: FastAPI, uds: str | None = None) -> None:
+        if uds is None:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.bind(("127.0.0.1", 0))
+            self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(uds)
+            self.url = "http://localhost"
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

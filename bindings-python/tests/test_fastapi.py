@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -161,15 +162,15 @@ async def test_me_and_mint(db: Db, http: httpx.AsyncClient) -> None:
     assert reason(await db.kl.track_usage(child["key"], 0.5)) == "budget_exceeded"
 
 
-# Pins DELETE /sdk-keys/{id}: own account only, 400 for a bad id, 404 otherwise.
+# Pins DELETE /sdk-keys/{id}: the caller and its descendants only, 400 for a bad id,
+# 404 otherwise (another key of the same account included, issue 21 (10)).
 async def test_revoke_route(db: Db, http: httpx.AsyncClient) -> None:
     mine = await db.kl.create(account_id="acct")
-    sibling = await db.kl.create(account_id="acct")
+    peer = await db.kl.create(account_id="acct")
+    child = await db.kl.create(account_id="acct", parent_id=mine.id)
     stranger = await db.kl.create(account_id="other")
     h = bearer(mine.key)
-    await expect(
-        await http.delete(f"/auth/sdk-keys/{sibling.id}"), 401, {"error": "Missing API key"}
-    )
+    await expect(await http.delete(f"/auth/sdk-keys/{child.id}"), 401, {"error": "Missing API key"})
     for bad in ["abc", "-1", "0", "1.5"]:
         await expect(
             await http.delete(f"/auth/sdk-keys/{bad}", headers=h), 400, {"error": "Invalid key ID"}
@@ -179,12 +180,14 @@ async def test_revoke_route(db: Db, http: httpx.AsyncClient) -> None:
     )
     assert (await db.kl.validate(stranger.key)).valid
     await expect(
-        await http.delete(f"/auth/sdk-keys/{sibling.id}", headers=h), 200, {"revoked": True}
+        await http.delete(f"/auth/sdk-keys/{peer.id}", headers=h), 404, {"error": "not_found"}
     )
+    assert (await db.kl.validate(peer.key)).valid
+    await expect(await http.delete(f"/auth/sdk-keys/{child.id}", headers=h), 200, {"revoked": True})
     await expect(
-        await http.delete(f"/auth/sdk-keys/{sibling.id}", headers=h), 404, {"error": "not_found"}
+        await http.delete(f"/auth/sdk-keys/{child.id}", headers=h), 404, {"error": "not_found"}
     )
-    assert reason(await db.kl.validate(sibling.key)) == "revoked"
+    assert reason(await db.kl.validate(child.key)) == "revoked"
 
 
 # Pins the OpenAPI document: bearer security with an Authorize button, models documented.
@@ -385,3 +388,126 @@ async def test_router_option_types(db: Db) -> None:
         with pytest.raises(keyleash.InvalidArgumentError):
             any_router(db.kl, **options)
     agentkey_router(db.kl, signup_rate_limit=1_000_000, signup_rate_limit_per_domain=1)
+
+
+# Pins issue 21 (4): behind a Unix socket (request.client is None) the signups share
+# one bucket of the per-address limit: 20 of 25 pass, the rest are 429.
+async def test_signups_over_unix_socket_share_one_limit(db: Db, tmp_path: Path) -> None:
+    path = str(tmp_path / "app.sock")
+    server = Server(make_app(db.kl, require_email=False), uds=path)
+    try:
+        transport = httpx.AsyncHTTPTransport(uds=path)
+        async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
+            answers = [await client.post("/auth/signup", json={}) for _ in range(25)]
+    finally:
+        server.stop()
+    assert [r.status_code for r in answers] == [201] * 20 + [429] * 5, answers[-1].text
+    last = answers[-1]
+    assert last.json()["error"] == "rate_limited"
+    assert last.headers["retry-after"] == str(last.json()["retryAfter"])
+    assert db.scalar("SELECT COUNT(*) FROM {keys}") == 20
+
+
+# Pins issue 21 (10): a key revokes itself and its descendants, never its parent, a
+# sibling or another key of its account (404, as an unknown id).
+async def test_revoke_only_descendants(db: Db, http: httpx.AsyncClient) -> None:
+    root = await db.kl.create(account_id="acct")
+    peer = await db.kl.create(account_id="acct")
+
+    async def mint(key: str) -> dict[str, Any]:
+        resp = await http.post("/auth/sdk-keys", json={}, headers=bearer(key))
+        assert resp.status_code == 201, resp.text
+        created: dict[str, Any] = resp.json()
+        return created
+
+    child = await mint(root.key)
+    sibling = await mint(root.key)
+    grandchild = await mint(child["key"])
+
+    async def delete(key: str, key_id: int) -> httpx.Response:
+        return await http.delete(f"/auth/sdk-keys/{key_id}", headers=bearer(key))
+
+    not_found = {"error": "not_found"}
+    await expect(await delete(child["key"], root.id), 404, not_found)
+    await expect(await delete(child["key"], sibling["id"]), 404, not_found)
+    await expect(await delete(child["key"], peer.id), 404, not_found)
+    await expect(await delete(grandchild["key"], child["id"]), 404, not_found)
+    for key in (root.key, peer.key, child["key"], sibling["key"]):
+        assert (await db.kl.validate(key)).valid
+    await expect(await delete(root.key, grandchild["id"]), 200, {"revoked": True})
+    await expect(await delete(sibling["key"], sibling["id"]), 200, {"revoked": True})
+    await expect(await delete(root.key, child["id"]), 200, {"revoked": True})
+
+
+# Pins issue 21 (10): POST /sdk-keys allows 50 children per calling key an hour by
+# default, then 429 rate_limited with Retry-After; another key is not affected.
+async def test_mint_rate_limit_default(db: Db, http: httpx.AsyncClient) -> None:
+    p = await db.kl.create(account_id="acct")
+    q = await db.kl.create(account_id="acct")
+    answers = [await http.post("/auth/sdk-keys", json={}, headers=bearer(p.key)) for _ in range(51)]
+    assert [r.status_code for r in answers] == [201] * 50 + [429], answers[-1].text
+    last = answers[-1]
+    assert (last.json()["error"], last.json()["retryAfter"]) == ("rate_limited", 72)
+    assert last.headers["retry-after"] == "72"
+    ok = await http.post("/auth/sdk-keys", json={}, headers=bearer(q.key))
+    assert ok.status_code == 201, ok.text
+
+
+# Pins the mint_rate_limit option: a chosen limit counted per key tree, False for off,
+# checked at once.
+async def test_mint_rate_limit_option(db: Db) -> None:
+    p = await db.kl.create(account_id="acct")
+    server = Server(make_app(db.kl, mint_rate_limit=2))
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+            statuses = [
+                (await client.post("/auth/sdk-keys", json={}, headers=bearer(p.key))).status_code
+                for _ in range(3)
+            ]
+            # The allowance is the tree's: a child's mints count on its root key.
+            root = await db.kl.create(account_id="acct")
+            child = (await client.post("/auth/sdk-keys", json={}, headers=bearer(root.key))).json()
+            tree = [
+                (await client.post("/auth/sdk-keys", json={}, headers=bearer(key))).status_code
+                for key in (child["key"], child["key"], root.key)
+            ]
+    finally:
+        server.stop()
+    assert statuses == [201, 201, 429]
+    assert tree == [201, 429, 429]
+    server = Server(make_app(db.kl, mint_rate_limit=False))
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+            for _ in range(60):
+                r = await client.post("/auth/sdk-keys", json={}, headers=bearer(p.key))
+                assert r.status_code == 201, r.text
+    finally:
+        server.stop()
+    any_router: Any = agentkey_router
+    for bad in [None, 0, -1, True, 2.0, "5", 1_000_001]:
+        with pytest.raises(keyleash.InvalidArgumentError):
+            any_router(db.kl, mint_rate_limit=bad)
+    with pytest.raises(keyleash.InvalidArgumentError, match="the mint rate limit must be"):
+        agentkey_router(db.kl, mint_rate_limit=0)
+
+
+# Pins issue 21 (9): the raw bytes go to the core: a leading UTF-8 BOM is skipped, a
+# charset other than UTF-8 is 415 unsupported_charset, bytes not UTF-8 are 400.
+async def test_body_encodings(db: Db, http: httpx.AsyncClient) -> None:
+    p = await db.kl.create(account_id="acct")
+    json_type = {"content-type": "application/json"}
+    bom = await http.post(
+        "/auth/sdk-keys",
+        content=b"\xef\xbb\xbf" + b'{"name": "bom"}',
+        headers={**json_type, **bearer(p.key)},
+    )
+    assert bom.status_code == 201, bom.text
+    utf16 = await http.post(
+        "/auth/signup",
+        content='{"email": "a@b.c"}'.encode("utf-16-le"),
+        headers={"content-type": "application/json; charset=utf-16le"},
+    )
+    message = 'request body: charset "utf-16le" is not supported; send JSON as UTF-8'
+    await expect(utf16, 415, {"error": "unsupported_charset", "message": message})
+    latin = await http.post("/auth/signup", content=b'{"email": "\xe9@b.c"}', headers=json_type)
+    assert (latin.status_code, latin.json()["error"]) == (400, "invalid_argument")

@@ -40,12 +40,15 @@ def free_port() -> int:
 
 
 class App:
-    """One example as a server process on 127.0.0.1, with its own SQLite file."""
+    """One example as a server process on 127.0.0.1 (or on the Unix socket
+    ``socket_path`` when given), with its own SQLite file."""
 
-    def __init__(self, kind: str, db: Path) -> None:
+    def __init__(self, kind: str, db: Path, socket_path: Path | None = None) -> None:
         self.kind, self.db, port = kind, db, free_port()
         env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite://{db}"}
         env["CHUNK_DELAY_MS"] = "1"  # the streamed model's pause before each word
+        if socket_path is not None:
+            env["SOCKET"] = str(socket_path)
         if kind == "express":
             cmd, cwd = ["node", "server.js"], EXPRESS
         else:
@@ -53,14 +56,22 @@ class App:
         self.proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
+        if socket_path is None:
+            self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
+        else:
+            transport = httpx.HTTPTransport(uds=str(socket_path))
+            self.http = httpx.Client(transport=transport, base_url="http://localhost", timeout=20)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 pytest.fail(f"the {kind} example exited with {self.proc.returncode}: {err}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                if socket_path is None:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                else:
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.connect(str(socket_path))
                 break
             except OSError:
                 assert time.monotonic() < deadline, f"the {kind} example did not listen"
@@ -355,3 +366,81 @@ def test_express_and_fastapi_answer_alike(tmp_path: Path) -> None:
     assert by_label["chat, same key, another cost"] == {"error": "idempotency_conflict"}
     assert by_label["stream, a chat's key"] == {"error": "idempotency_conflict"}
     assert by_label["me of the parent"]["budgetUsedCents"] == pytest.approx(0.55 + 0.53 + 0.75 + 1)
+
+
+def both_examples(tmp_path: Path, unix: bool = False) -> Iterator[App]:
+    """Each example in turn, started on its own SQLite file (on a Unix socket when
+    ``unix``), stopped after the caller is done with it."""
+    for kind in ("express", "fastapi"):
+        sock = tmp_path / f"{kind}.sock" if unix else None
+        app = App(kind, tmp_path / f"{unique(kind)}.db", sock)
+        try:
+            yield app
+        finally:
+            app.stop()
+
+
+# Pins issue 21 (5): neither example trusts X-Forwarded-For (Express has "trust
+# proxy" off, uvicorn runs with proxy_headers=False): 30 signups from one client
+# claiming 30 addresses are one address, so exactly 20 pass in each.
+def test_forwarded_for_is_not_trusted_by_either_example(tmp_path: Path) -> None:
+    for app in both_examples(tmp_path):
+        statuses = [
+            app.request(
+                "POST",
+                "/signup",
+                body={"email": f"a{i}@example.com"},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            ).status_code
+            for i in range(30)
+        ]
+        assert statuses == [201] * 20 + [429] * 10, (app.kind, statuses)
+
+
+# Pins issue 21 (4): both examples listening on a Unix socket (no client address):
+# the signups share one bucket, so 20 of 25 pass in each, not all 25.
+def test_unix_socket_signups_share_one_limit_in_both_examples(tmp_path: Path) -> None:
+    for app in both_examples(tmp_path, unix=True):
+        statuses = [
+            app.request("POST", "/signup", body={"email": f"a{i}@example.com"}).status_code
+            for i in range(25)
+        ]
+        assert statuses == [201] * 20 + [429] * 5, (app.kind, statuses)
+
+
+# Pins issue 21 (9): one body rule in both examples, decided by the core: a leading
+# UTF-8 BOM is skipped (201), a UTF-16 charset is 415 unsupported_charset, bytes that
+# are not UTF-8 are 400.
+def test_body_encodings_alike(tmp_path: Path) -> None:
+    answers: dict[str, list[tuple[int, Any]]] = {}
+    for app in both_examples(tmp_path):
+        root = app.call("POST", "/signup", body={"email": "a@example.com"})[1]
+        got = []
+        for path, key, content, ctype in [
+            ("/sdk-keys", root["key"], b'\xef\xbb\xbf{"name": "bom"}', "application/json"),
+            (
+                "/signup",
+                None,
+                '{"email": "b@example.com"}'.encode("utf-16-le"),
+                "application/json; charset=utf-16le",
+            ),
+            ("/signup", None, b'{"email": "\xe9@example.com"}', "application/json"),
+        ]:
+            headers = {"Content-Type": ctype}
+            if key is not None:
+                headers["Authorization"] = f"Bearer {key}"
+            res = app.http.post(path, content=content, headers=headers)
+            got.append((res.status_code, normalized(res.json())))
+        answers[app.kind] = got
+    assert answers["express"] == answers["fastapi"]
+    bom, utf16, latin = answers["express"]
+    assert bom[0] == 201 and bom[1]["key"] == "<raw key>", bom
+    assert utf16 == (
+        415,
+        {
+            "error": "unsupported_charset",
+            "message": 'request body: charset "utf-16le" is not supported; send JSON as UTF-8',
+        },
+    )
+    assert latin[0] == 400 and latin[1]["error"] == "invalid_argument", latin
+    assert "not UTF-8" in latin[1]["message"], latin

@@ -13,10 +13,18 @@
 //! - `POST /sdk-keys` mints a child of the calling key: only scopes the caller
 //!   holds, a budget no larger than the caller's, an expiry no later than the
 //!   caller's; the child's charges also count against the caller's budget.
-//! - `DELETE /sdk-keys/:id` revokes only keys of the caller's own account.
+//! - `DELETE /sdk-keys/:id` revokes only the caller itself or one of its
+//!   descendants: a child key can never revoke the key that minted it.
 //!
 //! - `POST /signup` is rate-limited per client address (and optionally per email
-//!   domain) in the store, so the limit holds across processes and servers.
+//!   domain) in the store, so the limit holds across processes and servers; a
+//!   request whose address the server does not know counts against one shared
+//!   bucket, never against none. `POST /sdk-keys` is rate-limited per key tree
+//!   (counted on the root key) in the same table.
+//! - Bodies arrive as raw bytes with the `Content-Type` header, and are decoded
+//!   here once ([`decode_body`]): JSON is UTF-8 (RFC 8259 section 8.1), a leading
+//!   UTF-8 byte order mark is skipped, any other declared charset is refused with
+//!   415 `unsupported_charset`, and bytes that are not UTF-8 with 400.
 //!
 //! A store failure anywhere is `500 {"error": "auth_unavailable"}`: fail closed,
 //! and bounded in time by the pool's acquire and statement timeouts. The reply
@@ -42,8 +50,19 @@ pub const MAX_BODY_BYTES: usize = 65_536;
 /// The window of the signup rate limits: so many signups per hour.
 const RATE_WINDOW_MS: i64 = 3_600_000;
 
-/// The largest signup rate limit accepted, per hour.
+/// The largest signup (or mint) rate limit accepted, per hour.
 pub const MAX_SIGNUP_RATE_LIMIT: u32 = 1_000_000;
+
+/// The default of [`SelfServeOptions::mint_rate_limit`]: child keys per key tree
+/// (a root key and its descendants together) per hour. Generous for an agent
+/// that hands a narrower key to each of its sub-tasks (almost one a minute),
+/// small enough that a leaked key cannot fill the keys table (1,200 rows a day
+/// for its whole tree instead of one per request).
+pub const DEFAULT_MINT_RATE_LIMIT: u32 = 50;
+
+/// The bucket of the signups whose client address the server does not know (a
+/// Unix socket, a test client): they share one limit. No address spells this.
+const UNKNOWN_ADDRESS_BUCKET: &str = "signup:addr-unknown";
 
 /// An HTTP answer: the status code and the JSON body to send.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +143,11 @@ pub struct SelfServeOptions {
     pub signup_rate_limit: Option<u32>,
     /// At most this many signups per email domain per hour. Default `None` (off).
     pub signup_rate_limit_per_domain: Option<u32>,
+    /// At most this many `POST /sdk-keys` children per key tree per hour: the mints
+    /// of a key and of all its descendants count together, on the tree's root key
+    /// (GCRA, in the same store table as the signup limit). Default
+    /// [`DEFAULT_MINT_RATE_LIMIT`] (50); `None` turns the limit off.
+    pub mint_rate_limit: Option<u32>,
 }
 
 impl SelfServeOptions {
@@ -146,16 +170,22 @@ impl SelfServeOptions {
             }
         }
         // Named in words, not in one language's spelling: Node and Python both show this.
-        for (what, limit) in [
-            ("the signup rate limit", self.signup_rate_limit),
+        for (what, limit, unit) in [
+            ("the signup rate limit", self.signup_rate_limit, "signups"),
             (
                 "the per-domain signup rate limit",
                 self.signup_rate_limit_per_domain,
+                "signups",
+            ),
+            (
+                "the mint rate limit",
+                self.mint_rate_limit,
+                "keys minted by one key tree",
             ),
         ] {
             if limit.is_some_and(|n| n == 0 || n > MAX_SIGNUP_RATE_LIMIT) {
                 return Err(Error::arg(format!(
-                    "{what} must be a whole number from 1 to {MAX_SIGNUP_RATE_LIMIT} signups per hour"
+                    "{what} must be a whole number from 1 to {MAX_SIGNUP_RATE_LIMIT} {unit} per hour"
                 )));
             }
         }
@@ -173,6 +203,7 @@ impl Default for SelfServeOptions {
             signup_budget_period: None,
             signup_rate_limit: Some(20),
             signup_rate_limit_per_domain: None,
+            mint_rate_limit: Some(DEFAULT_MINT_RATE_LIMIT),
         }
     }
 }
@@ -261,16 +292,10 @@ impl KeyLeash {
     }
 
     /// Answers one self-serve request: `route`, the `Authorization` header, the
-    /// raw body text (empty means `{}`) and the client's address (what the signup
-    /// rate limit counts; `None` skips the per-address limit). Success is 201 with the create result for
-    /// the two minting routes, 200 with the validation result for `Me` and 200
-    /// `{"revoked": true}` for `Revoke`. Refusals: 400 for a malformed body or id
-    /// and for a bad scope, period, duration or amount (`{"error": code,
-    /// "message"}`); 400 when a signup asks for scopes outside the signup list; 403
-    /// when a child would exceed its parent; 404 when no live key of the caller's
-    /// account has that id; 413 for a body over [`MAX_BODY_BYTES`]; 429
-    /// `rate_limited` with [`Reply::retry_after`] for a signup over the limit; the
-    /// authentication replies of [`KeyLeash::authenticate`]. Never returns an error.
+    /// body as text (empty means `{}`) and the client's address (what the signup
+    /// rate limit counts; `None` or empty counts against one bucket shared by every
+    /// client of unknown address). [`KeyLeash::self_serve_bytes`] with the text's
+    /// bytes and no `Content-Type`; see there for the replies.
     pub async fn self_serve(
         &self,
         route: Route<'_>,
@@ -279,9 +304,47 @@ impl KeyLeash {
         client_address: Option<&str>,
         options: &SelfServeOptions,
     ) -> Reply {
+        self.self_serve_bytes(
+            route,
+            authorization,
+            body.as_bytes(),
+            None,
+            client_address,
+            options,
+        )
+        .await
+    }
+
+    /// Answers one self-serve request from what an integration read off the wire:
+    /// `route`, the `Authorization` header, the raw body bytes (empty means `{}`),
+    /// the `Content-Type` header (only its `charset` is read; see [`decode_body`])
+    /// and the client's address (`None` or empty: the shared unknown-address
+    /// bucket). Success is 201 with the create result for the two minting routes,
+    /// 200 with the validation result for `Me` and 200 `{"revoked": true}` for
+    /// `Revoke`. Refusals: 400 for a malformed body or id, a body that is not
+    /// UTF-8, and a bad scope, period, duration or amount (`{"error": code,
+    /// "message"}`); 400 when a signup asks for scopes outside the signup list;
+    /// 403 when a child would exceed its parent; 404 when the id is not the caller
+    /// or one of its live descendants; 413 for a body over [`MAX_BODY_BYTES`]; 415
+    /// `unsupported_charset` for a charset other than UTF-8; 429 `rate_limited`
+    /// with [`Reply::retry_after`] for a signup or a mint over its limit; the
+    /// authentication replies of [`KeyLeash::authenticate`]. Never returns an error.
+    pub async fn self_serve_bytes(
+        &self,
+        route: Route<'_>,
+        authorization: Option<&str>,
+        body: &[u8],
+        content_type: Option<&str>,
+        client_address: Option<&str>,
+        options: &SelfServeOptions,
+    ) -> Reply {
         if body.len() > MAX_BODY_BYTES {
             return Reply::payload_too_large();
         }
+        let body = match decode_body(body, content_type) {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
         let outcome = if route == Route::Signup {
             self.signup(body, client_address, options).await
         } else {
@@ -291,7 +354,7 @@ impl KeyLeash {
             };
             match route {
                 Route::Revoke(id) => self.revoke_own(&caller, id).await,
-                Route::Mint => self.mint_child(&caller, body).await,
+                Route::Mint => self.mint_child(&caller, body, options).await,
                 Route::Me | Route::Signup => Ok(Reply::new(200, valid_json(caller))),
             }
         };
@@ -379,11 +442,14 @@ impl KeyLeash {
             .filter(|_| email_ok)
             .and_then(|e| e.rsplit_once('@'))
             .map(|(_, d)| d.to_ascii_lowercase());
+        // An unknown address is one shared bucket: skipping the limit would let
+        // every client behind a Unix socket sign up without bound.
+        let address = match client_address.filter(|a| !a.is_empty()) {
+            Some(a) => format!("signup:addr:{a}"),
+            None => UNKNOWN_ADDRESS_BUCKET.to_owned(),
+        };
         let buckets = [
-            (
-                o.signup_rate_limit,
-                client_address.map(|a| format!("signup:addr:{a}")),
-            ),
+            (o.signup_rate_limit, Some(address)),
             (
                 o.signup_rate_limit_per_domain,
                 domain.map(|d| format!("signup:domain:{d}")),
@@ -391,7 +457,7 @@ impl KeyLeash {
         ];
         for (limit, bucket) in buckets {
             if let (Some(limit), Some(bucket)) = (limit, bucket) {
-                if let Some(reply) = self.rate_limited(&bucket, limit).await? {
+                if let Some(reply) = self.rate_limited(&bucket, limit, "signups").await? {
                     return Ok(reply);
                 }
             }
@@ -411,9 +477,10 @@ impl KeyLeash {
         Ok(Reply::new(201, json!(key)))
     }
 
-    /// One signup against `bucket`'s limit of `per_hour`: `None` when it may go
-    /// on (and is counted), else the 429 reply.
-    async fn rate_limited(&self, bucket: &str, per_hour: u32) -> Result<Option<Reply>> {
+    /// One event against `bucket`'s limit of `per_hour` (`what` names the events
+    /// in the message): `None` when it may go on (and is counted), else the 429
+    /// reply.
+    async fn rate_limited(&self, bucket: &str, per_hour: u32, what: &str) -> Result<Option<Reply>> {
         let now_ms = self.clock().now().timestamp_millis();
         let interval_ms = (RATE_WINDOW_MS / i64::from(per_hour.max(1))).max(1);
         let wait_ms = self
@@ -429,7 +496,7 @@ impl KeyLeash {
                     429,
                     json!({
                         "error": "rate_limited",
-                        "message": format!("too many signups: at most {per_hour} an hour; retry in {secs} s"),
+                        "message": format!("too many {what}: at most {per_hour} an hour; retry in {secs} s"),
                         "retryAfter": secs,
                     }),
                 )
@@ -437,7 +504,12 @@ impl KeyLeash {
         }))
     }
 
-    async fn mint_child(&self, caller: &KeyInfo, body: &str) -> Result<Reply> {
+    async fn mint_child(
+        &self,
+        caller: &KeyInfo,
+        body: &str,
+        o: &SelfServeOptions,
+    ) -> Result<Reply> {
         let req: MintRequest = match parse_body(body) {
             Ok(req) => req,
             Err(reply) => return Ok(reply),
@@ -496,6 +568,26 @@ impl KeyLeash {
                 ));
             }
         }
+        // Counted once the child is known to be allowed, as signups are: a refused
+        // request does not use up the allowance. The allowance is the whole tree's,
+        // counted on its root key: were it each caller's own, every child could
+        // mint as many again, and a leaked key's tree would grow by that factor per
+        // generation (50 to the 16th over the depth limit).
+        if let Some(limit) = o.mint_rate_limit {
+            let rows = self.inner.store.get(caller.id, now).await?;
+            let root = rows
+                .iter()
+                .find(|r| r.id == caller.id)
+                .and_then(|me| crate::engine::ancestry(&rows, me).last().map(|r| r.id))
+                .unwrap_or(caller.id);
+            let bucket = format!("mint:tree:{root}");
+            if let Some(reply) = self
+                .rate_limited(&bucket, limit, "keys minted by this key tree")
+                .await?
+            {
+                return Ok(reply);
+            }
+        }
         let key = self
             .create(CreateOptions {
                 account_id: caller.account_id.clone(),
@@ -524,7 +616,16 @@ impl KeyLeash {
             Ok(n) if n > 0 && id.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Ok(Reply::new(400, json!({ "error": "Invalid key ID" }))),
         };
-        if self.revoke(id, Some(&caller.account_id)).await? {
+        // The caller itself or a key below it, nothing else: a child must not be
+        // able to revoke the key that minted it. Any other id answers as an
+        // unknown one, so the route tells nothing about keys it may not touch.
+        let rows = self.inner.store.get(id, self.clock().now()).await?;
+        let below_caller = rows.iter().find(|r| r.id == id).is_some_and(|target| {
+            crate::engine::ancestry(&rows, target)
+                .iter()
+                .any(|r| r.id == caller.id)
+        });
+        if below_caller && self.revoke(id, Some(&caller.account_id)).await? {
             Ok(Reply::new(200, json!({ "revoked": true })))
         } else {
             Ok(Reply::new(404, json!({ "error": "not_found" })))
@@ -551,6 +652,50 @@ fn bearer(header: &str) -> Option<&str> {
 
 fn valid_json(info: Box<KeyInfo>) -> Value {
     json!(Validation::Valid(info))
+}
+
+/// The longest charset name quoted back in an `unsupported_charset` message.
+const MAX_CHARSET_ECHO: usize = 40;
+
+/// The request body as text, decided once for both integrations from the raw
+/// bytes and the `Content-Type` header: JSON is UTF-8 (RFC 8259 section 8.1), so
+/// a `charset` parameter other than `utf-8` (case-insensitive, quoted or not) is
+/// 415 `unsupported_charset`; one leading UTF-8 byte order mark is skipped (RFC
+/// 8259 lets a parser ignore it); bytes that are not UTF-8 are 400
+/// `invalid_argument`. The media type itself is not checked, and an empty body
+/// is `{}` whatever the header declares.
+pub fn decode_body<'a>(
+    body: &'a [u8],
+    content_type: Option<&str>,
+) -> std::result::Result<&'a str, Reply> {
+    if body.is_empty() {
+        return Ok(""); // `{}`, whatever the header says
+    }
+    let charset = content_type
+        .into_iter()
+        .flat_map(|h| h.split(';').skip(1))
+        .filter_map(|p| p.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim().trim_matches('"'));
+    if let Some(c) = charset.filter(|c| !c.eq_ignore_ascii_case("utf-8")) {
+        let shown: String = c.chars().take(MAX_CHARSET_ECHO).collect();
+        return Err(Reply::error(
+            415,
+            "unsupported_charset",
+            format!("request body: charset {shown:?} is not supported; send JSON as UTF-8"),
+        ));
+    }
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    std::str::from_utf8(body).map_err(|e| {
+        Reply::error(
+            400,
+            "invalid_argument",
+            format!(
+                "request body: not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
 }
 
 /// Parses a request body: empty is `{}`; anything but a JSON object with known

@@ -417,3 +417,289 @@ async fn signup_rate_limit(kind: Kind) {
     assert!(SelfServeOptions::default().check().is_ok());
 }
 both!(signup_rate_limit);
+
+// Pins issue 21 (4): signups whose client address is unknown (a Unix socket) share
+// one bucket of the per-address limit instead of skipping it; an empty address is
+// unknown too, and a known address keeps its own bucket.
+async fn unknown_address_shares_one_limit(kind: Kind) {
+    let db = Db::open(kind).await;
+    let o = SelfServeOptions::default();
+    let body = r#"{"email":"a@example.com"}"#;
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let address = if i % 2 == 0 { None } else { Some("") };
+        let r = db
+            .kl
+            .self_serve(Route::Signup, None, body, address, &o)
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [vec![201; 20], vec![429; 5]].concat());
+    let r = db
+        .kl
+        .self_serve(Route::Signup, None, body, Some("10.0.0.1"), &o)
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+}
+both!(unknown_address_shares_one_limit);
+
+// Pins issue 21 (9): the body is decoded once, in the core: a leading UTF-8 BOM is
+// skipped, a charset other than UTF-8 is 415 unsupported_charset, bytes that are
+// not UTF-8 are 400.
+async fn body_encodings(kind: Kind) {
+    let db = Db::open(kind).await;
+    let o = SelfServeOptions::default();
+    let p = db.kl.create(opts("a")).await.unwrap();
+    let h = bearer(&p.key);
+    let r = db
+        .kl
+        .self_serve(
+            Route::Mint,
+            Some(&h),
+            "\u{feff}{\"name\":\"bom\"}",
+            None,
+            &o,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = db
+        .kl
+        .self_serve_bytes(
+            Route::Mint,
+            Some(&h),
+            b"",
+            Some("text/plain; charset=utf-16le"),
+            None,
+            &o,
+        )
+        .await;
+    assert_eq!(
+        r.status, 201,
+        "an empty body is {{}} whatever the header: {r:?}"
+    );
+    let raw = |body: Vec<u8>, ct: &'static str| {
+        let (kl, o) = (db.kl.clone(), o.clone());
+        async move {
+            kl.self_serve_bytes(Route::Signup, None, &body, Some(ct), Some("10.1.1.1"), &o)
+                .await
+        }
+    };
+    let json = r#"{"email":"a@b.c"}"#;
+    let utf16: Vec<u8> = json.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let r = raw(utf16, "application/json; charset=utf-16le").await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (
+            415,
+            json!({"error": "unsupported_charset",
+                   "message": "request body: charset \"utf-16le\" is not supported; send JSON as UTF-8"})
+        )
+    );
+    let r = raw(json.into(), "application/json; charset=latin1").await;
+    assert_eq!(
+        (r.status, &r.body["error"]),
+        (415, &json!("unsupported_charset"))
+    );
+    let r = raw(json.into(), "application/json; Charset=\"UTF-8\"").await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = raw(
+        [&b"\xEF\xBB\xBF"[..], json.as_bytes()].concat(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = raw(b"{\"email\":\"a\xff@b.c\"}".to_vec(), "application/json").await;
+    assert_eq!(
+        (r.status, &r.body["error"]),
+        (400, &json!("invalid_argument"))
+    );
+    assert!(r.body["message"].as_str().unwrap().contains("not UTF-8"));
+}
+both!(body_encodings);
+
+// Pins issue 21 (10): a key revokes itself and its descendants only: a child can
+// not revoke its parent or a sibling (404, as an unknown id), a parent can revoke
+// its grandchild, a key can revoke itself.
+async fn revoke_only_descendants(kind: Kind) {
+    let db = Db::open(kind).await;
+    let o = SelfServeOptions::default();
+    let root = db.kl.create(opts("a")).await.unwrap();
+    let mint = |key: String| {
+        let (kl, o) = (db.kl.clone(), o.clone());
+        async move {
+            let r = kl
+                .self_serve(Route::Mint, Some(&bearer(&key)), "", None, &o)
+                .await;
+            assert_eq!(r.status, 201, "{r:?}");
+            (
+                r.body["key"].as_str().unwrap().to_string(),
+                r.body["id"].as_i64().unwrap(),
+            )
+        }
+    };
+    let (child, child_id) = mint(root.key.clone()).await;
+    let (sibling, sibling_id) = mint(root.key.clone()).await;
+    let (grandchild, grandchild_id) = mint(child.clone()).await;
+    let peer = db.kl.create(opts("a")).await.unwrap();
+    let del = |key: String, id: i64| {
+        let (kl, o) = (db.kl.clone(), o.clone());
+        async move {
+            let id = id.to_string();
+            kl.self_serve(Route::Revoke(&id), Some(&bearer(&key)), "", None, &o)
+                .await
+        }
+    };
+    let not_found = (404, json!({"error": "not_found"}));
+    let r = del(child.clone(), root.id).await;
+    assert_eq!(
+        (r.status, r.body),
+        not_found.clone(),
+        "a child revoking its parent"
+    );
+    let r = del(child.clone(), sibling_id).await;
+    assert_eq!((r.status, r.body), not_found.clone(), "a sibling");
+    let r = del(child.clone(), peer.id).await;
+    assert_eq!(
+        (r.status, r.body),
+        not_found.clone(),
+        "an unrelated key of the account"
+    );
+    let r = del(grandchild.clone(), child_id).await;
+    assert_eq!(
+        (r.status, r.body),
+        not_found.clone(),
+        "a grandchild revoking its parent"
+    );
+    assert!(db.reason(&root.key).await.is_none());
+    assert!(db.reason(&sibling).await.is_none());
+    assert!(db.reason(&peer.key).await.is_none());
+    assert!(db.reason(&child).await.is_none());
+    let r = del(root.key.clone(), grandchild_id).await;
+    assert_eq!((r.status, r.body), (200, json!({"revoked": true})));
+    let r = del(sibling.clone(), sibling_id).await;
+    assert_eq!(
+        (r.status, r.body),
+        (200, json!({"revoked": true})),
+        "itself"
+    );
+    let r = del(root.key.clone(), child_id).await;
+    assert_eq!((r.status, r.body), (200, json!({"revoked": true})));
+}
+both!(revoke_only_descendants);
+
+// Pins issue 21 (10): POST /sdk-keys is limited per calling key, by default 50
+// children an hour, then 429 rate_limited with Retry-After; shared by two
+// instances on one database; another key has its own allowance.
+async fn mint_rate_limit_default(kind: Kind) {
+    let db = Db::open(kind).await;
+    let other = db.another().await;
+    let o = SelfServeOptions::default();
+    let p = db.kl.create(opts("a")).await.unwrap();
+    let q = db.kl.create(opts("a")).await.unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..52 {
+        let kl = if i % 2 == 0 { &db.kl } else { &other };
+        let r = kl
+            .self_serve(Route::Mint, Some(&bearer(&p.key)), "", None, &o)
+            .await;
+        if r.status == 429 {
+            assert_eq!(r.body["error"], json!("rate_limited"));
+            assert_eq!(r.retry_after, Some(72), "one interval: an hour / 50");
+            assert_eq!(r.body["retryAfter"], json!(72));
+            assert!(r.body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("too many keys minted by this key tree: at most 50 an hour"));
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [vec![201; 50], vec![429; 2]].concat());
+    let r = db
+        .kl
+        .self_serve(Route::Mint, Some(&bearer(&q.key)), "", None, &o)
+        .await;
+    assert_eq!(r.status, 201, "another key's own allowance");
+    db.clock().advance(Duration::seconds(72));
+    let r = db
+        .kl
+        .self_serve(Route::Mint, Some(&bearer(&p.key)), "", None, &o)
+        .await;
+    assert_eq!(r.status, 201, "room again after one interval");
+}
+both!(mint_rate_limit_default);
+
+// Pins the mint_rate_limit option: a chosen limit counted per key tree, None for
+// off, range checked.
+async fn mint_rate_limit_option(kind: Kind) {
+    let db = Db::open(kind).await;
+    let p = db.kl.create(opts("a")).await.unwrap();
+    let h = bearer(&p.key);
+    let three = SelfServeOptions {
+        mint_rate_limit: Some(3),
+        ..SelfServeOptions::default()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            db.kl
+                .self_serve(Route::Mint, Some(&h), "", None, &three)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [201, 201, 201, 429]);
+    // The allowance is the tree's: a child's mints count on its root, so a leaked
+    // key cannot multiply it by minting children that mint in turn.
+    let t = db.kl.create(opts("a")).await.unwrap();
+    let r = db
+        .kl
+        .self_serve(Route::Mint, Some(&bearer(&t.key)), "", None, &three)
+        .await;
+    let child = bearer(r.body["key"].as_str().unwrap());
+    let mut statuses = Vec::new();
+    for h in [&child, &child, &child, &bearer(&t.key)] {
+        statuses.push(
+            db.kl
+                .self_serve(Route::Mint, Some(h), "", None, &three)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [201, 201, 429, 429]);
+    // A refused child does not use up the allowance.
+    let q = db.kl.create(opts("a")).await.unwrap();
+    let hq = bearer(&q.key);
+    for _ in 0..5 {
+        let r = db
+            .kl
+            .self_serve(Route::Mint, Some(&hq), "{\"nope\":1}", None, &three)
+            .await;
+        assert_eq!(r.status, 400);
+    }
+    let r = db
+        .kl
+        .self_serve(Route::Mint, Some(&hq), "", None, &three)
+        .await;
+    assert_eq!(r.status, 201);
+    let off = SelfServeOptions {
+        mint_rate_limit: None,
+        ..SelfServeOptions::default()
+    };
+    for _ in 0..60 {
+        let r = db
+            .kl
+            .self_serve(Route::Mint, Some(&hq), "", None, &off)
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    for bad in [0, 1_000_001] {
+        let o = SelfServeOptions {
+            mint_rate_limit: Some(bad),
+            ..SelfServeOptions::default()
+        };
+        let e = o.check().unwrap_err();
+        assert_eq!(e.code(), "invalid_argument");
+        assert!(e.to_string().contains("mint rate limit"), "{e}");
+    }
+}
+both!(mint_rate_limit_option);

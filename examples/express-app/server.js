@@ -18,6 +18,7 @@
 //
 // Run: make express-app   (or: npm install && node server.js, in this folder)
 // Env: DATABASE_URL (default sqlite://keyleash-express.db), PORT (default 3000),
+// SOCKET (a path: listen on that Unix socket instead of 127.0.0.1:PORT),
 // ADMIN_PASSWORD (opens /admin/),
 // CHUNK_DELAY_MS (the streamed model's pause before each word, default 50).
 
@@ -101,6 +102,10 @@ async function main() {
   await kl.migrate();
 
   const app = express();
+  // The signup limit counts the connection's address (req.ip): "trust proxy" stays
+  // off, so X-Forwarded-For is ignored, as in the FastAPI example. Behind a proxy of
+  // your own, name it: app.set("trust proxy", "<the proxy's address>").
+  app.set("trust proxy", false);
   app.use(createAgentKeyRoutes(kl, { signupScopes: ["proxy.chat"], signupBudgetCents: 50, signupBudgetPeriod: "day" }));
   app.use("/admin", adminRouter(kl, { authorize: (req) => isAdmin(req.headers.authorization) }));
   // At most MAX_BODY_BYTES of body are read; more is answered 413 (below).
@@ -173,8 +178,14 @@ async function main() {
     res.status(400).json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
   });
 
-  const port = Number(process.env.PORT ?? 3000);
-  app.listen(port, "127.0.0.1", () => console.log(`listening on http://127.0.0.1:${port}`));
+  const socketPath = process.env.SOCKET;
+  if (socketPath) {
+    // Behind a Unix socket req.ip is unknown: every signup counts against one bucket.
+    app.listen(socketPath, () => console.log(`listening on ${socketPath}`));
+  } else {
+    const port = Number(process.env.PORT ?? 3000);
+    app.listen(port, "127.0.0.1", () => console.log(`listening on http://127.0.0.1:${port}`));
+  }
 }
 
 main().catch((e) => {

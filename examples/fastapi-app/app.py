@@ -23,6 +23,7 @@ as the Express example does.
 Run it with `make example-fastapi` (or `python app.py` in a virtualenv with keyleash,
 fastapi and uvicorn), then open http://127.0.0.1:8000/docs.
 Env: DATABASE_URL (default sqlite://keyleash-fastapi.db), PORT (default 8000),
+SOCKET (a path: listen on that Unix socket instead of 127.0.0.1:PORT),
 ADMIN_PASSWORD (opens /admin/),
 CHUNK_DELAY_MS (the streamed model's pause before each word, default 50).
 """
@@ -229,4 +230,15 @@ async def chat_stream(
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))
+    # The signup limit counts the connection's address: proxy headers are not
+    # trusted (uvicorn would trust X-Forwarded-For from 127.0.0.1 by default, so any
+    # local client could pick its own bucket), as Express without "trust proxy".
+    # Behind a proxy of your own, name it: proxy_headers=True,
+    # forwarded_allow_ips="<the proxy's address>" (docs/http.md, "Rate limit").
+    socket_path = os.environ.get("SOCKET")
+    if socket_path:
+        uvicorn.run(app, uds=socket_path, proxy_headers=False)
+    else:
+        uvicorn.run(
+            app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")), proxy_headers=False
+        )

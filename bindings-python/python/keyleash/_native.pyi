@@ -35,6 +35,7 @@ class SelfServeOptions:
         signup_budget_period: str | None = None,
         signup_rate_limit: int | None = 20,
         signup_rate_limit_per_domain: int | None = None,
+        mint_rate_limit: int | None = 50,
     ) -> None:
         """Checked by the core at once (``InvalidArgumentError`` and kin); a rate
         limit of ``None`` is off."""
@@ -103,10 +104,11 @@ class NativeKeyLeash:
         self,
         route: str,
         authorization: str | None,
-        body: str,
+        body: bytes,
         options: SelfServeOptions,
         key_id: str | None = None,
         client: str | None = None,
+        content_type: str | None = None,
     ) -> Awaitable[tuple[int, str, int | None, str | None]]:
         """``(status, body JSON, Retry-After seconds, cause)``."""
     def now(self) -> str: ...

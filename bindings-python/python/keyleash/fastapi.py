@@ -414,6 +414,7 @@ def agentkey_router(
     signup_budget_period: str | None = None,
     signup_rate_limit: int | Literal[False] = 20,
     signup_rate_limit_per_domain: int | None = None,
+    mint_rate_limit: int | Literal[False] = 50,
 ) -> APIRouter:
     """The self-serve routes of docs/http.md with agentkey's security model:
     ``POST /signup``, ``GET /sdk-keys/me``, ``POST /sdk-keys``, ``DELETE
@@ -421,11 +422,18 @@ def agentkey_router(
 
     ``signup_rate_limit`` is the most signups per client address per hour (default
     20; ``False`` turns it off), ``signup_rate_limit_per_domain`` the most per email
-    domain per hour (default ``None``: off). Both are counted in the store, so they
-    hold across processes; a refused signup is 429 ``rate_limited`` with a
-    ``Retry-After`` header. Every option is checked at once: a bad one raises
-    ``InvalidDurationError``, ``InvalidPeriodError``, ``InvalidScopeError`` or
-    ``InvalidArgumentError`` here, not on the first request."""
+    domain per hour (default ``None``: off); signups whose client address is
+    unknown (``request.client`` is None, as behind ``uvicorn --uds``) share one
+    count. ``mint_rate_limit`` is the most children a key tree (a root key and its
+    descendants together) may mint through ``POST /sdk-keys`` per hour (default
+    50; ``False`` turns it off). All are
+    counted in the store, so they hold across processes; a refused request is 429
+    ``rate_limited`` with a ``Retry-After`` header. Bodies go to the core as raw
+    bytes with their ``Content-Type``: JSON is UTF-8 (a leading byte order mark is
+    skipped; another charset is 415 ``unsupported_charset``). Every option is
+    checked at once: a bad one raises ``InvalidDurationError``,
+    ``InvalidPeriodError``, ``InvalidScopeError`` or ``InvalidArgumentError`` here,
+    not on the first request."""
     native = _native_of(kl)
     if not isinstance(require_email, bool):
         raise InvalidArgumentError(
@@ -434,6 +442,11 @@ def agentkey_router(
     if signup_rate_limit is None:
         raise InvalidArgumentError(
             "signup_rate_limit must be an int (signups per address per hour), "
+            "or False to turn the limit off; got None"
+        )
+    if mint_rate_limit is None:
+        raise InvalidArgumentError(
+            "mint_rate_limit must be an int (keys minted by one key tree per hour), "
             "or False to turn the limit off; got None"
         )
     options = _native.SelfServeOptions(
@@ -450,6 +463,9 @@ def agentkey_router(
         signup_rate_limit_per_domain=_check.opt_int64(
             "signup_rate_limit_per_domain", signup_rate_limit_per_domain
         ),
+        mint_rate_limit=(
+            None if mint_rate_limit is False else _check.int64("mint_rate_limit", mint_rate_limit)
+        ),
     )
 
     async def answer(request: Request, route: str, key_id: str | None = None) -> Response:
@@ -457,11 +473,12 @@ def agentkey_router(
         if raw is None:
             status, reply = _native.payload_too_large()
             return Response(reply, status_code=status, media_type="application/json")
-        body = raw.decode("utf-8", errors="replace")
         auth = request.headers.get("authorization")
+        # None behind a Unix socket: the core counts those signups together.
         address = request.client.host if request.client is not None else None
+        content_type = request.headers.get("content-type")
         status, reply, retry_after, cause = await native.self_serve(
-            route, auth, body, options, key_id, address
+            route, auth, raw, options, key_id, address, content_type
         )
         _log_cause(cause)
         headers = None if retry_after is None else {"Retry-After": str(retry_after)}
