@@ -19,9 +19,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::client::KeyLeash;
 use crate::error::Error;
 use crate::model::{DaySpend, SpendOf};
-use crate::KeyLeash;
 
 const INDEX_HTML: &str = include_str!("../admin/index.html");
 const ADMIN_CSS: &str = include_str!("../admin/admin.css");

@@ -4,9 +4,12 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::client::KeyLeash;
+use crate::clock::Clock;
 use crate::engine::{ChargeReq, Lookup};
+use crate::key;
+use crate::model::{Charge, CreateOptions, Options, UsageRange};
 use crate::spend::{SpendOutcome, SpendReq};
-use crate::{key, Charge, Clock, CreateOptions, KeyLeash, Options};
 
 const NOW: &str = "2026-01-15T12:00:00Z";
 
@@ -88,11 +91,7 @@ async fn state(kl: &KeyLeash) -> Vec<(f64, usize)> {
         .into_iter()
         .chain(kl.list("sub").await.unwrap())
     {
-        let ledger = kl
-            .usage(k.id, crate::UsageRange::default())
-            .await
-            .unwrap()
-            .len();
+        let ledger = kl.usage(k.id, UsageRange::default()).await.unwrap().len();
         out.push((k.budget_used_cents, ledger));
     }
     out

@@ -84,10 +84,10 @@ impl ManualClock {
 /// A span given as any mix of seconds, minutes, hours and days (as the bindings'
 /// `advance` and the conformance vectors give it), rounded to the microsecond.
 /// Fails with `invalid_argument` unless the total is finite and within ±3000 years.
-pub fn span(seconds: f64, minutes: f64, hours: f64, days: f64) -> crate::Result<Duration> {
+pub fn span(seconds: f64, minutes: f64, hours: f64, days: f64) -> crate::error::Result<Duration> {
     let micros = (seconds + 60.0 * minutes + 3_600.0 * hours + 86_400.0 * days) * 1e6;
     if !micros.is_finite() || micros.abs() > 1e17 {
-        return Err(crate::Error::InvalidArgument(
+        return Err(crate::error::Error::InvalidArgument(
             "advance needs finite amounts totalling at most about 3000 years".into(),
         ));
     }

@@ -38,10 +38,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::client::KeyLeash;
 use crate::error::{Error, Result};
+use crate::key;
 use crate::model::{CreateOptions, InvalidReason, KeyInfo, Validation};
+use crate::ops::validate::KeyRef;
 use crate::period::{parse_duration, Period};
-use crate::{key, KeyLeash, KeyRef};
 
 /// The largest request body the self-serve routes read, in bytes (64 KiB). An
 /// integration stops reading there and answers [`Reply::payload_too_large`].

@@ -682,7 +682,7 @@ impl UsageRange {
     /// beginning for `all`, with no end, so a charge stamped at `now` (or by a
     /// server whose clock runs a little ahead) counts. Anything else is
     /// `invalid_period`.
-    pub fn trailing(span: &str, now: DateTime<Utc>) -> crate::Result<Self> {
+    pub fn trailing(span: &str, now: DateTime<Utc>) -> crate::error::Result<Self> {
         let from = match span {
             "all" => None,
             other => Some(crate::period::Period::parse(other)?.boundary(now, -1)),
@@ -859,11 +859,11 @@ pub struct LedgerRecord {
 /// Parses an RFC 3339 / ISO 8601 instant with an offset (`2026-01-15T12:00:00Z`,
 /// `…+02:00`), as the bindings receive times. Anything else is `invalid_argument`
 /// naming `field`.
-pub fn parse_time(field: &str, value: &str) -> crate::Result<DateTime<Utc>> {
+pub fn parse_time(field: &str, value: &str) -> crate::error::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
-            crate::Error::InvalidArgument(format!(
+            crate::error::Error::InvalidArgument(format!(
                 "{field} must be an ISO 8601 time with an offset, like 2026-01-15T12:00:00Z, got {}",
                 crate::error::shown(value)
             ))

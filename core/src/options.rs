@@ -132,19 +132,19 @@ mod tests {
             .contains("statement_timeout"));
         assert!(check(&Options::default()).is_ok());
         for bad in [
-            crate::CacheOptions {
+            crate::model::CacheOptions {
                 ttl: Duration::ZERO,
                 max_entries: 10,
             },
-            crate::CacheOptions {
+            crate::model::CacheOptions {
                 ttl: Duration::from_secs(3601),
                 max_entries: 10,
             },
-            crate::CacheOptions {
+            crate::model::CacheOptions {
                 ttl: Duration::from_secs(1),
                 max_entries: 0,
             },
-            crate::CacheOptions {
+            crate::model::CacheOptions {
                 ttl: Duration::from_secs(1),
                 max_entries: 1_000_001,
             },

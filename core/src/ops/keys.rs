@@ -1,0 +1,210 @@
+//! Minting and managing keys: create, subjects (a budget row bound to an
+//! external identity), parent checks, revoke, list and show.
+
+use chrono::{DateTime, Utc};
+
+use crate::client::KeyLeash;
+use crate::error::{Error, Result};
+use crate::limits::{check_text, MAX_ACCOUNT_LEN, MAX_METADATA_LEN, MAX_SUBJECT_LEN, MAX_TEXT_LEN};
+use crate::model::{CreateOptions, CreatedKey, InvalidReason, KeyDetails, KeySummary};
+use crate::period::{parse_duration, Period};
+use crate::store::NewKey;
+use crate::{amount, engine, key, scope};
+
+impl KeyLeash {
+    /// Mints a key. The raw key is in the result and nowhere else, ever.
+    /// Errors: `invalid_scope`, `invalid_period`, `invalid_duration`,
+    /// `invalid_argument` (missing/oversized strings, bad budget, past expiry).
+    pub async fn create(&self, mut opts: CreateOptions) -> Result<CreatedKey> {
+        let now = self.inner.clock.now();
+        if let Some(parent) = opts.parent_id {
+            self.check_parent(parent, &mut opts.account_id, now).await?;
+        }
+        check_text("accountId", &opts.account_id, MAX_ACCOUNT_LEN, true)?;
+        let minted = key::mint(&self.inner.prefix)?;
+        let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
+        let id = self.inner.store.insert_key(&new).await?;
+        Ok(CreatedKey {
+            key: minted.raw,
+            id,
+            scopes: new.scopes,
+            budget_cents: new.budget_micros.map(amount::micros_to_cents),
+            budget_period: new.budget_period,
+            expires_at: new.expires_at,
+        })
+    }
+
+    /// Creates, once, a budget row bound to an external identity (an IdP machine
+    /// token, say) instead of a minted key. Idempotent: later calls for the same
+    /// subject change nothing, even concurrently. An empty `account_id` defaults to
+    /// the subject. Errors as [`KeyLeash::create`].
+    pub async fn ensure_subject(&self, subject: &str, mut opts: CreateOptions) -> Result<()> {
+        check_text("subject", subject, MAX_SUBJECT_LEN, true)?;
+        if opts.account_id.is_empty() {
+            opts.account_id = subject.to_string();
+        }
+        check_text("accountId", &opts.account_id, MAX_ACCOUNT_LEN, true)?;
+        let hash = key::internal_hash()?;
+        let prefix = format!("{}ext", self.inner.prefix);
+        let new = self.new_row(
+            &opts,
+            self.inner.clock.now(),
+            hash,
+            prefix,
+            Some(subject.to_string()),
+        )?;
+        self.inner.store.insert_subject(&new).await
+    }
+
+    /// Checks that `parent_id` names a live key of `account_id` (filled in from the
+    /// parent when empty) whose chain has room for one more generation.
+    async fn check_parent(
+        &self,
+        parent_id: i64,
+        account_id: &mut String,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let rows = self.inner.store.get(parent_id, now).await?;
+        let Some(parent) = rows.iter().find(|r| r.id == parent_id) else {
+            return Err(Error::arg(format!("parentId {parent_id} is not a key")));
+        };
+        let parent_account = parent.account_id.clone().unwrap_or_default();
+        if account_id.is_empty() {
+            *account_id = parent_account;
+        } else if *account_id != parent_account {
+            return Err(Error::arg(format!(
+                "parentId {parent_id} belongs to another account"
+            )));
+        }
+        if engine::ancestry(&rows, parent).len() >= engine::MAX_DEPTH {
+            return Err(Error::arg(format!(
+                "parentId {parent_id} is already {} generations deep",
+                engine::MAX_DEPTH - 1
+            )));
+        }
+        match parent.validate(&rows, now).0.reason() {
+            Some(r @ (InvalidReason::Revoked | InvalidReason::Expired)) => Err(Error::arg(
+                format!("parentId {parent_id} is {}", r.as_str()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn new_row(
+        &self,
+        o: &CreateOptions,
+        now: DateTime<Utc>,
+        key_hash: String,
+        key_prefix: String,
+        subject: Option<String>,
+    ) -> Result<NewKey> {
+        if let Some(scopes) = &o.scopes {
+            scope::check_scopes(scopes, self.inner.valid_scopes.as_deref())?;
+        }
+        let period = o.budget_period.as_deref().map(Period::parse).transpose()?;
+        let budget_micros = o
+            .budget_cents
+            .map(|c| {
+                amount::cents_to_micros(c).ok_or_else(|| {
+                    Error::arg(format!(
+                        "budgetCents must be a finite number from 0 to 1e12, got {c}"
+                    ))
+                })
+            })
+            .transpose()?;
+        let expires_at = match (&o.expires_in, o.expires_at) {
+            (Some(_), Some(_)) => return Err(Error::arg("give expiresIn or expiresAt, not both")),
+            (Some(d), None) => Some(now + parse_duration(d)?),
+            (None, Some(at)) if at <= now => {
+                return Err(Error::arg("expiresAt must be in the future"))
+            }
+            (None, at) => at,
+        };
+        for (field, value) in [
+            ("userId", &o.user_id),
+            ("delegatedBy", &o.delegated_by),
+            ("name", &o.name),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v, MAX_TEXT_LEN, field == "name")?;
+            }
+        }
+        let metadata = o.metadata.as_ref().map(serde_json::Value::to_string);
+        if metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_METADATA_LEN || m.contains("\\u0000"))
+        {
+            return Err(Error::arg(
+                "metadata must serialize to at most 16 KiB of JSON without NUL characters",
+            ));
+        }
+        Ok(NewKey {
+            account_id: o.account_id.clone(),
+            user_id: o.user_id.clone(),
+            key_hash,
+            key_prefix,
+            name: o.name.clone().unwrap_or_else(|| "default".into()),
+            scopes: o.scopes.clone(),
+            budget_micros,
+            budget_cents: budget_micros.map(amount::cap_mirror),
+            budget_period: period.map(|p| p.as_str().to_string()),
+            budget_reset_at: period.map(|p| p.boundary(now, 1)),
+            expires_at,
+            delegated_by: o.delegated_by.clone(),
+            external_subject: subject,
+            metadata,
+            created_at: now,
+            parent_id: o.parent_id,
+        })
+    }
+
+    /// Revokes a key (soft: `revoked_at` is set, the row stays). With `account_id`,
+    /// only a key of that account is revoked. Returns whether a live key was revoked.
+    /// Other processes' validation caches drop the key (and its descendants) when
+    /// the revoke commits (Postgres `NOTIFY`); this process's at once.
+    pub async fn revoke(&self, key_id: i64, account_id: Option<&str>) -> Result<bool> {
+        if let Some(a) = account_id {
+            check_text("accountId", a, MAX_ACCOUNT_LEN, true)?;
+        }
+        let revoked = self
+            .inner
+            .store
+            .revoke(key_id, account_id, self.inner.clock.now())
+            .await?;
+        if let (true, Some(cache)) = (revoked, &self.inner.cache) {
+            cache.invalidate(&[key_id]);
+        }
+        Ok(revoked)
+    }
+
+    /// The keys of an account (revoked ones included), oldest first, without secrets.
+    pub async fn list(&self, account_id: &str) -> Result<Vec<KeySummary>> {
+        check_text("accountId", account_id, MAX_ACCOUNT_LEN, true)?;
+        let now = self.inner.clock.now();
+        let rows = self.inner.store.list(account_id, now).await?;
+        Ok(rows
+            .iter()
+            .filter(|r| !r.is_ceiling())
+            .map(|r| r.summary(now))
+            .collect())
+    }
+
+    /// One key by id, at this instant: its summary, what it can still spend (the
+    /// smallest remaining amount of the key, its ancestors and its account's
+    /// ceiling) and its status, decided as `validate` decides. `None` when no key
+    /// has this id. Never the raw key nor its hash. Read-only: an elapsed budget
+    /// period shows as rolled over without being written back. One read of the
+    /// key's family (plus its ceiling and holds when it has any). Errors:
+    /// `unavailable`, `not_migrated`.
+    pub async fn get(&self, key_id: i64) -> Result<Option<KeyDetails>> {
+        if key_id <= 0 {
+            return Ok(None);
+        }
+        let now = self.inner.clock.now();
+        let rows = self.inner.store.get(key_id, now).await?;
+        Ok(rows
+            .iter()
+            .find(|r| r.id == key_id)
+            .map(|row| row.details(&rows, now)))
+    }
+}
