@@ -1,0 +1,153 @@
+// streamWithHold: streams an Express response under a hold on the request's key
+// (docs/http.md#streaming), settling what was consumed however the stream ends.
+
+const { KeyLeashError, invalid, toKeyLeashError } = require("./errors.js");
+const { required, strict } = require("./options.js");
+const { logError, report } = require("./outage.js");
+const { ABORT } = require("./spend.js");
+
+/**
+ * The HTTP answer to a charge or reserve that serves no work (docs/http.md): 429
+ * `budget_exceeded`; 409 `idempotency_replayed` (with `replayed`: what the
+ * repeated idempotency key already did) for a repeat; 422 `idempotency_conflict`
+ * for an idempotency key first used for another operation; 401 for a key revoked,
+ * expired or unknown since the middleware.
+ */
+function refusalReply(result) {
+  if (result.replayed) return { status: 409, body: { error: "idempotency_replayed", replayed: result.replayed } };
+  const reason = result.reason;
+  if (reason === "budget_exceeded") return { status: 429, body: { error: reason } };
+  if (reason === "idempotency_conflict") return { status: 422, body: { error: reason } };
+  return { status: 401, body: { error: reason } };
+}
+
+/** Whether `res`'s client is gone: the response was not finished and its connection is closed. */
+function clientGone(req, res) {
+  return !res.writableFinished && Boolean(res.destroyed || res.socket?.destroyed || req.socket?.destroyed);
+}
+
+/** Resolves when `res` can take more (`drain`) or is gone (`close`, or already closed). */
+function drained(req, res) {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+    if (clientGone(req, res)) done(); // "close" may have fired before we listened
+  });
+}
+
+/**
+ * Streams `chunks(spend)` (an async iterable of strings or Buffers) to `res`
+ * under a hold of `estimateCents` on the request's key (`req.agentKey` from
+ * agentKeyMiddleware), with the rules of docs/http.md#streaming:
+ *
+ * - refused (the estimate does not fit: 429 `budget_exceeded`; revoked or
+ *   expired since the middleware: 401): answered, nothing streamed, `chunks` not
+ *   called; resolves to null. A repeated `idempotencyKey` is never streamed
+ *   under, whether its first hold is still held, settled or released: 409
+ *   `{"error": "idempotency_replayed", "replayed": "held" | "settled" |
+ *   "released"}`; a key first used for another estimate or for a charge is 422
+ *   `idempotency_conflict`. A store failure is 500 `auth_unavailable`,
+ *   reported to `onError`, and also resolves to null.
+ * - the client is gone by the time the hold is placed (it left during the
+ *   reserve): the hold is released at once and nothing is streamed.
+ * - the stream ends: `spend.settle()` (what `spend.add` counted, unless `chunks`
+ *   settled an actual cost itself), then the response ends.
+ * - the client goes away first: `spend.signal` is aborted, `chunks` is stopped at
+ *   its next step, and what was consumed is settled (released when nothing was).
+ * - `chunks` throws: what was consumed is settled (released when nothing was),
+ *   and the promise rejects with that error. Before the first chunk nothing was
+ *   sent, so the caller answers (a 502, say); after it the response is cut off.
+ *
+ * A failing settle or release is reported to `onError` (the hold then frees
+ * itself at its ttl). Resolves to the Spend once it is settled or released.
+ * Options: `estimateCents` (required), `ttl`, `idempotencyKey` (as for reserve),
+ * `contentType` (default `text/plain; charset=utf-8`), `onError`.
+ */
+async function streamWithHold(req, res, opts, chunks) {
+  const {
+    estimateCents,
+    contentType = "text/plain; charset=utf-8",
+    onError = logError,
+    ...reserveOptions
+  } = strict(opts, "streamWithHold", ["estimateCents"]);
+  required(chunks, "chunks", "function");
+  if (typeof req?.agentKey?.reserve !== "function") {
+    throw invalid("streamWithHold needs req.agentKey, set by agentKeyMiddleware");
+  }
+  // Listening before the reserve: a client that leaves while it runs is seen.
+  let left = false;
+  const onLeave = () => {
+    if (!res.writableFinished) left = true;
+  };
+  res.on("close", onLeave);
+  let spend;
+  try {
+    spend = await req.agentKey.reserve(estimateCents, reserveOptions);
+  } catch (e) {
+    res.off("close", onLeave);
+    if (e.code !== "unavailable" && e.code !== "not_migrated") throw e;
+    report(onError, new KeyLeashError(e.code, `the key store failed, answered 500 auth_unavailable: ${e.message}`));
+    res.status(500).json({ error: "auth_unavailable" });
+    return null;
+  }
+  res.off("close", onLeave);
+  if (!spend.success) {
+    if (spend.reason === "invalid_cost") throw invalid("estimateCents must be a finite number > 0");
+    const r = refusalReply(spend);
+    if (!left && !clientGone(req, res)) res.status(r.status).json(r.body);
+    return null;
+  }
+  const finish = (pending) =>
+    pending.then(
+      (r) => r,
+      (e) => report(onError, toKeyLeashError(e)),
+    );
+  if (left || clientGone(req, res)) {
+    // Gone during the reserve: nothing was consumed, the hold is released now.
+    spend[ABORT]();
+    await finish(spend.release());
+    return spend;
+  }
+  let gone = false;
+  const onClose = () => {
+    if (!res.writableFinished) {
+      gone = true;
+      spend[ABORT]();
+    }
+  };
+  res.on("close", onClose);
+  let iterator;
+  try {
+    iterator = chunks(spend)[Symbol.asyncIterator]();
+    for (;;) {
+      const step = gone ? { done: true } : await iterator.next();
+      if (gone || step.done) break;
+      if (!res.headersSent) res.status(200).type(contentType);
+      if (!res.write(step.value)) await drained(req, res);
+      if (!gone && clientGone(req, res)) onClose(); // closed without (or before) its event
+    }
+  } catch (e) {
+    await finish(spend.cutShort());
+    if (gone) return spend; // the client's abort, surfacing through the upstream call
+    if (res.headersSent) res.destroy();
+    throw e;
+  } finally {
+    res.off("close", onClose);
+  }
+  if (gone) {
+    await iterator.return?.();
+    await finish(spend.cutShort());
+    return spend;
+  }
+  await finish(spend.settle());
+  if (!res.headersSent) res.status(200).type(contentType);
+  res.end();
+  return spend;
+}
+
+module.exports = { streamWithHold };
