@@ -4,7 +4,8 @@
 //! statement costs on both sides, not the database's work per row. So concurrent
 //! validates of one `KeyLeash` go to the store as one batch (`= ANY($1)`), and
 //! concurrent charges as one transaction, decided in arrival order by
-//! [`crate::engine::plan_charges`] exactly as if they had run one at a time.
+//! `spend::plan` (through the pipeline of `store/charge.rs`) exactly as if they had
+//! run one at a time.
 //!
 //! How a call travels: it joins the queue and, if fewer than `in_flight` batches
 //! are running, starts a runner task. A runner takes up to `max_batch` calls in
