@@ -63,44 +63,14 @@ pub(crate) struct HoldShare {
     pub until_us: i64,
 }
 
-/// Parses the `amount:until_us,…` text both stores aggregate a row's holds into.
-pub(crate) fn parse_shares(text: Option<String>) -> Result<Vec<HoldShare>, sqlx::Error> {
-    let Some(text) = text else {
-        return Ok(Vec::new());
-    };
-    let bad = || sqlx::Error::Decode(format!("a malformed hold share in {text:?}").into());
-    text.split(',')
-        .map(|share| {
-            let (amount, until) = share.split_once(':').ok_or_else(bad)?;
-            Ok(HoldShare {
-                amount: amount.parse().map_err(|_| bad())?,
-                until_us: until.parse().map_err(|_| bad())?,
-            })
-        })
-        .collect()
-}
-
 /// The ids of `rows` whose hold shares may still count at `now`: only those need
-/// their shares read ([`fill_shares`]).
+/// their shares read (`store::codec::fill_shares`).
 pub(crate) fn hinted(rows: &[KeyRow], now: DateTime<Utc>) -> Vec<i64> {
     let now_us = now.timestamp_micros();
     rows.iter()
         .filter(|r| r.holds_until_us.is_some_and(|u| u > now_us))
         .map(|r| r.id)
         .collect()
-}
-
-/// Puts the shares a store read for `ids` (`key id, amount:until_us,…`) into `rows`.
-pub(crate) fn fill_shares(
-    rows: &mut [KeyRow],
-    shares: &[(i64, Option<String>)],
-) -> Result<(), sqlx::Error> {
-    for (id, text) in shares {
-        if let Some(row) = rows.iter_mut().find(|r| r.id == *id) {
-            row.holds = parse_shares(text.clone())?;
-        }
-    }
-    Ok(())
 }
 
 /// What `shares` hold at `now`: the sum of those still counting.
@@ -581,26 +551,26 @@ pub(crate) mod tests {
     }
 
     // Pins how holds count: each share until its instant (exclusive), so an expired
-    // hold or one of an elapsed period stops counting with no write; text from the
-    // stores parses, anything else is a decode error.
+    // hold or one of an elapsed period stops counting with no write.
     #[test]
     fn hold_shares_count_until_their_instant() {
-        let until = t("2026-01-15T12:05:00Z");
-        let text = format!(
-            "3000000:{},2000000:{}",
-            until.timestamp_micros(),
-            until.timestamp_micros() + 1
-        );
+        let until = t("2026-01-15T12:05:00Z").timestamp_micros();
         let mut r = row(Some(10));
-        r.holds = parse_shares(Some(text)).unwrap();
+        r.holds = vec![
+            HoldShare {
+                amount: 3_000_000,
+                until_us: until,
+            },
+            HoldShare {
+                amount: 2_000_000,
+                until_us: until + 1,
+            },
+        ];
         assert_eq!(r.budget(t("2026-01-15T12:00:00Z")).0.held, 5_000_000);
-        assert_eq!(r.budget(until).0.held, 2_000_000);
+        assert_eq!(r.budget(t("2026-01-15T12:05:00Z")).0.held, 2_000_000);
         let (v, _) = r.validate(&[], t("2026-01-15T12:00:00Z"));
         assert_eq!(v.info().unwrap().budget_remaining_cents, Some(5.0));
         assert_eq!(r.budget(t("2026-01-15T12:06:00Z")).0.held, 0);
-        assert!(parse_shares(None).unwrap().is_empty());
-        assert!(parse_shares(Some("1:x".into())).is_err());
-        assert!(parse_shares(Some("12".into())).is_err());
     }
 
     // Pins lazy rollover: usage to zero at the exact reset instant, next reset after now.

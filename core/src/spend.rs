@@ -137,28 +137,6 @@ pub(crate) struct HoldRow {
     pub shares: Vec<(i64, HoldShare)>,
 }
 
-/// Parses the `key_id:amount:until_us,…` text both stores aggregate a hold's
-/// shares into.
-pub(crate) fn parse_hold_shares(
-    text: Option<String>,
-) -> Result<Vec<(i64, HoldShare)>, sqlx::Error> {
-    let Some(text) = text else {
-        return Ok(Vec::new());
-    };
-    let bad = || sqlx::Error::Decode(format!("a malformed hold share in {text:?}").into());
-    text.split(',')
-        .map(|share| {
-            let mut parts = share.split(':').map(str::parse::<i64>);
-            match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(Ok(key)), Some(Ok(amount)), Some(Ok(until_us)), None) => {
-                    Ok((key, HoldShare { amount, until_us }))
-                }
-                _ => Err(bad()),
-            }
-        })
-        .collect()
-}
-
 /// A hold found under a reserve's idempotency key.
 #[derive(Clone, Debug)]
 pub(crate) struct PriorHold {

@@ -215,10 +215,7 @@ fn hold_ttl(ttl: Option<&str>) -> Result<chrono::Duration> {
 /// idempotency key is an error, an invalid cost `invalid_cost`, a zero cost
 /// `Free`, a key (or subject) that cannot exist `invalid_key`. `Err` holds that
 /// outcome; `Ok` the cost in micro-cents, for the store to decide.
-fn charge_step(
-    known: bool,
-    charge: &Charge,
-) -> std::result::Result<i64, Result<ChargeResult>> {
+fn charge_step(known: bool, charge: &Charge) -> std::result::Result<i64, Result<ChargeResult>> {
     if let Some(k) = &charge.idempotency_key {
         check_text("idempotencyKey", k, MAX_TEXT_LEN, true).map_err(Err)?;
     }

@@ -19,9 +19,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{fill_shares, hinted, missing_ceilings, KeyRow, Lookup, PriorCharge};
+use crate::engine::{hinted, missing_ceilings, KeyRow, Lookup, PriorCharge};
 use crate::error::Result;
 use crate::spend::{plan, HoldRow, HoldState, Plan, PriorHold, SpendOutcome, SpendReq};
+use crate::store::codec::fill_shares;
 
 /// One store's SQL for the steps of a spend batch, inside one open transaction.
 pub(crate) trait ChargeSql {

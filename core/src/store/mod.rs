@@ -16,14 +16,16 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{fill_shares, hinted, missing_ceilings, KeyRow, KeyUpdate, Lookup};
+use crate::engine::{hinted, missing_ceilings, KeyRow, KeyUpdate, Lookup};
 use crate::error::Result;
 use crate::group::Limits;
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::SpendReq;
+use crate::store::codec::fill_shares;
 
 pub(crate) mod charge;
+pub(crate) mod codec;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 

@@ -23,8 +23,9 @@ use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharg
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
-use crate::spend::{parse_hold_shares, HoldRow, HoldState, Plan, PriorHold, SpendReq};
+use crate::spend::{HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, split_priors, ChargeSql, Charged, PriorRow};
+use crate::store::codec::parse_hold_shares;
 use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
 
 const MIGRATIONS: &[&str] = &[
