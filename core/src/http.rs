@@ -486,8 +486,6 @@ impl KeyLeash {
         let now_ms = self.clock().now().timestamp_millis();
         let interval_ms = (RATE_WINDOW_MS / i64::from(per_hour.max(1))).max(1);
         let wait_ms = self
-            .inner
-            .store
             .rate_check(bucket, now_ms, interval_ms, RATE_WINDOW_MS)
             .await?;
         Ok(wait_ms.map(|ms| {
@@ -576,11 +574,11 @@ impl KeyLeash {
         // mint as many again, and a leaked key's tree would grow by that factor per
         // generation (50 to the 16th over the depth limit).
         if let Some(limit) = o.mint_rate_limit {
-            let rows = self.inner.store.get(caller.id, now).await?;
-            let root = rows
-                .iter()
-                .find(|r| r.id == caller.id)
-                .and_then(|me| crate::engine::ancestry(&rows, me).last().map(|r| r.id))
+            let root = self
+                .lineage(caller.id)
+                .await?
+                .last()
+                .copied()
                 .unwrap_or(caller.id);
             let bucket = format!("mint:tree:{root}");
             if let Some(reply) = self
@@ -621,12 +619,7 @@ impl KeyLeash {
         // The caller itself or a key below it, nothing else: a child must not be
         // able to revoke the key that minted it. Any other id answers as an
         // unknown one, so the route tells nothing about keys it may not touch.
-        let rows = self.inner.store.get(id, self.clock().now()).await?;
-        let below_caller = rows.iter().find(|r| r.id == id).is_some_and(|target| {
-            crate::engine::ancestry(&rows, target)
-                .iter()
-                .any(|r| r.id == caller.id)
-        });
+        let below_caller = self.lineage(id).await?.contains(&caller.id);
         if below_caller && self.revoke(id, Some(&caller.account_id)).await? {
             Ok(Reply::new(200, json!({ "revoked": true })))
         } else {

@@ -207,4 +207,20 @@ impl KeyLeash {
             .find(|r| r.id == key_id)
             .map(|row| row.details(&rows, now)))
     }
+
+    /// The ids of `key_id` and of its ancestors, nearest first (the root last);
+    /// empty for an unknown key. What the self-serve routes' tree rules ask.
+    pub(crate) async fn lineage(&self, key_id: i64) -> Result<Vec<i64>> {
+        let rows = self.inner.store.get(key_id, self.inner.clock.now()).await?;
+        Ok(rows
+            .iter()
+            .find(|r| r.id == key_id)
+            .map(|me| {
+                crate::engine::ancestry(&rows, me)
+                    .iter()
+                    .map(|r| r.id)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
 }
