@@ -1,9 +1,57 @@
-//! The text formats both stores use, decoded once: hold shares, which each store
-//! aggregates into one text column per row (`amount:until_us,…` for a key's
-//! shares, `key_id:amount:until_us,…` for a hold's). A malformed one (only an SQL
-//! edit can make it) is a decode error, never a guess.
+//! The text formats the stores use, each decoded in one place: hold shares, which
+//! each store aggregates into one text column per row (`amount:until_us,…` for a
+//! key's shares, `key_id:amount:until_us,…` for a hold's), and SQLite's
+//! timestamps ([`Stamp`]). A malformed value (only an SQL edit can make one) is a
+//! decode error, never a guess.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{Sqlite, SqliteArgumentValue, SqliteRow, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Encode, Row, Type};
 
 use crate::engine::{HoldShare, KeyRow};
+
+/// A timestamp as SQLite holds it here: fixed-width UTC text with microseconds
+/// (`2026-01-15T12:00:00.000000Z`), which sorts as time does. Read back: RFC 3339,
+/// or SQLite's own `YYYY-MM-DD HH:MM:SS[.f]` (UTC), as agentkey's tables have it.
+/// Bound and read like any column type, so no query converts by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp(pub DateTime<Utc>);
+
+impl Type<Sqlite> for Stamp {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for Stamp {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        let text = self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        <String as Encode<'q, Sqlite>>::encode(text, buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Stamp {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Ok(Stamp(t.with_timezone(&Utc)));
+        }
+        let t = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .map_err(|e| format!("bad timestamp in the keys table: {e}"))?;
+        Ok(Stamp(t.and_utc()))
+    }
+}
+
+/// The nullable timestamp in column `i` of a SQLite row.
+pub(crate) fn time(r: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    Ok(r.try_get::<Option<Stamp>, _>(i)?.map(|s| s.0))
+}
 
 /// Parses the `amount:until_us,…` text both stores aggregate a row's holds into.
 pub(crate) fn parse_shares(text: Option<String>) -> Result<Vec<HoldShare>, sqlx::Error> {

@@ -12,7 +12,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -25,7 +25,7 @@ use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::{HoldRow, HoldState, Plan, PriorHold, SpendReq};
 use crate::store::charge::{self, split_priors, ChargeSql, Charged, PriorRow};
-use crate::store::codec::parse_hold_shares;
+use crate::store::codec::{parse_hold_shares, time, Stamp};
 use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
 
 const MIGRATIONS: &[&str] = &[
@@ -377,9 +377,9 @@ impl SqliteStore {
             .bind(k.budget_cents)
             .bind(k.budget_micros)
             .bind(&k.budget_period)
-            .bind(k.budget_reset_at.as_ref().map(ts))
-            .bind(ts(&k.created_at))
-            .bind(k.expires_at.as_ref().map(ts))
+            .bind(k.budget_reset_at.map(Stamp))
+            .bind(Stamp(k.created_at))
+            .bind(k.expires_at.map(Stamp))
             .bind(&k.delegated_by)
             .bind(&k.external_subject)
             .bind(&k.metadata)
@@ -440,9 +440,9 @@ impl SqliteStore {
         };
         let done = sqlx::query(sql)
             .bind(u.id)
-            .bind(u.reset_at.as_ref().map(ts))
-            .bind(u.anchor_at.as_ref().map(ts))
-            .bind(seen_reset.as_ref().map(ts))
+            .bind(u.reset_at.map(Stamp))
+            .bind(u.anchor_at.map(Stamp))
+            .bind(seen_reset.map(Stamp))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -472,9 +472,9 @@ impl SqliteStore {
         let q = match account_id {
             Some(a) => sqlx::query(&self.sql.revoke_in_account)
                 .bind(key_id)
-                .bind(ts(&now))
+                .bind(Stamp(now))
                 .bind(a),
-            None => sqlx::query(&self.sql.revoke).bind(key_id).bind(ts(&now)),
+            None => sqlx::query(&self.sql.revoke).bind(key_id).bind(Stamp(now)),
         };
         Ok(q.execute(&self.pool).await?.rows_affected() > 0)
     }
@@ -509,8 +509,8 @@ impl SqliteStore {
                 .bind(account_id)
                 .bind(c.budget_micros)
                 .bind(&c.period)
-                .bind(c.reset_at.as_ref().map(ts))
-                .bind(ts(&c.now)),
+                .bind(c.reset_at.map(Stamp))
+                .bind(Stamp(c.now)),
             None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
         };
         q.execute(&mut *tx).await?;
@@ -525,8 +525,8 @@ impl SqliteStore {
     pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
         let rows = sqlx::query(&self.sql.usage)
             .bind(key_id)
-            .bind(range.from.as_ref().map(ts))
-            .bind(range.to.as_ref().map(ts))
+            .bind(range.from.map(Stamp))
+            .bind(range.to.map(Stamp))
             .fetch_all(&self.pool)
             .await?;
         let entry = |r: &SqliteRow| -> Result<LedgerEntry, sqlx::Error> {
@@ -534,7 +534,7 @@ impl SqliteStore {
                 id: r.try_get(0)?,
                 key_id: r.try_get(1)?,
                 amount_cents: crate::amount::micros_to_cents(r.try_get(2)?),
-                created_at: parse_ts(r.try_get(3)?)?.unwrap_or_default(),
+                created_at: time(r, 3)?.unwrap_or_default(),
                 idempotency_key: r.try_get(4)?,
                 hold_id: r.try_get(5)?,
             })
@@ -548,8 +548,8 @@ impl SqliteStore {
             SpendBy::Account => &self.sql.top_accounts,
         };
         let rows = sqlx::query(sql)
-            .bind(range.from.as_ref().map(ts))
-            .bind(range.to.as_ref().map(ts))
+            .bind(range.from.map(Stamp))
+            .bind(range.to.map(Stamp))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -587,7 +587,7 @@ impl SqliteStore {
             SpendOf::Key(id) => sqlx::query(&self.sql.days_of_key).bind(id),
             SpendOf::Account(a) => sqlx::query(&self.sql.days_of_account).bind(a),
         };
-        let rows = q.bind(ts(&from)).fetch_all(&self.pool).await?;
+        let rows = q.bind(Stamp(from)).fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -596,8 +596,8 @@ impl SqliteStore {
 
     pub async fn count(&self, range: UsageRange) -> Result<i64> {
         let row = sqlx::query(&self.sql.count)
-            .bind(range.from.as_ref().map(ts))
-            .bind(range.to.as_ref().map(ts))
+            .bind(range.from.map(Stamp))
+            .bind(range.to.map(Stamp))
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get(0)?)
@@ -605,7 +605,7 @@ impl SqliteStore {
 
     /// One streamed statement on a pooled connection (a WAL reader: writers go on).
     pub async fn export(&self, range: UsageRange, id_prefix: &str, out: &ExportSink) -> Result<()> {
-        let (from, to) = (range.from.as_ref().map(ts), range.to.as_ref().map(ts));
+        let (from, to) = (range.from.map(Stamp), range.to.map(Stamp));
         let mut rows = sqlx::query(&self.sql.export)
             .bind(from)
             .bind(to)
@@ -620,7 +620,7 @@ impl SqliteStore {
                 account_id: r.try_get(2)?,
                 amount_cents: crate::amount::micros_to_cents(micros),
                 amount_micros: micros,
-                created_at: parse_ts(r.try_get(4)?)?.unwrap_or_default(),
+                created_at: time(&r, 4)?.unwrap_or_default(),
                 idempotency_key: r.try_get(5)?,
                 hold_id: r.try_get(6)?,
             };
@@ -746,7 +746,7 @@ impl ChargeSql for LiteCharge<'_> {
             Option<i64>,
             Option<i64>,
             Option<i64>,
-            Option<String>,
+            Option<Stamp>,
             Option<String>,
         );
         let found: Vec<Stored> = sqlx::query_as(&self.store.sql.prior)
@@ -754,11 +754,10 @@ impl ChargeSql for LiteCharge<'_> {
             .bind(serde_json::to_string(keys).unwrap_or_default())
             .fetch_all(&mut *self.tx)
             .await?;
-        // Expiries are stored as text.
         let rows = found
             .into_iter()
-            .map(|(k, i, a, u, r, h, e, s)| Ok((k, i, a, u, r, h, parse_ts(e)?, s)))
-            .collect::<Result<Vec<PriorRow>, sqlx::Error>>()?;
+            .map(|(k, i, a, u, r, h, e, s)| (k, i, a, u, r, h, e.map(|e: Stamp| e.0), s))
+            .collect::<Vec<PriorRow>>();
         Ok(split_priors(rows))
     }
 
@@ -769,8 +768,8 @@ impl ChargeSql for LiteCharge<'_> {
             sqlx::query(&self.store.sql.update_ceiling)
                 .bind(u.id)
                 .bind(u.used_micros)
-                .bind(u.reset_at.as_ref().map(ts))
-                .bind(u.anchor_at.as_ref().map(ts))
+                .bind(u.reset_at.map(Stamp))
+                .bind(u.anchor_at.map(Stamp))
                 .bind(u.holds_until_us)
                 .execute(&mut *self.tx)
                 .await?;
@@ -782,9 +781,9 @@ impl ChargeSql for LiteCharge<'_> {
                 .bind(u.budget_cents)
                 .bind(u.used_micros)
                 .bind(u.used_cents)
-                .bind(u.reset_at.as_ref().map(ts))
-                .bind(u.anchor_at.as_ref().map(ts))
-                .bind(u.last_used_at.as_ref().map(ts))
+                .bind(u.reset_at.map(Stamp))
+                .bind(u.anchor_at.map(Stamp))
+                .bind(u.last_used_at.map(Stamp))
                 .bind(u.holds_until_us)
                 .execute(&mut *self.tx)
                 .await?;
@@ -794,7 +793,7 @@ impl ChargeSql for LiteCharge<'_> {
                 .bind(l.key_id)
                 .bind(&l.account_id)
                 .bind(l.amount_micros)
-                .bind(ts(&l.created_at))
+                .bind(Stamp(l.created_at))
                 .bind(&l.idempotency_key)
                 .bind(l.used_after_micros)
                 .bind(l.remaining_after_micros)
@@ -808,8 +807,8 @@ impl ChargeSql for LiteCharge<'_> {
                 .bind(h.key_id)
                 .bind(&h.account_id)
                 .bind(h.amount_micros)
-                .bind(ts(&h.created_at))
-                .bind(ts(&h.expires_at))
+                .bind(Stamp(h.created_at))
+                .bind(Stamp(h.expires_at))
                 .bind(&h.idempotency_key)
                 .bind(h.remaining_micros)
                 .fetch_one(&mut *self.tx)
@@ -830,7 +829,7 @@ impl ChargeSql for LiteCharge<'_> {
                 .bind(c.id)
                 .bind(c.state.as_str())
                 .bind(c.settled_micros)
-                .bind(ts(&now))
+                .bind(Stamp(now))
                 .bind(c.used_after_micros)
                 .bind(c.remaining_after_micros)
                 .execute(&mut *self.tx)
@@ -858,22 +857,6 @@ fn json_ids(rows: &[KeyRow]) -> String {
     serde_json::to_string(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).unwrap_or_default()
 }
 
-/// The stored form of a timestamp: fixed-width UTC text, microseconds.
-fn ts(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-/// Reads a stored timestamp: RFC 3339, or SQLite's own `YYYY-MM-DD HH:MM:SS` (UTC).
-fn parse_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let Some(s) = s else { return Ok(None) };
-    if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
-        return Ok(Some(t.with_timezone(&Utc)));
-    }
-    NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f")
-        .map(|t| Some(t.and_utc()))
-        .map_err(|e| sqlx::Error::Decode(format!("bad timestamp in the keys table: {e}").into()))
-}
-
 /// Decodes key rows read with [`COLUMNS`] into `rows`, each key once.
 fn decode_into(rows: &mut Vec<KeyRow>, found: &[SqliteRow]) -> Result<(), sqlx::Error> {
     for r in found {
@@ -894,8 +877,8 @@ fn ceiling(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
         budget_micros: r.try_get(2)?,
         used_micros: r.try_get(3)?,
         period: r.try_get(4)?,
-        reset_at: parse_ts(r.try_get(5)?)?,
-        anchor_at: parse_ts(r.try_get(6)?)?,
+        reset_at: time(r, 5)?,
+        anchor_at: time(r, 6)?,
         holds_until_us: r.try_get(7)?,
     };
     Ok(cols.into_row(r.try_get(0)?))
@@ -918,12 +901,12 @@ fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
         budget_used_micros: r.try_get(10)?,
         budget_held_micros: r.try_get::<Option<i64>, _>(11)?.unwrap_or(0),
         budget_period: r.try_get(12)?,
-        budget_reset_at: parse_ts(r.try_get(13)?)?,
-        budget_anchor_at: parse_ts(r.try_get(14)?)?,
-        expires_at: parse_ts(r.try_get(15)?)?,
-        revoked_at: parse_ts(r.try_get(16)?)?,
-        created_at: parse_ts(r.try_get(17)?)?,
-        last_used_at: parse_ts(r.try_get(18)?)?,
+        budget_reset_at: time(r, 13)?,
+        budget_anchor_at: time(r, 14)?,
+        expires_at: time(r, 15)?,
+        revoked_at: time(r, 16)?,
+        created_at: time(r, 17)?,
+        last_used_at: time(r, 18)?,
         delegated_by: r.try_get(19)?,
         external_subject: r.try_get(20)?,
         metadata: r.try_get(21)?,
