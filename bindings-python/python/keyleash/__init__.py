@@ -19,6 +19,7 @@ from keyleash.exceptions import (
     NotMigratedError,
     UnavailableError,
 )
+from keyleash.granted import GrantedKey
 from keyleash.results import (
     CacheStats,
     Charged,
@@ -26,7 +27,6 @@ from keyleash.results import (
     ChargeRefused,
     ChargeResult,
     CreatedKey,
-    GrantedKey,
     Held,
     HoldStatus,
     InvalidKey,

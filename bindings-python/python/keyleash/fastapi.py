@@ -34,8 +34,9 @@ from starlette.exceptions import HTTPException
 
 from keyleash import _check, _native, client, sync
 from keyleash.exceptions import InvalidArgumentError, KeyLeashError, UnavailableError
-from keyleash.results import GrantedKey, ReserveRefused, _Reserver
-from keyleash.spend import Spend, _reserve
+from keyleash.granted import GrantedKey, _Reserver
+from keyleash.results import ReserveRefused
+from keyleash.spend import Spend
 
 __all__ = [
     "CreatedKeyResponse",
@@ -120,15 +121,9 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
         _log_cause(cause)
         if key_ref is None:  # denied: the core's status and body
             _deny(request, status, body)
-        granted = key_ref
-
-        async def reserve(
-            cost: float, ttl: str | None, idempotency_key: str | None
-        ) -> Spend | ReserveRefused:
-            # Through the granted key's handle, which holds its hash, never the key.
-            return await _reserve(native, granted, cost, ttl, idempotency_key)
-
-        return GrantedKey._grant(body, key_ref, _Reserver(reserve, request.is_disconnected))
+        # Reserves through the granted key's handle, which holds its hash, never the key.
+        reserver = _Reserver(native, key_ref, request.is_disconnected)
+        return GrantedKey._grant(body, key_ref, reserver)
 
     return keyleash_key
 

@@ -17,15 +17,11 @@ import copy
 import dataclasses
 import json
 import re
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeAlias
+from typing import Any, ClassVar, Literal, Self, TypeAlias
 
 from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
-
-if TYPE_CHECKING:
-    from keyleash.spend import Spend
 
 __all__ = [
     "CacheStats",
@@ -34,7 +30,6 @@ __all__ = [
     "ChargeResult",
     "Charged",
     "CreatedKey",
-    "GrantedKey",
     "Held",
     "HoldStatus",
     "InvalidKey",
@@ -381,94 +376,6 @@ def _charge_result(text: str) -> ChargeResult:
     """The core's JSON text of a charge, wrapped: one lookup picks the class."""
     raw = json.loads(text)
     return Charged._own(raw) if raw["success"] else ChargeRefused._own(raw)
-
-
-class _Reserver:
-    """``reserve`` of one granted key: a box around the function ``require_key`` made
-    (it holds the key's native handle in its closure), so that it is no method of
-    ``GrantedKey``."""
-
-    __slots__ = ("_call", "disconnected")
-
-    def __init__(
-        self,
-        call: Callable[[float, str | None, str | None], Awaitable[Spend | ReserveRefused]],
-        disconnected: Callable[[], Awaitable[bool]] | None = None,
-    ) -> None:
-        self._call = call
-        # Whether the request's client has gone away (``stream_with_hold`` asks it
-        # while the first chunk is produced, before any response has started).
-        self.disconnected = disconnected
-
-    def __repr__(self) -> str:
-        return "<reserve of the granted key>"
-
-    async def __call__(
-        self, cost: float, ttl: str | None, idempotency_key: str | None
-    ) -> Spend | ReserveRefused:
-        return await self._call(cost, ttl, idempotency_key)
-
-
-@dataclasses.dataclass(frozen=True)
-class GrantedKey(ValidKey):
-    """The key ``keyleash.fastapi.require_key`` granted: its ``ValidKey``, plus
-    ``charge``, which charges that very key without the raw key, and ``reserve``,
-    which places a hold on it. The handles they use are not dataclass fields:
-    ``to_dict()``, ``dataclasses.asdict``, ``repr`` and ``==`` see the validation
-    result alone."""
-
-    # Set per instance by ``_grant``; ClassVars so they are no fields of the dataclass.
-    _key_ref: ClassVar[_native.NativeKeyRef | None] = None
-    _reserver: ClassVar[_Reserver | None] = None
-
-    @classmethod
-    def _grant(
-        cls, body_json: str, key_ref: _native.NativeKeyRef, reserver: _Reserver | None = None
-    ) -> Self:
-        """The validation JSON of a granted request, with the handle charging its key
-        and the function reserving on it."""
-        granted = cls._from_json(body_json)
-        object.__setattr__(granted, "_key_ref", key_ref)
-        object.__setattr__(granted, "_reserver", reserver)
-        return granted
-
-    async def charge(
-        self, cost_cents: float, *, idempotency_key: str | None = None
-    ) -> ChargeResult:
-        """Charges ``cost_cents`` to this key, as ``kl.track_usage(raw_key,
-        cost_cents, idempotency_key=...)`` would, without parsing the header or
-        hashing the key again. A key revoked, expired or spent since ``require_key``
-        granted it gives a ``ChargeRefused`` with that ``reason``; a store failure
-        raises ``UnavailableError``."""
-        cost = _check.amount("cost_cents", cost_cents)
-        key = _check.opt_text("idempotency_key", idempotency_key)
-        if self._key_ref is None:
-            raise InvalidArgumentError(
-                "this GrantedKey holds no key to charge: only require_key makes one that does"
-            )
-        return _charge_result(await self._key_ref.charge(cost, key))
-
-    async def reserve(
-        self,
-        estimate_cents: float,
-        *,
-        ttl: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Spend | ReserveRefused:
-        """Holds ``estimate_cents`` of this key's budget, as ``kl.reserve(raw_key,
-        estimate_cents, ttl=..., idempotency_key=...)`` would: a ``Spend`` (with
-        ``add``, ``settle`` and ``release``) when used + held + estimate fits the key
-        and every ancestor, else ``ReserveRefused`` (``budget_exceeded``, or the key
-        was revoked or expired since ``require_key`` granted it; ``invalid_cost`` for
-        an estimate that is not > 0). A store failure raises ``UnavailableError``."""
-        cost = _check.amount("estimate_cents", estimate_cents)
-        hold_ttl = _check.opt_text("ttl", ttl)
-        key = _check.opt_text("idempotency_key", idempotency_key)
-        if self._reserver is None:
-            raise InvalidArgumentError(
-                "this GrantedKey holds no key to reserve on: only require_key makes one that does"
-            )
-        return await self._reserver(cost, hold_ttl, key)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """``Spend``: a hold placed through a granted key, and what has been consumed under it.
 
-``GrantedKey.reserve`` (from ``keyleash.fastapi.require_key``) makes one; the
-streaming helper ``keyleash.fastapi.stream_with_hold`` ends it by the rules of
-docs/http.md#streaming. Every rule of a hold (what fits, the ledger row, expiry)
+``GrantedKey.reserve`` (``keyleash.granted``, from ``keyleash.fastapi.require_key``)
+makes one; the streaming helper ``keyleash.fastapi.stream_with_hold`` ends it by the
+rules of docs/http.md#streaming. Every rule of a hold (what fits, the ledger row, expiry)
 is the core's; this module only keeps the running total of ``add`` and makes sure a
 hold is ended once: the first of ``settle`` and ``release`` decides, and later calls
 answer as the core would answer them (a settle replays, a release is ``False``)
@@ -22,14 +22,7 @@ from typing import Literal
 
 from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
-from keyleash.results import (
-    Held,
-    ReserveRefused,
-    SettleRefused,
-    SettleResult,
-    _reserve_result,
-    _settle_result,
-)
+from keyleash.results import Held, SettleRefused, SettleResult, _settle_result
 
 __all__ = ["Spend", "SpendState"]
 
@@ -120,15 +113,3 @@ class Spend:
 
     async def _settle(self, cost: float) -> SettleResult:
         return _settle_result(await self._native.settle(self.hold_id, cost))
-
-
-async def _reserve(
-    native: _native.NativeKeyLeash,
-    key_ref: _native.NativeKeyRef,
-    estimate_cents: float,
-    ttl: str | None,
-    idempotency_key: str | None,
-) -> Spend | ReserveRefused:
-    """``kl.reserve`` of the granted key ``key_ref``, a ``Spend`` when it holds."""
-    held = _reserve_result(await key_ref.reserve(estimate_cents, ttl, idempotency_key))
-    return Spend(native, held, estimate_cents) if held.success else held
