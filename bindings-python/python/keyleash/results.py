@@ -61,15 +61,7 @@ ChargeRefusal: TypeAlias = Literal[
 ]
 """Why a charge was refused (``ChargeRefused.reason``). ``idempotency_conflict``:
 the idempotency key was first used for another cost, or for a reserve."""
-ReserveRefusal: TypeAlias = Literal[
-    "budget_exceeded",
-    "invalid_key",
-    "invalid_cost",
-    "expired",
-    "revoked",
-    "idempotency_conflict",
-    "idempotency_replayed",
-]
+ReserveRefusal: TypeAlias = ChargeRefusal | Literal["idempotency_replayed"]
 """Why a reserve placed no hold (``ReserveRefused.reason``): a charge's reasons,
 and ``idempotency_replayed`` for a repeat of an idempotency key."""
 HoldStatus: TypeAlias = Literal["held", "settled", "released"]
