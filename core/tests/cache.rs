@@ -112,6 +112,39 @@ async fn serves_and_invalidates_locally(kind: Kind) {
 }
 both!(serves_and_invalidates_locally);
 
+// Pins one look per validate: a miss through `validate_now_or_ref` hashes and
+// looks once (one miss counted), `validate_refs` goes to the store without a
+// second look, and the next validate is one hit.
+async fn a_miss_looks_once(kind: Kind) {
+    let db = Db::with(kind, cached(Duration::from_secs(60))).await;
+    let kl = &db.kl;
+    serving(kl).await;
+    let k = kl.create(opts("a")).await.unwrap();
+    let malformed = kl
+        .validate_now_or_ref("not a key")
+        .expect("answered at once");
+    let malformed: serde_json::Value = serde_json::from_str(&malformed).unwrap();
+    assert_eq!(malformed["reason"], "invalid");
+    let key = kl.validate_now_or_ref(&k.key).expect_err("not cached yet");
+    let s = kl.cache_stats().unwrap();
+    assert_eq!((s.hits, s.misses), (0, 1));
+    let answers = kl.validate_refs(vec![key.clone(), key]).await;
+    assert_eq!(answers.len(), 2);
+    for a in answers {
+        assert_eq!(a.unwrap().info().unwrap().id, k.id);
+    }
+    let s = kl.cache_stats().unwrap();
+    assert_eq!((s.hits, s.misses), (0, 1), "validate_refs looks no cache");
+    let hit = kl
+        .validate_now_or_ref(&k.key)
+        .expect("cached after the store's answer");
+    let hit: serde_json::Value = serde_json::from_str(&hit).unwrap();
+    assert_eq!(hit["id"], k.id);
+    let s = kl.cache_stats().unwrap();
+    assert_eq!((s.hits, s.misses), (1, 1));
+}
+both!(a_miss_looks_once);
+
 // Pins that a cached answer never outlives the key's expiry or its budget reset.
 async fn bounded_by_expiry_and_reset(kind: Kind) {
     let db = Db::with(kind, cached(Duration::from_secs(3600))).await;

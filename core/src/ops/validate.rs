@@ -48,6 +48,30 @@ impl KeyLeash {
         }
     }
 
+    /// [`KeyLeash::validate_now_json`] that keeps its work on a miss: the answer's
+    /// JSON text when no store is needed, else `Err` with the key hashed once
+    /// (the cache looked at once, one miss counted), to pass to
+    /// [`KeyLeash::validate_refs`] without hashing or looking again. For bindings
+    /// that answer hits synchronously and gather the misses of one turn of their
+    /// event loop into one call.
+    pub fn validate_now_or_ref(&self, raw_key: &str) -> std::result::Result<Arc<str>, KeyRef> {
+        match self.key_ref(raw_key) {
+            Err(reason) => Ok(json_of(&Validation::Invalid(reason))),
+            Ok(key) => self.cached_json(&key.0).ok_or(key),
+        }
+    }
+
+    /// The store's [`KeyLeash::validate`] of each of `keys`, in order, for keys
+    /// the cache has already missed ([`KeyLeash::validate_now_or_ref`]): no second
+    /// cache look (and no second miss counted); the keys join the batch queue
+    /// together, and each answer is the one a separate validate would get.
+    pub async fn validate_refs(&self, keys: Vec<KeyRef>) -> Vec<Result<Validation>> {
+        self.inner
+            .validates
+            .call_many(keys.into_iter().map(|k| k.0).collect())
+            .await
+    }
+
     /// [`KeyLeash::validate_by_subject_now`] as JSON text, like
     /// [`KeyLeash::validate_now_json`].
     pub fn validate_by_subject_now_json(&self, subject: &str) -> Option<Arc<str>> {
