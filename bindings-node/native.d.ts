@@ -9,6 +9,12 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * A key the validation cache missed (`validateNowOrRef`), hashed once: an opaque
+ * handle holding the key's SHA-256 (never the key), for `validateRefs`.
+ */
+export declare class MissedKey {}
+
 /** The native keyleash handle. Use the `KeyLeash` class of the package instead. */
 export declare class NativeKeyLeash {
   /** Connects to `postgres://…` or `sqlite:…` (`sqlite::memory:` included). */
@@ -20,18 +26,20 @@ export declare class NativeKeyLeash {
   /** Validates a raw key. */
   validate(rawKey: string): Promise<string>
   /**
-   * `validate` of each key, in order, crossing into the core once: each answer
-   * is the validation's JSON text, or `!` and the tagged error message
-   * (`![keyleash:code] …`) for a key whose validate failed. `index.js` gathers
-   * the validates of one turn of the event loop into one such call.
+   * `validate`'s answer as JSON text when it needs no store access (a malformed
+   * key, a validation-cache hit), else a `MissedKey`: the key hashed once and
+   * the cache looked at once, for `validateRefs`. Synchronous, so the
+   * JavaScript half answers hits without a task or a promise chain.
    */
-  validateMany(rawKeys: Array<string>): Promise<Array<string>>
+  validateNowOrRef(rawKey: string): string | MissedKey
   /**
-   * `validate`'s answer when it needs no store access (a malformed key, a
-   * validation-cache hit), else null: synchronous, so the JavaScript half
-   * answers without a task or a promise chain.
+   * The store's `validate` of each key the cache missed, in order, crossing
+   * into the core once (no second hash, no second cache look): each answer is
+   * the validation's JSON text, or `!` and the tagged error message
+   * (`![keyleash:code] …`) for a key whose validate failed. `lib/client.js`
+   * gathers the misses of one turn of the event loop into one such call.
    */
-  validateNow(rawKey: string): string | null
+  validateRefs(keys: Array<MissedKey>): Promise<Array<string>>
   /**
    * The validation cache's counters (`{entries, hits, misses, listening,
    * disconnects, channel}`), or null when the cache is off.

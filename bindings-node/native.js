@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.MissedKey = nativeBinding.MissedKey
 module.exports.NativeKeyLeash = nativeBinding.NativeKeyLeash
 module.exports.NativeKeyRef = nativeBinding.NativeKeyRef
 module.exports.checkRouteOptions = nativeBinding.checkRouteOptions

@@ -91,23 +91,24 @@ class KeyLeash {
     // What the core answers without the store (a malformed key, a cache hit) comes
     // back synchronously: no native task, no async function, one resolved promise.
     // The hot calls return JSON text (cheaper than napi's object conversion).
-    const now = n.validateNow(rawKey);
-    if (now !== null) return Promise.resolve(JSON.parse(now));
-    // The rest wait for the end of this turn of the event loop (a microtask) and
+    const now = n.validateNowOrRef(rawKey);
+    if (typeof now === "string") return Promise.resolve(JSON.parse(now));
+    // A miss comes back as the key hashed once (the cache looked at once). The
+    // misses wait for the end of this turn of the event loop (a microtask) and
     // cross into the core together: one native task and one wake-up for all of
     // them instead of one each. The core answers each as if it had come alone.
     if (this.#validates === null) {
       this.#validates = [];
       queueMicrotask(() => this.#sendValidates(n));
     }
-    return new Promise((resolve, reject) => this.#validates.push({ rawKey, resolve, reject }));
+    return new Promise((resolve, reject) => this.#validates.push({ key: now, resolve, reject }));
   }
 
-  /** Sends the gathered validates as one `validateMany` and settles each caller. */
+  /** Sends the gathered misses as one `validateRefs` and settles each caller. */
   #sendValidates(n) {
     const batch = this.#validates;
     this.#validates = null;
-    n.validateMany(batch.map((v) => v.rawKey)).then(
+    n.validateRefs(batch.map((v) => v.key)).then(
       (answers) => {
         for (let i = 0; i < batch.length; i++) {
           const a = answers[i];

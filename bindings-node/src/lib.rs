@@ -12,7 +12,8 @@ use std::future::Future;
 
 use keyleash::http::{Access, Reply, Route, SelfServeOptions};
 use keyleash::{options, Clock, UsageRange};
-use napi::{Either, Error, Result, Status};
+use napi::bindgen_prelude::{ClassInstance, PromiseRaw};
+use napi::{Either, Env, Error, Result, Status};
 use napi_derive::napi;
 use serde_json::{json, Value};
 
@@ -268,6 +269,13 @@ pub struct Authenticated {
     pub key: Option<NativeKeyRef>,
 }
 
+/// A key the validation cache missed (`validateNowOrRef`), hashed once: an opaque
+/// handle holding the key's SHA-256 (never the key), for `validateRefs`.
+#[napi]
+pub struct MissedKey {
+    key: keyleash::KeyRef,
+}
+
 /// A key the middleware granted, to charge it without its raw key (it holds the
 /// key's hash). Use `req.agentKey.charge` instead.
 #[napi]
@@ -449,32 +457,41 @@ impl NativeKeyLeash {
         to_text(&run(async move { kl.validate(&raw_key).await }).await?)
     }
 
-    /// `validate` of each key, in order, crossing into the core once: each answer
-    /// is the validation's JSON text, or `!` and the tagged error message
-    /// (`![keyleash:code] …`) for a key whose validate failed. `index.js` gathers
-    /// the validates of one turn of the event loop into one such call.
-    #[napi]
-    pub async fn validate_many(&self, raw_keys: Vec<String>) -> Result<Vec<String>> {
-        let kl = self.inner.clone();
-        let answers = run(async move { Ok(kl.validate_many(&raw_keys).await) }).await?;
-        answers
-            .into_iter()
-            .map(|answer| match answer {
-                Ok(v) => to_text(&v),
-                Err(e) => Ok(format!("!{}", err(e).reason)),
-            })
-            .collect()
+    /// `validate`'s answer as JSON text when it needs no store access (a malformed
+    /// key, a validation-cache hit), else a `MissedKey`: the key hashed once and
+    /// the cache looked at once, for `validateRefs`. Synchronous, so the
+    /// JavaScript half answers hits without a task or a promise chain.
+    #[napi(ts_return_type = "string | MissedKey")]
+    pub fn validate_now_or_ref(&self, raw_key: String) -> Either<String, MissedKey> {
+        match self.inner.validate_now_or_ref(&raw_key) {
+            Ok(text) => Either::A(text.to_string()),
+            Err(key) => Either::B(MissedKey { key }),
+        }
     }
 
-    /// `validate`'s answer when it needs no store access (a malformed key, a
-    /// validation-cache hit), else null: synchronous, so the JavaScript half
-    /// answers without a task or a promise chain.
-    #[napi]
-    pub fn validate_now(&self, raw_key: String) -> Result<Option<String>> {
-        Ok(self
-            .inner
-            .validate_now_json(&raw_key)
-            .map(|text| text.to_string()))
+    /// The store's `validate` of each key the cache missed, in order, crossing
+    /// into the core once (no second hash, no second cache look): each answer is
+    /// the validation's JSON text, or `!` and the tagged error message
+    /// (`![keyleash:code] …`) for a key whose validate failed. `lib/client.js`
+    /// gathers the misses of one turn of the event loop into one such call.
+    #[napi(ts_return_type = "Promise<Array<string>>")]
+    pub fn validate_refs<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<ClassInstance<'env, MissedKey>>,
+    ) -> Result<PromiseRaw<'env, Vec<String>>> {
+        let keys: Vec<keyleash::KeyRef> = keys.iter().map(|k| k.key.clone()).collect();
+        let kl = self.inner.clone();
+        env.spawn_future(async move {
+            let answers = run(async move { Ok(kl.validate_refs(keys).await) }).await?;
+            answers
+                .into_iter()
+                .map(|answer| match answer {
+                    Ok(v) => to_text(&v),
+                    Err(e) => Ok(format!("!{}", err(e).reason)),
+                })
+                .collect()
+        })
     }
 
     /// The validation cache's counters (`{entries, hits, misses, listening,

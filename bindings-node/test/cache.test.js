@@ -59,6 +59,41 @@ for (const store of STORES) {
   });
 }
 
+for (const store of STORES) {
+  // Pins one look per validate: a miss hashes the key and looks the cache up once,
+  // so it counts one miss, and the next validate of that key counts one hit.
+  test(`${store}: a validate that misses the cache counts one miss`, async () => {
+    const db = await open(store, { cache: { ttlMs: 60_000, maxEntries: 50 } });
+    const { kl } = db;
+    while (!kl.cacheStats().listening) await new Promise((r) => setTimeout(r, 5));
+    const k = await kl.create({ accountId: "a" });
+    assert.equal((await kl.validate(k.key)).valid, true);
+    assert.deepEqual([kl.cacheStats().hits, kl.cacheStats().misses], [0, 1]);
+    assert.equal((await kl.validate(k.key)).valid, true);
+    assert.deepEqual([kl.cacheStats().hits, kl.cacheStats().misses], [1, 1]);
+  });
+
+  // Pins that 50 validates at once with the cache on (repeated keys, a revoked and a
+  // malformed one among them) each get the answer they would get alone.
+  test(`${store}: concurrent validates with the cache on answer each`, async () => {
+    const db = await open(store, { cache: { ttlMs: 60_000, maxEntries: 50 } });
+    const { kl } = db;
+    while (!kl.cacheStats().listening) await new Promise((r) => setTimeout(r, 5));
+    const keys = [];
+    for (let i = 0; i < 5; i++) keys.push(await kl.create({ accountId: "a" }));
+    const gone = await kl.create({ accountId: "a" });
+    assert.equal(await kl.revoke(gone.id), true);
+    const asked = [...Array.from({ length: 48 }, (_, i) => keys[i % 5].key), gone.key, "not a key"];
+    const answers = await Promise.all(asked.map((raw) => kl.validate(raw)));
+    for (let i = 0; i < 48; i++) {
+      assert.equal(answers[i].valid, true);
+      assert.equal(answers[i].id, keys[i % 5].id);
+    }
+    assert.deepEqual(answers[48], { valid: false, reason: "revoked" });
+    assert.deepEqual(answers[49], { valid: false, reason: "invalid" });
+  });
+}
+
 /** A Node process that connects to `url` and revokes the key id named by each stdin line. */
 function revoker(url, tableName) {
   const script = `
