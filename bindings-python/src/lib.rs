@@ -46,7 +46,7 @@ fn py_err(e: keyleash::Error) -> PyErr {
     }
 }
 
-/// One answer of `validate_many`: JSON text, or the error, which becomes the
+/// One answer of `validate_refs`: JSON text, or the error, which becomes the
 /// exception instance `py_err` makes (the Python side raises it in its caller).
 enum Answer {
     Text(String),
@@ -298,23 +298,30 @@ impl NativeKeyLeash {
     }
 
     /// `validate`'s answer when no store access is needed (a malformed key, a
-    /// validation-cache hit) as JSON text, else None: synchronous, no future.
-    fn validate_now(&self, raw_key: &str) -> PyResult<Option<String>> {
-        Ok(self.kl()?.validate_now_json(raw_key).map(|t| t.to_string()))
+    /// validation-cache hit) as JSON text, else a `MissedKey`: the key hashed
+    /// once, the cache looked at once, for `validate_refs`. Synchronous, no future.
+    fn validate_now_or_ref(&self, raw_key: &str) -> PyResult<NowOrMissed> {
+        let kl = self.kl()?;
+        Ok(match kl.validate_now_or_ref(raw_key) {
+            Ok(text) => NowOrMissed::Now(text.to_string()),
+            Err(key) => NowOrMissed::Missed(MissedKey { key }),
+        })
     }
 
-    /// `validate` of each key, in order, crossing into the core once: an awaitable
+    /// The store's `validate` of each key the cache missed, in order, crossing
+    /// into the core once (no second hash, no second cache look): an awaitable
     /// list with, for each key, the validation's JSON text or the exception its
-    /// validate raised. The Python client gathers the validates of one turn of
-    /// the event loop into one such call.
-    fn validate_many<'py>(
+    /// validate raised. The Python client gathers the misses of one turn of the
+    /// event loop into one such call.
+    fn validate_refs<'py>(
         &self,
         py: Python<'py>,
-        raw_keys: Vec<String>,
+        keys: Vec<PyRef<'py, MissedKey>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
+        let keys: Vec<keyleash::KeyRef> = keys.iter().map(|k| k.key.clone()).collect();
         future_into_py(py, async move {
-            let answers = kl.validate_many(&raw_keys).await;
+            let answers = kl.validate_refs(keys).await;
             Ok(answers
                 .into_iter()
                 .map(|a| {
@@ -641,6 +648,32 @@ fn same_process(inner: &KeyLeash, pid: u32) -> PyResult<KeyLeash> {
     }
 }
 
+/// A key the validation cache missed (`validate_now_or_ref`), hashed once: an
+/// opaque handle holding the key's SHA-256 (never the key), for `validate_refs`.
+#[pyclass(frozen, name = "MissedKey", module = "keyleash._native")]
+struct MissedKey {
+    key: keyleash::KeyRef,
+}
+
+/// What `validate_now_or_ref` returns: the answer's JSON text, or the missed key.
+enum NowOrMissed {
+    Now(String),
+    Missed(MissedKey),
+}
+
+impl<'py> IntoPyObject<'py> for NowOrMissed {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            NowOrMissed::Now(text) => pyo3::types::PyString::new(py, &text).into_any(),
+            NowOrMissed::Missed(key) => Bound::new(py, key)?.into_any(),
+        })
+    }
+}
+
 /// A key `authenticate_key` granted, to charge it without its raw key: it holds the
 /// key's hash (never the key) and the connection that validated it. The FastAPI
 /// dependency's `GrantedKey.charge` wraps it.
@@ -723,6 +756,7 @@ fn run_cli(py: Python<'_>, args: Vec<String>) -> u8 {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeKeyLeash>()?;
     m.add_class::<NativeKeyRef>()?;
+    m.add_class::<MissedKey>()?;
     m.add_class::<PyCreateOptions>()?;
     m.add_class::<PySelfServeOptions>()?;
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;

@@ -81,6 +81,48 @@ async def test_served_until_revoked_or_exhausted(store: str) -> None:
         db.cleanup()
 
 
+# Pins one look per validate: a miss hashes the key and looks the cache up once, so
+# it counts one miss, and the next validate of that key counts one hit.
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+async def test_a_miss_counts_once(store: str) -> None:
+    db = await open_db(store, cache=keyleash.CacheOptions(ttl_ms=60_000, max_entries=50))
+    kl = db.kl
+    try:
+        await serving(kl)
+        k = await kl.create(account_id="a")
+        assert (await kl.validate(k.key)).valid
+        stats = kl.cache_stats()
+        assert stats is not None and (stats.hits, stats.misses) == (0, 1)
+        assert (await kl.validate(k.key)).valid
+        stats = kl.cache_stats()
+        assert stats is not None and (stats.hits, stats.misses) == (1, 1)
+    finally:
+        await kl.close()
+        db.cleanup()
+
+
+# Pins that 50 validates at once with the cache on (repeated keys, a revoked and a
+# malformed one among them) each get the answer they would get alone.
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+async def test_concurrent_validates_answer_each(store: str) -> None:
+    db = await open_db(store, cache=keyleash.CacheOptions(ttl_ms=60_000, max_entries=50))
+    kl = db.kl
+    try:
+        await serving(kl)
+        keys = [await kl.create(account_id="a") for _ in range(5)]
+        gone = await kl.create(account_id="a")
+        assert await kl.revoke(gone.id)
+        asked = [keys[i % 5].key for i in range(48)] + [gone.key, "not a key"]
+        answers = await asyncio.gather(*(kl.validate(raw) for raw in asked))
+        for i, answer in enumerate(answers[:48]):
+            assert answer.valid and answer.id == keys[i % 5].id
+        assert reason(answers[48]) == "revoked"
+        assert reason(answers[49]) == "invalid"
+    finally:
+        await kl.close()
+        db.cleanup()
+
+
 async def test_another_process_revoke_reaches_the_cache() -> None:
     db: Db = await open_db("postgres", cache=keyleash.CacheOptions(ttl_ms=3_600_000))
     kl = db.kl

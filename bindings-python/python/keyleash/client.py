@@ -149,8 +149,10 @@ class KeyLeash:
         """Internal: use ``await KeyLeash.connect(url, **options)``."""
         self._native = native
         # Validates waiting for the end of this turn of each event loop, sent to
-        # the core as one validate_many (see ``validate``).
-        self._gathered: dict[asyncio.AbstractEventLoop, list[tuple[str, asyncio.Future[str]]]] = {}
+        # the core as one validate_refs (see ``validate``).
+        self._gathered: dict[
+            asyncio.AbstractEventLoop, list[tuple[_native.MissedKey, asyncio.Future[str]]]
+        ] = {}
 
     @classmethod
     async def connect(cls, url: str, **options: Unpack[ConnectOptions]) -> Self:
@@ -210,30 +212,31 @@ class KeyLeash:
         What the core answers without the store (a malformed key, a cache hit)
         comes back at once. The other validates of one turn of the event loop are
         gathered and cross into the core together (one native call, one wake-up
-        for all of them); each gets exactly the answer it would have had alone."""
+        for all of them); each gets exactly the answer it would have had alone.
+        The key is hashed and the cache looked at once either way."""
         raw_key = _check.text("raw_key", raw_key)
-        now = self._native.validate_now(raw_key)
-        if now is None:
-            now = await self._gather(raw_key)
+        now = self._native.validate_now_or_ref(raw_key)
+        if not isinstance(now, str):
+            now = await self._gather(now)
         return _validation(now)
 
-    def _gather(self, raw_key: str) -> asyncio.Future[str]:
-        """A future of ``raw_key``'s validation JSON, sent with the rest of this
-        turn's validates when the loop gets to the callback scheduled here."""
+    def _gather(self, key: _native.MissedKey) -> asyncio.Future[str]:
+        """A future of ``key``'s validation JSON, sent with the rest of this
+        turn's misses when the loop gets to the callback scheduled here."""
         loop = asyncio.get_running_loop()
         waiting = loop.create_future()
         gathered = self._gathered.get(loop)
         if gathered is None:
             gathered = self._gathered[loop] = []
             loop.call_soon(self._send_gathered, loop)
-        gathered.append((raw_key, waiting))
+        gathered.append((key, waiting))
         return waiting
 
     def _send_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Sends this turn's validates as one ``validate_many`` and settles each."""
+        """Sends this turn's misses as one ``validate_refs`` and settles each."""
         batch = self._gathered.pop(loop, [])
         try:
-            answers = self._native.validate_many([key for key, _ in batch])
+            answers = self._native.validate_refs([key for key, _ in batch])
         except Exception as e:  # every caller of the turn gets the failure
             for _, waiting in batch:
                 if not waiting.done():
