@@ -123,6 +123,12 @@ export declare class NativeKeyRef {
   reserve(reserve: ReserveOptions): Promise<string>
 }
 
+/** The largest admin page request body a mount reads, in bytes (16 KiB). */
+export declare const ADMIN_MAX_BODY_BYTES: number
+
+/** The core's answer to an admin page body over `ADMIN_MAX_BODY_BYTES`: 413. */
+export declare function adminPayloadTooLarge(): AdminReply
+
 /** The core's answer to an admin page request. */
 export interface AdminReply {
   /** The HTTP status. */
@@ -152,6 +158,12 @@ export interface AdminRequest {
   /** The body, when there is one. */
   body?: Buffer
 }
+
+/**
+ * The core's answer when `adminRouter`'s `authorize` refuses: 401 with a
+ * `WWW-Authenticate: Basic` challenge.
+ */
+export declare function adminUnauthorized(): AdminReply
 
 /** How far to move a manual clock (any mix; negative moves back). */
 export interface AdvanceBy {
@@ -305,3 +317,10 @@ export interface RouteOptions {
  * (`npx keyleash` calls it).
  */
 export declare function runCli(args: Array<string>): number
+
+/**
+ * The core's answer to a reserve refused where work was to be served
+ * (`streamWithHold`), from the result's `reason` and `replayed`: `{status, body}`
+ * (409 for a replay, 429 `budget_exceeded`, 422 `idempotency_conflict`, else 401).
+ */
+export declare function spendRefused(reason: string, replayed?: string | undefined | null): any

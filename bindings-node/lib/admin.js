@@ -1,12 +1,14 @@
 // The operators' admin page (docs/admin.md) as Express middleware: the authorize
 // gate, the body limit, and the request forwarded to the core, which serves the page.
+// The gate's 401, the limit and its 413 are the core's (core/src/admin.rs).
 
+const native = require("./addon.js");
 const { invalid } = require("./errors.js");
 const { strict } = require("./options.js");
 const { KeyLeash } = require("./client.js");
 
-/** The most an admin page request's body may hold (a revoke is a few bytes). */
-const ADMIN_MAX_BODY = 16 * 1024;
+/** The most an admin page request's body may hold (the core's limit, 16 KiB). */
+const ADMIN_MAX_BODY = native.ADMIN_MAX_BODY_BYTES;
 
 /**
  * The operators' admin page (docs/admin.md) as Express middleware, to mount under
@@ -26,10 +28,7 @@ function adminRouter(kl, opts) {
     try {
       const allowed = authorize ? await authorize(req) : false;
       if (allowed !== true) {
-        res.status(401);
-        res.set("WWW-Authenticate", 'Basic realm="keyleash admin", charset="UTF-8"');
-        res.set("Cache-Control", "no-store");
-        res.json({ error: { code: "unauthorized", message: "the admin page needs authorization" } });
+        sendOwn(res, native.adminUnauthorized());
         return;
       }
       const url = new URL(req.url, "http://localhost");
@@ -38,7 +37,7 @@ function adminRouter(kl, opts) {
       const path = url.pathname === "/" && !original.endsWith("/") ? "" : url.pathname;
       const body = req.method === "POST" ? await adminBody(req) : Buffer.alloc(0);
       if (body === undefined) {
-        res.status(413).json({ error: { code: "payload_too_large", message: "the body is too large" } });
+        sendOwn(res, native.adminPayloadTooLarge());
         return;
       }
       const r = await kl.adminRequest({
@@ -55,6 +54,17 @@ function adminRouter(kl, opts) {
       next(err);
     }
   };
+}
+
+/**
+ * Sends one of the mount's own answers (the core's 401 or 413): through
+ * `res.send`, as these answers always were, so Express adds its `Content-Length`
+ * and `ETag` (the core's page answers go out with `res.end`, as the core wrote them).
+ */
+function sendOwn(res, r) {
+  res.status(r.status);
+  for (let i = 0; i + 1 < r.headers.length; i += 2) res.set(r.headers[i], r.headers[i + 1]);
+  res.send(r.body);
 }
 
 /** The request's body as a Buffer (an app-level parser's result reused), or undefined past the limit. */

@@ -1,25 +1,11 @@
 // streamWithHold: streams an Express response under a hold on the request's key
 // (docs/http.md#streaming), settling what was consumed however the stream ends.
 
+const native = require("./addon.js");
 const { KeyLeashError, invalid, toKeyLeashError } = require("./errors.js");
 const { required, strict } = require("./options.js");
 const { logError, report } = require("./outage.js");
 const { ABORT } = require("./spend.js");
-
-/**
- * The HTTP answer to a charge or reserve that serves no work (docs/http.md): 429
- * `budget_exceeded`; 409 `idempotency_replayed` (with `replayed`: what the
- * repeated idempotency key already did) for a repeat; 422 `idempotency_conflict`
- * for an idempotency key first used for another operation; 401 for a key revoked,
- * expired or unknown since the middleware.
- */
-function refusalReply(result) {
-  if (result.replayed) return { status: 409, body: { error: "idempotency_replayed", replayed: result.replayed } };
-  const reason = result.reason;
-  if (reason === "budget_exceeded") return { status: 429, body: { error: reason } };
-  if (reason === "idempotency_conflict") return { status: 422, body: { error: reason } };
-  return { status: 401, body: { error: reason } };
-}
 
 /** Whether `res`'s client is gone: the response was not finished and its connection is closed. */
 function clientGone(req, res) {
@@ -98,7 +84,8 @@ async function streamWithHold(req, res, opts, chunks) {
   res.off("close", onLeave);
   if (!spend.success) {
     if (spend.reason === "invalid_cost") throw invalid("estimateCents must be a finite number > 0");
-    const r = refusalReply(spend);
+    // The core's answer (Reply::spend_refused): 409 for a replay, 429, 422 or 401.
+    const r = native.spendRefused(spend.reason, spend.replayed);
     if (!left && !clientGone(req, res)) res.status(r.status).json(r.body);
     return null;
   }

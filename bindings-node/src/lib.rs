@@ -243,6 +243,32 @@ pub fn payload_too_large() -> Value {
     reply(Reply::payload_too_large())
 }
 
+/// The core's answer to a reserve refused where work was to be served
+/// (`streamWithHold`), from the result's `reason` and `replayed`: `{status, body}`
+/// (409 for a replay, 429 `budget_exceeded`, 422 `idempotency_conflict`, else 401).
+#[napi]
+pub fn spend_refused(reason: String, replayed: Option<String>) -> Value {
+    reply(Reply::spend_refused(&reason, replayed.as_deref()))
+}
+
+/// The largest admin page request body a mount reads, in bytes (16 KiB).
+#[napi]
+#[allow(clippy::cast_possible_truncation)] // 16384
+pub const ADMIN_MAX_BODY_BYTES: u32 = keyleash::admin::ADMIN_MAX_BODY_BYTES as u32;
+
+/// The core's answer when `adminRouter`'s `authorize` refuses: 401 with a
+/// `WWW-Authenticate: Basic` challenge.
+#[napi]
+pub fn admin_unauthorized() -> AdminReply {
+    admin_reply(keyleash::AdminResponse::unauthorized())
+}
+
+/// The core's answer to an admin page body over `ADMIN_MAX_BODY_BYTES`: 413.
+#[napi]
+pub fn admin_payload_too_large() -> AdminReply {
+    admin_reply(keyleash::AdminResponse::payload_too_large())
+}
+
 /// Whether `scopes` (a key's scopes; null = all) grant `scope`: exact match,
 /// `admin`, or a trailing `.*` segment. Pure and synchronous.
 #[napi]
@@ -352,6 +378,15 @@ fn reply(r: Reply) -> Value {
         v["cause"] = json!(cause);
     }
     v
+}
+
+/// An admin page answer with its headers as a flat list.
+fn admin_reply(r: keyleash::AdminResponse) -> AdminReply {
+    AdminReply {
+        status: u32::from(r.status),
+        headers: r.headers.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        body: r.body.into(),
+    }
 }
 
 impl CreateOptions {
@@ -614,11 +649,7 @@ impl NativeKeyLeash {
             Ok(r) => r,
             Err(e) => keyleash::AdminResponse::error(500, "unavailable", &e.to_string()),
         };
-        Ok(AdminReply {
-            status: u32::from(r.status),
-            headers: r.headers.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-            body: r.body.into(),
-        })
+        Ok(admin_reply(r))
     }
 
     /// The keys of an account.

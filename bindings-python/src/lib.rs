@@ -488,10 +488,7 @@ impl NativeKeyLeash {
             headers,
             body: body.to_vec(),
         };
-        future_into_py(py, async move {
-            let r = kl.admin(req).await;
-            Ok((r.status, r.headers, std::borrow::Cow::<[u8]>::Owned(r.body)))
-        })
+        future_into_py(py, async move { Ok(admin_answer(kl.admin(req).await)) })
     }
 
     fn list<'py>(&self, py: Python<'py>, account_id: String) -> PyResult<Bound<'py, PyAny>> {
@@ -745,6 +742,37 @@ fn payload_too_large() -> PyResult<(u16, String)> {
     Ok((reply.status, to_json(&reply.body)?))
 }
 
+/// The core's reply to a reserve refused where work was to be served
+/// (`stream_with_hold`), from the result's `reason` and `replayed`: `(status, body
+/// JSON)`: 409 for a replay, 429 `budget_exceeded`, 422 `idempotency_conflict`,
+/// else 401.
+#[pyfunction]
+#[pyo3(signature = (reason, replayed=None))]
+fn spend_refused(reason: &str, replayed: Option<&str>) -> PyResult<(u16, String)> {
+    let reply = keyleash::Reply::spend_refused(reason, replayed);
+    Ok((reply.status, to_json(&reply.body)?))
+}
+
+/// An admin page answer as `(status, [(header, value)], body bytes)`.
+type AdminAnswer = (u16, Vec<(String, String)>, std::borrow::Cow<'static, [u8]>);
+
+fn admin_answer(r: keyleash::AdminResponse) -> AdminAnswer {
+    (r.status, r.headers, std::borrow::Cow::Owned(r.body))
+}
+
+/// The core's answer when `admin_router`'s `authorize` refuses: 401 with a
+/// `WWW-Authenticate: Basic` challenge.
+#[pyfunction]
+fn admin_unauthorized() -> AdminAnswer {
+    admin_answer(keyleash::AdminResponse::unauthorized())
+}
+
+/// The core's answer to an admin page body over `ADMIN_MAX_BODY_BYTES`: 413.
+#[pyfunction]
+fn admin_payload_too_large() -> AdminAnswer {
+    admin_answer(keyleash::AdminResponse::payload_too_large())
+}
+
 /// Runs the `keyleash` command line on `args` (without the program's name) in
 /// this process, without the GIL, and returns its exit status (`keyleash.cli`).
 #[pyfunction]
@@ -761,8 +789,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySelfServeOptions>()?;
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
     m.add_function(wrap_pyfunction!(payload_too_large, m)?)?;
+    m.add_function(wrap_pyfunction!(spend_refused, m)?)?;
+    m.add_function(wrap_pyfunction!(admin_unauthorized, m)?)?;
+    m.add_function(wrap_pyfunction!(admin_payload_too_large, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add("MAX_BODY_BYTES", keyleash::http::MAX_BODY_BYTES)?;
+    m.add(
+        "ADMIN_MAX_BODY_BYTES",
+        keyleash::admin::ADMIN_MAX_BODY_BYTES,
+    )?;
     // The package's version: the workspace's, the one source every manifest reads.
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;

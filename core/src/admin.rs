@@ -4,7 +4,10 @@
 //! here (`core/admin/`) and served byte for byte; its JSON API reads and revokes
 //! through the same public methods as everything else.
 //!
-//! A mount decides who may see the page (its `authorize`) before calling this.
+//! A mount decides who may see the page (its `authorize`) before calling this,
+//! and reads at most [`ADMIN_MAX_BODY_BYTES`] of a body; what it answers then
+//! is written here too ([`AdminResponse::unauthorized`],
+//! [`AdminResponse::payload_too_large`]), so both mounts send the same bytes.
 //! What this handler guarantees on its own:
 //!
 //! - no raw key and no key hash in any answer (the API serves [`crate::KeyDetails`]);
@@ -29,8 +32,12 @@ const ADMIN_JS: &str = include_str!("../admin/admin.js");
 
 /// The cookie holding the CSRF token.
 const CSRF_COOKIE: &str = "keyleash_admin_csrf";
-/// The largest request body accepted (a revoke is a few bytes).
-const MAX_BODY: usize = 16 * 1024;
+/// The largest request body the admin page accepts, in bytes (16 KiB; a revoke
+/// is a few bytes). A mount stops reading a body there and answers
+/// [`AdminResponse::payload_too_large`]; the handler refuses a longer one too.
+pub const ADMIN_MAX_BODY_BYTES: usize = 16 * 1024;
+/// The message of a 413 `payload_too_large`.
+const TOO_LARGE: &str = "the body is too large";
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
                    script-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
                    base-uri 'none'; form-action 'self'";
@@ -58,7 +65,7 @@ pub struct AdminRequest {
 pub struct AdminResponse {
     /// The HTTP status.
     pub status: u16,
-    /// The headers, `Content-Type` first.
+    /// The headers (`Content-Type` first in the handler's own answers).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
@@ -118,6 +125,47 @@ impl AdminResponse {
             status,
             &json!({"error": {"code": code, "message": message}}),
         )
+    }
+
+    /// What a mount answers when its `authorize` refuses a request (or it has
+    /// none), before the handler sees it: 401 `{"error": {"code": "unauthorized",
+    /// "message"}}` with `WWW-Authenticate: Basic realm="keyleash admin",
+    /// charset="UTF-8"` (so a browser asks for a user and password) and
+    /// `Cache-Control: no-store`, then `Content-Type: application/json`. Only these
+    /// headers: nothing of the page is served.
+    pub fn unauthorized() -> Self {
+        Self::gate(
+            401,
+            vec![
+                (
+                    "WWW-Authenticate".into(),
+                    r#"Basic realm="keyleash admin", charset="UTF-8""#.into(),
+                ),
+                ("Cache-Control".into(), "no-store".into()),
+            ],
+            "unauthorized",
+            "the admin page needs authorization",
+        )
+    }
+
+    /// What a mount answers to a body over [`ADMIN_MAX_BODY_BYTES`], which it
+    /// stops reading there: 413 `{"error": {"code": "payload_too_large",
+    /// "message"}}` with only `Content-Type: application/json`.
+    pub fn payload_too_large() -> Self {
+        Self::gate(413, Vec::new(), "payload_too_large", TOO_LARGE)
+    }
+
+    /// A mount's own answer: `headers`, then `Content-Type: application/json`, and
+    /// the error body (none of the security headers of [`AdminResponse::new`]: the
+    /// mounts have always sent these answers so).
+    fn gate(status: u16, mut headers: Vec<(String, String)>, code: &str, message: &str) -> Self {
+        headers.push(("Content-Type".into(), "application/json".into()));
+        let body = json!({"error": {"code": code, "message": message}});
+        Self {
+            status,
+            headers,
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        }
     }
 
     fn with_header(mut self, name: &str, value: String) -> Self {
@@ -248,12 +296,8 @@ impl KeyLeash {
 
     async fn admin_revoke(&self, req: &AdminRequest) -> Result<AdminResponse, AdminResponse> {
         check_csrf(req)?;
-        if req.body.len() > MAX_BODY {
-            return Err(AdminResponse::error(
-                413,
-                "payload_too_large",
-                "the body is too large",
-            ));
+        if req.body.len() > ADMIN_MAX_BODY_BYTES {
+            return Err(AdminResponse::error(413, "payload_too_large", TOO_LARGE));
         }
         let body: RevokeBody = serde_json::from_slice(&req.body).map_err(|_| {
             AdminResponse::error(
@@ -366,4 +410,51 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminResponse;
+
+    fn pairs(r: &AdminResponse) -> Vec<(&str, &str)> {
+        r.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    // Pins the mounts' 401 byte for byte: status, headers in order, body.
+    #[test]
+    fn unauthorized_answer() {
+        let r = AdminResponse::unauthorized();
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            pairs(&r),
+            [
+                (
+                    "WWW-Authenticate",
+                    r#"Basic realm="keyleash admin", charset="UTF-8""#
+                ),
+                ("Cache-Control", "no-store"),
+                ("Content-Type", "application/json"),
+            ]
+        );
+        assert_eq!(
+            r.body,
+            br#"{"error":{"code":"unauthorized","message":"the admin page needs authorization"}}"#
+        );
+    }
+
+    // Pins the mounts' 413 byte for byte, and the limit it answers.
+    #[test]
+    fn payload_too_large_answer() {
+        assert_eq!(super::ADMIN_MAX_BODY_BYTES, 16_384);
+        let r = AdminResponse::payload_too_large();
+        assert_eq!(r.status, 413);
+        assert_eq!(pairs(&r), [("Content-Type", "application/json")]);
+        assert_eq!(
+            r.body,
+            br#"{"error":{"code":"payload_too_large","message":"the body is too large"}}"#
+        );
+    }
 }

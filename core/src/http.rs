@@ -41,7 +41,7 @@ use serde_json::{json, Value};
 use crate::client::KeyLeash;
 use crate::error::{Error, Result};
 use crate::key;
-use crate::model::{CreateOptions, InvalidReason, KeyInfo, Validation};
+use crate::model::{ChargeRefusal, CreateOptions, InvalidReason, KeyInfo, Validation};
 use crate::ops::validate::KeyRef;
 use crate::period::{parse_duration, Period};
 
@@ -107,6 +107,36 @@ impl Reply {
             cause: Some(e.to_string()),
             ..Self::new(500, json!({ "error": "auth_unavailable" }))
         }
+    }
+
+    /// The answer to a reserve (or charge) refused where work was to be served
+    /// (`streamWithHold` / `stream_with_hold`, docs/http.md#streaming), from the
+    /// refused result's wire fields `reason` and `replayed`:
+    ///
+    /// - `replayed` set (a repeated idempotency key; where its first hold stands):
+    ///   409 `{"error": "idempotency_replayed", "replayed": <replayed>}`;
+    /// - `budget_exceeded`: 429 `{"error": "budget_exceeded"}`;
+    /// - `idempotency_conflict` (the idempotency key was first used for another
+    ///   operation): 422 `{"error": "idempotency_conflict"}`;
+    /// - any other reason (the key was revoked, expired or unknown since it was
+    ///   authenticated): 401 `{"error": <reason>}`.
+    ///
+    /// It takes the two strings the bindings already hold, so a refusal crosses
+    /// back into the core as two short strings rather than a result to convert.
+    pub fn spend_refused(reason: &str, replayed: Option<&str>) -> Self {
+        if let Some(state) = replayed {
+            let body =
+                json!({ "error": ChargeRefusal::IdempotencyReplayed.as_str(), "replayed": state });
+            return Self::new(409, body);
+        }
+        let status = if reason == ChargeRefusal::BudgetExceeded.as_str() {
+            429
+        } else if reason == ChargeRefusal::IdempotencyConflict.as_str() {
+            422
+        } else {
+            401
+        };
+        Self::new(status, json!({ "error": reason }))
     }
 
     fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
@@ -710,7 +740,61 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(
 
 #[cfg(test)]
 mod tests {
-    use super::bearer;
+    use super::{bearer, Reply};
+    use serde_json::json;
+
+    // Pins what a refused spend answers over HTTP, for each reason and for a replay.
+    #[test]
+    fn spend_refused_replies() {
+        let cases = [
+            (
+                "budget_exceeded",
+                None,
+                429,
+                json!({"error": "budget_exceeded"}),
+            ),
+            (
+                "idempotency_conflict",
+                None,
+                422,
+                json!({"error": "idempotency_conflict"}),
+            ),
+            ("revoked", None, 401, json!({"error": "revoked"})),
+            ("expired", None, 401, json!({"error": "expired"})),
+            ("invalid_key", None, 401, json!({"error": "invalid_key"})),
+            (
+                "idempotency_replayed",
+                Some("held"),
+                409,
+                json!({"error": "idempotency_replayed", "replayed": "held"}),
+            ),
+            (
+                "idempotency_replayed",
+                Some("settled"),
+                409,
+                json!({"error": "idempotency_replayed", "replayed": "settled"}),
+            ),
+            (
+                "idempotency_replayed",
+                Some("released"),
+                409,
+                json!({"error": "idempotency_replayed", "replayed": "released"}),
+            ),
+        ];
+        for (reason, replayed, status, body) in cases {
+            assert_eq!(
+                Reply::spend_refused(reason, replayed),
+                Reply::new(status, body),
+                "{reason} {replayed:?}"
+            );
+        }
+        // The bytes the bindings send: compact, `error` first.
+        let replay = Reply::spend_refused("idempotency_replayed", Some("held"));
+        assert_eq!(
+            serde_json::to_string(&replay.body).unwrap(),
+            r#"{"error":"idempotency_replayed","replayed":"held"}"#
+        );
+    }
 
     // Pins the header parsing: the scheme is case-insensitive and the key trimmed.
     #[test]

@@ -132,12 +132,25 @@ class NativeKeyRef:
 
 MAX_BODY_BYTES: int
 """The largest request body the self-serve routes read (65,536 bytes)."""
+ADMIN_MAX_BODY_BYTES: int
+"""The largest request body the admin page reads (16,384 bytes)."""
 __version__: str
 """The package version (the workspace Cargo.toml's, compiled in)."""
 
 def has_scope(scopes: list[str] | None, scope: str) -> bool: ...
 def payload_too_large() -> tuple[int, str]:
     """The core's 413 reply for a body over ``MAX_BODY_BYTES``."""
+
+def spend_refused(reason: str, replayed: str | None = None) -> tuple[int, str]:
+    """The core's reply to a refused reserve, ``(status, body JSON)``: 409 when
+    ``replayed`` is set, 429 ``budget_exceeded``, 422 ``idempotency_conflict``,
+    else 401."""
+
+def admin_unauthorized() -> tuple[int, list[tuple[str, str]], bytes]:
+    """The core's 401 for an admin request ``authorize`` refused."""
+
+def admin_payload_too_large() -> tuple[int, list[tuple[str, str]], bytes]:
+    """The core's 413 for an admin body over ``ADMIN_MAX_BODY_BYTES``."""
 
 def shutdown() -> None:
     """Registered with atexit: stops delivering results before Python finalizes."""

@@ -129,16 +129,14 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
 
 
 def _refusal(refused: ReserveRefused) -> Response:
-    """The HTTP answer to a reserve that serves no work (docs/http.md): 429
-    ``budget_exceeded``; 409 ``idempotency_replayed`` (with ``replayed``: where the
-    repeated idempotency key's first hold stands) for a repeat; 422
-    ``idempotency_conflict`` for an idempotency key first used for another
-    operation; 401 for a key revoked, expired or unknown since ``require_key``."""
-    if refused.replayed is not None:
-        body = {"error": "idempotency_replayed", "replayed": refused.replayed}
-        return JSONResponse(body, status_code=409)
-    status = {"budget_exceeded": 429, "idempotency_conflict": 422}.get(refused.reason, 401)
-    return JSONResponse({"error": refused.reason}, status_code=status)
+    """The HTTP answer to a reserve that serves no work (docs/http.md), the core's
+    (``Reply::spend_refused``): 429 ``budget_exceeded``; 409
+    ``idempotency_replayed`` (with ``replayed``: where the repeated idempotency
+    key's first hold stands) for a repeat; 422 ``idempotency_conflict`` for an
+    idempotency key first used for another operation; 401 for a key revoked,
+    expired or unknown since ``require_key``."""
+    status, body = _native.spend_refused(refused.reason, refused.replayed)
+    return Response(body, status_code=status, media_type="application/json")
 
 
 class _HeldStream(StreamingResponse):
@@ -553,9 +551,6 @@ def agentkey_router(
 Authorize = Callable[[Request], bool | Awaitable[bool]]
 """An admin page's gatekeeper: given the request, ``True`` lets it through."""
 
-# The most an admin request's body may hold (a revoke is a few bytes).
-_ADMIN_MAX_BODY = 16 * 1024
-
 
 def admin_router(kl: AnyKeyLeash, *, authorize: Authorize | None = None) -> APIRouter:
     """The operators' admin page (docs/admin.md), to mount under a prefix:
@@ -582,32 +577,17 @@ def admin_router(kl: AnyKeyLeash, *, authorize: Authorize | None = None) -> APIR
             if inspect.isawaitable(allowed):
                 allowed = await allowed
         if allowed is not True:
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "unauthorized",
-                        "message": "the admin page needs authorization",
-                    }
-                },
-                status_code=401,
-                headers={
-                    "WWW-Authenticate": 'Basic realm="keyleash admin", charset="UTF-8"',
-                    "Cache-Control": "no-store",
-                },
-            )
+            return _admin_response(*_native.admin_unauthorized())
         full = request.url.path
         sub = "/" + path if path or full.endswith("/") else ""
         base = full[: len(full) - len(sub)] if sub else full
         body = b""
         if request.method == "POST":
-            read = await _read_body(request, _ADMIN_MAX_BODY)
+            read = await _read_body(request, _native.ADMIN_MAX_BODY_BYTES)
             if read is None:
-                return JSONResponse(
-                    {"error": {"code": "payload_too_large", "message": "the body is too large"}},
-                    status_code=413,
-                )
+                return _admin_response(*_native.admin_payload_too_large())
             body = read
-        status, headers, content = await native.admin(
+        answer = await native.admin(
             request.method,
             sub,
             request.url.query,
@@ -615,8 +595,14 @@ def admin_router(kl: AnyKeyLeash, *, authorize: Authorize | None = None) -> APIR
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
             body,
         )
-        return Response(content=content, status_code=status, headers=dict(headers))
+        return _admin_response(*answer)
 
     router.add_api_route("", handle, methods=methods)
     router.add_api_route("/{path:path}", handle, methods=methods)
     return router
+
+
+def _admin_response(status: int, headers: list[tuple[str, str]], content: bytes) -> Response:
+    """One of the core's admin page answers (its 401 and 413 for the mount too),
+    sent as the core wrote it."""
+    return Response(content=content, status_code=status, headers=dict(headers))
