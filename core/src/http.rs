@@ -658,7 +658,6 @@ impl KeyLeash {
     }
 }
 
-/// The key of an `Authorization: Bearer <key>` header (scheme case-insensitive).
 /// The denial of a key that is not valid: 429 for `budget_exceeded`, else 401.
 fn denied(reason: InvalidReason) -> Reply {
     let status = if reason == InvalidReason::BudgetExceeded {
@@ -669,6 +668,7 @@ fn denied(reason: InvalidReason) -> Reply {
     Reply::new(status, json!({ "error": reason.as_str() }))
 }
 
+/// The key of an `Authorization: Bearer <key>` header (scheme case-insensitive).
 fn bearer(header: &str) -> Option<&str> {
     let (scheme, rest) = header.split_at_checked(7)?;
     let key = rest.trim();
