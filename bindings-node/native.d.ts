@@ -15,6 +15,47 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  */
 export declare class MissedKey {}
 
+/**
+ * A hold `NativeKeyRef.reserve` placed: the core's handle of it. Use the
+ * `Spend` of `req.agentKey.reserve` instead.
+ */
+export declare class NativeHold {
+  /** The hold's id. */
+  get holdId(): number
+  /** When the hold stops counting by itself, ISO 8601. */
+  get expiresAt(): string
+  /** What could still be spent after the hold; null when uncapped. */
+  get budgetRemainingCents(): number | null
+  /** The estimate held, in cents. */
+  get estimateCents(): number
+  /** The cost added so far, in cents. */
+  get consumedCents(): number
+  /** `held` until the first settle or release, then `settled` or `released`. */
+  get state(): "held" | "settled" | "released"
+  /**
+   * Counts `cents` as consumed: the total, or the refusal's message (an
+   * `invalid_argument` for `lib/spend.js` to throw), so no error crosses.
+   */
+  add(cents: number): number | string
+  /**
+   * Settles the hold (`costCents` absent: what was added), decided now: the
+   * result as JSON text, or null for a repeat of the first settle, whose
+   * promise the caller already has.
+   */
+  settle(costCents?: number | undefined | null): Promise<string> | null
+  /**
+   * Releases the hold, decided now: whether it freed anything, or null for a
+   * repeat of the first release.
+   */
+  release(): Promise<boolean> | null
+  /**
+   * Settles what was consumed, or releases when nothing was, decided now: the
+   * settle's JSON text or the release's boolean, or null for a repeat of the
+   * first ending.
+   */
+  cutShort(): Promise<string | boolean> | null
+}
+
 /** The native keyleash handle. Use the `KeyLeash` class of the package instead. */
 export declare class NativeKeyLeash {
   /** Connects to `postgres://…` or `sqlite:…` (`sqlite::memory:` included). */
@@ -117,10 +158,11 @@ export declare class NativeKeyRef {
   /** Charges the key, as `trackUsage` with its raw key would. */
   charge(charge: ChargeOptions): Promise<string>
   /**
-   * Holds an estimate of the key's budget, as `reserve` with its raw key would;
-   * the result as JSON text.
+   * Holds an estimate of the key's budget, as `reserve` with its raw key would:
+   * the hold's handle when it holds, else the result (a refusal or a replay) as
+   * JSON text, in one crossing: `req.agentKey.reserve` wraps the handle in a `Spend`.
    */
-  reserve(reserve: ReserveOptions): Promise<string>
+  reserve(reserve: ReserveOptions): Promise<string | NativeHold>
 }
 
 /** The largest admin page request body a mount reads, in bytes (16 KiB). */

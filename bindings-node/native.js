@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.MissedKey = nativeBinding.MissedKey
+module.exports.NativeHold = nativeBinding.NativeHold
 module.exports.NativeKeyLeash = nativeBinding.NativeKeyLeash
 module.exports.NativeKeyRef = nativeBinding.NativeKeyRef
 module.exports.ADMIN_MAX_BODY_BYTES = nativeBinding.ADMIN_MAX_BODY_BYTES

@@ -22,7 +22,7 @@ function agentKeyMiddleware(kl, opts) {
   return async function keyleashMiddleware(req, res, next) {
     const r = await answer(kl[AUTHENTICATE_KEY](req.headers.authorization ?? null, scope), onError);
     if (r.status !== 200) return res.status(r.status).json(r.body);
-    req.agentKey = grantedKey(r.body, r.key, kl);
+    req.agentKey = grantedKey(r.body, r.key);
     return next();
   };
 }
@@ -32,11 +32,12 @@ function agentKeyMiddleware(kl, opts) {
  * `reserve(estimateCents, opts)`. `charge` is `kl.trackUsage` of the same key,
  * through `handle` (the key's hash, held natively), so the header is not parsed
  * and the key not hashed again; `reserve` is `kl.reserve` of the same key,
- * through the same handle, with a `Spend` on `kl` when it holds. Both methods are
- * not enumerable and the handle lives only in their closures: JSON.stringify and
- * util.inspect show the validation result alone, and the raw key is nowhere.
+ * through the same handle, with a `Spend` on the hold's native handle when it
+ * holds. Both methods are not enumerable and the handle lives only in their
+ * closures: JSON.stringify and util.inspect show the validation result alone, and
+ * the raw key is nowhere.
  */
-function grantedKey(info, handle, kl) {
+function grantedKey(info, handle) {
   Object.defineProperty(info, "charge", {
     value: function charge(costCents, opts) {
       return call(() => {
@@ -50,8 +51,9 @@ function grantedKey(info, handle, kl) {
       return call(async () => {
         const costCents = required(estimateCents, "estimateCents", "number");
         const options = strict(opts, "req.agentKey.reserve");
-        const held = JSON.parse(await handle.reserve({ ...options, costCents }));
-        return held.success ? new Spend(kl, held, costCents) : held;
+        // The hold's native handle when it holds, else the result as JSON text.
+        const reserved = await handle.reserve({ ...options, costCents });
+        return typeof reserved === "string" ? JSON.parse(reserved) : new Spend(reserved);
       });
     },
   });

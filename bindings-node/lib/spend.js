@@ -1,7 +1,10 @@
 // Spend: a hold placed by `req.agentKey.reserve` and what has been consumed under
-// it; the first of settle and release decides, as the core would answer a repeat.
+// it. Every rule (the running total, the first of settle and release deciding,
+// what each repeat answers) is the core's hold handle (core/src/ops/hold.rs); this
+// class adds what belongs to JavaScript: the AbortSignal, typed errors, and one
+// promise (one result object) shared by the first ending and its repeats.
 
-const { invalid } = require("./errors.js");
+const { invalid, call, toKeyLeashError } = require("./errors.js");
 const { required } = require("./options.js");
 
 /** Spend's hook for streamWithHold: aborts `spend.signal` (the client went away). */
@@ -18,37 +21,35 @@ const ABORT = Symbol("keyleash.abort");
  * call. `signal` is aborted when `streamWithHold` sees the client go away.
  */
 class Spend {
-  #kl;
-  #consumed = 0;
-  /** "held", then "settled" or "released". */
-  #state = "held";
-  #settled = null;
-  #released = null;
+  /** The core's handle of the hold (NativeHold). */
+  #hold;
+  /** The first ending's promise, which every repeat of it returns. */
+  #ending = null;
   #abort = new AbortController();
 
-  /** @internal Made by `req.agentKey.reserve`. */
-  constructor(kl, held, estimateCents) {
-    this.#kl = kl;
+  /** @internal Made by `req.agentKey.reserve` from the native hold handle. */
+  constructor(hold) {
+    this.#hold = hold;
     /** Always true: a refused reserve is `{success: false, reason}`, not a Spend. */
     this.success = true;
     /** The hold's id, as `kl.settle` and `kl.release` take it. */
-    this.holdId = held.holdId;
+    this.holdId = hold.holdId;
     /** When the hold stops counting by itself (ISO 8601). */
-    this.expiresAt = held.expiresAt;
+    this.expiresAt = hold.expiresAt;
     /** What could still be spent after the hold; null when uncapped. */
-    this.budgetRemainingCents = held.budgetRemainingCents;
+    this.budgetRemainingCents = hold.budgetRemainingCents;
     /** The estimate held, in cents. */
-    this.estimateCents = estimateCents;
+    this.estimateCents = hold.estimateCents;
   }
 
   /** The cost added so far, in cents. */
   get consumedCents() {
-    return this.#consumed;
+    return this.#hold.consumedCents;
   }
 
   /** `"held"` until the first settle or release, then `"settled"` or `"released"`. */
   get state() {
-    return this.#state;
+    return this.#hold.state;
   }
 
   /** Aborted when the client of `streamWithHold` goes away: pass it to the upstream call. */
@@ -61,11 +62,9 @@ class Spend {
    * `invalid_argument` once the hold is settled or released: the cost would be lost.
    */
   add(cents) {
-    const c = required(cents, "cents", "number");
-    if (!Number.isFinite(c) || c < 0) throw invalid("cents must be a finite number ≥ 0");
-    if (this.#state !== "held") throw invalid(`the hold is already ${this.#state}: nothing more can be added`);
-    this.#consumed += c;
-    return this.#consumed;
+    const total = this.#hold.add(required(cents, "cents", "number"));
+    if (typeof total === "string") throw invalid(total);
+    return total;
   }
 
   /**
@@ -74,26 +73,18 @@ class Spend {
    * repeat returns the first result.
    */
   settle(costCents) {
-    if (this.#settled !== null) return this.#settled;
-    if (this.#released !== null) return Promise.resolve({ success: false, reason: "hold_released" });
-    let cost;
+    let pending;
     try {
-      cost = costCents === undefined ? this.#consumed : required(costCents, "costCents", "number");
+      pending = this.#hold.settle(costCents === undefined ? undefined : required(costCents, "costCents", "number"));
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(toKeyLeashError(e));
     }
-    this.#state = "settled";
-    this.#settled = this.#kl.settle(this.holdId, { costCents: cost });
-    return this.#settled;
+    return this.#answer(pending, JSON.parse);
   }
 
   /** Frees the hold uncharged; whether it freed anything (false after a settle). */
   release() {
-    if (this.#released !== null) return this.#released;
-    if (this.#settled !== null) return Promise.resolve(false);
-    this.#state = "released";
-    this.#released = this.#kl.release(this.holdId);
-    return this.#released;
+    return this.#answer(this.#hold.release(), (freed) => freed);
   }
 
   /**
@@ -101,7 +92,19 @@ class Spend {
    * and a hold with nothing consumed is released.
    */
   cutShort() {
-    return this.#consumed > 0 ? this.settle() : this.release();
+    return this.#answer(this.#hold.cutShort(), (r) => (typeof r === "string" ? JSON.parse(r) : r));
+  }
+
+  /**
+   * The caller's promise of a native ending: `pending` converted, or, when the
+   * core says the call repeats the first ending (null), that ending's promise.
+   * The first ending is always the first call that gets one.
+   */
+  #answer(pending, convert) {
+    if (pending === null) return this.#ending;
+    const answer = call(async () => convert(await pending));
+    this.#ending ??= answer;
+    return answer;
   }
 
   /** @internal */

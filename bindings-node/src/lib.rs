@@ -320,12 +320,16 @@ impl NativeKeyRef {
         to_text(&run(async move { kl.track_usage_ref(&key, charge.into()).await }).await?)
     }
 
-    /// Holds an estimate of the key's budget, as `reserve` with its raw key would;
-    /// the result as JSON text.
-    #[napi]
-    pub async fn reserve(&self, reserve: ReserveOptions) -> Result<String> {
+    /// Holds an estimate of the key's budget, as `reserve` with its raw key would:
+    /// the hold's handle when it holds, else the result (a refusal or a replay) as
+    /// JSON text, in one crossing: `req.agentKey.reserve` wraps the handle in a `Spend`.
+    #[napi(ts_return_type = "Promise<string | NativeHold>")]
+    pub async fn reserve(&self, reserve: ReserveOptions) -> Result<Either<String, NativeHold>> {
         let (kl, key) = (self.inner.clone(), self.key.clone());
-        to_text(&run(async move { kl.reserve_ref(&key, reserve.into()).await }).await?)
+        match run(async move { kl.reserve_ref_hold(&key, reserve.into()).await }).await? {
+            Ok(hold) => Ok(Either::B(NativeHold { hold })),
+            Err(result) => to_text(&result).map(Either::A),
+        }
     }
 }
 
@@ -832,4 +836,115 @@ impl NativeKeyLeash {
             .as_manual()
             .ok_or_else(|| arg("the clock is the system clock: connect with manualClock"))
     }
+}
+
+// The hold handle: the core's `Hold` (its state, what was consumed, its one
+// ending), which `lib/spend.js` wraps in a `Spend`.
+
+/// A hold `NativeKeyRef.reserve` placed: the core's handle of it. Use the
+/// `Spend` of `req.agentKey.reserve` instead.
+#[napi]
+pub struct NativeHold {
+    hold: keyleash::Hold,
+}
+
+#[napi]
+impl NativeHold {
+    /// The hold's id.
+    #[napi(getter)]
+    pub fn hold_id(&self) -> i64 {
+        self.hold.hold_id()
+    }
+
+    /// When the hold stops counting by itself, ISO 8601.
+    #[napi(getter)]
+    pub fn expires_at(&self) -> String {
+        keyleash::iso(&self.hold.expires_at())
+    }
+
+    /// What could still be spent after the hold; null when uncapped.
+    #[napi(getter)]
+    pub fn budget_remaining_cents(&self) -> Option<f64> {
+        self.hold.budget_remaining_cents()
+    }
+
+    /// The estimate held, in cents.
+    #[napi(getter)]
+    pub fn estimate_cents(&self) -> f64 {
+        self.hold.estimate_cents()
+    }
+
+    /// The cost added so far, in cents.
+    #[napi(getter)]
+    pub fn consumed_cents(&self) -> f64 {
+        self.hold.consumed_cents()
+    }
+
+    /// `held` until the first settle or release, then `settled` or `released`.
+    #[napi(getter, ts_return_type = "\"held\" | \"settled\" | \"released\"")]
+    pub fn state(&self) -> &'static str {
+        self.hold.state().as_str()
+    }
+
+    /// Counts `cents` as consumed: the total, or the refusal's message (an
+    /// `invalid_argument` for `lib/spend.js` to throw), so no error crosses.
+    #[napi(ts_return_type = "number | string")]
+    pub fn add(&self, cents: f64) -> Either<f64, String> {
+        match self.hold.add(cents) {
+            Ok(total) => Either::A(total),
+            Err(refused) => Either::B(refused.to_string()),
+        }
+    }
+
+    /// Settles the hold (`costCents` absent: what was added), decided now: the
+    /// result as JSON text, or null for a repeat of the first settle, whose
+    /// promise the caller already has.
+    #[napi(ts_return_type = "Promise<string> | null")]
+    pub fn settle<'env>(
+        &self,
+        env: &'env Env,
+        cost_cents: Option<f64>,
+    ) -> Result<Option<PromiseRaw<'env, String>>> {
+        ending(env, self.hold.settle(cost_cents), |r| to_text(&r))
+    }
+
+    /// Releases the hold, decided now: whether it freed anything, or null for a
+    /// repeat of the first release.
+    #[napi(ts_return_type = "Promise<boolean> | null")]
+    pub fn release<'env>(&self, env: &'env Env) -> Result<Option<PromiseRaw<'env, bool>>> {
+        ending(env, self.hold.release(), Ok)
+    }
+
+    /// Settles what was consumed, or releases when nothing was, decided now: the
+    /// settle's JSON text or the release's boolean, or null for a repeat of the
+    /// first ending.
+    #[napi(ts_return_type = "Promise<string | boolean> | null")]
+    pub fn cut_short<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<Option<PromiseRaw<'env, Either<String, bool>>>> {
+        ending(env, self.hold.cut_short(), |r| match r {
+            keyleash::CutShort::Settled(s) => to_text(&s).map(Either::A),
+            keyleash::CutShort::Released(freed) => Ok(Either::B(freed)),
+        })
+    }
+}
+
+/// The promise of a hold's ending, converted by `convert`, or None for a repeat
+/// of the first ending: the JavaScript half hands that one's promise out again,
+/// so every repeat gets the very same result object.
+fn ending<'env, T, U>(
+    env: &'env Env,
+    ending: keyleash::Ending<T>,
+    convert: fn(T) -> Result<U>,
+) -> Result<Option<PromiseRaw<'env, U>>>
+where
+    T: Send + 'static,
+    U: napi::bindgen_prelude::ToNapiValue + Send + 'static,
+{
+    if ending.repeats_first() {
+        return Ok(None);
+    }
+    env.spawn_future(async move { convert(ending.await.map_err(err)?) })
+        .map(Some)
 }

@@ -636,8 +636,13 @@ impl NativeKeyLeash {
 /// `inner`, unless this is a forked child of process `pid`, which connected it: the
 /// pool's sockets belong to the parent's runtime.
 fn same_process(inner: &KeyLeash, pid: u32) -> PyResult<KeyLeash> {
+    in_process(pid).map(|()| inner.clone())
+}
+
+/// Refuses a forked child of process `pid`, which connected (`same_process`).
+fn in_process(pid: u32) -> PyResult<()> {
     if pid == std::process::id() {
-        Ok(inner.clone())
+        Ok(())
     } else {
         Err(bad_arg(
             "this KeyLeash was connected in the parent process before fork(); connect again in this process",
@@ -706,8 +711,9 @@ impl NativeKeyRef {
     }
 
     /// Holds an estimate of the key's budget as `reserve` with its raw key would:
-    /// the reserve result JSON (refusals are results); raises for a bad ttl or
-    /// idempotency key, or a store failure.
+    /// the hold's handle (`NativeHold`) when it holds, else the reserve result
+    /// JSON (refusals and replays are results), in one call; raises for a bad ttl
+    /// or idempotency key, or a store failure.
     #[pyo3(signature = (cost_cents, ttl=None, idempotency_key=None))]
     fn reserve<'py>(
         &self,
@@ -716,14 +722,21 @@ impl NativeKeyRef {
         ttl: Option<String>,
         idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (kl, key) = (same_process(&self.inner, self.pid)?, self.key.clone());
+        let (kl, pid, key) = (
+            same_process(&self.inner, self.pid)?,
+            self.pid,
+            self.key.clone(),
+        );
         let reserve = keyleash::Reserve {
             cost_cents,
             ttl,
             idempotency_key,
         };
         future_into_py(py, async move {
-            to_json(&kl.reserve_ref(&key, reserve).await.map_err(py_err)?)
+            match kl.reserve_ref_hold(&key, reserve).await.map_err(py_err)? {
+                Ok(hold) => Ok(OneOf::B(NativeHold { hold, pid })),
+                Err(result) => Ok(OneOf::A(to_json(&result)?)),
+            }
         })
     }
 }
@@ -780,11 +793,125 @@ fn run_cli(py: Python<'_>, args: Vec<String>) -> u8 {
     py.detach(|| keyleash_cli::run(std::iter::once("keyleash".to_string()).chain(args)))
 }
 
+// The hold handle: the core's `Hold` (its state, what was consumed, its one
+// ending), which `keyleash.spend.Spend` wraps.
+
+/// A hold `NativeKeyRef.reserve` placed: the core's handle of it. Settle, release
+/// and cut_short decide when called and return an awaitable of the answer; the
+/// call runs on tokio to its end even if the awaiting task is cancelled, and a
+/// repeat awaits the first ending's result.
+#[pyclass(frozen, name = "NativeHold", module = "keyleash._native")]
+struct NativeHold {
+    hold: keyleash::Hold,
+    /// The process that connected the hold's connection.
+    pid: u32,
+}
+
+#[pymethods]
+impl NativeHold {
+    /// The hold's id.
+    #[getter]
+    fn hold_id(&self) -> i64 {
+        self.hold.hold_id()
+    }
+
+    /// When the hold stops counting by itself, ISO 8601.
+    #[getter]
+    fn expires_at(&self) -> String {
+        keyleash::iso(&self.hold.expires_at())
+    }
+
+    /// What could still be spent after the hold; `None` when uncapped.
+    #[getter]
+    fn budget_remaining_cents(&self) -> Option<f64> {
+        self.hold.budget_remaining_cents()
+    }
+
+    /// The estimate held, in cents.
+    #[getter]
+    fn estimate_cents(&self) -> f64 {
+        self.hold.estimate_cents()
+    }
+
+    /// The cost added so far, in cents.
+    #[getter]
+    fn consumed_cents(&self) -> f64 {
+        self.hold.consumed_cents()
+    }
+
+    /// `held` until the first settle or release, then `settled` or `released`.
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.hold.state().as_str()
+    }
+
+    /// Counts `cents` as consumed and returns the total; `InvalidArgumentError`
+    /// with the core's message for a non-amount or an ended hold.
+    fn add(&self, cents: f64) -> PyResult<f64> {
+        self.hold.add(cents).map_err(|e| bad_arg(e.to_string()))
+    }
+
+    /// Settles the hold (`None`: what was added): the settle result JSON.
+    #[pyo3(signature = (cost_cents=None))]
+    fn settle<'py>(&self, py: Python<'py>, cost_cents: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        in_process(self.pid)?;
+        let ending = self.hold.settle(cost_cents);
+        future_into_py(py, async move { to_json(&ending.await.map_err(py_err)?) })
+    }
+
+    /// Releases the hold: whether it freed anything.
+    fn release<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        in_process(self.pid)?;
+        let ending = self.hold.release();
+        future_into_py(py, async move { ending.await.map_err(py_err) })
+    }
+
+    /// Settles what was consumed, or releases when nothing was: the settle
+    /// result JSON or the release's boolean.
+    fn cut_short<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        in_process(self.pid)?;
+        let ending = self.hold.cut_short();
+        future_into_py(py, async move {
+            match ending.await.map_err(py_err)? {
+                keyleash::CutShort::Settled(s) => Ok(OneOf::A(to_json(&s)?)),
+                keyleash::CutShort::Released(freed) => Ok(OneOf::B(freed)),
+            }
+        })
+    }
+}
+
+/// A result that crosses as one of two Python types (`str | NativeHold`,
+/// `str | bool`).
+enum OneOf<A, B> {
+    A(A),
+    B(B),
+}
+
+impl<'py, A, B> IntoPyObject<'py> for OneOf<A, B>
+where
+    A: IntoPyObject<'py>,
+    B: IntoPyObject<'py>,
+    PyErr: From<A::Error> + From<B::Error>,
+{
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        use pyo3::IntoPyObjectExt;
+        match self {
+            OneOf::A(a) => a.into_bound_py_any(py),
+            OneOf::B(b) => b.into_bound_py_any(py),
+        }
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeKeyLeash>()?;
     m.add_class::<NativeKeyRef>()?;
     m.add_class::<MissedKey>()?;
+    m.add_class::<NativeHold>()?;
     m.add_class::<PyCreateOptions>()?;
     m.add_class::<PySelfServeOptions>()?;
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;

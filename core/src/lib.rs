@@ -12,7 +12,9 @@
 //!   limits, [`MAX_TEXT_LEN`] and the others);
 //! - the operations, one file per concern, each an `impl KeyLeash`: `ops/keys.rs`
 //!   (create, subjects, revoke, list, show), `ops/validate.rs` (and [`KeyRef`]),
-//!   `ops/spend.rs` (charges, reserve, settle, release), `ops/accounts.rs`
+//!   `ops/spend.rs` (charges, reserve, settle, release), `ops/hold.rs` ([`Hold`],
+//!   a hold as a handle: what was consumed under it, and its one ending, which
+//!   every repeat shares), `ops/accounts.rs`
 //!   (ceilings, top spenders, spend per day), `ops/ledger.rs` (usage, export);
 //! - the rules without I/O: [`key`] (key format, checksum, hashing), [`period`]
 //!   (budget periods and duration strings), [`amount`] (exact micro-cent amounts),
@@ -89,6 +91,7 @@ pub use crate::model::{
     KeyDetails, KeyInfo, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options, Reserve,
     ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange, Validation,
 };
+pub use crate::ops::hold::{AddRefused, CutShort, Ending, Hold};
 pub use crate::ops::validate::KeyRef;
 pub use crate::scope::has_scope;
 

@@ -502,6 +502,17 @@ pub enum HoldStatus {
     Released,
 }
 
+impl HoldStatus {
+    /// The status as docs/api.md writes it: `held`, `settled` or `released`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Held => "held",
+            HoldStatus::Settled => "settled",
+            HoldStatus::Released => "released",
+        }
+    }
+}
+
 impl ReserveResult {
     /// Whether a new hold was placed.
     pub fn success(&self) -> bool {

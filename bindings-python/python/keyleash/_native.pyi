@@ -6,6 +6,7 @@ ISO 8601 strings with a time zone.
 """
 
 from collections.abc import Awaitable
+from typing import Literal
 
 class CreateOptions:
     def __init__(
@@ -127,8 +128,35 @@ class NativeKeyRef:
         """``track_usage`` of that key: the charge result JSON."""
     def reserve(
         self, cost_cents: float, ttl: str | None = None, idempotency_key: str | None = None
-    ) -> Awaitable[str]:
-        """``reserve`` of that key: the reserve result JSON."""
+    ) -> Awaitable[str | NativeHold]:
+        """``reserve`` of that key: the hold's handle when it holds, else the reserve
+        result JSON (a refusal or a replay)."""
+
+class NativeHold:
+    """A hold ``NativeKeyRef.reserve`` placed: the core's handle of it (its state,
+    what was consumed, its one ending). ``settle``, ``release`` and ``cut_short``
+    decide when called; a repeat awaits the first ending's result."""
+
+    @property
+    def hold_id(self) -> int: ...
+    @property
+    def expires_at(self) -> str:
+        """ISO 8601."""
+    @property
+    def budget_remaining_cents(self) -> float | None: ...
+    @property
+    def estimate_cents(self) -> float: ...
+    @property
+    def consumed_cents(self) -> float: ...
+    @property
+    def state(self) -> Literal["held", "settled", "released"]: ...
+    def add(self, cents: float) -> float:
+        """The total so far; ``InvalidArgumentError`` for a non-amount or an ended hold."""
+    def settle(self, cost_cents: float | None = None) -> Awaitable[str]:
+        """The settle result JSON (``None``: what was added)."""
+    def release(self) -> Awaitable[bool]: ...
+    def cut_short(self) -> Awaitable[str | bool]:
+        """The settle result JSON when something was consumed, else the release's answer."""
 
 MAX_BODY_BYTES: int
 """The largest request body the self-serve routes read (65,536 bytes)."""

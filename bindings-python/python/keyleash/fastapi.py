@@ -122,7 +122,7 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
         if key_ref is None:  # denied: the core's status and body
             _deny(request, status, body)
         # Reserves through the granted key's handle, which holds its hash, never the key.
-        reserver = _Reserver(native, key_ref, request.is_disconnected)
+        reserver = _Reserver(key_ref, request.is_disconnected)
         return GrantedKey._grant(body, key_ref, reserver)
 
     return keyleash_key

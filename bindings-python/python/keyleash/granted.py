@@ -17,26 +17,24 @@ from typing import ClassVar, Self
 
 from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
-from keyleash.results import ChargeResult, ReserveRefused, ValidKey, _charge_result, _reserve_result
+from keyleash.results import ChargeResult, ReserveRefused, ValidKey, _charge_result
 from keyleash.spend import Spend
 
 __all__ = ["GrantedKey"]
 
 
 class _Reserver:
-    """``reserve`` of one granted key: the handles ``require_key`` got (the
-    connection and the key's native handle, which holds its hash, never the key),
-    kept in a box so that they are no fields of the ``GrantedKey`` dataclass."""
+    """``reserve`` of one granted key: the handle ``require_key`` got (the key's
+    native handle, which holds its hash, never the key), kept in a box so that it
+    is no field of the ``GrantedKey`` dataclass."""
 
-    __slots__ = ("_key_ref", "_native", "disconnected")
+    __slots__ = ("_key_ref", "disconnected")
 
     def __init__(
         self,
-        native: _native.NativeKeyLeash,
         key_ref: _native.NativeKeyRef,
         disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
-        self._native = native
         self._key_ref = key_ref
         # Whether the request's client has gone away (``stream_with_hold`` asks it
         # while the first chunk is produced, before any response has started).
@@ -48,9 +46,12 @@ class _Reserver:
     async def __call__(
         self, cost: float, ttl: str | None, idempotency_key: str | None
     ) -> Spend | ReserveRefused:
-        """``kl.reserve`` of the granted key, a ``Spend`` when it holds."""
-        held = _reserve_result(await self._key_ref.reserve(cost, ttl, idempotency_key))
-        return Spend(self._native, held, cost) if held.success else held
+        """``kl.reserve`` of the granted key, a ``Spend`` on the hold's native handle
+        when it holds (one native call), else the refusal."""
+        reserved = await self._key_ref.reserve(cost, ttl, idempotency_key)
+        if isinstance(reserved, str):
+            return ReserveRefused._from_json(reserved)
+        return Spend(reserved)
 
 
 @dataclasses.dataclass(frozen=True)
