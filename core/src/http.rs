@@ -55,6 +55,10 @@ const RATE_WINDOW_MS: i64 = 3_600_000;
 /// The largest signup (or mint) rate limit accepted, per hour.
 pub const MAX_SIGNUP_RATE_LIMIT: u32 = 1_000_000;
 
+/// The default of [`SelfServeOptions::signup_rate_limit`]: signups per client
+/// address per hour.
+pub const DEFAULT_SIGNUP_RATE_LIMIT: u32 = 20;
+
 /// The default of [`SelfServeOptions::mint_rate_limit`]: child keys per key tree
 /// (a root key and its descendants together) per hour. Generous for an agent
 /// that hands a narrower key to each of its sub-tasks (almost one a minute),
@@ -170,8 +174,8 @@ pub struct SelfServeOptions {
     /// operator's choice: a signup asking for another period is refused.
     pub signup_budget_period: Option<String>,
     /// At most this many signups per client address per hour (GCRA, enforced in
-    /// the store, shared by every process on the database). Default 20; `None`
-    /// turns the limit off.
+    /// the store, shared by every process on the database). Default
+    /// [`DEFAULT_SIGNUP_RATE_LIMIT`] (20); `None` turns the limit off.
     pub signup_rate_limit: Option<u32>,
     /// At most this many signups per email domain per hour. Default `None` (off).
     pub signup_rate_limit_per_domain: Option<u32>,
@@ -233,7 +237,7 @@ impl Default for SelfServeOptions {
             signup_expires_in: "24h".into(),
             signup_budget_cents: None,
             signup_budget_period: None,
-            signup_rate_limit: Some(20),
+            signup_rate_limit: Some(DEFAULT_SIGNUP_RATE_LIMIT),
             signup_rate_limit_per_domain: None,
             mint_rate_limit: Some(DEFAULT_MINT_RATE_LIMIT),
         }

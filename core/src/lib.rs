@@ -86,8 +86,9 @@ pub use crate::limits::{
 pub use crate::model::{
     iso, parse_time, AccountView, AccountsPage, CacheOptions, CacheStats, CeilingView, Charge,
     ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, DaySpend, HoldStatus, InvalidReason,
-    KeyDetails, KeyInfo, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options, Reserve,
-    ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange, Validation,
+    KeyDetails, KeyInfo, KeyOptions, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options,
+    Reserve, ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange,
+    Validation,
 };
 pub use crate::ops::validate::KeyRef;
 pub use crate::scope::has_scope;
