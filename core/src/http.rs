@@ -107,8 +107,15 @@ impl Reply {
 
     /// 500 `{"error": "auth_unavailable"}`, with `e` as the cause to log.
     pub fn unavailable(e: &Error) -> Self {
+        Self::store_failed(e.to_string())
+    }
+
+    /// 500 `{"error": "auth_unavailable"}`, with `cause` (an error's message, as a
+    /// binding holds it) as the cause to log: the answer to a store failure the
+    /// binding caught itself (see [`is_store_failure`]).
+    pub fn store_failed(cause: impl Into<String>) -> Self {
         Self {
-            cause: Some(e.to_string()),
+            cause: Some(cause.into()),
             ..Self::new(500, json!({ "error": "auth_unavailable" }))
         }
     }
@@ -146,6 +153,13 @@ impl Reply {
     fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
         Self::new(status, json!({ "error": error, "message": message.into() }))
     }
+}
+
+/// Whether an error of this code ([`Error::code`]) is the store failing
+/// (`unavailable`, `not_migrated`) rather than the caller's mistake: where a request
+/// was to be served, it is answered [`Reply::unavailable`].
+pub fn is_store_failure(code: &str) -> bool {
+    matches!(code, "unavailable" | "not_migrated")
 }
 
 /// The outcome of [`KeyLeash::authenticate`].
@@ -394,9 +408,12 @@ impl KeyLeash {
                 Route::Me | Route::Signup => Ok(Reply::new(200, valid_json(caller))),
             }
         };
-        outcome.unwrap_or_else(|e| match e {
-            Error::Unavailable(_) | Error::NotMigrated(_) => Reply::unavailable(&e),
-            e => Reply::error(400, e.code(), e.to_string()),
+        outcome.unwrap_or_else(|e| {
+            if is_store_failure(e.code()) {
+                Reply::unavailable(&e)
+            } else {
+                Reply::error(400, e.code(), e.to_string())
+            }
         })
     }
 
