@@ -22,7 +22,8 @@ class CreateOptions:
         name: str | None = None,
         metadata: str | None = None,
         parent_id: int | None = None,
-    ) -> None: ...
+    ) -> None:
+        """``metadata`` is JSON text, checked by the core and stored as it is."""
 
 class SelfServeOptions:
     def __init__(
