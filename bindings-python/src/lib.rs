@@ -252,16 +252,6 @@ impl NativeKeyLeash {
         })
     }
 
-    fn validate<'py>(&self, py: Python<'py>, raw_key: String) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.kl()?;
-        if let Some(answer) = kl.validate_now_json(&raw_key) {
-            return ready_into_py(py, Ok(&*answer));
-        }
-        future_into_py(py, async move {
-            to_json(&kl.validate(&raw_key).await.map_err(py_err)?)
-        })
-    }
-
     /// `validate`'s answer when no store access is needed (a malformed key, a
     /// validation-cache hit) as JSON text, else a `MissedKey`: the key hashed
     /// once, the cache looked at once, for `validate_refs`. Synchronous, no future.
