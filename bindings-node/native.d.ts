@@ -268,6 +268,12 @@ export interface CreateOptions {
  */
 export declare function hasScope(scopes: Array<string> | undefined | null, scope: string): boolean
 
+/**
+ * Whether an error of `code` is the key store failing (`unavailable`,
+ * `not_migrated`), answered `storeFailed`, rather than the caller's mistake.
+ */
+export declare function isStoreFailure(code: string): boolean
+
 /** The largest request body the self-serve routes read, in bytes. */
 export declare const MAX_BODY_BYTES: number
 
@@ -324,3 +330,10 @@ export declare function runCli(args: Array<string>): number
  * (409 for a replay, 429 `budget_exceeded`, 422 `idempotency_conflict`, else 401).
  */
 export declare function spendRefused(reason: string, replayed?: string | undefined | null): any
+
+/**
+ * The core's answer to a key store failure where a request was to be served:
+ * `{status: 500, body: {error: "auth_unavailable"}, cause}`, `cause` being the
+ * error's `message`, to report (never sent).
+ */
+export declare function storeFailed(message: string): any

@@ -239,6 +239,21 @@ pub fn spend_refused(reason: String, replayed: Option<String>) -> Value {
     reply(Reply::spend_refused(&reason, replayed.as_deref()))
 }
 
+/// The core's answer to a key store failure where a request was to be served:
+/// `{status: 500, body: {error: "auth_unavailable"}, cause}`, `cause` being the
+/// error's `message`, to report (never sent).
+#[napi]
+pub fn store_failed(message: String) -> Value {
+    reply(Reply::store_failed(message))
+}
+
+/// Whether an error of `code` is the key store failing (`unavailable`,
+/// `not_migrated`), answered `storeFailed`, rather than the caller's mistake.
+#[napi]
+pub fn is_store_failure(code: String) -> bool {
+    keyleash::http::is_store_failure(&code)
+}
+
 /// The largest admin page request body a mount reads, in bytes (16 KiB).
 #[napi]
 #[allow(clippy::cast_possible_truncation)] // 16384

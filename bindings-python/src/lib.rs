@@ -708,6 +708,15 @@ fn spend_refused(reason: &str, replayed: Option<&str>) -> PyResult<(u16, String)
     Ok((reply.status, to_json(&reply.body)?))
 }
 
+/// The core's reply to a key store failure (an `UnavailableError`, `NotMigratedError`
+/// included) where a request was to be served: `(500, body JSON)`; `cause`, the
+/// error's message, is for the log, never sent.
+#[pyfunction]
+fn store_failed(cause: String) -> PyResult<(u16, String)> {
+    let reply = keyleash::Reply::store_failed(cause);
+    Ok((reply.status, to_json(&reply.body)?))
+}
+
 /// An admin page answer as `(status, [(header, value)], body bytes)`.
 type AdminAnswer = (u16, Vec<(String, String)>, std::borrow::Cow<'static, [u8]>);
 
@@ -745,6 +754,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
     m.add_function(wrap_pyfunction!(payload_too_large, m)?)?;
     m.add_function(wrap_pyfunction!(spend_refused, m)?)?;
+    m.add_function(wrap_pyfunction!(store_failed, m)?)?;
     m.add_function(wrap_pyfunction!(admin_unauthorized, m)?)?;
     m.add_function(wrap_pyfunction!(admin_payload_too_large, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;

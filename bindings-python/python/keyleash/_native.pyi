@@ -146,6 +146,10 @@ def spend_refused(reason: str, replayed: str | None = None) -> tuple[int, str]:
     ``replayed`` is set, 429 ``budget_exceeded``, 422 ``idempotency_conflict``,
     else 401."""
 
+def store_failed(cause: str) -> tuple[int, str]:
+    """The core's reply to a key store failure, ``(500, body JSON)``; ``cause`` (the
+    error's message) is for the log, never sent."""
+
 def admin_unauthorized() -> tuple[int, list[tuple[str, str]], bytes]:
     """The core's 401 for an admin request ``authorize`` refused."""
 
