@@ -524,6 +524,39 @@ export declare const MAX_BODY_BYTES: number;
 /** The core's 413 answer, for an app's own routes that read a body. */
 export declare function payloadTooLarge(): { status: 413; body: PayloadTooLargeBody };
 
+/** The body of a charge or reserve refused where work was to be served. */
+export type SpendRefusedBody =
+  | { error: "idempotency_replayed"; replayed: "charged" | HoldStatus }
+  | { error: ChargeRefusal };
+
+/**
+ * The core's answer to a charge or reserve result that serves no work (`success`
+ * false, or `replayed` set), as `streamWithHold` answers a refused reserve: 409
+ * `idempotency_replayed` for a repeated idempotency key, 429 `budget_exceeded`,
+ * 422 `idempotency_conflict`, else 401. A result that serves work throws
+ * `invalid_argument`.
+ */
+export declare function spendRefused(result: TrackUsageResult | ReserveResult): {
+  status: 401 | 409 | 422 | 429;
+  body: SpendRefusedBody;
+};
+
+/** Options of `storeFailed`. */
+export interface StoreFailedOptions {
+  /** Called once with the failure (default: one `keyleash: …` line on stderr). */
+  onError?: OnError;
+}
+
+/**
+ * The core's answer to a key store failure `err` (what a call rejects with when the
+ * store is down), as the middleware answers one, for an app's own routes; `err` is
+ * reported to `onError` once first.
+ */
+export declare function storeFailed(
+  err: unknown,
+  options?: StoreFailedOptions,
+): { status: 500; body: { error: "auth_unavailable" } };
+
 /** Options of `selfServe`: the self-serve routes' own options. */
 export interface SelfServeOptions {
   /** The scopes `POST /signup` may grant; none when unset. */

@@ -10,10 +10,12 @@
 //   lib/agentkey.js    AgentKey, the agentkey drop-in (a KeyLeash from a pg Pool)
 //   lib/middleware.js  agentKeyMiddleware: req.agentKey with charge and reserve
 //   lib/spend.js       Spend: a hold and what is consumed under it
-//   lib/stream.js      streamWithHold: an Express response streamed under a hold
+//   lib/stream.js      streamWithHold: an Express response streamed under a hold;
+//                      spendRefused, the answer to a charge or reserve serving no work
 //   lib/routes.js      createAgentKeyRoutes, the self-serve routes; their body limit
 //   lib/admin.js       adminRouter, the operators' admin page
-//   lib/outage.js      a key store failure in Express: 500 auth_unavailable, onError
+//   lib/outage.js      a key store failure in Express: 500 auth_unavailable, onError;
+//                      storeFailed, that answer for an app's own routes
 //
 // The modules import one another downwards only (addon, errors, options, then the
 // client, then the Express layer): no import circle.
@@ -24,7 +26,8 @@ const { KeyLeash, hasScope } = require("./lib/client.js");
 const { AgentKey } = require("./lib/agentkey.js");
 const { agentKeyMiddleware } = require("./lib/middleware.js");
 const { Spend } = require("./lib/spend.js");
-const { streamWithHold } = require("./lib/stream.js");
+const { streamWithHold, spendRefused } = require("./lib/stream.js");
+const { storeFailed } = require("./lib/outage.js");
 const { createAgentKeyRoutes, MAX_BODY_BYTES, payloadTooLarge } = require("./lib/routes.js");
 const { adminRouter } = require("./lib/admin.js");
 
@@ -39,5 +42,7 @@ module.exports = {
   Spend,
   hasScope,
   payloadTooLarge,
+  spendRefused,
+  storeFailed,
   MAX_BODY_BYTES,
 };

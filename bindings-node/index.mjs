@@ -12,6 +12,8 @@ export const {
   Spend,
   hasScope,
   payloadTooLarge,
+  spendRefused,
+  storeFailed,
   MAX_BODY_BYTES,
 } = cjs;
 export default cjs;

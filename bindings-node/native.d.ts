@@ -181,11 +181,7 @@ export interface AdminReply {
   body: Buffer
 }
 
-/**
- * Checks the options of the self-serve routes, so a bad one fails when the routes
- * are made rather than on the first request.
- * One request to the admin page, as `adminRouter` hands it to the core.
- */
+/** One request to the admin page, as `adminRouter` hands it to the core. */
 export interface AdminRequest {
   /** The HTTP method. */
   method: string
@@ -250,6 +246,10 @@ export interface ChargeOptions {
   idempotencyKey?: string
 }
 
+/**
+ * Checks the options of the self-serve routes, so a bad one fails when the routes
+ * are made rather than on the first request.
+ */
 export declare function checkRouteOptions(options: RouteOptions): void
 
 /** Options of `KeyLeash.connect`. */
@@ -313,6 +313,12 @@ export interface CreateOptions {
  */
 export declare function hasScope(scopes: Array<string> | undefined | null, scope: string): boolean
 
+/**
+ * Whether an error of `code` is the key store failing (`unavailable`,
+ * `not_migrated`), answered `storeFailed`, rather than the caller's mistake.
+ */
+export declare function isStoreFailure(code: string): boolean
+
 /** The largest request body the self-serve routes read, in bytes. */
 export declare const MAX_BODY_BYTES: number
 
@@ -369,3 +375,10 @@ export declare function runCli(args: Array<string>): number
  * (409 for a replay, 429 `budget_exceeded`, 422 `idempotency_conflict`, else 401).
  */
 export declare function spendRefused(reason: string, replayed?: string | undefined | null): any
+
+/**
+ * The core's answer to a key store failure where a request was to be served:
+ * `{status: 500, body: {error: "auth_unavailable"}, cause}`, `cause` being the
+ * error's `message`, to report (never sent).
+ */
+export declare function storeFailed(message: string): any

@@ -100,6 +100,7 @@ const OPTIONS = {
   setAccountBudget: { budgetCents: "number", budgetPeriod: "string" },
   "req.agentKey.charge": { idempotencyKey: "string" },
   "req.agentKey.reserve": { ttl: "string", idempotencyKey: "string" },
+  storeFailed: { onError: "function" },
   streamWithHold: {
     estimateCents: "number",
     ttl: "string",

@@ -1,10 +1,11 @@
 // streamWithHold: streams an Express response under a hold on the request's key
-// (docs/http.md#streaming), settling what was consumed however the stream ends.
+// (docs/http.md#streaming), settling what was consumed however the stream ends;
+// and spendRefused, the core's answer to a charge or reserve that serves no work.
 
 const native = require("./addon.js");
-const { KeyLeashError, invalid, toKeyLeashError } = require("./errors.js");
+const { invalid, toKeyLeashError } = require("./errors.js");
 const { required, strict } = require("./options.js");
-const { logError, report } = require("./outage.js");
+const { failed, logError, report } = require("./outage.js");
 const { ABORT } = require("./spend.js");
 
 /** Whether `res`'s client is gone: the response was not finished and its connection is closed. */
@@ -76,9 +77,9 @@ async function streamWithHold(req, res, opts, chunks) {
     spend = await req.agentKey.reserve(estimateCents, reserveOptions);
   } catch (e) {
     res.off("close", onLeave);
-    if (e.code !== "unavailable" && e.code !== "not_migrated") throw e;
-    report(onError, new KeyLeashError(e.code, `the key store failed, answered 500 auth_unavailable: ${e.message}`));
-    res.status(500).json({ error: "auth_unavailable" });
+    if (!native.isStoreFailure(e.code)) throw e;
+    const r = failed(e, onError); // the core's 500 auth_unavailable, reported once
+    res.status(r.status).json(r.body);
     return null;
   }
   res.off("close", onLeave);
@@ -137,4 +138,21 @@ async function streamWithHold(req, res, opts, chunks) {
   return spend;
 }
 
-module.exports = { streamWithHold };
+/**
+ * The core's answer to a charge or reserve result that serves no work, as
+ * streamWithHold answers a refused reserve: `{status, body}`, 409 `{"error":
+ * "idempotency_replayed", "replayed"}` for a repeated idempotency key (`replayed`
+ * set, a charge's replay included), 429 `budget_exceeded`, 422
+ * `idempotency_conflict`, else 401 `{"error": reason}` (the key was revoked,
+ * expired or unknown since the middleware). A result that serves work (a success
+ * not replayed) is refused with `invalid_argument`.
+ */
+function spendRefused(result) {
+  if (typeof result !== "object" || result === null || (result.success === true && !result.replayed)) {
+    throw invalid("spendRefused needs a refused or replayed charge or reserve result");
+  }
+  const r = native.spendRefused(String(result.reason ?? ""), result.replayed ?? null);
+  return { status: r.status, body: r.body };
+}
+
+module.exports = { streamWithHold, spendRefused };

@@ -11,7 +11,10 @@
 use std::future::Future;
 
 use keyleash::http::{Access, Reply, Route, SelfServeOptions};
-use keyleash::{options, Clock, UsageRange};
+use keyleash::options::{
+    CacheInput, ConnectInput, CreateInput, Metadata, RateLimit, SelfServeInput, Spelling,
+};
+use keyleash::UsageRange;
 use napi::bindgen_prelude::{ClassInstance, PromiseRaw};
 use napi::{Either, Env, Error, Result, Status};
 use napi_derive::napi;
@@ -144,51 +147,34 @@ pub struct RouteOptions {
     pub mint_rate_limit: Option<Either<f64, bool>>,
 }
 
-/// A rate limit as JavaScript gave it. A number that is no whole `u32` becomes 0,
-/// which [`SelfServeOptions::check`] refuses with the core's message.
-fn rate_limit(n: f64) -> u32 {
-    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
-        return n as u32;
-    }
-    0
+/// A rate limit as JavaScript gave it: a number, or `false` for off.
+fn rate_limit(limit: Option<Either<f64, bool>>, field: &str) -> Result<RateLimit> {
+    Ok(match limit {
+        None => RateLimit::Default,
+        Some(Either::A(n)) => RateLimit::PerHour(n),
+        Some(Either::B(false)) => RateLimit::Off,
+        Some(Either::B(true)) => return Err(arg(&format!("{field} must be a number or false"))),
+    })
 }
 
 impl RouteOptions {
-    /// The core's options, checked (`SelfServeOptions::check`).
+    /// The core's options, converted and checked by the core.
     fn into_core(self) -> Result<SelfServeOptions> {
-        let defaults = SelfServeOptions::default();
-        let signup_rate_limit = match self.signup_rate_limit {
-            None => defaults.signup_rate_limit,
-            Some(Either::A(n)) => Some(rate_limit(n)),
-            Some(Either::B(false)) => None,
-            Some(Either::B(true)) => return Err(arg("signupRateLimit must be a number or false")),
-        };
-        let mint_rate_limit = match self.mint_rate_limit {
-            None => defaults.mint_rate_limit,
-            Some(Either::A(n)) => Some(rate_limit(n)),
-            Some(Either::B(false)) => None,
-            Some(Either::B(true)) => return Err(arg("mintRateLimit must be a number or false")),
-        };
-        let o = SelfServeOptions {
+        SelfServeInput {
             signup_scopes: self.signup_scopes,
-            require_email: self
-                .require_email_for_signup
-                .unwrap_or(defaults.require_email),
-            signup_expires_in: self.signup_expires_in.unwrap_or(defaults.signup_expires_in),
+            require_email: self.require_email_for_signup,
+            signup_expires_in: self.signup_expires_in,
             signup_budget_cents: self.signup_budget_cents,
             signup_budget_period: self.signup_budget_period,
-            signup_rate_limit,
-            signup_rate_limit_per_domain: self.signup_rate_limit_per_domain.map(rate_limit),
-            mint_rate_limit,
-        };
-        o.check().map_err(err)?;
-        Ok(o)
+            signup_rate_limit: rate_limit(self.signup_rate_limit, "signupRateLimit")?,
+            signup_rate_limit_per_domain: self.signup_rate_limit_per_domain,
+            mint_rate_limit: rate_limit(self.mint_rate_limit, "mintRateLimit")?,
+        }
+        .into_options()
+        .map_err(err)
     }
 }
 
-/// Checks the options of the self-serve routes, so a bad one fails when the routes
-/// are made rather than on the first request.
 /// One request to the admin page, as `adminRouter` hands it to the core.
 #[napi(object)]
 pub struct AdminRequest {
@@ -227,6 +213,8 @@ pub fn run_cli(args: Vec<String>) -> u32 {
     ))
 }
 
+/// Checks the options of the self-serve routes, so a bad one fails when the routes
+/// are made rather than on the first request.
 #[napi]
 pub fn check_route_options(options: RouteOptions) -> Result<()> {
     options.into_core().map(|_| ())
@@ -249,6 +237,21 @@ pub fn payload_too_large() -> Value {
 #[napi]
 pub fn spend_refused(reason: String, replayed: Option<String>) -> Value {
     reply(Reply::spend_refused(&reason, replayed.as_deref()))
+}
+
+/// The core's answer to a key store failure where a request was to be served:
+/// `{status: 500, body: {error: "auth_unavailable"}, cause}`, `cause` being the
+/// error's `message`, to report (never sent).
+#[napi]
+pub fn store_failed(message: String) -> Value {
+    reply(Reply::store_failed(message))
+}
+
+/// Whether an error of `code` is the key store failing (`unavailable`,
+/// `not_migrated`), answered `storeFailed`, rather than the caller's mistake.
+#[napi]
+pub fn is_store_failure(code: String) -> bool {
+    keyleash::http::is_store_failure(&code)
 }
 
 /// The largest admin page request body a mount reads, in bytes (16 KiB).
@@ -395,26 +398,23 @@ fn admin_reply(r: keyleash::AdminResponse) -> AdminReply {
 }
 
 impl CreateOptions {
-    fn into_core(self) -> Result<keyleash::CreateOptions> {
-        let expires_at = self
-            .expires_at
-            .as_deref()
-            .map(|t| keyleash::parse_time("expiresAt", t))
-            .transpose()
-            .map_err(err)?;
-        Ok(keyleash::CreateOptions {
-            account_id: self.account_id.unwrap_or_default(),
+    /// The core's options, converted by the core.
+    fn into_core(self) -> Result<keyleash::KeyOptions> {
+        CreateInput {
+            account_id: self.account_id,
             user_id: self.user_id,
             scopes: self.scopes,
             budget_cents: self.budget_cents,
             budget_period: self.budget_period,
             expires_in: self.expires_in,
-            expires_at,
+            expires_at: self.expires_at,
             delegated_by: self.delegated_by,
             name: self.name,
-            metadata: self.metadata,
+            metadata: self.metadata.map(Metadata::Value),
             parent_id: self.parent_id,
-        })
+        }
+        .into_options(Spelling::Camel)
+        .map_err(err)
     }
 }
 
@@ -432,46 +432,25 @@ impl NativeKeyLeash {
     /// Connects to `postgres://…` or `sqlite:…` (`sqlite::memory:` included).
     #[napi(factory)]
     pub async fn connect(url: String, options: Option<ConnectOptions>) -> Result<Self> {
-        let mut o = keyleash::Options::default();
-        if let Some(c) = options {
-            if let Some(t) = c.table_name {
-                o.table_name = t;
-            }
-            if let Some(p) = c.key_prefix {
-                o.key_prefix = p;
-            }
-            o.valid_scopes = c.valid_scopes;
-            // The numbers as JavaScript gave them: the core's converters check
-            // them, so every language has the same limits and messages.
-            if let Some(n) = c.pool_size {
-                o.pool_size = Some(options::pool_size("poolSize", n).map_err(err)?);
-            }
-            if let Some(ms) = c.acquire_timeout_ms {
-                o.acquire_timeout =
-                    options::millis("acquireTimeoutMs", ms, options::MAX_ACQUIRE_TIMEOUT_MS)
-                        .map_err(err)?;
-            }
-            if let Some(ms) = c.statement_timeout_ms {
-                o.statement_timeout =
-                    options::millis("statementTimeoutMs", ms, options::MAX_STATEMENT_TIMEOUT_MS)
-                        .map_err(err)?;
-            }
-            if let Some(start) = c.manual_clock {
-                let start = keyleash::parse_time("manualClock", &start).map_err(err)?;
-                o.clock = Clock::manual(start);
-            }
-            if let Some(cache) = c.cache {
-                let mut co = keyleash::CacheOptions::default();
-                if let Some(ms) = cache.ttl_ms {
-                    co.ttl = options::millis("cache.ttlMs", ms, options::MAX_CACHE_TTL_MS)
-                        .map_err(err)?;
-                }
-                if let Some(n) = cache.max_entries {
-                    co.max_entries = options::cache_entries("cache.maxEntries", n).map_err(err)?;
-                }
-                o.cache = Some(co);
-            }
-        }
+        // The values as JavaScript gave them: the core converts and checks them, so
+        // every language has the same limits and messages.
+        let o = options
+            .map(|c| ConnectInput {
+                table_name: c.table_name,
+                key_prefix: c.key_prefix,
+                valid_scopes: c.valid_scopes,
+                pool_size: c.pool_size,
+                acquire_timeout_ms: c.acquire_timeout_ms,
+                statement_timeout_ms: c.statement_timeout_ms,
+                manual_clock: c.manual_clock,
+                cache: c.cache.map(|cache| CacheInput {
+                    ttl_ms: cache.ttl_ms,
+                    max_entries: cache.max_entries,
+                }),
+            })
+            .unwrap_or_default()
+            .into_options(Spelling::Camel)
+            .map_err(err)?;
         let inner = run(async move { keyleash::KeyLeash::connect(&url, o).await }).await?;
         Ok(Self { inner })
     }

@@ -8,8 +8,8 @@ const http = require("node:http");
 const util = require("node:util");
 const { setTimeout: sleep } = require("node:timers/promises");
 const express = require("express");
-const { agentKeyMiddleware, streamWithHold, KeyLeashError, Spend } = require("..");
-const { STORES, open, closePg, counters } = require("./helpers");
+const { agentKeyMiddleware, streamWithHold, spendRefused, storeFailed, KeyLeashError, Spend } = require("..");
+const { STORES, open, pg, closePg, counters, capturingStderr } = require("./helpers");
 
 test.after(closePg);
 
@@ -311,5 +311,88 @@ test("reserve and Spend: options checked, exactly one ending, the raw key nowher
     /needs req.agentKey, set by agentKeyMiddleware/,
   );
   assert.equal((await kl.validate(k.key)).budgetHeldCents, 0);
+  await kl.close();
+});
+
+test("spendRefused and storeFailed: the core's answers, for an app's own routes", async () => {
+  const replay = { success: true, budgetUsedCents: 1, budgetRemainingCents: 2 };
+  const cases = [
+    [{ ...replay, replayed: "charged" }, 409, { error: "idempotency_replayed", replayed: "charged" }],
+    [
+      { success: false, reason: "idempotency_replayed", replayed: "held", holdId: 1 },
+      409,
+      { error: "idempotency_replayed", replayed: "held" },
+    ],
+  ];
+  for (const [reason, status] of [
+    ["budget_exceeded", 429],
+    ["idempotency_conflict", 422],
+    ["revoked", 401],
+  ]) {
+    cases.push([{ success: false, reason }, status, { error: reason }]);
+  }
+  for (const [result, status, body] of cases) assert.deepEqual(spendRefused(result), { status, body });
+  for (const served of [replay, { success: true, holdId: 1 }, null, "budget_exceeded"]) {
+    assert.throws(
+      () => spendRefused(served),
+      (e) => e instanceof KeyLeashError && e.code === "invalid_argument",
+    );
+  }
+  const down = new KeyLeashError("unavailable", "key store unavailable: gone");
+  const reported = [];
+  assert.deepEqual(storeFailed(down, { onError: (e) => reported.push(e) }), {
+    status: 500,
+    body: { error: "auth_unavailable" },
+  });
+  assert.deepEqual(
+    reported.map((e) => [e.code, e.message]),
+    [["unavailable", "the key store failed, answered 500 auth_unavailable: key store unavailable: gone"]],
+  );
+  const [reply, lines] = await capturingStderr(async () => storeFailed(down));
+  assert.equal(reply.status, 500);
+  assert.deepEqual(lines, [
+    "keyleash: the key store failed, answered 500 auth_unavailable: key store unavailable: gone",
+  ]);
+  assert.throws(() => storeFailed(down, { onErr: () => {} }), /did you mean "onError"/);
+});
+
+test("postgres: a store failure at the reserve is the core's 500, reported once, nothing streamed", async (t) => {
+  const { kl, tableName } = await open("postgres");
+  const k = await kl.create({ accountId: "a", budgetCents: 10 });
+  const reported = [];
+  const app = express();
+  // The table goes away after the middleware granted the key, before the reserve.
+  const drop = async (_req, _res, next) => {
+    await pg(`DROP TABLE ${tableName} CASCADE`);
+    next();
+  };
+  let chunksCalled = false;
+  app.post("/stream", agentKeyMiddleware(kl), drop, async (req, res) => {
+    const onError = (e) => reported.push(e);
+    const spend = await streamWithHold(req, res, { estimateCents: 1, onError }, async function* () {
+      chunksCalled = true;
+      yield "x";
+    });
+    assert.equal(spend, null);
+  });
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, "127.0.0.1", () => resolve(s));
+  });
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  const res = await fetch(`http://127.0.0.1:${server.address().port}/stream`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${k.key}` },
+  });
+  assert.deepEqual(
+    { status: res.status, body: await res.json() },
+    { status: 500, body: { error: "auth_unavailable" } },
+  );
+  assert.equal(chunksCalled, false);
+  assert.deepEqual(
+    reported.map((e) => e.code),
+    ["not_migrated"],
+  );
+  assert.match(reported[0].message, /^the key store failed, answered 500 auth_unavailable: .*does not exist/);
+  assert.ok(!reported[0].message.includes(k.key.slice(3, 20)));
   await kl.close();
 });

@@ -14,7 +14,10 @@
 mod bridge;
 
 use chrono::{DateTime, Utc};
-use keyleash::{CacheOptions, Charge, Clock, CreateOptions, KeyLeash, Options, Route, UsageRange};
+use keyleash::options::{
+    CacheInput, ConnectInput, CreateInput, Metadata, RateLimit, SelfServeInput, Spelling,
+};
+use keyleash::{Charge, KeyLeash, KeyOptions, Route, UsageRange};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use serde::Serialize;
@@ -83,46 +86,20 @@ fn opt_time(field: &str, s: Option<String>) -> PyResult<Option<DateTime<Utc>>> {
     s.map(|s| parse_time(field, &s)).transpose()
 }
 
-/// The validation cache's options from `(ttl_ms, max_entries)` as Python gave
-/// them (`None`: the core's default), ranged by the core.
-fn cache_options((ttl_ms, max_entries): (Option<f64>, Option<f64>)) -> PyResult<CacheOptions> {
-    use keyleash::options::{cache_entries, MAX_CACHE_TTL_MS};
-    let d = CacheOptions::default();
-    Ok(CacheOptions {
-        ttl: millis("cache.ttl_ms", ttl_ms, MAX_CACHE_TTL_MS, d.ttl)?,
-        max_entries: max_entries
-            .map(|n| cache_entries("cache.max_entries", n))
-            .transpose()
-            .map_err(py_err)?
-            .unwrap_or(d.max_entries),
-    })
-}
-
-/// A timeout option in milliseconds, converted (and range-checked) by the core.
-fn millis(
-    field: &str,
-    ms: Option<f64>,
-    max_ms: u64,
-    default: std::time::Duration,
-) -> PyResult<std::time::Duration> {
-    ms.map_or(Ok(default), |ms| {
-        keyleash::options::millis(field, ms, max_ms).map_err(py_err)
-    })
-}
-
-/// A signup rate limit: the Python layer hands an int clamped to 64 bits; one
-/// outside `u32` is out of the core's range either way, so it crosses as the
-/// nearest refused value (0 or `u32::MAX`) and `SelfServeOptions::check` names it.
-fn rate_limit(n: Option<i64>) -> Option<u32> {
-    n.map(|n| u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX }))
+/// A signup or mint rate limit as the Python layer hands it: the int it checked
+/// (clamped to 64 bits), as a number the core ranges, or `None` for off.
+fn rate_limit(n: Option<f64>) -> RateLimit {
+    n.map_or(RateLimit::Off, RateLimit::PerHour)
 }
 
 /// Options of `create` and `ensure_subject`, built once from keyword arguments.
 #[pyclass(frozen, name = "CreateOptions", module = "keyleash._native")]
-struct PyCreateOptions(CreateOptions);
+struct PyCreateOptions(KeyOptions);
 
 #[pymethods]
 impl PyCreateOptions {
+    /// `metadata` is the JSON text `json.dumps` wrote, which the core checks and
+    /// stores as it is.
     #[new]
     #[pyo3(signature = (*, account_id=String::new(), user_id=None, scopes=None, budget_cents=None,
         budget_period=None, expires_in=None, expires_at=None, delegated_by=None, name=None,
@@ -141,23 +118,20 @@ impl PyCreateOptions {
         metadata: Option<String>,
         parent_id: Option<i64>,
     ) -> PyResult<Self> {
-        let metadata = metadata
-            .map(|m| serde_json::from_str(&m))
-            .transpose()
-            .map_err(|_| bad_arg("metadata must be JSON"))?;
-        Ok(Self(CreateOptions {
-            account_id,
+        let options = CreateInput {
+            account_id: Some(account_id),
             user_id,
             scopes,
             budget_cents,
             budget_period,
             expires_in,
-            expires_at: opt_time("expires_at", expires_at)?,
+            expires_at,
             delegated_by,
             name,
-            metadata,
+            metadata: metadata.map(Metadata::Json),
             parent_id,
-        }))
+        };
+        Ok(Self(options.into_options(Spelling::Snake).map_err(py_err)?))
     }
 }
 
@@ -170,8 +144,9 @@ impl PySelfServeOptions {
     #[new]
     #[pyo3(signature = (*, signup_scopes=None, require_email=true,
         signup_expires_in=String::from("24h"), signup_budget_cents=None, signup_budget_period=None,
-        signup_rate_limit=Some(20), signup_rate_limit_per_domain=None,
-        mint_rate_limit=Some(i64::from(keyleash::http::DEFAULT_MINT_RATE_LIMIT))))]
+        signup_rate_limit=Some(f64::from(keyleash::http::DEFAULT_SIGNUP_RATE_LIMIT)),
+        signup_rate_limit_per_domain=None,
+        mint_rate_limit=Some(f64::from(keyleash::http::DEFAULT_MINT_RATE_LIMIT))))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         signup_scopes: Option<Vec<String>>,
@@ -179,22 +154,21 @@ impl PySelfServeOptions {
         signup_expires_in: String,
         signup_budget_cents: Option<f64>,
         signup_budget_period: Option<String>,
-        signup_rate_limit: Option<i64>,
-        signup_rate_limit_per_domain: Option<i64>,
-        mint_rate_limit: Option<i64>,
+        signup_rate_limit: Option<f64>,
+        signup_rate_limit_per_domain: Option<f64>,
+        mint_rate_limit: Option<f64>,
     ) -> PyResult<Self> {
-        let options = keyleash::SelfServeOptions {
+        let options = SelfServeInput {
             signup_scopes,
-            require_email,
-            signup_expires_in,
+            require_email: Some(require_email),
+            signup_expires_in: Some(signup_expires_in),
             signup_budget_cents,
             signup_budget_period,
             signup_rate_limit: rate_limit(signup_rate_limit),
-            signup_rate_limit_per_domain: rate_limit(signup_rate_limit_per_domain),
+            signup_rate_limit_per_domain,
             mint_rate_limit: rate_limit(mint_rate_limit),
         };
-        options.check().map_err(py_err)?;
-        Ok(Self(options))
+        Ok(Self(options.into_options().map_err(py_err)?))
     }
 }
 
@@ -225,32 +199,23 @@ impl NativeKeyLeash {
         manual_clock: Option<String>,
         cache: Option<(Option<f64>, Option<f64>)>,
     ) -> PyResult<Bound<'_, PyAny>> {
-        use keyleash::options::{MAX_ACQUIRE_TIMEOUT_MS, MAX_STATEMENT_TIMEOUT_MS};
-        let d = Options::default();
-        let pool_size = pool_size
-            .map(|n| keyleash::options::pool_size("pool_size", n))
-            .transpose()
-            .map_err(py_err)?;
-        let options = Options {
-            table_name: table_name.unwrap_or(d.table_name),
-            key_prefix: key_prefix.unwrap_or(d.key_prefix),
+        // The values as Python gave them: the core converts and checks them, so
+        // every language has the same limits and messages.
+        let options = ConnectInput {
+            table_name,
+            key_prefix,
             valid_scopes,
             pool_size,
-            acquire_timeout: millis(
-                "acquire_timeout_ms",
-                acquire_timeout_ms,
-                MAX_ACQUIRE_TIMEOUT_MS,
-                d.acquire_timeout,
-            )?,
-            statement_timeout: millis(
-                "statement_timeout_ms",
-                statement_timeout_ms,
-                MAX_STATEMENT_TIMEOUT_MS,
-                d.statement_timeout,
-            )?,
-            clock: opt_time("manual_clock", manual_clock)?.map_or(Clock::System, Clock::manual),
-            cache: cache.map(cache_options).transpose()?,
-        };
+            acquire_timeout_ms,
+            statement_timeout_ms,
+            manual_clock,
+            cache: cache.map(|(ttl_ms, max_entries)| CacheInput {
+                ttl_ms,
+                max_entries,
+            }),
+        }
+        .into_options(Spelling::Snake)
+        .map_err(py_err)?;
         future_into_py(py, async move {
             let inner = KeyLeash::connect(&url, options).await.map_err(py_err)?;
             let pid = std::process::id();
@@ -284,16 +249,6 @@ impl NativeKeyLeash {
         let (kl, opts) = (self.kl()?, opts.0.clone());
         future_into_py(py, async move {
             kl.ensure_subject(&subject, opts).await.map_err(py_err)
-        })
-    }
-
-    fn validate<'py>(&self, py: Python<'py>, raw_key: String) -> PyResult<Bound<'py, PyAny>> {
-        let kl = self.kl()?;
-        if let Some(answer) = kl.validate_now_json(&raw_key) {
-            return ready_into_py(py, Ok(&*answer));
-        }
-        future_into_py(py, async move {
-            to_json(&kl.validate(&raw_key).await.map_err(py_err)?)
         })
     }
 
@@ -766,6 +721,15 @@ fn spend_refused(reason: &str, replayed: Option<&str>) -> PyResult<(u16, String)
     Ok((reply.status, to_json(&reply.body)?))
 }
 
+/// The core's reply to a key store failure (an `UnavailableError`, `NotMigratedError`
+/// included) where a request was to be served: `(500, body JSON)`; `cause`, the
+/// error's message, is for the log, never sent.
+#[pyfunction]
+fn store_failed(cause: String) -> PyResult<(u16, String)> {
+    let reply = keyleash::Reply::store_failed(cause);
+    Ok((reply.status, to_json(&reply.body)?))
+}
+
 /// An admin page answer as `(status, [(header, value)], body bytes)`.
 type AdminAnswer = (u16, Vec<(String, String)>, std::borrow::Cow<'static, [u8]>);
 
@@ -917,6 +881,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
     m.add_function(wrap_pyfunction!(payload_too_large, m)?)?;
     m.add_function(wrap_pyfunction!(spend_refused, m)?)?;
+    m.add_function(wrap_pyfunction!(store_failed, m)?)?;
     m.add_function(wrap_pyfunction!(admin_unauthorized, m)?)?;
     m.add_function(wrap_pyfunction!(admin_payload_too_large, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from fastapi.responses import JSONResponse
 import keyleash
 import keyleash.sync
 from conftest import Db, reason, valid
-from keyleash.fastapi import GrantedKey, require_key
+from keyleash.fastapi import GrantedKey, require_key, spend_refused, store_failed
 from server import Server
 
 Hook = Callable[[GrantedKey], Awaitable[None]]
@@ -203,3 +204,50 @@ async def test_charge_through_sync_facade(db: Db) -> None:
     finally:
         server.stop()
     assert db.ledger(k.id) == (4_000_000, 1) and db.used_micros(k.id) == 4_000_000
+
+
+# Pins the answers an app's own route sends (spend_refused, store_failed): the core's
+# status and bytes, as stream_with_hold and require_key send them; the store failure
+# logged once on the keyleash logger.
+def test_answers_for_own_routes(caplog: pytest.LogCaptureFixture) -> None:
+    replay = {"success": True, "budgetUsedCents": 1, "budgetRemainingCents": 2}
+    cases: list[tuple[keyleash.ChargeResult | keyleash.ReserveResult, int, bytes]] = [
+        (
+            keyleash.Charged.from_dict({**replay, "replayed": "charged"}),
+            409,
+            b'{"error":"idempotency_replayed","replayed":"charged"}',
+        ),
+        (
+            keyleash.ReserveRefused.from_dict(
+                {"success": False, "reason": "idempotency_replayed", "replayed": "held"}
+            ),
+            409,
+            b'{"error":"idempotency_replayed","replayed":"held"}',
+        ),
+    ]
+    for refusal, status in [
+        ("budget_exceeded", 429),
+        ("idempotency_conflict", 422),
+        ("revoked", 401),
+        ("invalid_key", 401),
+    ]:
+        body = b'{"error":"%s"}' % refusal.encode()
+        raw = {"success": False, "reason": refusal}
+        cases.append((keyleash.ChargeRefused.from_dict(raw), status, body))
+        cases.append((keyleash.ReserveRefused.from_dict(raw), status, body))
+    for result, status, body in cases:
+        r = spend_refused(result)
+        assert (r.status_code, r.body, r.media_type) == (status, body, "application/json")
+    served: list[keyleash.ChargeResult | keyleash.ReserveResult] = [
+        keyleash.Charged.from_dict(replay),
+        keyleash.Held.from_dict({"success": True, "holdId": 1}),
+    ]
+    for result in served:
+        with pytest.raises(keyleash.InvalidArgumentError, match="refused or replayed"):
+            spend_refused(result)
+    with caplog.at_level(logging.ERROR, logger="keyleash"):
+        r = store_failed(keyleash.UnavailableError("key store unavailable: gone"))
+    assert (r.status_code, r.body) == (500, b'{"error":"auth_unavailable"}')
+    assert [record.getMessage() for record in caplog.records] == [
+        "the key store failed (answered 500 auth_unavailable): key store unavailable: gone"
+    ]

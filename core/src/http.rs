@@ -55,6 +55,10 @@ const RATE_WINDOW_MS: i64 = 3_600_000;
 /// The largest signup (or mint) rate limit accepted, per hour.
 pub const MAX_SIGNUP_RATE_LIMIT: u32 = 1_000_000;
 
+/// The default of [`SelfServeOptions::signup_rate_limit`]: signups per client
+/// address per hour.
+pub const DEFAULT_SIGNUP_RATE_LIMIT: u32 = 20;
+
 /// The default of [`SelfServeOptions::mint_rate_limit`]: child keys per key tree
 /// (a root key and its descendants together) per hour. Generous for an agent
 /// that hands a narrower key to each of its sub-tasks (almost one a minute),
@@ -103,8 +107,15 @@ impl Reply {
 
     /// 500 `{"error": "auth_unavailable"}`, with `e` as the cause to log.
     pub fn unavailable(e: &Error) -> Self {
+        Self::store_failed(e.to_string())
+    }
+
+    /// 500 `{"error": "auth_unavailable"}`, with `cause` (an error's message, as a
+    /// binding holds it) as the cause to log: the answer to a store failure the
+    /// binding caught itself (see [`is_store_failure`]).
+    pub fn store_failed(cause: impl Into<String>) -> Self {
         Self {
-            cause: Some(e.to_string()),
+            cause: Some(cause.into()),
             ..Self::new(500, json!({ "error": "auth_unavailable" }))
         }
     }
@@ -144,6 +155,13 @@ impl Reply {
     }
 }
 
+/// Whether an error of this code ([`Error::code`]) is the store failing
+/// (`unavailable`, `not_migrated`) rather than the caller's mistake: where a request
+/// was to be served, it is answered [`Reply::unavailable`].
+pub fn is_store_failure(code: &str) -> bool {
+    matches!(code, "unavailable" | "not_migrated")
+}
+
 /// The outcome of [`KeyLeash::authenticate`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Access {
@@ -170,8 +188,8 @@ pub struct SelfServeOptions {
     /// operator's choice: a signup asking for another period is refused.
     pub signup_budget_period: Option<String>,
     /// At most this many signups per client address per hour (GCRA, enforced in
-    /// the store, shared by every process on the database). Default 20; `None`
-    /// turns the limit off.
+    /// the store, shared by every process on the database). Default
+    /// [`DEFAULT_SIGNUP_RATE_LIMIT`] (20); `None` turns the limit off.
     pub signup_rate_limit: Option<u32>,
     /// At most this many signups per email domain per hour. Default `None` (off).
     pub signup_rate_limit_per_domain: Option<u32>,
@@ -233,7 +251,7 @@ impl Default for SelfServeOptions {
             signup_expires_in: "24h".into(),
             signup_budget_cents: None,
             signup_budget_period: None,
-            signup_rate_limit: Some(20),
+            signup_rate_limit: Some(DEFAULT_SIGNUP_RATE_LIMIT),
             signup_rate_limit_per_domain: None,
             mint_rate_limit: Some(DEFAULT_MINT_RATE_LIMIT),
         }
@@ -390,9 +408,12 @@ impl KeyLeash {
                 Route::Me | Route::Signup => Ok(Reply::new(200, valid_json(caller))),
             }
         };
-        outcome.unwrap_or_else(|e| match e {
-            Error::Unavailable(_) | Error::NotMigrated(_) => Reply::unavailable(&e),
-            e => Reply::error(400, e.code(), e.to_string()),
+        outcome.unwrap_or_else(|e| {
+            if is_store_failure(e.code()) {
+                Reply::unavailable(&e)
+            } else {
+                Reply::error(400, e.code(), e.to_string())
+            }
         })
     }
 

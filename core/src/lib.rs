@@ -88,8 +88,9 @@ pub use crate::limits::{
 pub use crate::model::{
     iso, parse_time, AccountView, AccountsPage, CacheOptions, CacheStats, CeilingView, Charge,
     ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, DaySpend, HoldStatus, InvalidReason,
-    KeyDetails, KeyInfo, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options, Reserve,
-    ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange, Validation,
+    KeyDetails, KeyInfo, KeyOptions, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options,
+    Reserve, ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange,
+    Validation,
 };
 pub use crate::ops::hold::{AddRefused, CutShort, Ending, Hold};
 pub use crate::ops::validate::KeyRef;

@@ -12,7 +12,7 @@ pub const MAX_SUBJECT_LEN: usize = 512;
 pub const MAX_ACCOUNT_LEN: usize = MAX_SUBJECT_LEN;
 /// Longest raw key looked up, in bytes; anything longer is `invalid` at once.
 pub const MAX_RAW_KEY_LEN: usize = 128;
-/// Largest metadata, serialized, in bytes.
+/// Largest metadata, as JSON text, in bytes.
 pub const MAX_METADATA_LEN: usize = 16 * 1024;
 
 /// Checks a caller's string: at most `max` bytes, no NUL, non-empty when `required`.
@@ -31,6 +31,17 @@ pub(crate) fn check_text(field: &str, value: &str, max: usize, required: bool) -
             "{field} {} contains a NUL character",
             shown(value)
         )));
+    }
+    Ok(())
+}
+
+/// Checks a key's metadata as the JSON text the store keeps: at most
+/// [`MAX_METADATA_LEN`] bytes, and no NUL character (which Postgres' JSONB refuses).
+pub(crate) fn check_metadata(json: &str) -> Result<()> {
+    if json.len() > MAX_METADATA_LEN || json.contains("\\u0000") {
+        return Err(Error::arg(
+            "metadata must serialize to at most 16 KiB of JSON without NUL characters",
+        ));
     }
     Ok(())
 }

@@ -128,6 +128,26 @@ pub struct CreateOptions {
     pub parent_id: Option<i64>,
 }
 
+/// What [`crate::KeyLeash::create`] and [`crate::KeyLeash::ensure_subject`] take:
+/// [`CreateOptions`] with the metadata as the JSON text the store keeps. A
+/// `CreateOptions` converts into one (its metadata serialized once);
+/// [`crate::options::CreateInput`] makes one from options as a binding received
+/// them, whose metadata may already be JSON text.
+#[derive(Clone, Debug)]
+pub struct KeyOptions {
+    /// The options; their `metadata` is always `None`, it is `metadata` below.
+    pub(crate) options: CreateOptions,
+    /// The metadata as JSON text.
+    pub(crate) metadata: Option<String>,
+}
+
+impl From<CreateOptions> for KeyOptions {
+    fn from(mut options: CreateOptions) -> Self {
+        let metadata = options.metadata.take().map(|v| v.to_string());
+        Self { options, metadata }
+    }
+}
+
 /// A charge: the cost in cents and an optional idempotency key.
 #[derive(Clone, Debug, Default)]
 pub struct Charge {

@@ -683,6 +683,39 @@ async fn list(kind: Kind) {
 }
 both!(list);
 
+// Pins metadata given as JSON text (the Python package's json.dumps): checked once,
+// stored as written, read back as the value a `serde_json::Value` would give, and
+// held to the same 16 KiB of text.
+async fn metadata_as_json_text(kind: Kind) {
+    use keyleash::options::{CreateInput, Metadata, Spelling};
+    let db = Db::open(kind).await;
+    let input = |json: &str| CreateInput {
+        account_id: Some("a".into()),
+        metadata: Some(Metadata::Json(json.into())),
+        ..CreateInput::default()
+    };
+    let text = r#"{"z":[1,2.5,null],"a":"日本 \n","n":{"b":true}}"#;
+    let options = input(text).into_options(Spelling::Snake).unwrap();
+    db.kl.create(options).await.unwrap();
+    let keys = db.kl.list("a").await.unwrap();
+    assert_eq!(
+        keys[0].metadata,
+        Some(serde_json::json!({"z": [1, 2.5, null], "a": "日本 \n", "n": {"b": true}}))
+    );
+    let over = format!(r#"{{"m":"{}"}}"#, "m".repeat(16 * 1024));
+    let options = input(&over).into_options(Spelling::Snake).unwrap();
+    let e = db.kl.create(options).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_argument");
+    let nul = input(r#"{"k":"a\u0000b"}"#)
+        .into_options(Spelling::Snake)
+        .unwrap();
+    assert_eq!(
+        db.kl.create(nul).await.unwrap_err().code(),
+        "invalid_argument"
+    );
+}
+both!(metadata_as_json_text);
+
 // Pins the key prefix option: minted keys carry it, and keys of another prefix are invalid.
 async fn key_prefix(kind: Kind) {
     let db = Db::with(

@@ -32,6 +32,8 @@ const {
   agentKeyMiddleware,
   createAgentKeyRoutes,
   payloadTooLarge,
+  spendRefused,
+  storeFailed,
   streamWithHold,
 } = require("keyleash");
 
@@ -118,25 +120,24 @@ async function main() {
         .json({ error: "invalid_argument", message: 'the body must be JSON like {"prompt": "..."}' });
     }
     const answer = complete(prompt);
-    // The key the middleware authenticated, charged without parsing the header again.
-    const charge = await req.agentKey
-      .charge(answer.costCents, { idempotencyKey: req.get("idempotency-key") })
-      .catch((e) => {
-        console.error(`keyleash: the key store failed: ${e.message}`); // the message never holds a key
-        return null;
-      });
-    if (charge === null) return res.status(500).json({ error: "auth_unavailable" });
-    if (charge.replayed) {
-      // The Idempotency-Key was already charged for a completion: this one is not
-      // paid for, so it is not served (the first answer is not stored to repeat).
-      return res.status(409).json({ error: "idempotency_replayed", replayed: charge.replayed });
+    let charge;
+    try {
+      // The key the middleware authenticated, charged without parsing the header again.
+      charge = await req.agentKey.charge(answer.costCents, { idempotencyKey: req.get("idempotency-key") });
+    } catch (e) {
+      // The library's answer: 500 auth_unavailable, the error reported once on
+      // stderr (its message never holds a key).
+      const r = storeFailed(e);
+      return res.status(r.status).json(r.body);
     }
-    if (!charge.success) {
-      // The Idempotency-Key was used for another request (another cost, or a
-      // stream); or budget_exceeded, or the key was revoked or expired since the
-      // middleware checked it.
-      const status = { idempotency_conflict: 422, budget_exceeded: 429 }[charge.reason] ?? 401;
-      return res.status(status).json({ error: charge.reason });
+    if (!charge.success || charge.replayed) {
+      // The library's answer when the charge serves no completion: the
+      // Idempotency-Key was already charged for one (409: the first answer is not
+      // stored to repeat) or used for another request (422: another cost, or a
+      // stream); or budget_exceeded (429), or the key was revoked or expired since
+      // the middleware checked it (401).
+      const r = spendRefused(charge);
+      return res.status(r.status).json(r.body);
     }
     res.json({
       completion: answer.text,

@@ -51,6 +51,8 @@ from keyleash.fastapi import (
     admin_router,
     agentkey_router,
     require_key,
+    spend_refused,
+    store_failed,
     stream_with_hold,
 )
 
@@ -184,20 +186,15 @@ async def chat(
     try:
         # The key require_key granted, charged without parsing the header again.
         charge = await key.charge(cost, idempotency_key=idempotency_key)
-    except KeyLeashError as e:  # the message never holds a key or a password
-        logging.getLogger("keyleash").error("the key store failed: %s", e)
-        return JSONResponse({"error": "auth_unavailable"}, status_code=500)
-    if charge.success and charge.replayed:
-        # The Idempotency-Key was already charged for a completion: this one is not
-        # paid for, so it is not served (the first answer is not stored to repeat).
-        body = {"error": "idempotency_replayed", "replayed": charge.replayed}
-        return JSONResponse(body, status_code=409)
-    if not charge.success:
-        # The Idempotency-Key was used for another request (another cost, or a
-        # stream); or budget_exceeded, or the key was revoked or expired since
-        # require_key checked it.
-        status = {"idempotency_conflict": 422, "budget_exceeded": 429}.get(charge.reason, 401)
-        return JSONResponse({"error": charge.reason}, status_code=status)
+    except KeyLeashError as e:  # the library's answer: 500, logged once (never a key)
+        return store_failed(e)
+    if not charge.success or charge.replayed:
+        # The library's answer when the charge serves no completion: the
+        # Idempotency-Key was already charged for one (409: the first answer is not
+        # stored to repeat) or used for another request (422: another cost, or a
+        # stream); or budget_exceeded (429), or the key was revoked or expired since
+        # require_key checked it (401).
+        return spend_refused(charge)
     remaining = charge.budget_remaining_cents
     return JSONResponse({"completion": text, "costCents": cost, "budgetRemainingCents": remaining})
 

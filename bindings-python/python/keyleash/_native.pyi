@@ -23,7 +23,8 @@ class CreateOptions:
         name: str | None = None,
         metadata: str | None = None,
         parent_id: int | None = None,
-    ) -> None: ...
+    ) -> None:
+        """``metadata`` is JSON text, checked by the core and stored as it is."""
 
 class SelfServeOptions:
     def __init__(
@@ -59,7 +60,6 @@ class NativeKeyLeash:
     def migrate(self) -> Awaitable[None]: ...
     def create(self, opts: CreateOptions) -> Awaitable[str]: ...
     def ensure_subject(self, subject: str, opts: CreateOptions) -> Awaitable[None]: ...
-    def validate(self, raw_key: str) -> Awaitable[str]: ...
     def validate_now_or_ref(self, raw_key: str) -> str | MissedKey:
         """The answer's JSON when no store is needed, else the key hashed once."""
     def validate_refs(self, keys: list[MissedKey]) -> Awaitable[list[str | BaseException]]:
@@ -173,6 +173,10 @@ def spend_refused(reason: str, replayed: str | None = None) -> tuple[int, str]:
     """The core's reply to a refused reserve, ``(status, body JSON)``: 409 when
     ``replayed`` is set, 429 ``budget_exceeded``, 422 ``idempotency_conflict``,
     else 401."""
+
+def store_failed(cause: str) -> tuple[int, str]:
+    """The core's reply to a key store failure, ``(500, body JSON)``; ``cause`` (the
+    error's message) is for the log, never sent."""
 
 def admin_unauthorized() -> tuple[int, list[tuple[str, str]], bytes]:
     """The core's 401 for an admin request ``authorize`` refused."""

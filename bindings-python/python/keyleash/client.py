@@ -126,8 +126,13 @@ def _create_options(options: CreateOptions) -> _native.CreateOptions:
     if "parent_id" in kwargs:
         kwargs["parent_id"] = _check.opt_int64("parent_id", kwargs["parent_id"])
     if kwargs.get("metadata") is not None:  # free-form JSON, as in Node
+        # The one conversion: the core checks this text and stores it as it is.
+        # Compact UTF-8, as the core writes Node's, so the 16 KiB limit counts the
+        # same bytes in both.
         try:
-            kwargs["metadata"] = json.dumps(kwargs["metadata"], allow_nan=False)
+            kwargs["metadata"] = json.dumps(
+                kwargs["metadata"], allow_nan=False, ensure_ascii=False, separators=(",", ":")
+            )
         except (TypeError, ValueError) as e:
             raise InvalidArgumentError("metadata must be JSON-serializable") from e
     if "expires_at" in kwargs:

@@ -13,7 +13,9 @@ When the store fails (500 ``auth_unavailable``), the core's description of the
 failure is logged once, at error level, on the ``keyleash`` logger; it never holds
 a key or a password, and the client never sees it. Self-serve bodies are read up to
 ``MAX_BODY_BYTES`` (65,536) and no further: a longer one is answered 413
-``payload_too_large``.
+``payload_too_large``. A route that charges a key itself answers with the same
+helpers: ``spend_refused`` (a refused or replayed charge or reserve) and
+``store_failed`` (the store down).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
@@ -35,7 +37,13 @@ from starlette.exceptions import HTTPException
 from keyleash import _check, _native, client, sync
 from keyleash.exceptions import InvalidArgumentError, KeyLeashError, UnavailableError
 from keyleash.granted import GrantedKey, _Reserver
-from keyleash.results import ReserveRefused
+from keyleash.results import (
+    Charged,
+    ChargeRefused,
+    ChargeResult,
+    ReserveRefused,
+    ReserveResult,
+)
 from keyleash.spend import Spend
 
 __all__ = [
@@ -52,6 +60,8 @@ __all__ = [
     "agentkey_router",
     "bearer_scheme",
     "require_key",
+    "spend_refused",
+    "store_failed",
     "stream_with_hold",
 ]
 
@@ -128,6 +138,12 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
     return keyleash_key
 
 
+def _reply(answer: tuple[int, str]) -> Response:
+    """One of the core's answers, ``(status, body JSON)``, sent as the core wrote it."""
+    status, body = answer
+    return Response(body, status_code=status, media_type="application/json")
+
+
 def _refusal(refused: ReserveRefused) -> Response:
     """The HTTP answer to a reserve that serves no work (docs/http.md), the core's
     (``Reply::spend_refused``): 429 ``budget_exceeded``; 409
@@ -135,8 +151,34 @@ def _refusal(refused: ReserveRefused) -> Response:
     key's first hold stands) for a repeat; 422 ``idempotency_conflict`` for an
     idempotency key first used for another operation; 401 for a key revoked,
     expired or unknown since ``require_key``."""
-    status, body = _native.spend_refused(refused.reason, refused.replayed)
-    return Response(body, status_code=status, media_type="application/json")
+    return _reply(_native.spend_refused(refused.reason, refused.replayed))
+
+
+def spend_refused(result: ChargeResult | ReserveResult) -> Response:
+    """The core's answer to a charge or reserve result that serves no work (not a
+    success, or ``replayed``), as ``stream_with_hold`` answers a refused reserve
+    (docs/http.md#streaming): 409 ``{"error": "idempotency_replayed", "replayed":
+    ...}`` for a repeated idempotency key (``"charged"``, or where the first hold
+    stands), 429 ``budget_exceeded``, 422 ``idempotency_conflict`` for an
+    idempotency key first used for another operation, else 401 ``{"error":
+    reason}`` (the key was revoked, expired or unknown since ``require_key``). A
+    result that serves work raises ``InvalidArgumentError``."""
+    if isinstance(result, ReserveRefused):
+        return _refusal(result)
+    if isinstance(result, ChargeRefused):
+        return _reply(_native.spend_refused(result.reason))
+    if isinstance(result, Charged) and result.replayed is not None:
+        return _reply(_native.spend_refused("idempotency_replayed", result.replayed))
+    raise InvalidArgumentError("spend_refused needs a refused or replayed charge or reserve result")
+
+
+def store_failed(error: KeyLeashError) -> Response:
+    """500 ``{"error": "auth_unavailable"}``, the core's answer to a key store
+    failure (as ``require_key`` answers one), with ``error`` logged once, at error
+    level, on the ``keyleash`` logger (its message never holds a key or a password;
+    the client never sees it)."""
+    _log_cause(str(error))
+    return _reply(_native.store_failed(str(error)))
 
 
 class _HeldStream(StreamingResponse):
@@ -225,8 +267,7 @@ async def stream_with_hold(
     try:
         spend = await key.reserve(estimate_cents, ttl=ttl, idempotency_key=idempotency_key)
     except UnavailableError as e:  # not_migrated included
-        _log_cause(str(e))
-        return JSONResponse({"error": "auth_unavailable"}, status_code=500)
+        return store_failed(e)
     if not spend.success:
         if spend.reason == "invalid_cost":
             raise InvalidArgumentError("estimate_cents must be a finite number > 0")
@@ -464,8 +505,7 @@ def agentkey_router(
     async def answer(request: Request, route: str, key_id: str | None = None) -> Response:
         raw = await _read_body(request)
         if raw is None:
-            status, reply = _native.payload_too_large()
-            return Response(reply, status_code=status, media_type="application/json")
+            return _reply(_native.payload_too_large())
         auth = request.headers.get("authorization")
         # None behind a Unix socket: the core counts those signups together.
         address = request.client.host if request.client is not None else None

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::client::KeyLeash;
 use crate::error::{Error, Result};
-use crate::limits::{check_text, MAX_ACCOUNT_LEN, MAX_METADATA_LEN, MAX_SUBJECT_LEN, MAX_TEXT_LEN};
-use crate::model::{CreateOptions, CreatedKey, InvalidReason, KeyDetails, KeySummary};
+use crate::limits::{check_metadata, check_text, MAX_ACCOUNT_LEN, MAX_SUBJECT_LEN, MAX_TEXT_LEN};
+use crate::model::{CreatedKey, InvalidReason, KeyDetails, KeyOptions, KeySummary};
 use crate::period::{parse_duration, Period};
 use crate::store::NewKey;
 use crate::{amount, engine, key, scope};
@@ -15,12 +15,15 @@ impl KeyLeash {
     /// Mints a key. The raw key is in the result and nowhere else, ever.
     /// Errors: `invalid_scope`, `invalid_period`, `invalid_duration`,
     /// `invalid_argument` (missing/oversized strings, bad budget, past expiry).
-    pub async fn create(&self, mut opts: CreateOptions) -> Result<CreatedKey> {
+    /// Takes a [`crate::CreateOptions`] (or a [`KeyOptions`]).
+    pub async fn create(&self, opts: impl Into<KeyOptions>) -> Result<CreatedKey> {
+        let mut opts = opts.into();
         let now = self.inner.clock.now();
-        if let Some(parent) = opts.parent_id {
-            self.check_parent(parent, &mut opts.account_id, now).await?;
+        if let Some(parent) = opts.options.parent_id {
+            self.check_parent(parent, &mut opts.options.account_id, now)
+                .await?;
         }
-        check_text("accountId", &opts.account_id, MAX_ACCOUNT_LEN, true)?;
+        check_text("accountId", &opts.options.account_id, MAX_ACCOUNT_LEN, true)?;
         let minted = key::mint(&self.inner.prefix)?;
         let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
         let id = self.inner.store.insert_key(&new).await?;
@@ -38,12 +41,13 @@ impl KeyLeash {
     /// token, say) instead of a minted key. Idempotent: later calls for the same
     /// subject change nothing, even concurrently. An empty `account_id` defaults to
     /// the subject. Errors as [`KeyLeash::create`].
-    pub async fn ensure_subject(&self, subject: &str, mut opts: CreateOptions) -> Result<()> {
+    pub async fn ensure_subject(&self, subject: &str, opts: impl Into<KeyOptions>) -> Result<()> {
+        let mut opts = opts.into();
         check_text("subject", subject, MAX_SUBJECT_LEN, true)?;
-        if opts.account_id.is_empty() {
-            opts.account_id = subject.to_string();
+        if opts.options.account_id.is_empty() {
+            opts.options.account_id = subject.to_string();
         }
-        check_text("accountId", &opts.account_id, MAX_ACCOUNT_LEN, true)?;
+        check_text("accountId", &opts.options.account_id, MAX_ACCOUNT_LEN, true)?;
         let hash = key::internal_hash()?;
         let prefix = format!("{}ext", self.inner.prefix);
         let new = self.new_row(
@@ -92,12 +96,13 @@ impl KeyLeash {
 
     fn new_row(
         &self,
-        o: &CreateOptions,
+        key: &KeyOptions,
         now: DateTime<Utc>,
         key_hash: String,
         key_prefix: String,
         subject: Option<String>,
     ) -> Result<NewKey> {
+        let o = &key.options;
         if let Some(scopes) = &o.scopes {
             scope::check_scopes(scopes, self.inner.valid_scopes.as_deref())?;
         }
@@ -129,14 +134,8 @@ impl KeyLeash {
                 check_text(field, v, MAX_TEXT_LEN, field == "name")?;
             }
         }
-        let metadata = o.metadata.as_ref().map(serde_json::Value::to_string);
-        if metadata
-            .as_ref()
-            .is_some_and(|m| m.len() > MAX_METADATA_LEN || m.contains("\\u0000"))
-        {
-            return Err(Error::arg(
-                "metadata must serialize to at most 16 KiB of JSON without NUL characters",
-            ));
+        if let Some(m) = &key.metadata {
+            check_metadata(m)?;
         }
         Ok(NewKey {
             account_id: o.account_id.clone(),
@@ -152,7 +151,7 @@ impl KeyLeash {
             expires_at,
             delegated_by: o.delegated_by.clone(),
             external_subject: subject,
-            metadata,
+            metadata: key.metadata.clone(),
             created_at: now,
             parent_id: o.parent_id,
         })
