@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::{hinted, missing_ceilings, KeyRow, Lookup, PriorCharge};
 use crate::error::Result;
-use crate::spend::{plan, HoldRow, HoldState, Plan, PriorHold, SpendOutcome, SpendReq};
+use crate::spend::{plan, HoldRow, Plan, PriorHold, SpendOutcome, SpendReq};
 use crate::store::codec::fill_shares;
 
 /// One store's SQL for the steps of a spend batch, inside one open transaction.
@@ -50,46 +50,6 @@ pub(crate) trait ChargeSql {
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>>;
     /// Commits the transaction, which releases the locks.
     async fn commit(self) -> Result<()>;
-}
-
-/// One row of a store's priors statement: key id, idempotency key, amount, then a
-/// charge's used and remaining after it (remaining is a reserve's too), and a
-/// reserve's hold id (NULL for a charge), expiry and state.
-pub(crate) type PriorRow = (
-    i64,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-);
-
-/// Splits the rows of a priors statement into charges (no hold id) and reserves.
-pub(crate) fn split_priors(rows: Vec<PriorRow>) -> (Vec<PriorCharge>, Vec<PriorHold>) {
-    let (mut charges, mut holds) = (Vec::new(), Vec::new());
-    for (key_id, idempotency_key, amount_micros, used, remaining, hold, expires, state) in rows {
-        match hold {
-            None => charges.push(PriorCharge {
-                key_id,
-                idempotency_key,
-                amount_micros,
-                used_after_micros: used.unwrap_or(0),
-                remaining_after_micros: remaining,
-            }),
-            Some(hold_id) => holds.push(PriorHold {
-                key_id,
-                idempotency_key,
-                hold_id,
-                amount_micros,
-                expires_at: expires.unwrap_or_default(),
-                remaining_micros: remaining,
-                state: HoldState::parse(state.as_deref().unwrap_or_default()),
-            }),
-        }
-    }
-    (charges, holds)
 }
 
 /// The outcome of a spend batch.

@@ -1,5 +1,16 @@
-//! Storage: one module per backend, one `Store` that dispatches to the one in use.
+//! Storage: one module per backend, and one `Store` that runs the one in use.
 //!
+//! Every operation of [`Store`] is written once, here: a read (or a
+//! one-statement write) is "this statement, these values, decode each row with
+//! that", over the small surface each backend provides ([`Backend`]); the
+//! operations whose steps differ per backend (transactions, locks,
+//! notifications) are declared once, in [`Backend`], and `Store` calls through it.
+//!
+//! - `row.rs`: the column reader each backend's row implements, and the decoder
+//!   of each kind of row, once for both.
+//! - `arg.rs`: the values statements are run with ([`arg::Arg`]), and how each
+//!   backend binds them.
+//! - `codec.rs`: the text formats (hold shares, SQLite's timestamps).
 //! - `charge.rs`: how a charge batch is decided and written, once for both stores
 //!   (lock, prior idempotent charges, plan, write, commit), over each store's SQL.
 //! - `postgres.rs`: the production store. Charges lock the touched rows
@@ -15,6 +26,8 @@
 //! hot path touches the rows of the keys it names (and their ledger rows) only.
 
 use chrono::{DateTime, Utc};
+use futures::{Stream, TryStreamExt};
+use tokio::sync::mpsc::Sender;
 
 use crate::engine::{hinted, missing_ceilings, KeyRow, KeyUpdate, Lookup};
 use crate::error::Result;
@@ -22,11 +35,18 @@ use crate::group::Limits;
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::SpendReq;
+use crate::store::arg::Arg;
+use crate::store::charge::ChargeSql;
 use crate::store::codec::fill_shares;
+use crate::store::row::{
+    ceiling, decode_all, entry, first, key_row, pair, record, spender, Columns,
+};
 
+pub(crate) mod arg;
 pub(crate) mod charge;
 pub(crate) mod codec;
 pub(crate) mod postgres;
+pub(crate) mod row;
 pub(crate) mod sqlite;
 
 /// A row to insert for `create` / `ensure_subject`.
@@ -109,6 +129,9 @@ impl Store {
     }
 }
 
+/// Runs `$call` with `$s` bound to the store in use: one arm per backend, so
+/// `$call` is checked (and any generic function it names instantiated) once for
+/// each store's types, with static dispatch.
 macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
@@ -118,26 +141,121 @@ macro_rules! dispatch {
     };
 }
 
-/// What every backend provides, dispatched to the store in use. Errors are
+/// Declares [`Backend`]: the items of its `trait` block as written, then each
+/// operation of its `impl Store` block, which `Store` also gets as a method
+/// (same signature, same documentation) that runs it on the store in use. So each
+/// of those signatures is written once, here, and each store implements it.
+macro_rules! backend {
+    (
+        $(#[$doc:meta])*
+        pub(crate) trait Backend { $($item:tt)* }
+        $(#[$ops_doc:meta])*
+        impl Store {
+            $(
+                $(#[$op_doc:meta])*
+                async fn $op:ident(&self $(, $arg:ident: $ty:ty)*) $(-> $ret:ty)?;
+            )*
+        }
+    ) => {
+        $(#[$doc])*
+        pub(crate) trait Backend {
+            $($item)*
+            $(
+                $(#[$op_doc])*
+                async fn $op(&self $(, $arg: $ty)*) $(-> $ret)?;
+            )*
+        }
+
+        $(#[$ops_doc])*
+        impl Store {
+            $(
+                $(#[$op_doc])*
+                pub async fn $op(&self $(, $arg: $ty)*) $(-> $ret)? {
+                    dispatch!(self, s => s.$op($($arg),*).await)
+                }
+            )*
+        }
+    };
+}
+
+backend! {
+    /// What each store provides its own way: its shared statements, how it runs
+    /// one, the statement of a validate, the transaction of a spend batch, and the
+    /// operations whose steps differ (transactions, locks, notifications).
+    /// [`Store`] runs everything else over these, written once for both.
+    pub(crate) trait Backend {
+        /// A result row of the store's driver.
+        type Row: Columns;
+
+        /// The table names and the statements the shared code runs, in the
+        /// store's dialect.
+        fn queries(&self) -> &Queries;
+
+        /// Every row `sql` returns for `args`, outside any transaction.
+        async fn all(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Self::Row>>;
+
+        /// Sends the rows `sql` returns for `args`, each decoded by `decode`, to
+        /// `out` as they arrive from one streamed statement, without the statement
+        /// timeout (a slow reader must not cut an export short). Stops early,
+        /// without error, when `out` is closed.
+        async fn stream<T>(
+            &self,
+            sql: &str,
+            args: &[Arg<'_>],
+            decode: impl Fn(&Self::Row) -> Result<T, sqlx::Error>,
+            out: &Sender<Result<T>>,
+        ) -> Result<()>;
+
+        /// Reads the rows named by `lookups` and their ancestors (no lock), in any
+        /// order, without hold shares or ceilings.
+        async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>>;
+
+        /// The store's SQL for the steps of a spend batch, in its transaction.
+        type Charge<'a>: ChargeSql
+        where
+            Self: 'a;
+
+        /// Opens the transaction of a spend batch (`charge.rs`).
+        async fn begin_charge(&self) -> Result<Self::Charge<'_>>;
+
+        /// The rows `sql` returns for `args`, each decoded by `decode`.
+        async fn rows<T>(
+            &self,
+            sql: &str,
+            args: &[Arg<'_>],
+            decode: impl Fn(&Self::Row) -> Result<T, sqlx::Error>,
+        ) -> Result<Vec<T>> {
+            Ok(decode_all(&self.all(sql, args).await?, decode)?)
+        }
+    }
+
+    /// The operations each store carries out its own way.
+    impl Store {
+        /// Creates or adopts the schema; idempotent and safe to run concurrently.
+        async fn migrate(&self) -> Result<()>;
+        /// Inserts a minted key and returns its id.
+        async fn insert_key(&self, key: &NewKey) -> Result<i64>;
+        /// Inserts a subject row unless one exists for its subject.
+        async fn insert_subject(&self, key: &NewKey) -> Result<()>;
+        /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, and points
+        /// the hints of the account's keys at it. A new ceiling starts with nothing
+        /// used; changing only the amount keeps what was used; changing the period
+        /// starts it over.
+        async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()>;
+        /// Closes the pool.
+        async fn close(&self);
+    }
+}
+
+/// What every backend provides, written once over [`Backend`]. Errors are
 /// [`crate::Error::Unavailable`] (or `NotMigrated`): the arguments were checked
 /// before they got here.
 impl Store {
-    /// Creates or adopts the schema; idempotent and safe to run concurrently.
-    pub async fn migrate(&self) -> Result<()> {
-        dispatch!(self, s => s.migrate().await)
-    }
-    /// Inserts a minted key and returns its id.
-    pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
-        dispatch!(self, s => s.insert_key(key).await)
-    }
-    /// Inserts a subject row unless one exists for its subject.
-    pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
-        dispatch!(self, s => s.insert_subject(key).await)
-    }
     /// Reads the key `id` and its ancestors (no lock), with the hold shares that may
     /// count at `now`; empty when there is no such key.
     pub async fn get(&self, id: i64, now: DateTime<Utc>) -> Result<Vec<KeyRow>> {
-        let rows = dispatch!(self, s => s.get(id).await)?;
+        let args = [Arg::Int(id)];
+        let rows = dispatch!(self, s => s.rows(&s.queries().by_id, &args, key_row).await)?;
         self.with_shares(rows, now).await
     }
     /// Reads the rows named by `lookups` and their ancestors (no lock), with the
@@ -156,11 +274,13 @@ impl Store {
     async fn with_shares(&self, mut rows: Vec<KeyRow>, now: DateTime<Utc>) -> Result<Vec<KeyRow>> {
         let ceilings = missing_ceilings(&rows);
         if !ceilings.is_empty() {
-            rows.extend(dispatch!(self, s => s.ceilings(&ceilings).await)?);
+            let args = [Arg::Ids(&ceilings)];
+            rows.extend(dispatch!(self, s => s.rows(&s.queries().ceilings, &args, ceiling).await)?);
         }
         let ids = hinted(&rows, now);
         if !ids.is_empty() {
-            let shares = dispatch!(self, s => s.shares(&ids).await)?;
+            let args = [Arg::Ids(&ids)];
+            let shares = dispatch!(self, s => s.rows(&s.queries().shares, &args, pair).await)?;
             fill_shares(&mut rows, &shares)?;
         }
         Ok(rows)
@@ -172,47 +292,72 @@ impl Store {
         seen_reset: Option<DateTime<Utc>>,
         update: &KeyUpdate,
     ) -> Result<bool> {
-        dispatch!(self, s => s.persist_roll(seen_reset, update).await)
+        let u = update;
+        let args = [
+            Arg::Int(u.id),
+            Arg::Time(u.reset_at),
+            Arg::Time(u.anchor_at),
+            Arg::Time(seen_reset),
+        ];
+        let rolled = dispatch!(self, s => {
+            let q = s.queries();
+            let sql = if u.is_ceiling() { &q.roll_ceiling } else { &q.roll };
+            s.rows(sql, &args, first::<_, i64>).await
+        })?;
+        Ok(!rolled.is_empty())
     }
     /// Applies a batch of spends (charges, reserves, settles, releases)
-    /// atomically, in order.
+    /// atomically, in order, through the one pipeline (`charge.rs`).
     pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<charge::Charged> {
-        dispatch!(self, s => s.charge(reqs, now).await)
+        dispatch!(self, s => charge::run(s.begin_charge().await?, reqs, now).await)
     }
-    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`. A new
-    /// ceiling starts with nothing used; changing only the amount keeps what was
-    /// used; changing the period starts it over.
-    pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
-        dispatch!(self, s => s.set_ceiling(account_id, ceiling).await)
-    }
-    /// Sets `revoked_at` on a live key (of `account_id`, when given).
+    /// Sets `revoked_at` on a live key (of `account_id`, when given); on Postgres,
+    /// in the same statement, tells other processes' validation caches.
     pub async fn revoke(
         &self,
         key_id: i64,
         account_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        dispatch!(self, s => s.revoke(key_id, account_id, now).await)
+        let mut args = vec![Arg::Int(key_id), Arg::Time(Some(now))];
+        args.extend(account_id.map(Arg::Text));
+        let revoked = dispatch!(self, s => {
+            let q = s.queries();
+            let sql = if account_id.is_some() { &q.revoke_in_account } else { &q.revoke };
+            s.rows(sql, &args, first::<_, i64>).await
+        })?;
+        Ok(!revoked.is_empty())
     }
     /// The rows of an account, by id, with the hold shares that may count at `now`.
     pub async fn list(&self, account_id: &str, now: DateTime<Utc>) -> Result<Vec<KeyRow>> {
-        let rows = dispatch!(self, s => s.list(account_id).await)?;
+        let args = [Arg::Text(account_id)];
+        let rows = dispatch!(self, s => s.rows(&s.queries().list, &args, key_row).await)?;
         self.with_shares(rows, now).await
     }
     /// A key's ledger rows in a window, oldest first.
     pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
-        dispatch!(self, s => s.usage(key_id, range).await)
+        let args = [Arg::Int(key_id), Arg::Time(range.from), Arg::Time(range.to)];
+        dispatch!(self, s => s.rows(&s.queries().usage, &args, entry).await)
     }
     /// The `limit` biggest spenders of `range`, by sum of ledger amounts, biggest
     /// first (ties by key id or account). One aggregate over the ledger rows of
     /// the window: off the hot path, for operators.
     pub async fn top(&self, by: SpendBy, range: UsageRange, limit: i64) -> Result<Vec<Spender>> {
-        dispatch!(self, s => s.top(by, range, limit).await)
+        let args = [Arg::Time(range.from), Arg::Time(range.to), Arg::Int(limit)];
+        dispatch!(self, s => {
+            let q = s.queries();
+            let sql = match by {
+                SpendBy::Key => &q.top_keys,
+                SpendBy::Account => &q.top_accounts,
+            };
+            s.rows(sql, &args, spender).await
+        })
     }
     /// Up to `limit` account ids, in order, that start with `prefix` or own a key
     /// whose display prefix does (all accounts for an empty `prefix`).
     pub async fn accounts(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
-        dispatch!(self, s => s.accounts(prefix, limit).await)
+        let args = [Arg::Text(prefix), Arg::Int(limit)];
+        dispatch!(self, s => s.rows(&s.queries().accounts, &args, first).await)
     }
     /// The sums of a key's or an account's ledger amounts per UTC day
     /// (`YYYY-MM-DD`) from `from` on, by day, days without rows left out.
@@ -221,22 +366,38 @@ impl Store {
         of: SpendOf<'_>,
         from: DateTime<Utc>,
     ) -> Result<Vec<(String, i64)>> {
-        dispatch!(self, s => s.spend_days(of, from).await)
+        let whose = match of {
+            SpendOf::Key(id) => Arg::Int(id),
+            SpendOf::Account(a) => Arg::Text(a),
+        };
+        let args = [whose, Arg::Time(Some(from))];
+        dispatch!(self, s => {
+            let q = s.queries();
+            let sql = match of {
+                SpendOf::Key(_) => &q.days_of_key,
+                SpendOf::Account(_) => &q.days_of_account,
+            };
+            s.rows(sql, &args, pair).await
+        })
     }
     /// How many ledger rows `range` holds.
     pub async fn count(&self, range: UsageRange) -> Result<i64> {
-        dispatch!(self, s => s.count(range).await)
+        let args = [Arg::Time(range.from), Arg::Time(range.to)];
+        only(dispatch!(self, s => s.rows(&s.queries().count, &args, first).await)?)
     }
     /// Sends the ledger rows of `range`, in id order, to `out` as they arrive from
     /// one streamed statement (without the statement timeout: a slow reader must
     /// not cut an export short). Stops early, without error, when `out` is closed.
     /// `id_prefix` starts every record's id.
     pub async fn export(&self, range: UsageRange, id_prefix: &str, out: &ExportSink) -> Result<()> {
-        dispatch!(self, s => s.export(range, id_prefix, out).await)
+        let args = [Arg::Time(range.from), Arg::Time(range.to)];
+        dispatch!(self, s => {
+            s.stream(&s.queries().export, &args, |r| record(r, id_prefix), out).await
+        })
     }
     /// The table names of this store.
     pub fn names(&self) -> &TableNames {
-        dispatch!(self, s => s.names())
+        dispatch!(self, s => &s.queries().names)
     }
     /// One GCRA rate-limit check of `bucket`, in one atomic statement: `None` when
     /// the event is allowed (and counted), else how many milliseconds until it
@@ -249,19 +410,89 @@ impl Store {
         interval_ms: i64,
         window_ms: i64,
     ) -> Result<Option<i64>> {
-        let (tat, allowed) =
-            dispatch!(self, s => s.rate_upsert(bucket, now_ms, interval_ms, window_ms).await)?;
+        let args = [
+            Arg::Text(bucket),
+            Arg::Int(now_ms),
+            Arg::Int(interval_ms),
+            Arg::Int(window_ms),
+        ];
+        let (tat, allowed): (i64, bool) =
+            only(dispatch!(self, s => s.rows(&s.queries().rate, &args, pair).await)?)?;
         Ok((!allowed).then(|| (tat + interval_ms - window_ms - now_ms).max(1)))
     }
-    /// Closes the pool.
-    pub async fn close(&self) {
-        dispatch!(self, s => s.close().await)
+}
+
+/// The one row of a statement that always returns one.
+fn only<T>(rows: Vec<T>) -> Result<T> {
+    Ok(rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)?)
+}
+
+/// Sends each row of `rows`, decoded by `decode`, to `out`; stops early, without
+/// error, when `out` is closed. Each store's [`Backend::stream`] ends here.
+pub(crate) async fn send_all<R, T>(
+    mut rows: impl Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    decode: impl Fn(&R) -> Result<T, sqlx::Error>,
+    out: &Sender<Result<T>>,
+) -> Result<()> {
+    while let Some(r) = rows.try_next().await? {
+        if out.send(Ok(decode(&r)?)).await.is_err() {
+            break;
+        }
     }
+    Ok(())
 }
 
 /// Where an export sends its records (a bounded channel: constant memory, and the
 /// statement waits while the reader is behind).
-pub(crate) type ExportSink = tokio::sync::mpsc::Sender<Result<LedgerRecord>>;
+pub(crate) type ExportSink = Sender<Result<LedgerRecord>>;
+
+/// The table names, and the statements [`Store`]'s shared code runs, each rendered
+/// by the backend in its dialect from those names. Numbers are parameters, in the
+/// order the shared code binds them; "key columns" and "ceiling columns" are the
+/// column lists [`key_row`] and [`ceiling`] decode.
+pub(crate) struct Queries {
+    pub names: TableNames,
+    /// A key and all its ancestors (at most [`crate::engine::MAX_DEPTH`] deep),
+    /// by id: 1 id. Key columns.
+    pub by_id: String,
+    /// The keys of an account, by id: 1 account. Key columns.
+    pub list: String,
+    /// Account ceilings: 1 ids. Ceiling columns.
+    pub ceilings: String,
+    /// The hold shares of keys: 1 ids. Key id, `amount:until_us,…`.
+    pub shares: String,
+    /// A key's rollover, if its reset time is still the one seen: 1 id, 2 reset,
+    /// 3 anchor, 4 reset seen. The id, if rolled.
+    pub roll: String,
+    /// [`Queries::roll`] of an account ceiling: 1 is the ceiling's row id (negative).
+    pub roll_ceiling: String,
+    /// Revokes a live key (on Postgres, and tells other processes' caches): 1 id,
+    /// 2 now. The id, if revoked.
+    pub revoke: String,
+    /// [`Queries::revoke`] of a key of an account: 3 account.
+    pub revoke_in_account: String,
+    /// A key's ledger rows, oldest first: 1 key id, 2 from, 3 to (either NULL:
+    /// open). Id, key id, amount, time, idempotency key, hold id.
+    pub usage: String,
+    /// The biggest spending keys: 1 from, 2 to, 3 limit. Key id, account, name,
+    /// prefix, sum, count.
+    pub top_keys: String,
+    /// [`Queries::top_keys`] by account (key id, name and prefix NULL).
+    pub top_accounts: String,
+    /// Account ids by prefix: 1 prefix, 2 limit.
+    pub accounts: String,
+    /// A key's sums per UTC day: 1 key id, 2 from. Day, sum.
+    pub days_of_key: String,
+    /// [`Queries::days_of_key`] of an account: 1 account.
+    pub days_of_account: String,
+    /// How many ledger rows: 1 from, 2 to. One count.
+    pub count: String,
+    /// The ledger rows of a window, by id: 1 from, 2 to. Id, key id, account,
+    /// amount, time, idempotency key, hold id.
+    pub export: String,
+    /// The GCRA upsert ([`rate_sql`]). Tat, allowed.
+    pub rate: String,
+}
 
 /// The GCRA upsert, rendered per backend: a new bucket starts allowed; an existing
 /// one moves its theoretical arrival time (`tat`) on by one interval when the
