@@ -3,13 +3,16 @@
 //! store code says only which values, in which order.
 
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use serde::Serialize;
-use sqlx::postgres::PgArguments;
+use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Postgres, Sqlite};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
+use sqlx::{Database, Postgres, Sqlite};
 
+use crate::error::Result;
 use crate::store::codec::Stamp;
+use crate::store::row::Columns;
 use crate::store::{NewCeiling, NewKey};
 
 /// One value bound to a statement parameter.
@@ -60,6 +63,56 @@ pub(crate) fn ceiling_args<'a>(account_id: &'a str, c: &'a NewCeiling) -> [Arg<'
         Arg::Time(c.reset_at),
         Arg::Time(Some(c.now)),
     ]
+}
+
+/// A driver the shared store code runs its statements on.
+pub(crate) trait Driver: Database<Row: Columns> {
+    /// Every row `sql` returns for `args` on `conn` (a pooled connection or a
+    /// transaction's).
+    async fn all(
+        conn: &mut Self::Connection,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<Self::Row>>;
+
+    /// The rows `sql` returns for `args` on `conn`, as they arrive.
+    fn stream<'e>(
+        conn: &'e mut Self::Connection,
+        sql: &'e str,
+        args: &'e [Arg<'e>],
+    ) -> BoxStream<'e, Result<Self::Row, sqlx::Error>>;
+}
+
+impl Driver for Postgres {
+    async fn all(conn: &mut PgConnection, sql: &str, args: &[Arg<'_>]) -> Result<Vec<PgRow>> {
+        Ok(sqlx::query(sql).bind_args(args).fetch_all(conn).await?)
+    }
+
+    fn stream<'e>(
+        conn: &'e mut PgConnection,
+        sql: &'e str,
+        args: &'e [Arg<'e>],
+    ) -> BoxStream<'e, Result<PgRow, sqlx::Error>> {
+        sqlx::query(sql).bind_args(args).fetch(conn)
+    }
+}
+
+impl Driver for Sqlite {
+    async fn all(
+        conn: &mut SqliteConnection,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<SqliteRow>> {
+        Ok(sqlx::query(sql).bind_args(args).fetch_all(conn).await?)
+    }
+
+    fn stream<'e>(
+        conn: &'e mut SqliteConnection,
+        sql: &'e str,
+        args: &'e [Arg<'e>],
+    ) -> BoxStream<'e, Result<SqliteRow, sqlx::Error>> {
+        sqlx::query(sql).bind_args(args).fetch(conn)
+    }
 }
 
 /// A statement that takes [`Arg`]s, bound in the store's own types.

@@ -1,15 +1,18 @@
 //! Storage: one module per backend, and one `Store` that runs the one in use.
 //!
-//! Every operation of [`Store`] is written once, here: a read (or a
-//! one-statement write) is "this statement, these values, decode each row with
-//! that", over the small surface each backend provides ([`Backend`]); the
-//! operations whose steps differ per backend (transactions, locks,
-//! notifications) are declared once, in [`Backend`], and `Store` calls through it.
+//! Every operation of [`Store`] is written once, here, over the small surface
+//! each backend provides ([`Backend`]): a read (or a one-statement write) is
+//! "this statement, these values, decode each row with that"; a write is its
+//! statements in a transaction the backend opens with the locks it needs
+//! ([`Tx`]). What a backend writes itself is only what differs: its dialect of
+//! the shared statements ([`Queries`]), its reads of a validate, its
+//! transactions and locks, its migration, and the steps of a charge that differ
+//! (`charge.rs`).
 //!
-//! - `row.rs`: the column reader each backend's row implements, and the decoder
+//! - `row.rs`: the column reader each driver's row implements, and the decoder
 //!   of each kind of row, once for both.
-//! - `arg.rs`: the values statements are run with ([`arg::Arg`]), and how each
-//!   backend binds them.
+//! - `arg.rs`: the values statements are run with ([`arg::Arg`]), how each
+//!   driver binds them, and how it runs a statement ([`arg::Driver`]).
 //! - `codec.rs`: the text formats (hold shares, SQLite's timestamps).
 //! - `charge.rs`: how a charge batch is decided and written, once for both stores
 //!   (lock, prior idempotent charges, plan, write, commit), over each store's SQL.
@@ -26,7 +29,9 @@
 //! hot path touches the rows of the keys it names (and their ledger rows) only.
 
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use futures::{Stream, TryStreamExt};
+use sqlx::{Database, Pool};
 use tokio::sync::mpsc::Sender;
 
 use crate::engine::{hinted, missing_ceilings, KeyRow, KeyUpdate, Lookup};
@@ -35,12 +40,9 @@ use crate::group::Limits;
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::SpendReq;
-use crate::store::arg::Arg;
-use crate::store::charge::ChargeSql;
+use crate::store::arg::{ceiling_args, key_args, Arg, Driver};
 use crate::store::codec::fill_shares;
-use crate::store::row::{
-    ceiling, decode_all, entry, first, key_row, pair, record, spender, Columns,
-};
+use crate::store::row::{ceiling, decode_all, entry, first, key_row, pair, record, spender};
 
 pub(crate) mod arg;
 pub(crate) mod charge;
@@ -141,116 +143,167 @@ macro_rules! dispatch {
     };
 }
 
-/// Declares [`Backend`]: the items of its `trait` block as written, then each
-/// operation of its `impl Store` block, which `Store` also gets as a method
-/// (same signature, same documentation) that runs it on the store in use. So each
-/// of those signatures is written once, here, and each store implements it.
-macro_rules! backend {
-    (
-        $(#[$doc:meta])*
-        pub(crate) trait Backend { $($item:tt)* }
-        $(#[$ops_doc:meta])*
-        impl Store {
-            $(
-                $(#[$op_doc:meta])*
-                async fn $op:ident(&self $(, $arg:ident: $ty:ty)*) $(-> $ret:ty)?;
-            )*
-        }
-    ) => {
-        $(#[$doc])*
-        pub(crate) trait Backend {
-            $($item)*
-            $(
-                $(#[$op_doc])*
-                async fn $op(&self $(, $arg: $ty)*) $(-> $ret)?;
-            )*
-        }
-
-        $(#[$ops_doc])*
-        impl Store {
-            $(
-                $(#[$op_doc])*
-                pub async fn $op(&self $(, $arg: $ty)*) $(-> $ret)? {
-                    dispatch!(self, s => s.$op($($arg),*).await)
-                }
-            )*
-        }
+/// The migration files of the store whose directory under `core/migrations/` is
+/// `$dir`, in order: both stores have the same files, each in its dialect.
+macro_rules! migrations {
+    ($dir:literal) => {
+        &[
+            include_str!(concat!("../../migrations/", $dir, "/0001_keys.sql")),
+            include_str!(concat!("../../migrations/", $dir, "/0002_ledger.sql")),
+            include_str!(concat!("../../migrations/", $dir, "/0003_rate.sql")),
+            include_str!(concat!("../../migrations/", $dir, "/0004_holds.sql")),
+            include_str!(concat!("../../migrations/", $dir, "/0005_accounts.sql")),
+        ]
     };
 }
+pub(crate) use migrations;
 
-backend! {
-    /// What each store provides its own way: its shared statements, how it runs
-    /// one, the statement of a validate, the transaction of a spend batch, and the
-    /// operations whose steps differ (transactions, locks, notifications).
-    /// [`Store`] runs everything else over these, written once for both.
-    pub(crate) trait Backend {
-        /// A result row of the store's driver.
-        type Row: Columns;
+/// What each store provides its own way: its driver, its pool and statements,
+/// how it reads the keys of a validate, and the transactions it writes (or
+/// exports) in, with the locks each needs. [`Store`] runs every operation over
+/// these, written once for both.
+pub(crate) trait Backend: Sized {
+    /// The store's driver.
+    type Db: Driver;
 
-        /// The table names and the statements the shared code runs, in the
-        /// store's dialect.
-        fn queries(&self) -> &Queries;
+    /// The store's pool and shared statements.
+    fn base(&self) -> &Base<Self::Db>;
 
-        /// Every row `sql` returns for `args`, outside any transaction.
-        async fn all(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Self::Row>>;
-
-        /// Sends the rows `sql` returns for `args`, each decoded by `decode`, to
-        /// `out` as they arrive from one streamed statement, without the statement
-        /// timeout (a slow reader must not cut an export short). Stops early,
-        /// without error, when `out` is closed.
-        async fn stream<T>(
-            &self,
-            sql: &str,
-            args: &[Arg<'_>],
-            decode: impl Fn(&Self::Row) -> Result<T, sqlx::Error>,
-            out: &Sender<Result<T>>,
-        ) -> Result<()>;
-
-        /// Reads the rows named by `lookups` and their ancestors (no lock), in any
-        /// order, without hold shares or ceilings.
-        async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>>;
-
-        /// The store's SQL for the steps of a spend batch, in its transaction.
-        type Charge<'a>: ChargeSql
-        where
-            Self: 'a;
-
-        /// Opens the transaction of a spend batch (`charge.rs`).
-        async fn begin_charge(&self) -> Result<Self::Charge<'_>>;
-
-        /// The rows `sql` returns for `args`, each decoded by `decode`.
-        async fn rows<T>(
-            &self,
-            sql: &str,
-            args: &[Arg<'_>],
-            decode: impl Fn(&Self::Row) -> Result<T, sqlx::Error>,
-        ) -> Result<Vec<T>> {
-            Ok(decode_all(&self.all(sql, args).await?, decode)?)
-        }
+    /// The store's pool.
+    fn pool(&self) -> &Pool<Self::Db> {
+        &self.base().pool
     }
 
-    /// The operations each store carries out its own way.
-    impl Store {
-        /// Creates or adopts the schema; idempotent and safe to run concurrently.
-        async fn migrate(&self) -> Result<()>;
-        /// Inserts a minted key and returns its id.
-        async fn insert_key(&self, key: &NewKey) -> Result<i64>;
-        /// Inserts a subject row unless one exists for its subject.
-        async fn insert_subject(&self, key: &NewKey) -> Result<()>;
-        /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, and points
-        /// the hints of the account's keys at it. A new ceiling starts with nothing
-        /// used; changing only the amount keeps what was used; changing the period
-        /// starts it over.
-        async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()>;
-        /// Closes the pool.
-        async fn close(&self);
+    /// The table names and the statements the shared code runs, in the store's
+    /// dialect.
+    fn queries(&self) -> &Queries {
+        &self.base().queries
     }
+
+    /// Reads the rows named by `lookups` and their ancestors (no lock), in any
+    /// order, without hold shares or ceilings.
+    async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>>;
+
+    /// Opens the transaction of a spend batch (`charge.rs`).
+    async fn begin(&self) -> Result<Tx<'_, Self>>;
+
+    /// Opens the transaction an export streams in, without the statement timeout
+    /// (a slow reader must not cut an export short).
+    async fn begin_export(&self) -> Result<Tx<'_, Self>>;
+
+    /// Opens a transaction that writes a key or the ceiling of `account_id`,
+    /// holding what `lock` asks for.
+    async fn begin_account(&self, account_id: &str, lock: AccountLock) -> Result<Tx<'_, Self>>;
+
+    /// Runs `schema` ([`Queries::schema`]) in one transaction, as the store must
+    /// for the migration to be idempotent and safe to run concurrently.
+    async fn apply_schema(&self, schema: &[String]) -> Result<()>;
+
+    /// The rows `sql` returns for `args`, outside any transaction, each decoded
+    /// by `decode`.
+    async fn rows<T>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        decode: impl Fn(&Row<Self>) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>> {
+        let mut conn = self.pool().acquire().await?;
+        let rows = Self::Db::all(&mut conn, sql, args).await?;
+        Ok(decode_all(&rows, decode)?)
+    }
+}
+
+/// A result row of the store `S`.
+pub(crate) type Row<S> = <<S as Backend>::Db as Database>::Row;
+
+/// An open transaction of the store `S`; dropped without [`Tx::commit`], it rolls
+/// back. Each store implements the steps of a charge that differ on its own
+/// ([`charge::ChargeSql`]).
+pub(crate) struct Tx<'a, S: Backend> {
+    tx: sqlx::Transaction<'static, S::Db>,
+    store: &'a S,
+}
+
+impl<S: Backend> Tx<'_, S> {
+    /// Every row `sql` returns for `args`, in this transaction.
+    pub async fn all(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row<S>>> {
+        S::Db::all(&mut self.tx, sql, args).await
+    }
+
+    /// The rows `sql` returns for `args`, in this transaction, as they arrive.
+    pub fn stream<'e>(
+        &'e mut self,
+        sql: &'e str,
+        args: &'e [Arg<'e>],
+    ) -> BoxStream<'e, Result<Row<S>, sqlx::Error>> {
+        S::Db::stream(&mut self.tx, sql, args)
+    }
+
+    /// Commits the transaction, which releases its locks.
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+/// What each store holds alike: its pool and the statements the shared code runs.
+pub(crate) struct Base<DB: Database> {
+    pub pool: Pool<DB>,
+    pub queries: Queries,
+}
+
+/// A schema: the migration `files`, rendered with the table names `names` and
+/// split into statements, in order.
+pub(crate) fn schema(files: &[&str], names: &TableNames) -> Vec<String> {
+    files
+        .iter()
+        .flat_map(|file| statements(&names.render(file)))
+        .collect()
+}
+
+/// What a write of an account's keys or ceiling holds until it commits, where a
+/// store takes locks for it (Postgres; SQLite's one writer at a time holds all of
+/// it). Inserting a key and setting its account's ceiling exclude each other, so
+/// a key's ceiling hint is never stale (see docs/storage.md).
+pub(crate) enum AccountLock {
+    /// Inserting a key of the account: no ceiling of the account is set
+    /// meanwhile.
+    Shared,
+    /// Setting the account's ceiling: no key of the account is inserted
+    /// meanwhile, and its keys are locked as a charge locks them (in id order,
+    /// before any ceiling), so the two never wait for each other in a cycle.
+    Exclusive,
 }
 
 /// What every backend provides, written once over [`Backend`]. Errors are
 /// [`crate::Error::Unavailable`] (or `NotMigrated`): the arguments were checked
 /// before they got here.
 impl Store {
+    /// Creates or adopts the schema; idempotent and safe to run concurrently.
+    pub async fn migrate(&self) -> Result<()> {
+        dispatch!(self, s => s.apply_schema(&s.queries().schema).await)
+    }
+    /// Inserts a minted key and returns its id.
+    pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
+        only(self.insert(key, |q| &q.insert).await?)
+    }
+    /// Inserts a subject row unless one exists for its subject.
+    pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
+        self.insert(key, |q| &q.insert_subject).await?;
+        Ok(())
+    }
+    /// Inserts `key` with the statement `sql` picks, which reads its account's
+    /// ceiling id into the hint: in a transaction holding the account's lock
+    /// shared, so that it sees every ceiling set before it and a ceiling set after
+    /// it sees the key. The ids the statement returns.
+    async fn insert(&self, key: &NewKey, sql: impl Fn(&Queries) -> &String) -> Result<Vec<i64>> {
+        let args = key_args(key);
+        dispatch!(self, s => {
+            let mut tx = s.begin_account(&key.account_id, AccountLock::Shared).await?;
+            let ids = tx.all(sql(s.queries()), &args).await?;
+            tx.commit().await?;
+            Ok(decode_all(&ids, first)?)
+        })
+    }
     /// Reads the key `id` and its ancestors (no lock), with the hold shares that may
     /// count at `now`; empty when there is no such key.
     pub async fn get(&self, id: i64, now: DateTime<Utc>) -> Result<Vec<KeyRow>> {
@@ -309,7 +362,27 @@ impl Store {
     /// Applies a batch of spends (charges, reserves, settles, releases)
     /// atomically, in order, through the one pipeline (`charge.rs`).
     pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<charge::Charged> {
-        dispatch!(self, s => charge::run(s.begin_charge().await?, reqs, now).await)
+        dispatch!(self, s => charge::run(s.begin().await?, reqs, now).await)
+    }
+    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id` and points
+    /// the hints of the account's keys at it, in one transaction holding the
+    /// account's lock exclusive: whatever fails, nothing of it is written. On
+    /// Postgres the hints' statement also flushes every process's validation
+    /// cache (their answers did not know the new ceiling) when it commits. A new
+    /// ceiling starts with nothing used; changing only the amount keeps what was
+    /// used; changing the period starts it over.
+    pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
+        let account = [Arg::Text(account_id)];
+        dispatch!(self, s => {
+            let q = s.queries();
+            let mut tx = s.begin_account(account_id, AccountLock::Exclusive).await?;
+            match ceiling {
+                Some(c) => tx.all(&q.set_ceiling, &ceiling_args(account_id, c)).await?,
+                None => tx.all(&q.drop_ceiling, &account).await?,
+            };
+            tx.all(&q.hint_account, &account).await?;
+            tx.commit().await
+        })
     }
     /// Sets `revoked_at` on a live key (of `account_id`, when given); on Postgres,
     /// in the same statement, tells other processes' validation caches.
@@ -392,12 +465,18 @@ impl Store {
     pub async fn export(&self, range: UsageRange, id_prefix: &str, out: &ExportSink) -> Result<()> {
         let args = [Arg::Time(range.from), Arg::Time(range.to)];
         dispatch!(self, s => {
-            s.stream(&s.queries().export, &args, |r| record(r, id_prefix), out).await
+            let mut tx = s.begin_export().await?;
+            let rows = tx.stream(&s.queries().export, &args);
+            send_all(rows, |r| record(r, id_prefix), out).await
         })
     }
     /// The table names of this store.
     pub fn names(&self) -> &TableNames {
         dispatch!(self, s => &s.queries().names)
+    }
+    /// Closes the pool.
+    pub async fn close(&self) {
+        dispatch!(self, s => s.pool().close().await)
     }
     /// One GCRA rate-limit check of `bucket`, in one atomic statement: `None` when
     /// the event is allowed (and counted), else how many milliseconds until it
@@ -428,8 +507,8 @@ fn only<T>(rows: Vec<T>) -> Result<T> {
 }
 
 /// Sends each row of `rows`, decoded by `decode`, to `out`; stops early, without
-/// error, when `out` is closed. Each store's [`Backend::stream`] ends here.
-pub(crate) async fn send_all<R, T>(
+/// error, when `out` is closed.
+async fn send_all<R, T>(
     mut rows: impl Stream<Item = Result<R, sqlx::Error>> + Unpin,
     decode: impl Fn(&R) -> Result<T, sqlx::Error>,
     out: &Sender<Result<T>>,
@@ -452,6 +531,28 @@ pub(crate) type ExportSink = Sender<Result<LedgerRecord>>;
 /// column lists [`key_row`] and [`ceiling`] decode.
 pub(crate) struct Queries {
     pub names: TableNames,
+    /// The store's migration files, rendered and split into statements, in order
+    /// ([`schema`]).
+    pub schema: Vec<String>,
+    /// Inserts a key, its ceiling hint read from its account: 1 account, 2 user,
+    /// 3 hash, 4 display prefix, 5 name, 6 scopes, 7 cents, 8 micros, 9 period,
+    /// 10 reset, 11 created, 12 expires, 13 delegated by, 14 subject, 15 metadata,
+    /// 16 parent ([`arg::key_args`]). The id.
+    pub insert: String,
+    /// [`Queries::insert`] of a subject row, unless one exists for its subject.
+    pub insert_subject: String,
+    /// Sets an account's ceiling: a new one starts empty, its period anchored
+    /// now; a changed amount keeps what was used; a changed period starts over.
+    /// 1 account, 2 micros, 3 period, 4 first reset, 5 now
+    /// ([`arg::ceiling_args`]).
+    pub set_ceiling: String,
+    /// Removes an account's ceiling: 1 account.
+    pub drop_ceiling: String,
+    /// Points every key of an account at its ceiling (or none), written only
+    /// where it differs; on Postgres, also the notification that flushes every
+    /// process's validation cache, delivered when the transaction commits: 1
+    /// account.
+    pub hint_account: String,
     /// A key and all its ancestors (at most [`crate::engine::MAX_DEPTH`] deep),
     /// by id: 1 id. Key columns.
     pub by_id: String,
@@ -459,8 +560,15 @@ pub(crate) struct Queries {
     pub list: String,
     /// Account ceilings: 1 ids. Ceiling columns.
     pub ceilings: String,
+    /// [`Queries::ceilings`] locked for a spend batch, after every key, in id
+    /// order (on SQLite a plain read: the batch holds the database's write lock).
+    pub lock_ceilings: String,
     /// The hold shares of keys: 1 ids. Key id, `amount:until_us,…`.
     pub shares: String,
+    /// What keys stored under idempotency keys, charges (ledger rows) and
+    /// reserves (holds) in one: 1 key ids, 2 idempotency keys. The columns
+    /// [`row::priors`] decodes.
+    pub priors: String,
     /// A key's rollover, if its reset time is still the one seen: 1 id, 2 reset,
     /// 3 anchor, 4 reset seen. The id, if rolled.
     pub roll: String,

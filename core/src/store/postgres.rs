@@ -13,30 +13,21 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Executor, Postgres, Row};
-use tokio::sync::mpsc::Sender;
 
 use crate::cache::{self, FLUSH_ALL};
-use crate::engine::{push_new, KeyRow, Lookup, PriorCharge, MAX_DEPTH};
+use crate::engine::{push_new, KeyRow, Lookup, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::Options;
-use crate::spend::{HoldRow, Plan, PriorHold};
-use crate::store::arg::{ceiling_args, key_args, Arg, BindArgs};
+use crate::spend::{HoldRow, Plan};
+use crate::store::arg::Arg;
 use crate::store::charge::ChargeSql;
-use crate::store::row::{ceiling, decode_all, hold, key_row, pair, priors};
-use crate::store::{rate_sql, send_all, statements, Backend, NewCeiling, NewKey, Queries};
+use crate::store::row::{decode_all, hold, key_row};
+use crate::store::{migrations, rate_sql, schema, AccountLock, Backend, Base, Queries, Tx};
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_keys.sql"),
-    include_str!("../../migrations/postgres/0002_ledger.sql"),
-    include_str!("../../migrations/postgres/0003_rate.sql"),
-    include_str!("../../migrations/postgres/0004_holds.sql"),
-    include_str!("../../migrations/postgres/0005_accounts.sql"),
-];
-
-/// The columns of a key row, in [`decode`]'s order. Hold shares are not among
+/// The columns of a key row, in [`crate::store::row::key_row`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
 /// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`); nor is
 /// the account's ceiling, read only for rows whose `ceiling_id` names one.
@@ -55,7 +46,7 @@ fn columns() -> &'static str {
 const SPENT: &str =
     "LEAST(GREATEST(SUM(amount_micros), -9223372036854775808), 9223372036854775807)::int8";
 
-/// The columns of a ceiling row, in [`ceiling`]'s order.
+/// The columns of a ceiling row, in [`crate::store::row::ceiling`]'s order.
 const CEILING_COLUMNS: &str =
     "account_id, id::int8, budget_micros, budget_used_micros, budget_period, \
     budget_reset_at, budget_anchor_at, holds_until_us";
@@ -146,10 +137,9 @@ fn write_sql(t: &TableNames, ceilings: bool, holds: bool) -> String {
     )
 }
 
-/// The SQL of one configured table that only this store runs, rendered once.
+/// Postgres' own statements: the reads of a validate, the locks of a charge and
+/// of a write to an account, and a charge's write.
 struct Sql {
-    insert: String,
-    insert_subject: String,
     by_hash: String,
     by_subject: String,
     ancestors_of: String,
@@ -158,42 +148,18 @@ struct Sql {
     lock_by_both: String,
     lock_any: String,
     lock_holds: String,
-    lock_ceilings: String,
-    set_ceiling: String,
-    drop_ceiling: String,
     account_exclusive: String,
     account_shared: String,
     lock_account_keys: String,
-    hint_account: String,
-    priors: String,
     /// [`write_sql`] by (ceilings, holds): `[(no, no), (yes, no), (no, yes), (yes, yes)]`.
     write: [String; 4],
 }
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns());
-        let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
-        let insert = format!(
-            "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
-             budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-             parent_id, ceiling_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, \
-             $15::jsonb, $11, $16, (SELECT id FROM {accounts} WHERE account_id = $1))"
-        );
-        // The account's ceiling id, as the hint of the keys named by `cond`:
-        // written only where it differs.
-        let hint = |cond: &str| {
-            format!(
-                "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = $1) \
-                 WHERE {cond} AND ceiling_id IS DISTINCT FROM (SELECT id FROM {accounts} WHERE account_id = $1)"
-            )
-        };
+        let (keys, columns) = (&t.keys, columns());
+        let (holds, hold_keys) = (&t.holds, &t.hold_keys);
         Self {
-            insert_subject: format!(
-                "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
-            ),
-            insert: format!("{insert} RETURNING id::int8"),
             by_hash: format!("SELECT {columns} FROM {keys} WHERE key_hash = ANY($1)"),
             by_subject: format!("SELECT {columns} FROM {keys} WHERE external_subject = ANY($1)"),
             ancestors_of: with_ancestors(t, "id = ANY($1)", ""),
@@ -227,41 +193,6 @@ impl Sql {
             lock_account_keys: format!(
                 "SELECT id FROM {keys} WHERE account_id = $1 ORDER BY id FOR UPDATE"
             ),
-            // The hints of every key of the account, and the notification that
-            // flushes every process's validation cache (their answers did not know
-            // the new ceiling), delivered when the transaction commits: after the
-            // hints.
-            hint_account: format!(
-                "WITH u AS ({}) SELECT pg_notify($2::text, '{FLUSH_ALL}')",
-                hint("account_id = $1")
-            ),
-            lock_ceilings: format!(
-                "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-            ),
-            // Sets a ceiling: a new one starts empty, its period anchored now; a
-            // changed amount keeps what was used; a changed period starts over.
-            set_ceiling: format!(
-                "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, \
-                 budget_period, budget_reset_at, budget_anchor_at, created_at, updated_at) \
-                 VALUES ($1, $2, 0, $3, $4, $5, $5, $5) ON CONFLICT (account_id) DO UPDATE SET \
-                 budget_micros = EXCLUDED.budget_micros, updated_at = EXCLUDED.updated_at, \
-                 budget_used_micros = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
-                 THEN a.budget_used_micros ELSE 0 END, \
-                 budget_reset_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
-                 THEN a.budget_reset_at ELSE EXCLUDED.budget_reset_at END, \
-                 budget_anchor_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
-                 THEN a.budget_anchor_at ELSE EXCLUDED.budget_anchor_at END"
-            ),
-            drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = $1"),
-            // Charges (no hold id) and reserves under the batch's idempotency keys.
-            priors: format!(
-                "SELECT key_id::int8, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
-                 NULL::int8, NULL::timestamptz, NULL::text FROM {ledger} \
-                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2) \
-                 UNION ALL SELECT key_id::int8, idempotency_key, amount_micros, NULL::int8, \
-                 reserved_remaining_micros, id, expires_at, state FROM {holds} \
-                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
-            ),
             // One statement for the whole write (one round trip): the key updates,
             // the ledger rows and, when the batch left keys without budget, the
             // notification to other processes' caches (sent when the transaction
@@ -277,11 +208,55 @@ impl Sql {
 }
 
 /// The statements the shared store code runs ([`Queries`]), in Postgres' dialect.
+/// The notifications name the channel in the text: it is hex digits
+/// ([`TableNames::channel`]).
 fn queries(t: TableNames) -> Queries {
     let (keys, ledger, columns) = (&t.keys, &t.ledger, columns());
-    let (hold_keys, accounts) = (&t.hold_keys, &t.accounts);
+    let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
     let channel = t.channel();
+    let insert = format!(
+        "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
+         budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+         budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
+         parent_id, ceiling_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, \
+         $15::jsonb, $11, $16, (SELECT id FROM {accounts} WHERE account_id = $1))"
+    );
     Queries {
+        insert_subject: format!(
+            "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
+        ),
+        insert: format!("{insert} RETURNING id::int8"),
+        set_ceiling: format!(
+            "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, \
+             budget_period, budget_reset_at, budget_anchor_at, created_at, updated_at) \
+             VALUES ($1, $2, 0, $3, $4, $5, $5, $5) ON CONFLICT (account_id) DO UPDATE SET \
+             budget_micros = EXCLUDED.budget_micros, updated_at = EXCLUDED.updated_at, \
+             budget_used_micros = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+             THEN a.budget_used_micros ELSE 0 END, \
+             budget_reset_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+             THEN a.budget_reset_at ELSE EXCLUDED.budget_reset_at END, \
+             budget_anchor_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+             THEN a.budget_anchor_at ELSE EXCLUDED.budget_anchor_at END"
+        ),
+        drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = $1"),
+        // The hints, then the notification: delivered when the transaction commits.
+        hint_account: format!(
+            "WITH u AS (UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = $1) \
+             WHERE account_id = $1 \
+             AND ceiling_id IS DISTINCT FROM (SELECT id FROM {accounts} WHERE account_id = $1)) \
+             SELECT pg_notify('{channel}', '{FLUSH_ALL}')"
+        ),
+        lock_ceilings: format!(
+            "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        ),
+        priors: format!(
+            "SELECT key_id::int8, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
+             NULL::int8, NULL::timestamptz, NULL::text FROM {ledger} \
+             WHERE key_id = ANY($1) AND idempotency_key = ANY($2) \
+             UNION ALL SELECT key_id::int8, idempotency_key, amount_micros, NULL::int8, \
+             reserved_remaining_micros, id, expires_at, state FROM {holds} \
+             WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
+        ),
         by_id: with_ancestors(&t, "id = $1", ""),
         list: format!("SELECT {columns} FROM {keys} WHERE account_id = $1 ORDER BY id"),
         ceilings: format!("SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1)"),
@@ -357,15 +332,16 @@ fn queries(t: TableNames) -> Queries {
              AND ($2::timestamptz IS NULL OR created_at < $2) ORDER BY id"
         ),
         rate: rate_sql(&format!("{} AS r", t.rate), "r.tat", "$"),
+        schema: schema(migrations!("postgres"), &t),
         names: t,
     }
 }
 
 /// A Postgres-backed store.
 pub(crate) struct PgStore {
-    pool: PgPool,
+    /// The pool and the shared statements.
+    base: Base<Postgres>,
     sql: Sql,
-    queries: Queries,
     /// How to open a connection: the validation cache's listener opens its own.
     connect: Box<PgConnectOptions>,
     /// The `NOTIFY` channel of this keys table ([`TableNames::channel`]).
@@ -401,10 +377,12 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
         Ok(Self {
-            pool,
             sql: Sql::new(&names),
             channel: names.channel(),
-            queries: queries(names),
+            base: Base {
+                pool,
+                queries: queries(names),
+            },
             connect: Box::new(connect),
         })
     }
@@ -413,72 +391,13 @@ impl PgStore {
     pub fn listen_target(&self) -> (PgConnectOptions, String) {
         ((*self.connect).clone(), self.channel.clone())
     }
-
-    /// Inserts a key or a subject row (`sql`) with its account's ceiling id as the
-    /// hint, in a transaction holding the account's lock shared: a ceiling being
-    /// set holds it exclusive, so the `INSERT` (which reads the ceiling after the
-    /// lock is granted) sees every ceiling committed before it, and a ceiling set
-    /// after it sees the key (see docs/storage.md). Four round trips (BEGIN, lock,
-    /// INSERT, COMMIT). The inserted id, if any.
-    async fn insert(&self, sql: &str, key: &NewKey) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
-        self.lock_account(&mut tx, &self.sql.account_shared, &key.account_id)
-            .await?;
-        let id = sqlx::query(sql)
-            .bind_args(&key_args(key))
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(id.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    /// Takes the account's advisory lock ([`Sql::account_exclusive`] or
-    /// [`Sql::account_shared`]) in `tx`, until it ends.
-    async fn lock_account(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        sql: &str,
-        account_id: &str,
-    ) -> Result<()> {
-        sqlx::query(sql)
-            .bind(&self.queries.names.keys)
-            .bind(account_id)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
 }
 
 impl Backend for PgStore {
-    type Row = PgRow;
+    type Db = Postgres;
 
-    fn queries(&self) -> &Queries {
-        &self.queries
-    }
-
-    async fn all(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<PgRow>> {
-        all(&self.pool, sql, args).await
-    }
-
-    /// One statement in a transaction of its own, without the statement timeout:
-    /// the server sends rows as the reader takes them (sqlx reads the socket as the
-    /// stream is polled), so memory stays constant however long the window.
-    async fn stream<T>(
-        &self,
-        sql: &str,
-        args: &[Arg<'_>],
-        decode: impl Fn(&PgRow) -> Result<T, sqlx::Error>,
-        out: &Sender<Result<T>>,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        tx.execute(sqlx::raw_sql("SET LOCAL statement_timeout = 0"))
-            .await?;
-        send_all(
-            sqlx::query(sql).bind_args(args).fetch(&mut *tx),
-            decode,
-            out,
-        )
-        .await
+    fn base(&self) -> &Base<Postgres> {
+        &self.base
     }
 
     /// Reads the named rows, then the ancestors of those that have a parent: a key
@@ -493,7 +412,11 @@ impl Backend for PgStore {
             (&self.sql.by_subject, subjects),
         ] {
             if !values.is_empty() {
-                for r in sqlx::query(sql).bind(values).fetch_all(&self.pool).await? {
+                for r in sqlx::query(sql)
+                    .bind(values)
+                    .fetch_all(&self.base.pool)
+                    .await?
+                {
                     push_new(&mut rows, key_row(&r)?);
                 }
             }
@@ -506,7 +429,7 @@ impl Backend for PgStore {
         if !parents.is_empty() {
             let found = sqlx::query(&self.sql.ancestors_of)
                 .bind(&parents)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.base.pool)
                 .await?;
             for r in &found {
                 push_new(&mut rows, key_row(r)?);
@@ -515,16 +438,44 @@ impl Backend for PgStore {
         Ok(rows)
     }
 
-    type Charge<'a> = PgCharge<'a>;
-
-    async fn begin_charge(&self) -> Result<PgCharge<'_>> {
-        let tx = self.pool.begin().await?;
-        Ok(PgCharge { tx, store: self })
+    async fn begin(&self) -> Result<Tx<'_, PgStore>> {
+        let tx = self.base.pool.begin().await?;
+        Ok(Tx { tx, store: self })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let names = &self.queries.names;
-        let mut tx = self.pool.begin().await?;
+    /// A transaction of its own, without the statement timeout: the server sends
+    /// rows as the reader takes them (sqlx reads the socket as the stream is
+    /// polled), so memory stays constant however long the window.
+    async fn begin_export(&self) -> Result<Tx<'_, PgStore>> {
+        let mut tx = self.base.pool.begin().await?;
+        tx.execute(sqlx::raw_sql("SET LOCAL statement_timeout = 0"))
+            .await?;
+        Ok(Tx { tx, store: self })
+    }
+
+    /// The account's advisory lock, shared or exclusive, until the transaction
+    /// ends; exclusive, also the account's keys `FOR UPDATE` in id order. Setting
+    /// a ceiling holds it exclusive, so an `INSERT` (which reads the ceiling after
+    /// the lock is granted) sees every ceiling committed before it, and a ceiling
+    /// set after it sees the key (see docs/storage.md). An insert is four round
+    /// trips (BEGIN, lock, INSERT, COMMIT).
+    async fn begin_account(&self, account_id: &str, lock: AccountLock) -> Result<Tx<'_, PgStore>> {
+        let mut tx = self.begin().await?;
+        let (sql, keys) = (&self.sql, &self.base.queries.names.keys);
+        let account = [Arg::Text(keys), Arg::Text(account_id)];
+        match lock {
+            AccountLock::Shared => tx.all(&sql.account_shared, &account).await?,
+            AccountLock::Exclusive => {
+                tx.all(&sql.account_exclusive, &account).await?;
+                tx.all(&sql.lock_account_keys, &account[1..]).await?
+            }
+        };
+        Ok(tx)
+    }
+
+    async fn apply_schema(&self, schema: &[String]) -> Result<()> {
+        let names = &self.base.queries.names;
+        let mut tx = self.base.pool.begin().await?;
         // Adding columns to a large, busy table may wait for locks longer than a
         // request should: the migration has no statement timeout.
         // `RawSql::execute` is a generic `async fn` whose future rustc cannot prove
@@ -538,91 +489,27 @@ impl Backend for PgStore {
             .bind(format!("keyleash:{}", names.keys))
             .execute(&mut *tx)
             .await?;
-        if let Some(schema) = &names.schema {
+        if let Some(name) = &names.schema {
             tx.execute(sqlx::raw_sql(&format!(
-                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+                "CREATE SCHEMA IF NOT EXISTS \"{name}\""
             )))
             .await?;
         }
-        for file in MIGRATIONS {
-            for stmt in statements(&names.render(file)) {
-                tx.execute(sqlx::raw_sql(&stmt)).await?;
-            }
+        for stmt in schema {
+            tx.execute(sqlx::raw_sql(stmt)).await?;
         }
         tx.commit().await?;
         Ok(())
     }
-
-    async fn insert_key(&self, key: &NewKey) -> Result<i64> {
-        let id = self.insert(&self.sql.insert, key).await?;
-        Ok(id.ok_or(sqlx::Error::RowNotFound)?)
-    }
-
-    async fn insert_subject(&self, key: &NewKey) -> Result<()> {
-        self.insert(&self.sql.insert_subject, key).await?;
-        Ok(())
-    }
-
-    /// Sets or removes the ceiling, points the hints of the account's keys at it
-    /// and flushes every process's validation cache, all in one transaction:
-    /// whatever fails (a lock wait past the statement timeout, a lost connection,
-    /// a caller that gives up), nothing of it is written. In order: the account's
-    /// lock exclusive (no key of the account is inserted meanwhile), the account's
-    /// keys `FOR UPDATE` in id order (as a charge takes them, before any ceiling:
-    /// no deadlock with charges), the ceiling row, the hints and the notification
-    /// (see docs/storage.md).
-    async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        self.lock_account(&mut tx, &self.sql.account_exclusive, account_id)
-            .await?;
-        sqlx::query(&self.sql.lock_account_keys)
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
-        let q = match ceiling {
-            Some(c) => sqlx::query(&self.sql.set_ceiling).bind_args(&ceiling_args(account_id, c)),
-            None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
-        };
-        q.execute(&mut *tx).await?;
-        sqlx::query(&self.sql.hint_account)
-            .bind(account_id)
-            .bind(&self.channel)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-/// Every row `sql` returns for `args` on `e`: the pool, or a transaction.
-async fn all<'e>(
-    e: impl Executor<'e, Database = Postgres>,
-    sql: &'e str,
-    args: &'e [Arg<'e>],
-) -> Result<Vec<PgRow>> {
-    Ok(sqlx::query(sql).bind_args(args).fetch_all(e).await?)
 }
 
 /// Postgres' SQL for the steps of a charge (`charge.rs`): one locking statement for
 /// the whole family in id order, and `UNNEST` arrays for the writes.
-pub(crate) struct PgCharge<'a> {
-    tx: sqlx::Transaction<'static, Postgres>,
-    store: &'a PgStore,
-}
-
-impl ChargeSql for PgCharge<'_> {
+impl ChargeSql for Tx<'_, PgStore> {
     async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>> {
-        let rows = all(&mut *self.tx, &self.store.sql.lock_holds, &[Arg::Ids(ids)]).await?;
+        let store = self.store;
+        let rows = self.all(&store.sql.lock_holds, &[Arg::Ids(ids)]).await?;
         Ok(decode_all(&rows, hold)?)
-    }
-
-    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
-        let rows = all(&mut *self.tx, &self.store.queries.shares, &[Arg::Ids(ids)]).await?;
-        Ok(decode_all(&rows, pair)?)
     }
 
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
@@ -636,29 +523,8 @@ impl ChargeSql for PgCharge<'_> {
         };
         let args = [Arg::Texts(&hashes), Arg::Texts(&subjects), Arg::Ids(ids)];
         let n = if ids.is_empty() { 2 } else { 3 };
-        let rows = all(&mut *self.tx, lock, &args[..n]).await?;
+        let rows = self.all(lock, &args[..n]).await?;
         Ok(decode_all(&rows, key_row)?)
-    }
-
-    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>> {
-        let rows = all(
-            &mut *self.tx,
-            &self.store.sql.lock_ceilings,
-            &[Arg::Ids(ids)],
-        )
-        .await?;
-        Ok(decode_all(&rows, ceiling)?)
-    }
-
-    async fn priors(
-        &mut self,
-        rows: &[KeyRow],
-        keys: &[&str],
-    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let args = [Arg::Ids(&ids), Arg::Texts(keys)];
-        let found = all(&mut *self.tx, &self.store.sql.priors, &args).await?;
-        Ok(priors(&found)?)
     }
 
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {
@@ -715,7 +581,7 @@ impl ChargeSql for PgCharge<'_> {
             })
             .collect();
         let row = q
-            .bind(&self.store.queries.names.holds)
+            .bind(&self.store.queries().names.holds)
             .bind(i64::try_from(n.len()).unwrap_or(i64::MAX))
             .bind(n.iter().map(|h| h.key_id).collect::<Vec<_>>())
             .bind(
@@ -751,10 +617,6 @@ impl ChargeSql for PgCharge<'_> {
             .fetch_one(&mut *self.tx)
             .await?;
         Ok(row.try_get::<Vec<i64>, _>(0)?)
-    }
-
-    async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
     }
 }
 

@@ -13,32 +13,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
-use sqlx::{Executor, Row, Sqlite};
-use tokio::sync::mpsc::Sender;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Executor, Sqlite};
 
-use crate::engine::{push_new, KeyRow, Lookup, PriorCharge, MAX_DEPTH};
+use crate::engine::{push_new, KeyRow, Lookup, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::Options;
-use crate::spend::{HoldRow, Plan, PriorHold};
-use crate::store::arg::{ceiling_args, key_args, Arg, BindArgs};
+use crate::spend::{HoldRow, Plan};
 use crate::store::charge::ChargeSql;
 use crate::store::codec::Stamp;
-use crate::store::row::{ceiling, decode_all, hold, key_row, pair, priors};
-use crate::store::{rate_sql, send_all, statements, Backend, NewCeiling, NewKey, Queries};
+use crate::store::row::{hold, key_row};
+use crate::store::{migrations, rate_sql, schema, AccountLock, Backend, Base, Queries, Tx};
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_keys.sql"),
-    include_str!("../../migrations/sqlite/0002_ledger.sql"),
-    include_str!("../../migrations/sqlite/0003_rate.sql"),
-    include_str!("../../migrations/sqlite/0004_holds.sql"),
-    include_str!("../../migrations/sqlite/0005_accounts.sql"),
-];
-
-/// The columns of a key row, in [`decode`]'s order. Hold shares are not among
+/// The columns of a key row, in [`crate::store::row::key_row`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
 /// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
 const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
@@ -46,7 +34,7 @@ const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scop
     budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
     external_subject, metadata, parent_id, holds_until_us, ceiling_id";
 
-/// The columns of a ceiling row, in [`ceiling`]'s order.
+/// The columns of a ceiling row, in [`crate::store::row::ceiling`]'s order.
 const CEILING_COLUMNS: &str = "account_id, id, budget_micros, budget_used_micros, budget_period, \
     budget_reset_at, budget_anchor_at, holds_until_us";
 
@@ -75,13 +63,11 @@ fn with_ancestors(t: &TableNames, cond: &str) -> String {
     )
 }
 
-/// The SQL of one configured table that only this store runs, rendered once.
+/// SQLite's own statements: the lookups of a validate or a charge, and the
+/// row-at-a-time statements of a charge's lock and write.
 struct Sql {
-    insert: String,
-    insert_subject: String,
     by_hash: String,
     by_subject: String,
-    prior: String,
     lock_hold: String,
     insert_hold: String,
     insert_share: String,
@@ -89,9 +75,6 @@ struct Sql {
     delete_shares: String,
     update: String,
     update_ceiling: String,
-    hint_account: String,
-    set_ceiling: String,
-    drop_ceiling: String,
     ledger_insert: String,
 }
 
@@ -99,32 +82,9 @@ impl Sql {
     fn new(t: &TableNames) -> Self {
         let (keys, ledger) = (&t.keys, &t.ledger);
         let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
-        let insert = format!(
-            "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
-             budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-             parent_id, ceiling_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?11, ?16, (SELECT id FROM {accounts} WHERE account_id = ?1))"
-        );
         Self {
-            insert_subject: format!(
-                "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
-            ),
-            insert: format!("{insert} RETURNING id"),
             by_hash: with_ancestors(t, "key_hash = ?1"),
             by_subject: with_ancestors(t, "external_subject = ?1"),
-            // Idempotency keys of a batch, one statement: ids and keys as JSON arrays.
-            // Charges (no hold id) and reserves under them.
-            prior: format!(
-                "SELECT key_id, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
-                 NULL, NULL, NULL FROM {ledger} \
-                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
-                 AND idempotency_key IN (SELECT value FROM json_each(?2)) \
-                 UNION ALL SELECT key_id, idempotency_key, amount_micros, NULL, reserved_remaining_micros, \
-                 id, expires_at, state FROM {holds} \
-                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
-                 AND idempotency_key IN (SELECT value FROM json_each(?2))"
-            ),
             lock_hold: format!(
                 "SELECT h.id, h.key_id, h.state, h.used_after_micros, h.remaining_after_micros, \
                  (SELECT group_concat(s.key_id || ':' || s.amount_micros || ':' || s.counts_until_us, ',') \
@@ -156,28 +116,6 @@ impl Sql {
                 "UPDATE {accounts} SET budget_used_micros = ?2, budget_reset_at = ?3, budget_anchor_at = ?4, \
                  holds_until_us = ?5 WHERE id = -?1"
             ),
-            // As on Postgres: a new ceiling starts empty; a changed amount keeps
-            // what was used; a changed period starts over.
-            set_ceiling: format!(
-                "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, budget_period, \
-                 budget_reset_at, budget_anchor_at, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5, ?5) \
-                 ON CONFLICT (account_id) DO UPDATE SET budget_micros = excluded.budget_micros, \
-                 updated_at = excluded.updated_at, \
-                 budget_used_micros = CASE WHEN a.budget_period IS excluded.budget_period \
-                 THEN a.budget_used_micros ELSE 0 END, \
-                 budget_reset_at = CASE WHEN a.budget_period IS excluded.budget_period \
-                 THEN a.budget_reset_at ELSE excluded.budget_reset_at END, \
-                 budget_anchor_at = CASE WHEN a.budget_period IS excluded.budget_period \
-                 THEN a.budget_anchor_at ELSE excluded.budget_anchor_at END"
-            ),
-            drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = ?1"),
-            // Every key of the account names its ceiling (or none), as the hint
-            // reads go by.
-            hint_account: format!(
-                "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = ?1) \
-                 WHERE account_id = ?1 \
-                 AND ceiling_id IS NOT (SELECT id FROM {accounts} WHERE account_id = ?1)"
-            ),
             ledger_insert: format!(
                 "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
                  used_after_micros, remaining_after_micros, hold_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -189,11 +127,60 @@ impl Sql {
 /// The statements the shared store code runs ([`Queries`]), in SQLite's dialect.
 fn queries(t: TableNames) -> Queries {
     let (keys, ledger, columns) = (&t.keys, &t.ledger, COLUMNS);
-    let (hold_keys, accounts) = (&t.hold_keys, &t.accounts);
+    let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
+    let insert = format!(
+        "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
+         budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+         budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
+         parent_id, ceiling_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, \
+         ?15, ?11, ?16, (SELECT id FROM {accounts} WHERE account_id = ?1))"
+    );
     Queries {
+        insert_subject: format!(
+            "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
+        ),
+        insert: format!("{insert} RETURNING id"),
+        // As on Postgres: a new ceiling starts empty; a changed amount keeps
+        // what was used; a changed period starts over.
+        set_ceiling: format!(
+            "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, budget_period, \
+             budget_reset_at, budget_anchor_at, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5, ?5) \
+             ON CONFLICT (account_id) DO UPDATE SET budget_micros = excluded.budget_micros, \
+             updated_at = excluded.updated_at, \
+             budget_used_micros = CASE WHEN a.budget_period IS excluded.budget_period \
+             THEN a.budget_used_micros ELSE 0 END, \
+             budget_reset_at = CASE WHEN a.budget_period IS excluded.budget_period \
+             THEN a.budget_reset_at ELSE excluded.budget_reset_at END, \
+             budget_anchor_at = CASE WHEN a.budget_period IS excluded.budget_period \
+             THEN a.budget_anchor_at ELSE excluded.budget_anchor_at END"
+        ),
+        drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = ?1"),
+        // Every key of the account names its ceiling (or none), as the hint
+        // reads go by.
+        hint_account: format!(
+            "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = ?1) \
+             WHERE account_id = ?1 \
+             AND ceiling_id IS NOT (SELECT id FROM {accounts} WHERE account_id = ?1)"
+        ),
+        // Idempotency keys of a batch, one statement: ids and keys as JSON arrays.
+        // Charges (no hold id) and reserves under them.
+        priors: format!(
+            "SELECT key_id, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
+             NULL, NULL, NULL FROM {ledger} \
+             WHERE key_id IN (SELECT value FROM json_each(?1)) \
+             AND idempotency_key IN (SELECT value FROM json_each(?2)) \
+             UNION ALL SELECT key_id, idempotency_key, amount_micros, NULL, reserved_remaining_micros, \
+             id, expires_at, state FROM {holds} \
+             WHERE key_id IN (SELECT value FROM json_each(?1)) \
+             AND idempotency_key IN (SELECT value FROM json_each(?2))"
+        ),
         by_id: with_ancestors(&t, "id = ?1"),
         list: format!("SELECT {columns} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
         ceilings: format!(
+            "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id IN (SELECT value FROM json_each(?1))"
+        ),
+        // Under `BEGIN IMMEDIATE` a plain read is as locked as the keys'.
+        lock_ceilings: format!(
             "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id IN (SELECT value FROM json_each(?1))"
         ),
         shares: format!(
@@ -258,17 +245,18 @@ fn queries(t: TableNames) -> Queries {
              ORDER BY id"
         ),
         rate: rate_sql(&t.rate, "tat", "?"),
+        schema: schema(migrations!("sqlite"), &t),
         names: t,
     }
 }
 
 /// A SQLite-backed store.
 pub(crate) struct SqliteStore {
-    pool: SqlitePool,
+    /// The pool and the shared statements.
+    base: Base<Sqlite>,
     /// The pool's size (1 for an in-memory database).
     connections: usize,
     sql: Sql,
-    queries: Queries,
 }
 
 impl SqliteStore {
@@ -322,10 +310,12 @@ impl SqliteStore {
             .connect_with(connect)
             .await?;
         Ok(Self {
-            pool,
             connections: usize::try_from(max).unwrap_or(1),
             sql: Sql::new(&names),
-            queries: queries(names),
+            base: Base {
+                pool,
+                queries: queries(names),
+            },
         })
     }
 
@@ -344,35 +334,15 @@ impl SqliteStore {
 }
 
 impl Backend for SqliteStore {
-    type Row = SqliteRow;
+    type Db = Sqlite;
 
-    fn queries(&self) -> &Queries {
-        &self.queries
-    }
-
-    async fn all(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<SqliteRow>> {
-        all(&self.pool, sql, args).await
-    }
-
-    /// One streamed statement on a pooled connection (a WAL reader: writers go on).
-    async fn stream<T>(
-        &self,
-        sql: &str,
-        args: &[Arg<'_>],
-        decode: impl Fn(&SqliteRow) -> Result<T, sqlx::Error>,
-        out: &Sender<Result<T>>,
-    ) -> Result<()> {
-        send_all(
-            sqlx::query(sql).bind_args(args).fetch(&self.pool),
-            decode,
-            out,
-        )
-        .await
+    fn base(&self) -> &Base<Sqlite> {
+        &self.base
     }
 
     /// One statement per lookup, on one connection.
     async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.base.pool.acquire().await?;
         let mut rows = Vec::with_capacity(lookups.len());
         for l in lookups {
             let (sql, value) = self.lookup_sql(l);
@@ -382,92 +352,52 @@ impl Backend for SqliteStore {
         Ok(rows)
     }
 
-    type Charge<'a> = LiteCharge<'a>;
-
-    async fn begin_charge(&self) -> Result<LiteCharge<'_>> {
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(LiteCharge { tx, store: self })
+    /// `BEGIN IMMEDIATE`: the database's write lock, up front.
+    async fn begin(&self) -> Result<Tx<'_, SqliteStore>> {
+        let tx = self.base.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Tx { tx, store: self })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for file in MIGRATIONS {
-            for stmt in statements(&self.queries.names.render(file)) {
-                // The executor's boxed `execute`, not `RawSql::execute`: see the
-                // Postgres store's `migrate`.
-                match tx.execute(sqlx::raw_sql(&stmt)).await {
-                    // SQLite has no ADD COLUMN IF NOT EXISTS: an existing column is fine.
-                    Err(sqlx::Error::Database(e))
-                        if e.message().contains("duplicate column name") => {}
-                    other => {
-                        other?;
-                    }
+    /// A read transaction on a pooled connection (a WAL reader: writers go on).
+    /// SQLite has no statement timeout: its timeout is the wait for a lock.
+    async fn begin_export(&self) -> Result<Tx<'_, SqliteStore>> {
+        let tx = self.base.pool.begin().await?;
+        Ok(Tx { tx, store: self })
+    }
+
+    /// The database's write lock is all a write of an account needs: writers are
+    /// serialized, so a key inserted before or after a ceiling is set sees it.
+    /// SQLite has no notifications: other processes' cached answers expire by
+    /// their ttl.
+    async fn begin_account(
+        &self,
+        _account_id: &str,
+        _lock: AccountLock,
+    ) -> Result<Tx<'_, SqliteStore>> {
+        self.begin().await
+    }
+
+    async fn apply_schema(&self, schema: &[String]) -> Result<()> {
+        let mut tx = self.base.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for stmt in schema {
+            // The executor's boxed `execute`, not `RawSql::execute`: see the
+            // Postgres store's `apply_schema`.
+            match tx.execute(sqlx::raw_sql(stmt)).await {
+                // SQLite has no ADD COLUMN IF NOT EXISTS: an existing column is fine.
+                Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column name") => {}
+                other => {
+                    other?;
                 }
             }
         }
         tx.commit().await?;
         Ok(())
     }
-
-    async fn insert_key(&self, key: &NewKey) -> Result<i64> {
-        let args = key_args(key);
-        let row = sqlx::query(&self.sql.insert)
-            .bind_args(&args)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    async fn insert_subject(&self, key: &NewKey) -> Result<()> {
-        let args = key_args(key);
-        sqlx::query(&self.sql.insert_subject)
-            .bind_args(&args)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Sets or removes the ceiling and points the hints of the account's keys at
-    /// it, in one transaction (writers are serialized, so a key inserted before or
-    /// after sees it). SQLite has no notifications: other processes' cached
-    /// answers expire by their ttl.
-    async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let q = match ceiling {
-            Some(c) => sqlx::query(&self.sql.set_ceiling).bind_args(&ceiling_args(account_id, c)),
-            None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
-        };
-        q.execute(&mut *tx).await?;
-        sqlx::query(&self.sql.hint_account)
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-/// Every row `sql` returns for `args` on `e`: the pool, or a transaction.
-async fn all<'e>(
-    e: impl Executor<'e, Database = Sqlite>,
-    sql: &'e str,
-    args: &'e [Arg<'e>],
-) -> Result<Vec<SqliteRow>> {
-    Ok(sqlx::query(sql).bind_args(args).fetch_all(e).await?)
 }
 
 /// SQLite's SQL for the steps of a charge (`charge.rs`), under `BEGIN IMMEDIATE`:
 /// the write lock is the database's, so "lock" is a plain read of each family.
-pub(crate) struct LiteCharge<'a> {
-    tx: sqlx::Transaction<'static, Sqlite>,
-    store: &'a SqliteStore,
-}
-
-impl ChargeSql for LiteCharge<'_> {
+impl ChargeSql for Tx<'_, SqliteStore> {
     async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>> {
         let mut holds: Vec<HoldRow> = Vec::new();
         for &id in ids {
@@ -483,11 +413,6 @@ impl ChargeSql for LiteCharge<'_> {
             }
         }
         Ok(holds)
-    }
-
-    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
-        let rows = all(&mut *self.tx, &self.store.queries.shares, &[Arg::Ids(ids)]).await?;
-        Ok(decode_all(&rows, pair)?)
     }
 
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
@@ -507,35 +432,13 @@ impl ChargeSql for LiteCharge<'_> {
             if rows.iter().any(|r| r.id == id) {
                 continue;
             }
-            let found = sqlx::query(&self.store.queries.by_id)
+            let found = sqlx::query(&self.store.queries().by_id)
                 .bind(id)
                 .fetch_all(&mut *self.tx)
                 .await?;
             decode_into(&mut rows, &found)?;
         }
         Ok(rows)
-    }
-
-    /// Under `BEGIN IMMEDIATE` a plain read is as locked as the keys'.
-    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>> {
-        let rows = all(
-            &mut *self.tx,
-            &self.store.queries.ceilings,
-            &[Arg::Ids(ids)],
-        )
-        .await?;
-        Ok(decode_all(&rows, ceiling)?)
-    }
-
-    async fn priors(
-        &mut self,
-        rows: &[KeyRow],
-        keys: &[&str],
-    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let args = [Arg::Ids(&ids), Arg::Texts(keys)];
-        let found = all(&mut *self.tx, &self.store.sql.prior, &args).await?;
-        Ok(priors(&found)?)
     }
 
     /// SQLite has no notifications: `exhausted` reaches only this process's cache
@@ -622,10 +525,6 @@ impl ChargeSql for LiteCharge<'_> {
                 .await?;
         }
         Ok(ids)
-    }
-
-    async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
     }
 }
 
