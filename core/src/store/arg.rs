@@ -1,6 +1,7 @@
-//! The values a statement is run with, backend-neutral: each store binds an
-//! [`Arg`] in its own types (one `bind` function per backend), so the shared
-//! store code says only which values, in which order.
+//! The values a statement is run with, backend-neutral: each driver binds an
+//! [`Arg`] in its own types ([`BindArgs`]) and runs a statement with them
+//! ([`Driver`]), so the shared store code says only which statement, which
+//! values, in which order.
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;

@@ -9,9 +9,9 @@
 //! Each store provides only its SQL for the steps that differ ([`ChargeSql`]:
 //! `postgres.rs` locks with `FOR UPDATE` in id order and writes with `UNNEST`;
 //! `sqlite.rs` runs under `BEGIN IMMEDIATE`, which takes the database's write lock
-//! up front), and its dialect of the statements run here
-//! ([`crate::store::Queries`]), so the
-//! order of the steps, and what is skipped when, lives here and nowhere else.
+//! up front) and its dialect of the statements run here
+//! ([`crate::store::Queries`]), so the order of the steps, and what is skipped
+//! when, lives here and nowhere else.
 //!
 //! Why the locks come first: the row locks are what serialize spends of one key
 //! (or one family) across processes, and the idempotency reads must come after
