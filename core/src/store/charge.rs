@@ -6,10 +6,12 @@
 //! keys already stored (ledger rows of charges and holds of reserves, both for
 //! every key: a key used for a charge conflicts with a reserve), let
 //! [`crate::spend::plan`] decide every request in arrival order, write, commit.
-//! Each store provides only its SQL for these steps ([`ChargeSql`]: `postgres.rs`
-//! locks with `FOR UPDATE` in id order and writes with `UNNEST`; `sqlite.rs` runs
-//! under `BEGIN IMMEDIATE`, which takes the database's write lock up front), so the
-//! order of the steps, and what is skipped when, lives here and nowhere else.
+//! Each store provides only its SQL for the steps that differ ([`ChargeSql`]:
+//! `postgres.rs` locks with `FOR UPDATE` in id order and writes with `UNNEST`;
+//! `sqlite.rs` runs under `BEGIN IMMEDIATE`, which takes the database's write lock
+//! up front) and its dialect of the statements run here
+//! ([`crate::store::Queries`]), so the order of the steps, and what is skipped
+//! when, lives here and nowhere else.
 //!
 //! Why the locks come first: the row locks are what serialize spends of one key
 //! (or one family) across processes, and the idempotency reads must come after
@@ -19,77 +21,27 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{hinted, missing_ceilings, KeyRow, Lookup, PriorCharge};
+use crate::engine::{hinted, missing_ceilings, KeyRow, Lookup};
 use crate::error::Result;
-use crate::spend::{plan, HoldRow, HoldState, Plan, PriorHold, SpendOutcome, SpendReq};
+use crate::spend::{plan, HoldRow, Plan, SpendOutcome, SpendReq};
+use crate::store::arg::Arg;
 use crate::store::codec::fill_shares;
+use crate::store::row::{self, ceiling, decode_all, pair};
+use crate::store::{Backend, Tx};
 
-/// One store's SQL for the steps of a spend batch, inside one open transaction.
+/// One store's SQL for the steps of a spend batch that differ per store, inside
+/// its open transaction.
 pub(crate) trait ChargeSql {
     /// Locks and reads the holds `ids` names, with their shares.
     async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>>;
     /// Locks and reads the keys `lookups` and `ids` name and all their ancestors
-    /// (their hold shares may be left out: [`run`] reads them with `shares`).
+    /// (their hold shares left out: [`run`] reads them after every lock).
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>>;
-    /// Locks and reads the account ceilings `ids` (after every key).
-    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>>;
-    /// The hold shares stored for the keys `ids`, as `key id, amount:until_us,…`.
-    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>>;
-    /// What `rows` stored under the idempotency keys `keys`, in one statement:
-    /// charges (ledger rows) and reserves (holds), since a key names one
-    /// operation of either kind.
-    async fn priors(
-        &mut self,
-        rows: &[KeyRow],
-        keys: &[&str],
-    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)>;
     /// Writes the plan: key updates, ledger rows, new holds (returning their ids,
     /// in `plan.new_holds` order), closed holds, stale shares; and, where the store
     /// has notifications, announces `plan.exhausted` to other processes'
     /// validation caches when the transaction commits.
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>>;
-    /// Commits the transaction, which releases the locks.
-    async fn commit(self) -> Result<()>;
-}
-
-/// One row of a store's priors statement: key id, idempotency key, amount, then a
-/// charge's used and remaining after it (remaining is a reserve's too), and a
-/// reserve's hold id (NULL for a charge), expiry and state.
-pub(crate) type PriorRow = (
-    i64,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-);
-
-/// Splits the rows of a priors statement into charges (no hold id) and reserves.
-pub(crate) fn split_priors(rows: Vec<PriorRow>) -> (Vec<PriorCharge>, Vec<PriorHold>) {
-    let (mut charges, mut holds) = (Vec::new(), Vec::new());
-    for (key_id, idempotency_key, amount_micros, used, remaining, hold, expires, state) in rows {
-        match hold {
-            None => charges.push(PriorCharge {
-                key_id,
-                idempotency_key,
-                amount_micros,
-                used_after_micros: used.unwrap_or(0),
-                remaining_after_micros: remaining,
-            }),
-            Some(hold_id) => holds.push(PriorHold {
-                key_id,
-                idempotency_key,
-                hold_id,
-                amount_micros,
-                expires_at: expires.unwrap_or_default(),
-                remaining_micros: remaining,
-                state: HoldState::parse(state.as_deref().unwrap_or_default()),
-            }),
-        }
-    }
-    (charges, holds)
 }
 
 /// The outcome of a spend batch.
@@ -103,11 +55,15 @@ pub(crate) struct Charged {
 
 /// Runs a batch of checked spends through `tx`, in order, atomically: every
 /// outcome is what the request would have had alone, after the ones before it.
-pub(crate) async fn run<T: ChargeSql>(
-    mut tx: T,
+pub(crate) async fn run<'a, S: Backend>(
+    mut tx: Tx<'a, S>,
     reqs: &[SpendReq],
     now: DateTime<Utc>,
-) -> Result<Charged> {
+) -> Result<Charged>
+where
+    Tx<'a, S>: ChargeSql,
+{
+    let q = tx.store.queries();
     let hold_ids: Vec<i64> = reqs.iter().filter_map(SpendReq::hold_id).collect();
     let holds = if hold_ids.is_empty() {
         Vec::new()
@@ -121,23 +77,33 @@ pub(crate) async fn run<T: ChargeSql>(
     } else {
         tx.lock(&lookups, &key_ids).await?
     };
-    // The ceilings the keys' hints name, only when there are any.
+    // The ceilings the keys' hints name, only when there are any, after every key.
     let ceilings = missing_ceilings(&rows);
     if !ceilings.is_empty() {
-        rows.extend(tx.lock_ceilings(&ceilings).await?);
+        for r in &tx.all(&q.lock_ceilings, &[Arg::Ids(&ceilings)]).await? {
+            rows.push(ceiling(r)?);
+        }
     }
     // Shares are read after the lock, in their own statement, so that they include
     // what the transaction this one waited for committed; only for rows whose
     // shares may still count.
     let hinted = hinted(&rows, now);
     if !hinted.is_empty() {
-        fill_shares(&mut rows, &tx.shares(&hinted).await?)?;
+        let shares = tx.all(&q.shares, &[Arg::Ids(&hinted)]).await?;
+        fill_shares(&mut rows, &decode_all(&shares, pair)?)?;
     }
+    // What the batch's keys stored under its idempotency keys, in one statement:
+    // charges (ledger rows) and reserves (holds), since a key names one operation
+    // of either kind.
     let keys: Vec<&str> = reqs.iter().filter_map(SpendReq::idempotency_key).collect();
     let (priors, prior_holds) = if keys.is_empty() || rows.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        tx.priors(&rows, &keys).await?
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        row::priors(
+            &tx.all(&q.priors, &[Arg::Ids(&ids), Arg::Texts(&keys)])
+                .await?,
+        )?
     };
     let mut plan = plan(&rows, &holds, &priors, &prior_holds, reqs, now);
     if plan.writes() {

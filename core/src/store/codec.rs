@@ -7,15 +7,16 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::sqlite::{Sqlite, SqliteArgumentValue, SqliteRow, SqliteTypeInfo, SqliteValueRef};
-use sqlx::{Decode, Encode, Row, Type};
+use sqlx::sqlite::{Sqlite, SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Encode, Type};
 
 use crate::engine::{HoldShare, KeyRow};
 
 /// A timestamp as SQLite holds it here: fixed-width UTC text with microseconds
 /// (`2026-01-15T12:00:00.000000Z`), which sorts as time does. Read back: RFC 3339,
 /// or SQLite's own `YYYY-MM-DD HH:MM:SS[.f]` (UTC), as agentkey's tables have it.
-/// Bound and read like any column type, so no query converts by hand.
+/// Bound and read like any column type, in one place each (`arg.rs`, `row.rs`), so
+/// no statement converts by hand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp(pub DateTime<Utc>);
 
@@ -46,11 +47,6 @@ impl<'r> Decode<'r, Sqlite> for Stamp {
             .map_err(|e| format!("bad timestamp in the keys table: {e}"))?;
         Ok(Stamp(t.and_utc()))
     }
-}
-
-/// The nullable timestamp in column `i` of a SQLite row.
-pub(crate) fn time(r: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    Ok(r.try_get::<Option<Stamp>, _>(i)?.map(|s| s.0))
 }
 
 /// Parses the `amount:until_us,…` text both stores aggregate a row's holds into.

@@ -13,29 +13,21 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Executor, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection, Executor, Postgres, Row};
 
 use crate::cache::{self, FLUSH_ALL};
-use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
+use crate::engine::{push_new, KeyRow, Lookup, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
-use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
-use crate::spend::{HoldRow, HoldState, Plan, PriorHold, SpendReq};
-use crate::store::charge::{self, split_priors, ChargeSql, Charged, PriorRow};
-use crate::store::codec::parse_hold_shares;
-use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
+use crate::model::Options;
+use crate::spend::{HoldRow, Plan};
+use crate::store::arg::Arg;
+use crate::store::charge::ChargeSql;
+use crate::store::row::{decode_all, hold, key_row};
+use crate::store::{migrations, rate_sql, schema, AccountLock, Backend, Base, Queries, Tx};
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_keys.sql"),
-    include_str!("../../migrations/postgres/0002_ledger.sql"),
-    include_str!("../../migrations/postgres/0003_rate.sql"),
-    include_str!("../../migrations/postgres/0004_holds.sql"),
-    include_str!("../../migrations/postgres/0005_accounts.sql"),
-];
-
-/// The columns of a key row, in [`decode`]'s order. Hold shares are not among
+/// The columns of a key row, in [`crate::store::row::key_row`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
 /// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`); nor is
 /// the account's ceiling, read only for rows whose `ceiling_id` names one.
@@ -54,7 +46,7 @@ fn columns() -> &'static str {
 const SPENT: &str =
     "LEAST(GREATEST(SUM(amount_micros), -9223372036854775808), 9223372036854775807)::int8";
 
-/// The columns of a ceiling row, in [`ceiling`]'s order.
+/// The columns of a ceiling row, in [`crate::store::row::ceiling`]'s order.
 const CEILING_COLUMNS: &str =
     "account_id, id::int8, budget_micros, budget_used_micros, budget_period, \
     budget_reset_at, budget_anchor_at, holds_until_us";
@@ -145,76 +137,32 @@ fn write_sql(t: &TableNames, ceilings: bool, holds: bool) -> String {
     )
 }
 
-/// The SQL of one configured table, rendered once.
+/// Postgres' own statements: the reads of a validate, the locks of a charge and
+/// of a write to an account, and a charge's write.
 struct Sql {
-    insert: String,
-    insert_subject: String,
     by_hash: String,
     by_subject: String,
-    by_id: String,
     ancestors_of: String,
     lock_by_hash: String,
     lock_by_subject: String,
     lock_by_both: String,
     lock_any: String,
     lock_holds: String,
-    ceilings: String,
-    lock_ceilings: String,
-    set_ceiling: String,
-    drop_ceiling: String,
     account_exclusive: String,
     account_shared: String,
     lock_account_keys: String,
-    hint_account: String,
-    shares: String,
-    priors: String,
     /// [`write_sql`] by (ceilings, holds): `[(no, no), (yes, no), (no, yes), (yes, yes)]`.
     write: [String; 4],
-    roll: String,
-    roll_ceiling: String,
-    revoke: String,
-    revoke_in_account: String,
-    list: String,
-    usage: String,
-    top_keys: String,
-    top_accounts: String,
-    count: String,
-    accounts: String,
-    days_of_key: String,
-    days_of_account: String,
-    export: String,
-    rate: String,
 }
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, columns());
-        let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
-        let insert = format!(
-            "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
-             budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-             parent_id, ceiling_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, \
-             $15::jsonb, $11, $16, (SELECT id FROM {accounts} WHERE account_id = $1))"
-        );
-        // The account's ceiling id, as the hint of the keys named by `cond`:
-        // written only where it differs.
-        let hint = |cond: &str| {
-            format!(
-                "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = $1) \
-                 WHERE {cond} AND ceiling_id IS DISTINCT FROM (SELECT id FROM {accounts} WHERE account_id = $1)"
-            )
-        };
+        let (keys, columns) = (&t.keys, columns());
+        let (holds, hold_keys) = (&t.holds, &t.hold_keys);
         Self {
-            rate: rate_sql(&format!("{} AS r", t.rate), "r.tat", "$"),
-            insert_subject: format!(
-                "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
-            ),
-            insert: format!("{insert} RETURNING id::int8"),
             by_hash: format!("SELECT {columns} FROM {keys} WHERE key_hash = ANY($1)"),
             by_subject: format!("SELECT {columns} FROM {keys} WHERE external_subject = ANY($1)"),
             ancestors_of: with_ancestors(t, "id = ANY($1)", ""),
-            by_id: with_ancestors(t, "id = $1", ""),
             lock_by_hash: with_ancestors(t, "key_hash = ANY($1)", " FOR UPDATE"),
             lock_by_subject: with_ancestors(t, "external_subject = ANY($2)", " FOR UPDATE"),
             lock_by_both: with_ancestors(
@@ -233,7 +181,6 @@ impl Sql {
                  FROM {hold_keys} s WHERE s.hold_id = h.id) \
                  FROM {holds} h WHERE h.id = ANY($1) ORDER BY h.id FOR UPDATE"
             ),
-            ceilings: format!("SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1)"),
             // One advisory lock per keys table and account (the two-int4 key space,
             // apart from the migration's one-int8 lock): setting the account's
             // ceiling takes it exclusive, inserting a key of the account shared.
@@ -246,45 +193,6 @@ impl Sql {
             lock_account_keys: format!(
                 "SELECT id FROM {keys} WHERE account_id = $1 ORDER BY id FOR UPDATE"
             ),
-            // The hints of every key of the account, and the notification that
-            // flushes every process's validation cache (their answers did not know
-            // the new ceiling), delivered when the transaction commits: after the
-            // hints.
-            hint_account: format!(
-                "WITH u AS ({}) SELECT pg_notify($2::text, '{FLUSH_ALL}')",
-                hint("account_id = $1")
-            ),
-            lock_ceilings: format!(
-                "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-            ),
-            // Sets a ceiling: a new one starts empty, its period anchored now; a
-            // changed amount keeps what was used; a changed period starts over.
-            set_ceiling: format!(
-                "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, \
-                 budget_period, budget_reset_at, budget_anchor_at, created_at, updated_at) \
-                 VALUES ($1, $2, 0, $3, $4, $5, $5, $5) ON CONFLICT (account_id) DO UPDATE SET \
-                 budget_micros = EXCLUDED.budget_micros, updated_at = EXCLUDED.updated_at, \
-                 budget_used_micros = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
-                 THEN a.budget_used_micros ELSE 0 END, \
-                 budget_reset_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
-                 THEN a.budget_reset_at ELSE EXCLUDED.budget_reset_at END, \
-                 budget_anchor_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
-                 THEN a.budget_anchor_at ELSE EXCLUDED.budget_anchor_at END"
-            ),
-            drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = $1"),
-            shares: format!(
-                "SELECT key_id::int8, string_agg(amount_micros::text || ':' || counts_until_us::text, ',') \
-                 FROM {hold_keys} WHERE key_id = ANY($1) GROUP BY key_id"
-            ),
-            // Charges (no hold id) and reserves under the batch's idempotency keys.
-            priors: format!(
-                "SELECT key_id::int8, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
-                 NULL::int8, NULL::timestamptz, NULL::text FROM {ledger} \
-                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2) \
-                 UNION ALL SELECT key_id::int8, idempotency_key, amount_micros, NULL::int8, \
-                 reserved_remaining_micros, id, expires_at, state FROM {holds} \
-                 WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
-            ),
             // One statement for the whole write (one round trip): the key updates,
             // the ledger rows and, when the batch left keys without budget, the
             // notification to other processes' caches (sent when the transaction
@@ -295,79 +203,144 @@ impl Sql {
                 write_sql(t, false, true),
                 write_sql(t, true, true),
             ],
-            roll_ceiling: format!(
-                "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = $2, budget_anchor_at = $3 \
-                 WHERE id = -$1 AND budget_reset_at IS NOT DISTINCT FROM $4"
-            ),
-            roll: format!(
-                "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = $2, \
-                 budget_anchor_at = $3 WHERE id = $1 AND budget_reset_at IS NOT DISTINCT FROM $4"
-            ),
-            // The revoke and its notification to other processes' caches are one
-            // statement: one cannot commit without the other.
-            revoke: format!(
-                "WITH r AS (UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id) \
-                 SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify($3::text, r.id::text)) AS n"
-            ),
-            revoke_in_account: format!(
-                "WITH r AS (UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND account_id = $4 \
-                 AND revoked_at IS NULL RETURNING id) \
-                 SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify($3::text, r.id::text)) AS n"
-            ),
-            list: format!("SELECT {columns} FROM {keys} WHERE account_id = $1 ORDER BY id"),
-            usage: format!(
-                "SELECT id, key_id::int8, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
-                 WHERE key_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) \
-                 AND ($3::timestamptz IS NULL OR created_at < $3) ORDER BY id"
-            ),
-            // Aggregate first, then look up the few keys that made the cut.
-            top_keys: format!(
-                "WITH s AS (SELECT key_id, {SPENT} AS spent, COUNT(*)::int8 AS n \
-                 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
-                 AND ($2::timestamptz IS NULL OR created_at < $2) \
-                 GROUP BY key_id ORDER BY spent DESC, key_id LIMIT $3) \
-                 SELECT s.key_id::int8, k.account_id, k.name, k.key_prefix, s.spent, s.n \
-                 FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
-            ),
-            top_accounts: format!(
-                "SELECT NULL::int8, account_id, NULL::text, NULL::text, {SPENT} AS spent, \
-                 COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
-                 AND ($2::timestamptz IS NULL OR created_at < $2) \
-                 GROUP BY account_id ORDER BY spent DESC, account_id LIMIT $3"
-            ),
-            // The same prefix match as on SQLite (which has no case-sensitive LIKE).
-            accounts: format!(
-                "SELECT DISTINCT account_id FROM {keys} WHERE account_id IS NOT NULL AND ($1 = '' \
-                 OR substr(account_id, 1, length($1)) = $1 OR substr(key_prefix, 1, length($1)) = $1) \
-                 ORDER BY account_id LIMIT $2"
-            ),
-            days_of_key: format!(
-                "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
-                 {SPENT} FROM {ledger} WHERE key_id = $1 AND created_at >= $2 \
-                 GROUP BY d ORDER BY d"
-            ),
-            days_of_account: format!(
-                "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
-                 {SPENT} FROM {ledger} WHERE account_id = $1 AND created_at >= $2 \
-                 GROUP BY d ORDER BY d"
-            ),
-            count: format!(
-                "SELECT COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
-                 AND ($2::timestamptz IS NULL OR created_at < $2)"
-            ),
-            export: format!(
-                "SELECT id::int8, key_id::int8, account_id, amount_micros, created_at, idempotency_key, \
-                 hold_id::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
-                 AND ($2::timestamptz IS NULL OR created_at < $2) ORDER BY id"
-            ),
         }
+    }
+}
+
+/// The statements the shared store code runs ([`Queries`]), in Postgres' dialect.
+/// The notifications name the channel in the text: it is hex digits
+/// ([`TableNames::channel`]).
+fn queries(t: TableNames) -> Queries {
+    let (keys, ledger, columns) = (&t.keys, &t.ledger, columns());
+    let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
+    let channel = t.channel();
+    let insert = format!(
+        "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
+         budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+         budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
+         parent_id, ceiling_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, \
+         $15::jsonb, $11, $16, (SELECT id FROM {accounts} WHERE account_id = $1))"
+    );
+    Queries {
+        insert_subject: format!(
+            "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
+        ),
+        insert: format!("{insert} RETURNING id::int8"),
+        set_ceiling: format!(
+            "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, \
+             budget_period, budget_reset_at, budget_anchor_at, created_at, updated_at) \
+             VALUES ($1, $2, 0, $3, $4, $5, $5, $5) ON CONFLICT (account_id) DO UPDATE SET \
+             budget_micros = EXCLUDED.budget_micros, updated_at = EXCLUDED.updated_at, \
+             budget_used_micros = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+             THEN a.budget_used_micros ELSE 0 END, \
+             budget_reset_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+             THEN a.budget_reset_at ELSE EXCLUDED.budget_reset_at END, \
+             budget_anchor_at = CASE WHEN a.budget_period IS NOT DISTINCT FROM EXCLUDED.budget_period \
+             THEN a.budget_anchor_at ELSE EXCLUDED.budget_anchor_at END"
+        ),
+        drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = $1"),
+        // The hints, then the notification: delivered when the transaction commits.
+        hint_account: format!(
+            "WITH u AS (UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = $1) \
+             WHERE account_id = $1 \
+             AND ceiling_id IS DISTINCT FROM (SELECT id FROM {accounts} WHERE account_id = $1)) \
+             SELECT pg_notify('{channel}', '{FLUSH_ALL}')"
+        ),
+        lock_ceilings: format!(
+            "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        ),
+        priors: format!(
+            "SELECT key_id::int8, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
+             NULL::int8, NULL::timestamptz, NULL::text FROM {ledger} \
+             WHERE key_id = ANY($1) AND idempotency_key = ANY($2) \
+             UNION ALL SELECT key_id::int8, idempotency_key, amount_micros, NULL::int8, \
+             reserved_remaining_micros, id, expires_at, state FROM {holds} \
+             WHERE key_id = ANY($1) AND idempotency_key = ANY($2)"
+        ),
+        by_id: with_ancestors(&t, "id = $1", ""),
+        list: format!("SELECT {columns} FROM {keys} WHERE account_id = $1 ORDER BY id"),
+        ceilings: format!("SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id = ANY($1)"),
+        shares: format!(
+            "SELECT key_id::int8, string_agg(amount_micros::text || ':' || counts_until_us::text, ',') \
+             FROM {hold_keys} WHERE key_id = ANY($1) GROUP BY key_id"
+        ),
+        roll: format!(
+            "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = $2, \
+             budget_anchor_at = $3 WHERE id = $1 AND budget_reset_at IS NOT DISTINCT FROM $4 \
+             RETURNING id::int8"
+        ),
+        roll_ceiling: format!(
+            "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = $2, budget_anchor_at = $3 \
+             WHERE id = -$1 AND budget_reset_at IS NOT DISTINCT FROM $4 \
+             RETURNING id::int8"
+        ),
+        // The revoke and its notification to other processes' caches are one
+        // statement: one cannot commit without the other. (The channel is
+        // hex digits: see `TableNames::channel`.)
+        revoke: format!(
+            "WITH r AS (UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id) \
+             SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify('{channel}', r.id::text)) AS n"
+        ),
+        revoke_in_account: format!(
+            "WITH r AS (UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND account_id = $3 \
+             AND revoked_at IS NULL RETURNING id) \
+             SELECT r.id::int8 FROM r, LATERAL (SELECT pg_notify('{channel}', r.id::text)) AS n"
+        ),
+        usage: format!(
+            "SELECT id, key_id::int8, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
+             WHERE key_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) \
+             AND ($3::timestamptz IS NULL OR created_at < $3) ORDER BY id"
+        ),
+        // Aggregate first, then look up the few keys that made the cut.
+        top_keys: format!(
+            "WITH s AS (SELECT key_id, {SPENT} AS spent, COUNT(*)::int8 AS n \
+             FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
+             AND ($2::timestamptz IS NULL OR created_at < $2) \
+             GROUP BY key_id ORDER BY spent DESC, key_id LIMIT $3) \
+             SELECT s.key_id::int8, k.account_id, k.name, k.key_prefix, s.spent, s.n \
+             FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
+        ),
+        top_accounts: format!(
+            "SELECT NULL::int8, account_id, NULL::text, NULL::text, {SPENT} AS spent, \
+             COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
+             AND ($2::timestamptz IS NULL OR created_at < $2) \
+             GROUP BY account_id ORDER BY spent DESC, account_id LIMIT $3"
+        ),
+        // The same prefix match as on SQLite (which has no case-sensitive LIKE).
+        accounts: format!(
+            "SELECT DISTINCT account_id FROM {keys} WHERE account_id IS NOT NULL AND ($1 = '' \
+             OR substr(account_id, 1, length($1)) = $1 OR substr(key_prefix, 1, length($1)) = $1) \
+             ORDER BY account_id LIMIT $2"
+        ),
+        days_of_key: format!(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
+             {SPENT} FROM {ledger} WHERE key_id = $1 AND created_at >= $2 \
+             GROUP BY d ORDER BY d"
+        ),
+        days_of_account: format!(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d, \
+             {SPENT} FROM {ledger} WHERE account_id = $1 AND created_at >= $2 \
+             GROUP BY d ORDER BY d"
+        ),
+        count: format!(
+            "SELECT COUNT(*)::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
+             AND ($2::timestamptz IS NULL OR created_at < $2)"
+        ),
+        export: format!(
+            "SELECT id::int8, key_id::int8, account_id, amount_micros, created_at, idempotency_key, \
+             hold_id::int8 FROM {ledger} WHERE ($1::timestamptz IS NULL OR created_at >= $1) \
+             AND ($2::timestamptz IS NULL OR created_at < $2) ORDER BY id"
+        ),
+        rate: rate_sql(&format!("{} AS r", t.rate), "r.tat", "$"),
+        schema: schema(migrations!("postgres"), &t),
+        names: t,
     }
 }
 
 /// A Postgres-backed store.
 pub(crate) struct PgStore {
-    pool: PgPool,
-    names: TableNames,
+    /// The pool and the shared statements.
+    base: Base<Postgres>,
     sql: Sql,
     /// How to open a connection: the validation cache's listener opens its own.
     connect: Box<PgConnectOptions>,
@@ -404,116 +377,34 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
         Ok(Self {
-            pool,
             sql: Sql::new(&names),
             channel: names.channel(),
-            names,
+            base: Base {
+                pool,
+                queries: queries(names),
+            },
             connect: Box::new(connect),
         })
     }
 
-    pub async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // Adding columns to a large, busy table may wait for locks longer than a
-        // request should: the migration has no statement timeout.
-        // `RawSql::execute` is a generic `async fn` whose future rustc cannot prove
-        // `Send` when a caller spawns `migrate` (the bindings do): call the
-        // executor's boxed `execute` instead.
-        tx.execute(sqlx::raw_sql("SET LOCAL statement_timeout = 0"))
-            .await?;
-        // Serialize concurrent migrations of the same table (CREATE … IF NOT EXISTS
-        // is not safe against a concurrent identical CREATE).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("keyleash:{}", self.names.keys))
-            .execute(&mut *tx)
-            .await?;
-        if let Some(schema) = &self.names.schema {
-            tx.execute(sqlx::raw_sql(&format!(
-                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-            )))
-            .await?;
-        }
-        for file in MIGRATIONS {
-            for stmt in statements(&self.names.render(file)) {
-                tx.execute(sqlx::raw_sql(&stmt)).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+    /// Where the validation cache listens: the connect options and the channel.
+    pub fn listen_target(&self) -> (PgConnectOptions, String) {
+        ((*self.connect).clone(), self.channel.clone())
     }
+}
 
-    fn bind_new<'q>(
-        sql: &'q str,
-        k: &'q NewKey,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        sqlx::query(sql)
-            .bind(&k.account_id)
-            .bind(&k.user_id)
-            .bind(&k.key_hash)
-            .bind(&k.key_prefix)
-            .bind(&k.name)
-            .bind(&k.scopes)
-            .bind(k.budget_cents)
-            .bind(k.budget_micros)
-            .bind(&k.budget_period)
-            .bind(k.budget_reset_at)
-            .bind(k.created_at)
-            .bind(k.expires_at)
-            .bind(&k.delegated_by)
-            .bind(&k.external_subject)
-            .bind(&k.metadata)
-            .bind(k.parent_id)
-    }
+impl Backend for PgStore {
+    type Db = Postgres;
 
-    /// Takes the account's advisory lock ([`Sql::account_exclusive`] or
-    /// [`Sql::account_shared`]) in `tx`, until it ends.
-    async fn lock_account(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        sql: &str,
-        account_id: &str,
-    ) -> Result<()> {
-        sqlx::query(sql)
-            .bind(&self.names.keys)
-            .bind(account_id)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
-    /// Inserts a key with its account's ceiling id as the hint, in a transaction
-    /// holding the account's lock shared: a ceiling being set holds it exclusive,
-    /// so the `INSERT` (which reads the ceiling after the lock is granted) sees
-    /// every ceiling committed before it, and a ceiling set after it sees the key
-    /// (see docs/storage.md). Four round trips (BEGIN, lock, INSERT, COMMIT).
-    pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
-        self.lock_account(&mut tx, &self.sql.account_shared, &key.account_id)
-            .await?;
-        let row = Self::bind_new(&self.sql.insert, key)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// As [`Self::insert_key`], for a subject row (inserted unless one exists).
-    pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        self.lock_account(&mut tx, &self.sql.account_shared, &key.account_id)
-            .await?;
-        Self::bind_new(&self.sql.insert_subject, key)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+    fn base(&self) -> &Base<Postgres> {
+        &self.base
     }
 
     /// Reads the named rows, then the ancestors of those that have a parent: a key
     /// without a parent (the common case) costs one plain index lookup, not the
     /// recursive query. Two statements, so a family read here may mix two instants;
     /// charges, which must not, lock the whole family in one statement.
-    pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
+    async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
         let (hashes, subjects) = split(lookups.iter());
         let mut rows = Vec::with_capacity(lookups.len());
         for (sql, values) in [
@@ -521,8 +412,12 @@ impl PgStore {
             (&self.sql.by_subject, subjects),
         ] {
             if !values.is_empty() {
-                for r in sqlx::query(sql).bind(values).fetch_all(&self.pool).await? {
-                    push_new(&mut rows, decode(&r)?);
+                for r in sqlx::query(sql)
+                    .bind(values)
+                    .fetch_all(&self.base.pool)
+                    .await?
+                {
+                    push_new(&mut rows, key_row(&r)?);
                 }
             }
         }
@@ -534,354 +429,102 @@ impl PgStore {
         if !parents.is_empty() {
             let found = sqlx::query(&self.sql.ancestors_of)
                 .bind(&parents)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.base.pool)
                 .await?;
             for r in &found {
-                push_new(&mut rows, decode(r)?);
+                push_new(&mut rows, key_row(r)?);
             }
         }
         Ok(rows)
     }
 
-    pub async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.by_id)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+    async fn begin(&self) -> Result<Tx<'_, PgStore>> {
+        let tx = self.base.pool.begin().await?;
+        Ok(Tx { tx, store: self })
     }
 
-    pub async fn persist_roll(
-        &self,
-        seen_reset: Option<DateTime<Utc>>,
-        u: &KeyUpdate,
-    ) -> Result<bool> {
-        let sql = if u.id < 0 {
-            &self.sql.roll_ceiling
-        } else {
-            &self.sql.roll
-        };
-        let done = sqlx::query(sql)
-            .bind(u.id)
-            .bind(u.reset_at)
-            .bind(u.anchor_at)
-            .bind(seen_reset)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// The hold shares stored for the keys `ids`, outside any transaction.
-    pub async fn shares(&self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
-        let rows = sqlx::query(&self.sql.shares)
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
-    }
-
-    /// Runs a charge batch through the shared pipeline (`charge.rs`).
-    pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<Charged> {
-        let tx = self.pool.begin().await?;
-        let sql = PgCharge {
-            tx,
-            sql: &self.sql,
-            channel: &self.channel,
-            holds_table: &self.names.holds,
-        };
-        charge::run(sql, reqs, now).await
-    }
-
-    pub async fn revoke(
-        &self,
-        key_id: i64,
-        account_id: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let q = match account_id {
-            Some(a) => sqlx::query(&self.sql.revoke_in_account)
-                .bind(key_id)
-                .bind(now)
-                .bind(&self.channel)
-                .bind(a),
-            None => sqlx::query(&self.sql.revoke)
-                .bind(key_id)
-                .bind(now)
-                .bind(&self.channel),
-        };
-        Ok(!q.fetch_all(&self.pool).await?.is_empty())
-    }
-
-    pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.list)
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
-    }
-
-    /// The ceilings `ids`, outside any transaction.
-    pub async fn ceilings(&self, ids: &[i64]) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.ceilings)
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
-    }
-
-    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id`, points the
-    /// hints of the account's keys at it and flushes every process's validation
-    /// cache, all in one transaction: whatever fails (a lock wait past the
-    /// statement timeout, a lost connection, a caller that gives up), nothing of
-    /// it is written. In order: the account's lock exclusive (no key of the
-    /// account is inserted meanwhile), the account's keys `FOR UPDATE` in id order
-    /// (as a charge takes them, before any ceiling: no deadlock with charges),
-    /// the ceiling row, the hints and the notification (see docs/storage.md).
-    pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        self.lock_account(&mut tx, &self.sql.account_exclusive, account_id)
-            .await?;
-        sqlx::query(&self.sql.lock_account_keys)
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
-        let q = match ceiling {
-            Some(c) => sqlx::query(&self.sql.set_ceiling)
-                .bind(account_id)
-                .bind(c.budget_micros)
-                .bind(&c.period)
-                .bind(c.reset_at)
-                .bind(c.now),
-            None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
-        };
-        q.execute(&mut *tx).await?;
-        sqlx::query(&self.sql.hint_account)
-            .bind(account_id)
-            .bind(&self.channel)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
-        let rows = sqlx::query(&self.sql.usage)
-            .bind(key_id)
-            .bind(range.from)
-            .bind(range.to)
-            .fetch_all(&self.pool)
-            .await?;
-        let entry = |r: &PgRow| -> Result<LedgerEntry, sqlx::Error> {
-            Ok(LedgerEntry {
-                id: r.try_get(0)?,
-                key_id: r.try_get(1)?,
-                amount_cents: crate::amount::micros_to_cents(r.try_get(2)?),
-                created_at: r.try_get(3)?,
-                idempotency_key: r.try_get(4)?,
-                hold_id: r.try_get(5)?,
-            })
-        };
-        Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn top(&self, by: SpendBy, range: UsageRange, limit: i64) -> Result<Vec<Spender>> {
-        let sql = match by {
-            SpendBy::Key => &self.sql.top_keys,
-            SpendBy::Account => &self.sql.top_accounts,
-        };
-        let rows = sqlx::query(sql)
-            .bind(range.from)
-            .bind(range.to)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let spender = |r: &PgRow| -> Result<Spender, sqlx::Error> {
-            Ok(Spender {
-                key_id: r.try_get(0)?,
-                account_id: r.try_get(1)?,
-                name: r.try_get(2)?,
-                key_prefix: r.try_get(3)?,
-                spent_cents: crate::amount::micros_to_cents(r.try_get(4)?),
-                charges: r.try_get(5)?,
-            })
-        };
-        Ok(rows.iter().map(spender).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn accounts(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(&self.sql.accounts)
-            .bind(prefix)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?)
-    }
-
-    pub async fn spend_days(
-        &self,
-        of: SpendOf<'_>,
-        from: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64)>> {
-        let q = match of {
-            SpendOf::Key(id) => sqlx::query(&self.sql.days_of_key).bind(id),
-            SpendOf::Account(a) => sqlx::query(&self.sql.days_of_account).bind(a),
-        };
-        let rows = q.bind(from).fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?)
-    }
-
-    pub async fn count(&self, range: UsageRange) -> Result<i64> {
-        let row = sqlx::query(&self.sql.count)
-            .bind(range.from)
-            .bind(range.to)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// One statement in a transaction of its own, without the statement timeout:
-    /// the server sends rows as the reader takes them (sqlx reads the socket as the
-    /// stream is polled), so memory stays constant however long the window.
-    pub async fn export(&self, range: UsageRange, id_prefix: &str, out: &ExportSink) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+    /// A transaction of its own, without the statement timeout: the server sends
+    /// rows as the reader takes them (sqlx reads the socket as the stream is
+    /// polled), so memory stays constant however long the window.
+    async fn begin_export(&self) -> Result<Tx<'_, PgStore>> {
+        let mut tx = self.base.pool.begin().await?;
         tx.execute(sqlx::raw_sql("SET LOCAL statement_timeout = 0"))
             .await?;
-        let mut rows = sqlx::query(&self.sql.export)
-            .bind(range.from)
-            .bind(range.to)
-            .fetch(&mut *tx);
-        while let Some(r) = rows.try_next().await? {
-            let ledger_id: i64 = r.try_get(0)?;
-            let micros: i64 = r.try_get(3)?;
-            let record = LedgerRecord {
-                id: format!("{id_prefix}{ledger_id}"),
-                ledger_id,
-                key_id: r.try_get(1)?,
-                account_id: r.try_get(2)?,
-                amount_cents: crate::amount::micros_to_cents(micros),
-                amount_micros: micros,
-                created_at: r.try_get(4)?,
-                idempotency_key: r.try_get(5)?,
-                hold_id: r.try_get(6)?,
-            };
-            if out.send(Ok(record)).await.is_err() {
-                break;
+        Ok(Tx { tx, store: self })
+    }
+
+    /// The account's advisory lock, shared or exclusive, until the transaction
+    /// ends; exclusive, also the account's keys `FOR UPDATE` in id order. Setting
+    /// a ceiling holds it exclusive, so an `INSERT` (which reads the ceiling after
+    /// the lock is granted) sees every ceiling committed before it, and a ceiling
+    /// set after it sees the key (see docs/storage.md). An insert is four round
+    /// trips (BEGIN, lock, INSERT, COMMIT).
+    async fn begin_account(&self, account_id: &str, lock: AccountLock) -> Result<Tx<'_, PgStore>> {
+        let mut tx = self.begin().await?;
+        let (sql, keys) = (&self.sql, &self.base.queries.names.keys);
+        let account = [Arg::Text(keys), Arg::Text(account_id)];
+        match lock {
+            AccountLock::Shared => tx.all(&sql.account_shared, &account).await?,
+            AccountLock::Exclusive => {
+                tx.all(&sql.account_exclusive, &account).await?;
+                tx.all(&sql.lock_account_keys, &account[1..]).await?
             }
-        }
-        Ok(())
+        };
+        Ok(tx)
     }
 
-    pub fn names(&self) -> &TableNames {
-        &self.names
-    }
-
-    /// Runs the GCRA upsert ([`rate_sql`]): the bucket's new `tat` and whether allowed.
-    pub async fn rate_upsert(
-        &self,
-        bucket: &str,
-        now_ms: i64,
-        interval_ms: i64,
-        window_ms: i64,
-    ) -> Result<(i64, bool)> {
-        let row = sqlx::query(&self.sql.rate)
-            .bind(bucket)
-            .bind(now_ms)
-            .bind(interval_ms)
-            .bind(window_ms)
-            .fetch_one(&self.pool)
+    async fn apply_schema(&self, schema: &[String]) -> Result<()> {
+        let names = &self.base.queries.names;
+        let mut tx = self.base.pool.begin().await?;
+        // Adding columns to a large, busy table may wait for locks longer than a
+        // request should: the migration has no statement timeout.
+        // `RawSql::execute` is a generic `async fn` whose future rustc cannot prove
+        // `Send` when a caller spawns `migrate` (the bindings do): call the
+        // executor's boxed `execute` instead.
+        tx.execute(sqlx::raw_sql("SET LOCAL statement_timeout = 0"))
             .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// Where the validation cache listens: the connect options and the channel.
-    pub fn listen_target(&self) -> (PgConnectOptions, String) {
-        ((*self.connect).clone(), self.channel.clone())
+        // Serialize concurrent migrations of the same table (CREATE … IF NOT EXISTS
+        // is not safe against a concurrent identical CREATE).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("keyleash:{}", names.keys))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(name) = &names.schema {
+            tx.execute(sqlx::raw_sql(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{name}\""
+            )))
+            .await?;
+        }
+        for stmt in schema {
+            tx.execute(sqlx::raw_sql(stmt)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 
 /// Postgres' SQL for the steps of a charge (`charge.rs`): one locking statement for
 /// the whole family in id order, and `UNNEST` arrays for the writes.
-struct PgCharge<'a> {
-    tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    sql: &'a Sql,
-    channel: &'a str,
-    /// The holds table's name as `pg_get_serial_sequence` takes it.
-    holds_table: &'a str,
-}
-
-impl ChargeSql for PgCharge<'_> {
+impl ChargeSql for Tx<'_, PgStore> {
     async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>> {
-        let rows = sqlx::query(&self.sql.lock_holds)
-            .bind(ids)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let hold = |r: &PgRow| -> Result<HoldRow, sqlx::Error> {
-            Ok(HoldRow {
-                id: r.try_get(0)?,
-                key_id: r.try_get(1)?,
-                state: HoldState::parse(r.try_get(2)?),
-                used_after_micros: r.try_get(3)?,
-                remaining_after_micros: r.try_get(4)?,
-                shares: parse_hold_shares(r.try_get(5)?)?,
-            })
-        };
-        Ok(rows.iter().map(hold).collect::<Result<_, _>>()?)
-    }
-
-    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
-        let rows = sqlx::query(&self.sql.shares)
-            .bind(ids)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
+        let store = self.store;
+        let rows = self.all(&store.sql.lock_holds, &[Arg::Ids(ids)]).await?;
+        Ok(decode_all(&rows, hold)?)
     }
 
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
+        let sql = &self.store.sql;
         let (hashes, subjects) = split(lookups.iter().copied());
         let lock = match (hashes.is_empty(), subjects.is_empty(), ids.is_empty()) {
-            (false, true, true) => &self.sql.lock_by_hash,
-            (true, false, true) => &self.sql.lock_by_subject,
-            (_, _, true) => &self.sql.lock_by_both,
-            _ => &self.sql.lock_any,
+            (false, true, true) => &sql.lock_by_hash,
+            (true, false, true) => &sql.lock_by_subject,
+            (_, _, true) => &sql.lock_by_both,
+            _ => &sql.lock_any,
         };
-        let mut q = sqlx::query(lock).bind(&hashes).bind(&subjects);
-        if !ids.is_empty() {
-            q = q.bind(ids);
-        }
-        let rows = q.fetch_all(&mut *self.tx).await?;
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
-    }
-
-    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.lock_ceilings)
-            .bind(ids)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
-    }
-
-    async fn priors(
-        &mut self,
-        rows: &[KeyRow],
-        keys: &[&str],
-    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let found: Vec<PriorRow> = sqlx::query_as(&self.sql.priors)
-            .bind(&ids)
-            .bind(keys)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        Ok(split_priors(found))
+        let args = [Arg::Texts(&hashes), Arg::Texts(&subjects), Arg::Ids(ids)];
+        let n = if ids.is_empty() { 2 } else { 3 };
+        let rows = self.all(lock, &args[..n]).await?;
+        Ok(decode_all(&rows, key_row)?)
     }
 
     async fn write(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<Vec<i64>> {
@@ -890,7 +533,7 @@ impl ChargeSql for PgCharge<'_> {
         let holds = !(plan.new_holds.is_empty()
             && plan.closed_holds.is_empty()
             && plan.stale_shares.is_empty());
-        let sql = &self.sql.write[usize::from(ceilings) + 2 * usize::from(holds)];
+        let sql = &self.store.sql.write[usize::from(ceilings) + 2 * usize::from(holds)];
         let q = sqlx::query(sql)
             .bind(u.iter().map(|u| u.id).collect::<Vec<_>>())
             .bind(u.iter().map(|u| u.budget_micros).collect::<Vec<_>>())
@@ -921,7 +564,7 @@ impl ChargeSql for PgCharge<'_> {
                     .collect::<Vec<_>>(),
             )
             .bind(l.iter().map(|l| l.hold_id).collect::<Vec<_>>())
-            .bind(self.channel)
+            .bind(&self.store.channel)
             .bind(cache::payload(&plan.exhausted));
         if !holds {
             q.fetch_all(&mut *self.tx).await?;
@@ -938,7 +581,7 @@ impl ChargeSql for PgCharge<'_> {
             })
             .collect();
         let row = q
-            .bind(self.holds_table)
+            .bind(&self.store.queries().names.holds)
             .bind(i64::try_from(n.len()).unwrap_or(i64::MAX))
             .bind(n.iter().map(|h| h.key_id).collect::<Vec<_>>())
             .bind(
@@ -975,10 +618,6 @@ impl ChargeSql for PgCharge<'_> {
             .await?;
         Ok(row.try_get::<Vec<i64>, _>(0)?)
     }
-
-    async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
-    }
 }
 
 /// The error of a server that could not be reached: where (never the password)
@@ -1002,54 +641,4 @@ fn split<'a>(lookups: impl Iterator<Item = &'a Lookup>) -> (Vec<&'a str>, Vec<&'
         }
     }
     (hashes, subjects)
-}
-
-/// One row of the shares query: a key id and its shares' text.
-fn share_pair(r: &PgRow) -> Result<(i64, Option<String>), sqlx::Error> {
-    Ok((r.try_get(0)?, r.try_get(1)?))
-}
-
-/// A ceiling row read with [`CEILING_COLUMNS`], as the budget row the core uses.
-fn ceiling(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
-    let cols = CeilingCols {
-        id: r.try_get(1)?,
-        budget_micros: r.try_get(2)?,
-        used_micros: r.try_get(3)?,
-        period: r.try_get(4)?,
-        reset_at: r.try_get(5)?,
-        anchor_at: r.try_get(6)?,
-        holds_until_us: r.try_get(7)?,
-    };
-    Ok(cols.into_row(r.try_get(0)?))
-}
-
-fn decode(r: &PgRow) -> Result<KeyRow, sqlx::Error> {
-    Ok(KeyRow {
-        id: r.try_get(0)?,
-        key_hash: r.try_get(1)?,
-        account_id: r.try_get(2)?,
-        user_id: r.try_get(3)?,
-        name: r.try_get(4)?,
-        key_prefix: r.try_get(5)?,
-        scopes: r.try_get(6)?,
-        budget_cents: r.try_get(7)?,
-        budget_used_cents: r.try_get(8)?,
-        budget_micros: r.try_get(9)?,
-        budget_used_micros: r.try_get(10)?,
-        budget_held_micros: r.try_get(11)?,
-        budget_period: r.try_get(12)?,
-        budget_reset_at: r.try_get(13)?,
-        budget_anchor_at: r.try_get(14)?,
-        expires_at: r.try_get(15)?,
-        revoked_at: r.try_get(16)?,
-        created_at: r.try_get(17)?,
-        last_used_at: r.try_get(18)?,
-        delegated_by: r.try_get(19)?,
-        external_subject: r.try_get(20)?,
-        metadata: r.try_get(21)?,
-        parent_id: r.try_get(22)?,
-        holds_until_us: r.try_get(23)?,
-        holds: Vec::new(),
-        ceiling_id: r.try_get(24)?,
-    })
 }

@@ -13,30 +13,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-};
-use sqlx::{Executor, Row};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Executor, Sqlite};
 
-use crate::engine::{push_new, CeilingCols, KeyRow, KeyUpdate, Lookup, PriorCharge, MAX_DEPTH};
+use crate::engine::{push_new, KeyRow, Lookup, MAX_DEPTH};
 use crate::error::{Error, Result};
 use crate::ident::TableNames;
-use crate::model::{LedgerEntry, LedgerRecord, Options, SpendBy, SpendOf, Spender, UsageRange};
-use crate::spend::{HoldRow, HoldState, Plan, PriorHold, SpendReq};
-use crate::store::charge::{self, split_priors, ChargeSql, Charged, PriorRow};
-use crate::store::codec::{parse_hold_shares, time, Stamp};
-use crate::store::{rate_sql, statements, ExportSink, NewCeiling, NewKey};
+use crate::model::Options;
+use crate::spend::{HoldRow, Plan};
+use crate::store::charge::ChargeSql;
+use crate::store::codec::Stamp;
+use crate::store::row::{hold, key_row};
+use crate::store::{migrations, rate_sql, schema, AccountLock, Backend, Base, Queries, Tx};
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_keys.sql"),
-    include_str!("../../migrations/sqlite/0002_ledger.sql"),
-    include_str!("../../migrations/sqlite/0003_rate.sql"),
-    include_str!("../../migrations/sqlite/0004_holds.sql"),
-    include_str!("../../migrations/sqlite/0005_accounts.sql"),
-];
-
-/// The columns of a key row, in [`decode`]'s order. Hold shares are not among
+/// The columns of a key row, in [`crate::store::row::key_row`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
 /// `holds_until_us` is still ahead ([`crate::store::Store`], `charge.rs`).
 const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
@@ -44,7 +34,7 @@ const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scop
     budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
     external_subject, metadata, parent_id, holds_until_us, ceiling_id";
 
-/// The columns of a ceiling row, in [`ceiling`]'s order.
+/// The columns of a ceiling row, in [`crate::store::row::ceiling`]'s order.
 const CEILING_COLUMNS: &str = "account_id, id, budget_micros, budget_used_micros, budget_period, \
     budget_reset_at, budget_anchor_at, holds_until_us";
 
@@ -73,82 +63,32 @@ fn with_ancestors(t: &TableNames, cond: &str) -> String {
     )
 }
 
+/// SQLite's own statements: the lookups of a validate or a charge, and the
+/// row-at-a-time statements of a charge's lock and write.
 struct Sql {
-    insert: String,
-    insert_subject: String,
     by_hash: String,
     by_subject: String,
-    by_id: String,
-    prior: String,
     lock_hold: String,
-    shares: String,
     insert_hold: String,
     insert_share: String,
     close_hold: String,
     delete_shares: String,
     update: String,
     update_ceiling: String,
-    ceilings: String,
-    hint_account: String,
-    set_ceiling: String,
-    drop_ceiling: String,
     ledger_insert: String,
-    roll: String,
-    roll_ceiling: String,
-    revoke: String,
-    revoke_in_account: String,
-    list: String,
-    usage: String,
-    top_keys: String,
-    top_accounts: String,
-    count: String,
-    accounts: String,
-    days_of_key: String,
-    days_of_account: String,
-    export: String,
-    rate: String,
 }
 
 impl Sql {
     fn new(t: &TableNames) -> Self {
-        let (keys, ledger, columns) = (&t.keys, &t.ledger, COLUMNS);
+        let (keys, ledger) = (&t.keys, &t.ledger);
         let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
-        let insert = format!(
-            "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
-             budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
-             budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-             parent_id, ceiling_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?11, ?16, (SELECT id FROM {accounts} WHERE account_id = ?1))"
-        );
         Self {
-            rate: rate_sql(&t.rate, "tat", "?"),
-            insert_subject: format!(
-                "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
-            ),
-            insert: format!("{insert} RETURNING id"),
             by_hash: with_ancestors(t, "key_hash = ?1"),
             by_subject: with_ancestors(t, "external_subject = ?1"),
-            by_id: with_ancestors(t, "id = ?1"),
-            // Idempotency keys of a batch, one statement: ids and keys as JSON arrays.
-            // Charges (no hold id) and reserves under them.
-            prior: format!(
-                "SELECT key_id, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
-                 NULL, NULL, NULL FROM {ledger} \
-                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
-                 AND idempotency_key IN (SELECT value FROM json_each(?2)) \
-                 UNION ALL SELECT key_id, idempotency_key, amount_micros, NULL, reserved_remaining_micros, \
-                 id, expires_at, state FROM {holds} \
-                 WHERE key_id IN (SELECT value FROM json_each(?1)) \
-                 AND idempotency_key IN (SELECT value FROM json_each(?2))"
-            ),
             lock_hold: format!(
                 "SELECT h.id, h.key_id, h.state, h.used_after_micros, h.remaining_after_micros, \
                  (SELECT group_concat(s.key_id || ':' || s.amount_micros || ':' || s.counts_until_us, ',') \
                  FROM {hold_keys} s WHERE s.hold_id = h.id) FROM {holds} h WHERE h.id = ?1"
-            ),
-            shares: format!(
-                "SELECT key_id, group_concat(amount_micros || ':' || counts_until_us, ',') FROM {hold_keys} \
-                 WHERE key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id"
             ),
             insert_hold: format!(
                 "INSERT INTO {holds} (key_id, account_id, amount_micros, created_at, expires_at, idempotency_key, \
@@ -176,103 +116,146 @@ impl Sql {
                 "UPDATE {accounts} SET budget_used_micros = ?2, budget_reset_at = ?3, budget_anchor_at = ?4, \
                  holds_until_us = ?5 WHERE id = -?1"
             ),
-            // As on Postgres: a new ceiling starts empty; a changed amount keeps
-            // what was used; a changed period starts over.
-            set_ceiling: format!(
-                "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, budget_period, \
-                 budget_reset_at, budget_anchor_at, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5, ?5) \
-                 ON CONFLICT (account_id) DO UPDATE SET budget_micros = excluded.budget_micros, \
-                 updated_at = excluded.updated_at, \
-                 budget_used_micros = CASE WHEN a.budget_period IS excluded.budget_period \
-                 THEN a.budget_used_micros ELSE 0 END, \
-                 budget_reset_at = CASE WHEN a.budget_period IS excluded.budget_period \
-                 THEN a.budget_reset_at ELSE excluded.budget_reset_at END, \
-                 budget_anchor_at = CASE WHEN a.budget_period IS excluded.budget_period \
-                 THEN a.budget_anchor_at ELSE excluded.budget_anchor_at END"
-            ),
-            drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = ?1"),
-            ceilings: format!(
-                "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id IN (SELECT value FROM json_each(?1))"
-            ),
-            // Every key of the account names its ceiling (or none), as the hint
-            // reads go by.
-            hint_account: format!(
-                "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = ?1) \
-                 WHERE account_id = ?1 \
-                 AND ceiling_id IS NOT (SELECT id FROM {accounts} WHERE account_id = ?1)"
-            ),
-            roll_ceiling: format!(
-                "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = ?2, budget_anchor_at = ?3 \
-                 WHERE id = -?1 AND budget_reset_at IS ?4"
-            ),
             ledger_insert: format!(
                 "INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
                  used_after_micros, remaining_after_micros, hold_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
-            roll: format!(
-                "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = ?2, \
-                 budget_anchor_at = ?3 WHERE id = ?1 AND budget_reset_at IS ?4"
-            ),
-            revoke: format!("UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL"),
-            revoke_in_account: format!(
-                "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND account_id = ?3 AND revoked_at IS NULL"
-            ),
-            list: format!("SELECT {columns} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
-            usage: format!(
-                "SELECT id, key_id, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
-                 WHERE key_id = ?1 AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
-                 ORDER BY id"
-            ),
-            // As on Postgres: aggregate first, then look up the keys that made the cut.
-            top_keys: format!(
-                "WITH p AS (SELECT key_id, {SPENT_PARTS}, COUNT(*) AS n FROM {ledger} \
-                 WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
-                 GROUP BY key_id), \
-                 s AS (SELECT key_id, {SPENT_OF_PARTS} AS spent, n FROM p \
-                 ORDER BY spent DESC, key_id LIMIT ?3) \
-                 SELECT s.key_id, k.account_id, k.name, k.key_prefix, s.spent, s.n \
-                 FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
-            ),
-            top_accounts: format!(
-                "SELECT NULL, account_id, NULL, NULL, {SPENT_OF_PARTS} AS spent, n FROM \
-                 (SELECT account_id, {SPENT_PARTS}, COUNT(*) AS n FROM {ledger} \
-                 WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
-                 GROUP BY account_id) ORDER BY spent DESC, account_id LIMIT ?3"
-            ),
-            // Case-sensitive prefix matches on both stores (SQLite's LIKE is not).
-            accounts: format!(
-                "SELECT DISTINCT account_id FROM {keys} WHERE account_id IS NOT NULL AND (?1 = '' \
-                 OR substr(account_id, 1, length(?1)) = ?1 OR substr(key_prefix, 1, length(?1)) = ?1) \
-                 ORDER BY account_id LIMIT ?2"
-            ),
-            // Stored times are fixed-width UTC text: the first 10 characters are the day.
-            days_of_key: format!(
-                "SELECT d, {SPENT_OF_PARTS} FROM (SELECT substr(created_at, 1, 10) AS d, {SPENT_PARTS} \
-                 FROM {ledger} WHERE key_id = ?1 AND created_at >= ?2 GROUP BY d) ORDER BY d"
-            ),
-            days_of_account: format!(
-                "SELECT d, {SPENT_OF_PARTS} FROM (SELECT substr(created_at, 1, 10) AS d, {SPENT_PARTS} \
-                 FROM {ledger} WHERE account_id = ?1 AND created_at >= ?2 GROUP BY d) ORDER BY d"
-            ),
-            count: format!(
-                "SELECT COUNT(*) FROM {ledger} \
-                 WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2)"
-            ),
-            export: format!(
-                "SELECT id, key_id, account_id, amount_micros, created_at, idempotency_key, hold_id \
-                 FROM {ledger} WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
-                 ORDER BY id"
             ),
         }
     }
 }
 
+/// The statements the shared store code runs ([`Queries`]), in SQLite's dialect.
+fn queries(t: TableNames) -> Queries {
+    let (keys, ledger, columns) = (&t.keys, &t.ledger, COLUMNS);
+    let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
+    let insert = format!(
+        "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
+         budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
+         budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
+         parent_id, ceiling_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, \
+         ?15, ?11, ?16, (SELECT id FROM {accounts} WHERE account_id = ?1))"
+    );
+    Queries {
+        insert_subject: format!(
+            "{insert} ON CONFLICT (external_subject) WHERE external_subject IS NOT NULL DO NOTHING"
+        ),
+        insert: format!("{insert} RETURNING id"),
+        // As on Postgres: a new ceiling starts empty; a changed amount keeps
+        // what was used; a changed period starts over.
+        set_ceiling: format!(
+            "INSERT INTO {accounts} AS a (account_id, budget_micros, budget_used_micros, budget_period, \
+             budget_reset_at, budget_anchor_at, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5, ?5) \
+             ON CONFLICT (account_id) DO UPDATE SET budget_micros = excluded.budget_micros, \
+             updated_at = excluded.updated_at, \
+             budget_used_micros = CASE WHEN a.budget_period IS excluded.budget_period \
+             THEN a.budget_used_micros ELSE 0 END, \
+             budget_reset_at = CASE WHEN a.budget_period IS excluded.budget_period \
+             THEN a.budget_reset_at ELSE excluded.budget_reset_at END, \
+             budget_anchor_at = CASE WHEN a.budget_period IS excluded.budget_period \
+             THEN a.budget_anchor_at ELSE excluded.budget_anchor_at END"
+        ),
+        drop_ceiling: format!("DELETE FROM {accounts} WHERE account_id = ?1"),
+        // Every key of the account names its ceiling (or none), as the hint
+        // reads go by.
+        hint_account: format!(
+            "UPDATE {keys} SET ceiling_id = (SELECT id FROM {accounts} WHERE account_id = ?1) \
+             WHERE account_id = ?1 \
+             AND ceiling_id IS NOT (SELECT id FROM {accounts} WHERE account_id = ?1)"
+        ),
+        // Idempotency keys of a batch, one statement: ids and keys as JSON arrays.
+        // Charges (no hold id) and reserves under them.
+        priors: format!(
+            "SELECT key_id, idempotency_key, amount_micros, used_after_micros, remaining_after_micros, \
+             NULL, NULL, NULL FROM {ledger} \
+             WHERE key_id IN (SELECT value FROM json_each(?1)) \
+             AND idempotency_key IN (SELECT value FROM json_each(?2)) \
+             UNION ALL SELECT key_id, idempotency_key, amount_micros, NULL, reserved_remaining_micros, \
+             id, expires_at, state FROM {holds} \
+             WHERE key_id IN (SELECT value FROM json_each(?1)) \
+             AND idempotency_key IN (SELECT value FROM json_each(?2))"
+        ),
+        by_id: with_ancestors(&t, "id = ?1"),
+        list: format!("SELECT {columns} FROM {keys} WHERE account_id = ?1 ORDER BY id"),
+        ceilings: format!(
+            "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id IN (SELECT value FROM json_each(?1))"
+        ),
+        // Under `BEGIN IMMEDIATE` a plain read is as locked as the keys'.
+        lock_ceilings: format!(
+            "SELECT {CEILING_COLUMNS} FROM {accounts} WHERE id IN (SELECT value FROM json_each(?1))"
+        ),
+        shares: format!(
+            "SELECT key_id, group_concat(amount_micros || ':' || counts_until_us, ',') FROM {hold_keys} \
+             WHERE key_id IN (SELECT value FROM json_each(?1)) GROUP BY key_id"
+        ),
+        roll: format!(
+            "UPDATE {keys} SET budget_used_micros = 0, budget_used_cents = 0, budget_reset_at = ?2, \
+             budget_anchor_at = ?3 WHERE id = ?1 AND budget_reset_at IS ?4 RETURNING id"
+        ),
+        roll_ceiling: format!(
+            "UPDATE {accounts} SET budget_used_micros = 0, budget_reset_at = ?2, budget_anchor_at = ?3 \
+             WHERE id = -?1 AND budget_reset_at IS ?4 RETURNING id"
+        ),
+        revoke: format!("UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL RETURNING id"),
+        revoke_in_account: format!(
+            "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND account_id = ?3 AND revoked_at IS NULL RETURNING id"
+        ),
+        usage: format!(
+            "SELECT id, key_id, amount_micros, created_at, idempotency_key, hold_id FROM {ledger} \
+             WHERE key_id = ?1 AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
+             ORDER BY id"
+        ),
+        // As on Postgres: aggregate first, then look up the keys that made the cut.
+        top_keys: format!(
+            "WITH p AS (SELECT key_id, {SPENT_PARTS}, COUNT(*) AS n FROM {ledger} \
+             WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
+             GROUP BY key_id), \
+             s AS (SELECT key_id, {SPENT_OF_PARTS} AS spent, n FROM p \
+             ORDER BY spent DESC, key_id LIMIT ?3) \
+             SELECT s.key_id, k.account_id, k.name, k.key_prefix, s.spent, s.n \
+             FROM s LEFT JOIN {keys} k ON k.id = s.key_id ORDER BY s.spent DESC, s.key_id"
+        ),
+        top_accounts: format!(
+            "SELECT NULL, account_id, NULL, NULL, {SPENT_OF_PARTS} AS spent, n FROM \
+             (SELECT account_id, {SPENT_PARTS}, COUNT(*) AS n FROM {ledger} \
+             WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
+             GROUP BY account_id) ORDER BY spent DESC, account_id LIMIT ?3"
+        ),
+        // Case-sensitive prefix matches on both stores (SQLite's LIKE is not).
+        accounts: format!(
+            "SELECT DISTINCT account_id FROM {keys} WHERE account_id IS NOT NULL AND (?1 = '' \
+             OR substr(account_id, 1, length(?1)) = ?1 OR substr(key_prefix, 1, length(?1)) = ?1) \
+             ORDER BY account_id LIMIT ?2"
+        ),
+        // Stored times are fixed-width UTC text: the first 10 characters are the day.
+        days_of_key: format!(
+            "SELECT d, {SPENT_OF_PARTS} FROM (SELECT substr(created_at, 1, 10) AS d, {SPENT_PARTS} \
+             FROM {ledger} WHERE key_id = ?1 AND created_at >= ?2 GROUP BY d) ORDER BY d"
+        ),
+        days_of_account: format!(
+            "SELECT d, {SPENT_OF_PARTS} FROM (SELECT substr(created_at, 1, 10) AS d, {SPENT_PARTS} \
+             FROM {ledger} WHERE account_id = ?1 AND created_at >= ?2 GROUP BY d) ORDER BY d"
+        ),
+        count: format!(
+            "SELECT COUNT(*) FROM {ledger} \
+             WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2)"
+        ),
+        export: format!(
+            "SELECT id, key_id, account_id, amount_micros, created_at, idempotency_key, hold_id \
+             FROM {ledger} WHERE (?1 IS NULL OR created_at >= ?1) AND (?2 IS NULL OR created_at < ?2) \
+             ORDER BY id"
+        ),
+        rate: rate_sql(&t.rate, "tat", "?"),
+        schema: schema(migrations!("sqlite"), &t),
+        names: t,
+    }
+}
+
 /// A SQLite-backed store.
 pub(crate) struct SqliteStore {
-    pool: SqlitePool,
+    /// The pool and the shared statements.
+    base: Base<Sqlite>,
     /// The pool's size (1 for an in-memory database).
     connections: usize,
-    names: TableNames,
     sql: Sql,
 }
 
@@ -327,10 +310,12 @@ impl SqliteStore {
             .connect_with(connect)
             .await?;
         Ok(Self {
-            pool,
             connections: usize::try_from(max).unwrap_or(1),
             sql: Sql::new(&names),
-            names,
+            base: Base {
+                pool,
+                queries: queries(names),
+            },
         })
     }
 
@@ -339,69 +324,25 @@ impl SqliteStore {
         self.connections
     }
 
-    pub async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for file in MIGRATIONS {
-            for stmt in statements(&self.names.render(file)) {
-                // The executor's boxed `execute`, not `RawSql::execute`: see the
-                // Postgres store's `migrate`.
-                match tx.execute(sqlx::raw_sql(&stmt)).await {
-                    // SQLite has no ADD COLUMN IF NOT EXISTS: an existing column is fine.
-                    Err(sqlx::Error::Database(e))
-                        if e.message().contains("duplicate column name") => {}
-                    other => {
-                        other?;
-                    }
-                }
-            }
+    /// The statement and the value of a lookup by hash or by subject.
+    fn lookup_sql<'a>(&'a self, l: &'a Lookup) -> (&'a str, &'a str) {
+        match l {
+            Lookup::Hash(h) => (&self.sql.by_hash, h),
+            Lookup::Subject(s) => (&self.sql.by_subject, s),
         }
-        tx.commit().await?;
-        Ok(())
+    }
+}
+
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+
+    fn base(&self) -> &Base<Sqlite> {
+        &self.base
     }
 
-    fn bind_new<'q>(
-        sql: &'q str,
-        k: &'q NewKey,
-    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-        sqlx::query(sql)
-            .bind(&k.account_id)
-            .bind(&k.user_id)
-            .bind(&k.key_hash)
-            .bind(&k.key_prefix)
-            .bind(&k.name)
-            .bind(
-                k.scopes
-                    .as_ref()
-                    .map(|s| serde_json::to_string(s).unwrap_or_default()),
-            )
-            .bind(k.budget_cents)
-            .bind(k.budget_micros)
-            .bind(&k.budget_period)
-            .bind(k.budget_reset_at.map(Stamp))
-            .bind(Stamp(k.created_at))
-            .bind(k.expires_at.map(Stamp))
-            .bind(&k.delegated_by)
-            .bind(&k.external_subject)
-            .bind(&k.metadata)
-            .bind(k.parent_id)
-    }
-
-    pub async fn insert_key(&self, key: &NewKey) -> Result<i64> {
-        let row = Self::bind_new(&self.sql.insert, key)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    pub async fn insert_subject(&self, key: &NewKey) -> Result<()> {
-        Self::bind_new(&self.sql.insert_subject, key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
-        let mut conn = self.pool.acquire().await?;
+    /// One statement per lookup, on one connection.
+    async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
+        let mut conn = self.base.pool.acquire().await?;
         let mut rows = Vec::with_capacity(lookups.len());
         for l in lookups {
             let (sql, value) = self.lookup_sql(l);
@@ -411,292 +352,67 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    pub async fn get(&self, id: i64) -> Result<Vec<KeyRow>> {
-        let found = sqlx::query(&self.sql.by_id)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut rows = Vec::with_capacity(found.len());
-        decode_into(&mut rows, &found)?;
-        Ok(rows)
+    /// `BEGIN IMMEDIATE`: the database's write lock, up front.
+    async fn begin(&self) -> Result<Tx<'_, SqliteStore>> {
+        let tx = self.base.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Tx { tx, store: self })
     }
 
-    fn lookup_sql<'a>(&'a self, l: &'a Lookup) -> (&'a str, &'a str) {
-        match l {
-            Lookup::Hash(h) => (&self.sql.by_hash, h),
-            Lookup::Subject(s) => (&self.sql.by_subject, s),
-        }
+    /// A read transaction on a pooled connection (a WAL reader: writers go on).
+    /// SQLite has no statement timeout: its timeout is the wait for a lock.
+    async fn begin_export(&self) -> Result<Tx<'_, SqliteStore>> {
+        let tx = self.base.pool.begin().await?;
+        Ok(Tx { tx, store: self })
     }
 
-    pub async fn persist_roll(
+    /// The database's write lock is all a write of an account needs: writers are
+    /// serialized, so a key inserted before or after a ceiling is set sees it.
+    /// SQLite has no notifications: other processes' cached answers expire by
+    /// their ttl.
+    async fn begin_account(
         &self,
-        seen_reset: Option<DateTime<Utc>>,
-        u: &KeyUpdate,
-    ) -> Result<bool> {
-        let sql = if u.id < 0 {
-            &self.sql.roll_ceiling
-        } else {
-            &self.sql.roll
-        };
-        let done = sqlx::query(sql)
-            .bind(u.id)
-            .bind(u.reset_at.map(Stamp))
-            .bind(u.anchor_at.map(Stamp))
-            .bind(seen_reset.map(Stamp))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        _account_id: &str,
+        _lock: AccountLock,
+    ) -> Result<Tx<'_, SqliteStore>> {
+        self.begin().await
     }
 
-    /// The hold shares stored for the keys `ids`, outside any transaction.
-    pub async fn shares(&self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
-        let rows = sqlx::query(&self.sql.shares)
-            .bind(serde_json::to_string(ids).unwrap_or_default())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
-    }
-
-    /// Runs a charge batch through the shared pipeline (`charge.rs`).
-    pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<Charged> {
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        charge::run(LiteCharge { tx, store: self }, reqs, now).await
-    }
-
-    pub async fn revoke(
-        &self,
-        key_id: i64,
-        account_id: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let q = match account_id {
-            Some(a) => sqlx::query(&self.sql.revoke_in_account)
-                .bind(key_id)
-                .bind(Stamp(now))
-                .bind(a),
-            None => sqlx::query(&self.sql.revoke).bind(key_id).bind(Stamp(now)),
-        };
-        Ok(q.execute(&self.pool).await?.rows_affected() > 0)
-    }
-
-    pub async fn list(&self, account_id: &str) -> Result<Vec<KeyRow>> {
-        let found = sqlx::query(&self.sql.list)
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut rows = Vec::with_capacity(found.len());
-        decode_into(&mut rows, &found)?;
-        Ok(rows)
-    }
-
-    /// The ceilings `ids`, outside any transaction.
-    pub async fn ceilings(&self, ids: &[i64]) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.sql.ceilings)
-            .bind(serde_json::to_string(ids).unwrap_or_default())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
-    }
-
-    /// Sets (`Some`) or removes (`None`) the ceiling of `account_id` and points the
-    /// hints of the account's keys at it, in one transaction (writers are
-    /// serialized, so a key inserted before or after sees it). SQLite has no
-    /// notifications: other processes' cached answers expire by their ttl.
-    pub async fn set_ceiling(&self, account_id: &str, ceiling: Option<&NewCeiling>) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let q = match ceiling {
-            Some(c) => sqlx::query(&self.sql.set_ceiling)
-                .bind(account_id)
-                .bind(c.budget_micros)
-                .bind(&c.period)
-                .bind(c.reset_at.map(Stamp))
-                .bind(Stamp(c.now)),
-            None => sqlx::query(&self.sql.drop_ceiling).bind(account_id),
-        };
-        q.execute(&mut *tx).await?;
-        sqlx::query(&self.sql.hint_account)
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn usage(&self, key_id: i64, range: UsageRange) -> Result<Vec<LedgerEntry>> {
-        let rows = sqlx::query(&self.sql.usage)
-            .bind(key_id)
-            .bind(range.from.map(Stamp))
-            .bind(range.to.map(Stamp))
-            .fetch_all(&self.pool)
-            .await?;
-        let entry = |r: &SqliteRow| -> Result<LedgerEntry, sqlx::Error> {
-            Ok(LedgerEntry {
-                id: r.try_get(0)?,
-                key_id: r.try_get(1)?,
-                amount_cents: crate::amount::micros_to_cents(r.try_get(2)?),
-                created_at: time(r, 3)?.unwrap_or_default(),
-                idempotency_key: r.try_get(4)?,
-                hold_id: r.try_get(5)?,
-            })
-        };
-        Ok(rows.iter().map(entry).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn top(&self, by: SpendBy, range: UsageRange, limit: i64) -> Result<Vec<Spender>> {
-        let sql = match by {
-            SpendBy::Key => &self.sql.top_keys,
-            SpendBy::Account => &self.sql.top_accounts,
-        };
-        let rows = sqlx::query(sql)
-            .bind(range.from.map(Stamp))
-            .bind(range.to.map(Stamp))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let spender = |r: &SqliteRow| -> Result<Spender, sqlx::Error> {
-            Ok(Spender {
-                key_id: r.try_get(0)?,
-                account_id: r.try_get(1)?,
-                name: r.try_get(2)?,
-                key_prefix: r.try_get(3)?,
-                spent_cents: crate::amount::micros_to_cents(r.try_get(4)?),
-                charges: r.try_get(5)?,
-            })
-        };
-        Ok(rows.iter().map(spender).collect::<Result<_, _>>()?)
-    }
-
-    pub async fn accounts(&self, prefix: &str, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(&self.sql.accounts)
-            .bind(prefix)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?)
-    }
-
-    pub async fn spend_days(
-        &self,
-        of: SpendOf<'_>,
-        from: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64)>> {
-        let q = match of {
-            SpendOf::Key(id) => sqlx::query(&self.sql.days_of_key).bind(id),
-            SpendOf::Account(a) => sqlx::query(&self.sql.days_of_account).bind(a),
-        };
-        let rows = q.bind(Stamp(from)).fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?)
-    }
-
-    pub async fn count(&self, range: UsageRange) -> Result<i64> {
-        let row = sqlx::query(&self.sql.count)
-            .bind(range.from.map(Stamp))
-            .bind(range.to.map(Stamp))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    /// One streamed statement on a pooled connection (a WAL reader: writers go on).
-    pub async fn export(&self, range: UsageRange, id_prefix: &str, out: &ExportSink) -> Result<()> {
-        let (from, to) = (range.from.map(Stamp), range.to.map(Stamp));
-        let mut rows = sqlx::query(&self.sql.export)
-            .bind(from)
-            .bind(to)
-            .fetch(&self.pool);
-        while let Some(r) = rows.try_next().await? {
-            let ledger_id: i64 = r.try_get(0)?;
-            let micros: i64 = r.try_get(3)?;
-            let record = LedgerRecord {
-                id: format!("{id_prefix}{ledger_id}"),
-                ledger_id,
-                key_id: r.try_get(1)?,
-                account_id: r.try_get(2)?,
-                amount_cents: crate::amount::micros_to_cents(micros),
-                amount_micros: micros,
-                created_at: time(&r, 4)?.unwrap_or_default(),
-                idempotency_key: r.try_get(5)?,
-                hold_id: r.try_get(6)?,
-            };
-            if out.send(Ok(record)).await.is_err() {
-                break;
+    async fn apply_schema(&self, schema: &[String]) -> Result<()> {
+        let mut tx = self.base.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for stmt in schema {
+            // The executor's boxed `execute`, not `RawSql::execute`: see the
+            // Postgres store's `apply_schema`.
+            match tx.execute(sqlx::raw_sql(stmt)).await {
+                // SQLite has no ADD COLUMN IF NOT EXISTS: an existing column is fine.
+                Err(sqlx::Error::Database(e)) if e.message().contains("duplicate column name") => {}
+                other => {
+                    other?;
+                }
             }
         }
+        tx.commit().await?;
         Ok(())
-    }
-
-    pub fn names(&self) -> &TableNames {
-        &self.names
-    }
-
-    /// Runs the GCRA upsert ([`rate_sql`]): the bucket's new `tat` and whether allowed.
-    pub async fn rate_upsert(
-        &self,
-        bucket: &str,
-        now_ms: i64,
-        interval_ms: i64,
-        window_ms: i64,
-    ) -> Result<(i64, bool)> {
-        let row = sqlx::query(&self.sql.rate)
-            .bind(bucket)
-            .bind(now_ms)
-            .bind(interval_ms)
-            .bind(window_ms)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0))
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
 /// SQLite's SQL for the steps of a charge (`charge.rs`), under `BEGIN IMMEDIATE`:
 /// the write lock is the database's, so "lock" is a plain read of each family.
-struct LiteCharge<'a> {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    store: &'a SqliteStore,
-}
-
-impl ChargeSql for LiteCharge<'_> {
+impl ChargeSql for Tx<'_, SqliteStore> {
     async fn lock_holds(&mut self, ids: &[i64]) -> Result<Vec<HoldRow>> {
         let mut holds: Vec<HoldRow> = Vec::new();
         for &id in ids {
             if holds.iter().any(|h| h.id == id) {
                 continue;
             }
-            let Some(r) = sqlx::query(&self.store.sql.lock_hold)
+            let found = sqlx::query(&self.store.sql.lock_hold)
                 .bind(id)
                 .fetch_optional(&mut *self.tx)
-                .await?
-            else {
-                continue;
-            };
-            holds.push(HoldRow {
-                id: r.try_get(0)?,
-                key_id: r.try_get(1)?,
-                state: HoldState::parse(r.try_get(2)?),
-                used_after_micros: r.try_get(3)?,
-                remaining_after_micros: r.try_get(4)?,
-                shares: parse_hold_shares(r.try_get(5)?)?,
-            });
+                .await?;
+            if let Some(r) = found {
+                holds.push(hold(&r)?);
+            }
         }
         Ok(holds)
-    }
-
-    async fn shares(&mut self, ids: &[i64]) -> Result<Vec<(i64, Option<String>)>> {
-        let rows = sqlx::query(&self.store.sql.shares)
-            .bind(serde_json::to_string(ids).unwrap_or_default())
-            .fetch_all(&mut *self.tx)
-            .await?;
-        Ok(rows.iter().map(share_pair).collect::<Result<_, _>>()?)
     }
 
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
@@ -716,49 +432,13 @@ impl ChargeSql for LiteCharge<'_> {
             if rows.iter().any(|r| r.id == id) {
                 continue;
             }
-            let found = sqlx::query(&self.store.sql.by_id)
+            let found = sqlx::query(&self.store.queries().by_id)
                 .bind(id)
                 .fetch_all(&mut *self.tx)
                 .await?;
             decode_into(&mut rows, &found)?;
         }
         Ok(rows)
-    }
-
-    /// Under `BEGIN IMMEDIATE` a plain read is as locked as the keys'.
-    async fn lock_ceilings(&mut self, ids: &[i64]) -> Result<Vec<KeyRow>> {
-        let rows = sqlx::query(&self.store.sql.ceilings)
-            .bind(serde_json::to_string(ids).unwrap_or_default())
-            .fetch_all(&mut *self.tx)
-            .await?;
-        Ok(rows.iter().map(ceiling).collect::<Result<_, _>>()?)
-    }
-
-    async fn priors(
-        &mut self,
-        rows: &[KeyRow],
-        keys: &[&str],
-    ) -> Result<(Vec<PriorCharge>, Vec<PriorHold>)> {
-        type Stored = (
-            i64,
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<Stamp>,
-            Option<String>,
-        );
-        let found: Vec<Stored> = sqlx::query_as(&self.store.sql.prior)
-            .bind(json_ids(rows))
-            .bind(serde_json::to_string(keys).unwrap_or_default())
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let rows = found
-            .into_iter()
-            .map(|(k, i, a, u, r, h, e, s)| (k, i, a, u, r, h, e.map(|e: Stamp| e.0), s))
-            .collect::<Vec<PriorRow>>();
-        Ok(split_priors(rows))
     }
 
     /// SQLite has no notifications: `exhausted` reaches only this process's cache
@@ -846,73 +526,12 @@ impl ChargeSql for LiteCharge<'_> {
         }
         Ok(ids)
     }
-
-    async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
-    }
-}
-
-/// The ids of `rows` as a JSON array, for `json_each`.
-fn json_ids(rows: &[KeyRow]) -> String {
-    serde_json::to_string(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).unwrap_or_default()
 }
 
 /// Decodes key rows read with [`COLUMNS`] into `rows`, each key once.
 fn decode_into(rows: &mut Vec<KeyRow>, found: &[SqliteRow]) -> Result<(), sqlx::Error> {
     for r in found {
-        push_new(rows, decode(r)?);
+        push_new(rows, key_row(r)?);
     }
     Ok(())
-}
-
-/// One row of the shares query: a key id and its shares' text.
-fn share_pair(r: &SqliteRow) -> Result<(i64, Option<String>), sqlx::Error> {
-    Ok((r.try_get(0)?, r.try_get(1)?))
-}
-
-/// A ceiling row read with [`CEILING_COLUMNS`], as the budget row the core uses.
-fn ceiling(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
-    let cols = CeilingCols {
-        id: r.try_get(1)?,
-        budget_micros: r.try_get(2)?,
-        used_micros: r.try_get(3)?,
-        period: r.try_get(4)?,
-        reset_at: time(r, 5)?,
-        anchor_at: time(r, 6)?,
-        holds_until_us: r.try_get(7)?,
-    };
-    Ok(cols.into_row(r.try_get(0)?))
-}
-
-fn decode(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
-    let scopes: Option<String> = r.try_get(6)?;
-    Ok(KeyRow {
-        id: r.try_get(0)?,
-        key_hash: r.try_get(1)?,
-        account_id: r.try_get(2)?,
-        user_id: r.try_get(3)?,
-        name: r.try_get(4)?,
-        key_prefix: r.try_get(5)?,
-        // Unreadable scopes grant nothing (fail closed) rather than everything.
-        scopes: scopes.map(|s| serde_json::from_str(&s).unwrap_or_default()),
-        budget_cents: r.try_get(7)?,
-        budget_used_cents: r.try_get(8)?,
-        budget_micros: r.try_get(9)?,
-        budget_used_micros: r.try_get(10)?,
-        budget_held_micros: r.try_get::<Option<i64>, _>(11)?.unwrap_or(0),
-        budget_period: r.try_get(12)?,
-        budget_reset_at: time(r, 13)?,
-        budget_anchor_at: time(r, 14)?,
-        expires_at: time(r, 15)?,
-        revoked_at: time(r, 16)?,
-        created_at: time(r, 17)?,
-        last_used_at: time(r, 18)?,
-        delegated_by: r.try_get(19)?,
-        external_subject: r.try_get(20)?,
-        metadata: r.try_get(21)?,
-        parent_id: r.try_get(22)?,
-        holds_until_us: r.try_get(23)?,
-        holds: Vec::new(),
-        ceiling_id: r.try_get(24)?,
-    })
 }
