@@ -139,11 +139,7 @@ export interface AdminReply {
   body: Buffer
 }
 
-/**
- * Checks the options of the self-serve routes, so a bad one fails when the routes
- * are made rather than on the first request.
- * One request to the admin page, as `adminRouter` hands it to the core.
- */
+/** One request to the admin page, as `adminRouter` hands it to the core. */
 export interface AdminRequest {
   /** The HTTP method. */
   method: string
@@ -205,6 +201,10 @@ export interface ChargeOptions {
   idempotencyKey?: string
 }
 
+/**
+ * Checks the options of the self-serve routes, so a bad one fails when the routes
+ * are made rather than on the first request.
+ */
 export declare function checkRouteOptions(options: RouteOptions): void
 
 /** Options of `KeyLeash.connect`. */

@@ -187,8 +187,6 @@ impl RouteOptions {
     }
 }
 
-/// Checks the options of the self-serve routes, so a bad one fails when the routes
-/// are made rather than on the first request.
 /// One request to the admin page, as `adminRouter` hands it to the core.
 #[napi(object)]
 pub struct AdminRequest {
@@ -227,6 +225,8 @@ pub fn run_cli(args: Vec<String>) -> u32 {
     ))
 }
 
+/// Checks the options of the self-serve routes, so a bad one fails when the routes
+/// are made rather than on the first request.
 #[napi]
 pub fn check_route_options(options: RouteOptions) -> Result<()> {
     options.into_core().map(|_| ())
