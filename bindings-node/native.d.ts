@@ -76,11 +76,11 @@ export declare class NativeKeyLeash {
   /**
    * The store's `validate` of each key the cache missed, in order, crossing
    * into the core once (no second hash, no second cache look): each answer is
-   * the validation's JSON text, or `!` and the tagged error message
-   * (`![keyleash:code] …`) for a key whose validate failed. `lib/client.js`
-   * gathers the misses of one turn of the event loop into one such call.
+   * the validation's JSON text, or, for a key whose validate failed, an `Error`
+   * as a failed call throws it (`code` and message). `lib/client.js` gathers
+   * the misses of one turn of the event loop into one such call.
    */
-  validateRefs(keys: Array<MissedKey>): Promise<Array<string>>
+  validateRefs(keys: Array<MissedKey>): Promise<Array<string | Error>>
   /**
    * The validation cache's counters (`{entries, hits, misses, listening,
    * disconnects, channel}`), or null when the cache is off.
@@ -114,7 +114,7 @@ export declare class NativeKeyLeash {
   trackUsageBySubject(subject: string, charge: ChargeOptions): Promise<string>
   /**
    * One request to the admin page (`adminRouter` calls it): the core's answer
-   * as is.
+   * as is (never an error: a failed task is a 500 page).
    */
   admin(req: AdminRequest): Promise<AdminReply>
   /** The keys of an account. */
@@ -306,6 +306,12 @@ export interface CreateOptions {
   /** Free-form JSON kept with the key (at most 16 KiB). */
   metadata?: any
 }
+
+/**
+ * The codes of the core's errors (`keyleash::Error::CODES`): a native error whose
+ * `code` is one of them is the core's, any other is napi's own.
+ */
+export declare function errorCodes(): Array<string>
 
 /**
  * Whether `scopes` (a key's scopes; null = all) grant `scope`: exact match,

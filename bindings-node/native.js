@@ -843,6 +843,7 @@ module.exports.ADMIN_MAX_BODY_BYTES = nativeBinding.ADMIN_MAX_BODY_BYTES
 module.exports.adminPayloadTooLarge = nativeBinding.adminPayloadTooLarge
 module.exports.adminUnauthorized = nativeBinding.adminUnauthorized
 module.exports.checkRouteOptions = nativeBinding.checkRouteOptions
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.hasScope = nativeBinding.hasScope
 module.exports.isStoreFailure = nativeBinding.isStoreFailure
 module.exports.MAX_BODY_BYTES = nativeBinding.MAX_BODY_BYTES

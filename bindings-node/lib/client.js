@@ -112,8 +112,8 @@ class KeyLeash {
       (answers) => {
         for (let i = 0; i < batch.length; i++) {
           const a = answers[i];
-          if (a.startsWith("!")) batch[i].reject(toKeyLeashError(new Error(a.slice(1))));
-          else batch[i].resolve(JSON.parse(a));
+          if (typeof a === "string") batch[i].resolve(JSON.parse(a));
+          else batch[i].reject(toKeyLeashError(a));
         }
       },
       (e) => {

@@ -4,18 +4,79 @@
 
 const { invalid } = require("./errors.js");
 
-/** A Date as an ISO 8601 string (an invalid Date refused); any other value as it is. */
+/**
+ * A Date as an ISO 8601 string (an invalid Date refused); any other value as it is.
+ * Date's own methods, so a subclass overriding them cannot hand the native half a
+ * value of another type.
+ */
 function iso(value, field) {
   if (value instanceof Date) {
-    if (Number.isNaN(value.getTime())) throw invalid(`${field} is an invalid Date`);
-    return value.toISOString();
+    if (Number.isNaN(Date.prototype.getTime.call(value))) throw invalid(`${field} is an invalid Date`);
+    return Date.prototype.toISOString.call(value);
   }
   return value;
 }
 
+/**
+ * A copy of an array of strings (each element read once), so what the native half
+ * converts is what was checked: a hole, or a Proxy answering differently on a
+ * second read, would otherwise reach napi's conversion.
+ */
+function strings(value, field) {
+  const copy = [];
+  for (let i = 0; i < value.length; i++) {
+    const s = value[i];
+    if (typeof s !== "string") throw invalid(`${field} must be ${KINDS.strings.is}`);
+    copy.push(s);
+  }
+  return copy;
+}
+
+// napi's limits on a JSON value (its nesting depth, its number of values): past
+// them napi refuses it, and they end the walk of a value that contains itself.
+const JSON_DEPTH = 128;
+const JSON_VALUES = 1_000_000;
+
+/**
+ * A plain copy of `value` as napi converts it into JSON (an object's enumerable
+ * properties, inherited ones too, without those that are undefined), or an
+ * invalid_argument naming what JSON cannot hold, before napi refuses it.
+ */
+function json(value, field) {
+  let values = 0;
+  const copy = (v, depth) => {
+    values += 1;
+    if (values > JSON_VALUES) throw invalid(`${field} must be JSON of at most ${JSON_VALUES} values`);
+    if (v === null || typeof v === "string" || typeof v === "boolean") return v;
+    if (typeof v === "number") {
+      if (!Number.isFinite(v)) throw invalid(`${field} must be JSON: it holds NaN or an infinite number`);
+      return v;
+    }
+    if (typeof v !== "object") {
+      const what = v === undefined ? "undefined" : `a ${typeof v}`; // a function, symbol or bigint
+      throw invalid(`${field} must be JSON: it holds ${what}`);
+    }
+    if (depth >= JSON_DEPTH) throw invalid(`${field} must be JSON nested at most ${JSON_DEPTH} deep`);
+    if (Array.isArray(v)) {
+      const out = [];
+      for (let i = 0; i < v.length; i++) out.push(copy(v[i], depth + 1));
+      return out;
+    }
+    const out = Object.create(null); // so that a key "__proto__" stays a key
+    for (const k in v) {
+      const item = v[k];
+      if (item !== undefined) out[k] = copy(item, depth + 1);
+    }
+    return out;
+  };
+  return copy(value, 0);
+}
+
 // What a value of each kind must be, checked before the native half sees it: no
 // loose conversion (revoke(1.5) is not revoke(1)), and no message that quotes the
-// value (it may be a raw key). `to` converts an accepted value for the native half.
+// value (it may be a raw key). `to` converts an accepted value for the native half;
+// a kind whose values napi converts element by element copies them, so that napi
+// never refuses what was accepted here.
 const KINDS = {
   string: { ok: (v) => typeof v === "string", is: "a string" },
   // Ranges and finiteness are the core's to check, with the core's messages.
@@ -27,7 +88,7 @@ const KINDS = {
     is: "a string or a whole number",
     to: String,
   },
-  strings: { ok: (v) => Array.isArray(v) && v.every((s) => typeof s === "string"), is: "an array of strings" },
+  strings: { ok: (v) => Array.isArray(v), is: "an array of strings", to: strings },
   instant: { ok: (v) => typeof v === "string" || v instanceof Date, is: "an ISO 8601 string or a Date", to: iso },
   limit: { ok: (v) => v === false || typeof v === "number", is: "a number or false" },
   function: { ok: (v) => typeof v === "function", is: "a function" },
@@ -37,7 +98,7 @@ const KINDS = {
     to: (v) => strict(v, "cache"),
   },
   object: { ok: (v) => typeof v === "object", is: "an object" },
-  json: { ok: () => true },
+  json: { ok: () => true, to: json },
 };
 
 /** `value` as the native half takes a `kind`; null and undefined stay null (absent). */

@@ -5,8 +5,9 @@
 //! JavaScript half (`index.js`) wraps this class: it turns errors into
 //! `KeyLeashError` with a `.code`, and adds the agentkey drop-in and Express.
 //!
-//! Errors cross the boundary as `[keyleash:<code>] <message>` so the JavaScript
-//! half can recover the code; messages never contain a raw key or a URL.
+//! Errors cross the boundary typed: each is a JavaScript `Error` whose `code` is the
+//! core's error code (`invalid_argument`, `unavailable`, …) and whose message is the
+//! core's message; messages never contain a raw key or a URL.
 
 use std::future::Future;
 
@@ -15,10 +16,19 @@ use keyleash::options::{
     CacheInput, ConnectInput, CreateInput, Metadata, RateLimit, SelfServeInput, Spelling,
 };
 use keyleash::UsageRange;
-use napi::bindgen_prelude::{ClassInstance, PromiseRaw};
-use napi::{Either, Env, Error, Result, Status};
+use napi::bindgen_prelude::{ClassInstance, PromiseRaw, ToNapiValue};
+use napi::{Either, Env, JsError};
 use napi_derive::napi;
 use serde_json::{json, Value};
+
+/// An error as it crosses into JavaScript: napi makes it an `Error` whose `code` is
+/// this status, the core's error code ([`keyleash::Error::code`]), and whose
+/// message is the core's message.
+type Error = napi::Error<&'static str>;
+
+/// The result of a call of this binding: its error is thrown (or rejects the
+/// call's promise) as an [`Error`].
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Options of `KeyLeash.connect`.
 #[napi(object)]
@@ -279,6 +289,17 @@ pub fn has_scope(scopes: Option<Vec<String>>, scope: String) -> bool {
     keyleash::has_scope(scopes.as_deref(), &scope)
 }
 
+/// The codes of the core's errors (`keyleash::Error::CODES`): a native error whose
+/// `code` is one of them is the core's, any other is napi's own.
+#[napi]
+pub fn error_codes() -> Vec<&'static str> {
+    keyleash::Error::CODES.to_vec()
+}
+
+/// `validateRefs`' answers: the texts, or when a validate failed, each answer a text
+/// or the failed call's [`Error`].
+type Answers = Either<Vec<String>, Vec<Either<String, Error>>>;
+
 /// The native keyleash handle. Use the `KeyLeash` class of the package instead.
 #[napi]
 pub struct NativeKeyLeash {
@@ -318,47 +339,71 @@ pub struct NativeKeyRef {
 impl NativeKeyRef {
     /// Charges the key, as `trackUsage` with its raw key would.
     #[napi]
-    pub async fn charge(&self, charge: ChargeOptions) -> Result<String> {
+    pub fn charge<'env>(
+        &self,
+        env: &'env Env,
+        charge: ChargeOptions,
+    ) -> Result<PromiseRaw<'env, String>> {
         let (kl, key) = (self.inner.clone(), self.key.clone());
-        to_text(&run(async move { kl.track_usage_ref(&key, charge.into()).await }).await?)
+        spawn(env, async move {
+            to_text(&kl.track_usage_ref(&key, charge.into()).await?)
+        })
     }
 
     /// Holds an estimate of the key's budget, as `reserve` with its raw key would:
     /// the hold's handle when it holds, else the result (a refusal or a replay) as
     /// JSON text, in one crossing: `req.agentKey.reserve` wraps the handle in a `Spend`.
     #[napi(ts_return_type = "Promise<string | NativeHold>")]
-    pub async fn reserve(&self, reserve: ReserveOptions) -> Result<Either<String, NativeHold>> {
+    pub fn reserve<'env>(
+        &self,
+        env: &'env Env,
+        reserve: ReserveOptions,
+    ) -> Result<PromiseRaw<'env, Either<String, NativeHold>>> {
         let (kl, key) = (self.inner.clone(), self.key.clone());
-        match run(async move { kl.reserve_ref_hold(&key, reserve.into()).await }).await? {
-            Ok(hold) => Ok(Either::B(NativeHold { hold })),
-            Err(result) => to_text(&result).map(Either::A),
-        }
+        spawn(env, async move {
+            match kl.reserve_ref_hold(&key, reserve.into()).await? {
+                Ok(hold) => Ok(Either::B(NativeHold { hold })),
+                Err(result) => to_text(&result).map(Either::A),
+            }
+        })
     }
 }
 
+/// The core's error as it crosses: its code and its message.
 fn err(e: keyleash::Error) -> Error {
-    Error::new(
-        Status::GenericFailure,
-        format!("[keyleash:{}] {e}", e.code()),
-    )
+    Error::new(e.code(), e)
 }
 
-/// Runs a core call as its own task. The core's futures are `Send` only once
-/// they own everything they use (sqlx's executors are generic over lifetimes), so
-/// each call moves a clone of the handle into a `'static` task.
-async fn run<T, F>(fut: F) -> Result<T>
+/// Runs a core call as its own task; the promise it returns resolves with the
+/// call's value or rejects with its [`Error`]. The core's futures are `Send` only
+/// once they own everything they use (sqlx's executors are generic over
+/// lifetimes), so each call moves a clone of the handle into a `'static` task.
+fn spawn<'env, T, F>(env: &'env Env, fut: F) -> Result<PromiseRaw<'env, T>>
 where
     F: Future<Output = keyleash::Result<T>> + Send + 'static,
-    T: Send + 'static,
+    T: ToNapiValue + Send + 'static,
 {
-    match tokio::spawn(fut).await {
-        Ok(r) => r.map_err(err),
-        Err(e) => Err(Error::from_reason(format!(
-            "[keyleash:unavailable] keyleash task failed: {e}"
-        ))),
-    }
+    let task = async move {
+        Ok(match tokio::spawn(fut).await {
+            Ok(r) => r.map_err(err),
+            Err(e) => Err(Error::new(
+                "unavailable",
+                format!("keyleash task failed: {e}"),
+            )),
+        })
+    };
+    env.spawn_future_with_callback(task, |env, r| r.map_err(|e| rejection(env, e)))
+        .map_err(|e| Error::new("unavailable", e.reason))
 }
 
+/// `e` as a promise's rejection, made on the JavaScript thread: napi rejects with
+/// an error it makes from its own status (`GenericFailure`, losing the code)
+/// unless the rejection is already a JavaScript value.
+fn rejection(env: &Env, e: Error) -> napi::Error {
+    napi::Error::from(JsError::from(e).into_unknown(*env))
+}
+
+/// An `invalid_argument` error with the core's wording.
 fn arg(msg: &str) -> Error {
     err(keyleash::Error::InvalidArgument(msg.into()))
 }
@@ -367,12 +412,13 @@ fn arg(msg: &str) -> Error {
 /// calls (validate, charge) text plus `JSON.parse` measured 6.5 µs a call against
 /// 14.9 µs for napi's conversion of a `serde_json::Value` into an object (a cached
 /// valid answer, 14 fields), so those calls return text.
-fn to_text<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::from_reason(e.to_string()))
+fn to_text<T: serde::Serialize>(v: &T) -> keyleash::Result<String> {
+    serde_json::to_string(v).map_err(|e| keyleash::Error::Unavailable(Box::new(e)))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| Error::from_reason(e.to_string()))
+/// A result as a `serde_json::Value`, which napi converts into an object.
+fn to_json<T: serde::Serialize>(v: &T) -> keyleash::Result<Value> {
+    serde_json::to_value(v).map_err(|e| keyleash::Error::Unavailable(Box::new(e)))
 }
 
 /// `{status, body}`, with `retryAfter` (seconds, for a `Retry-After` header) and
@@ -430,8 +476,12 @@ impl From<ChargeOptions> for keyleash::Charge {
 #[napi]
 impl NativeKeyLeash {
     /// Connects to `postgres://…` or `sqlite:…` (`sqlite::memory:` included).
-    #[napi(factory)]
-    pub async fn connect(url: String, options: Option<ConnectOptions>) -> Result<Self> {
+    #[napi]
+    pub fn connect<'env>(
+        env: &'env Env,
+        url: String,
+        options: Option<ConnectOptions>,
+    ) -> Result<PromiseRaw<'env, NativeKeyLeash>> {
         // The values as JavaScript gave them: the core converts and checks them, so
         // every language has the same limits and messages.
         let o = options
@@ -451,29 +501,39 @@ impl NativeKeyLeash {
             .unwrap_or_default()
             .into_options(Spelling::Camel)
             .map_err(err)?;
-        let inner = run(async move { keyleash::KeyLeash::connect(&url, o).await }).await?;
-        Ok(Self { inner })
+        spawn(env, async move {
+            let inner = keyleash::KeyLeash::connect(&url, o).await?;
+            Ok(Self { inner })
+        })
     }
 
     /// Creates or adopts the schema.
-    #[napi]
-    pub async fn migrate(&self) -> Result<()> {
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn migrate<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
         let kl = self.inner.clone();
-        run(async move { kl.migrate().await }).await
+        spawn(env, async move { kl.migrate().await })
     }
 
     /// Mints a key.
     #[napi]
-    pub async fn create(&self, options: CreateOptions) -> Result<Value> {
+    pub fn create<'env>(
+        &self,
+        env: &'env Env,
+        options: CreateOptions,
+    ) -> Result<PromiseRaw<'env, Value>> {
         let (kl, o) = (self.inner.clone(), options.into_core()?);
-        to_json(&run(async move { kl.create(o).await }).await?)
+        spawn(env, async move { to_json(&kl.create(o).await?) })
     }
 
     /// Validates a raw key.
     #[napi]
-    pub async fn validate(&self, raw_key: String) -> Result<String> {
+    pub fn validate<'env>(
+        &self,
+        env: &'env Env,
+        raw_key: String,
+    ) -> Result<PromiseRaw<'env, String>> {
         let kl = self.inner.clone();
-        to_text(&run(async move { kl.validate(&raw_key).await }).await?)
+        spawn(env, async move { to_text(&kl.validate(&raw_key).await?) })
     }
 
     /// `validate`'s answer as JSON text when it needs no store access (a malformed
@@ -490,26 +550,38 @@ impl NativeKeyLeash {
 
     /// The store's `validate` of each key the cache missed, in order, crossing
     /// into the core once (no second hash, no second cache look): each answer is
-    /// the validation's JSON text, or `!` and the tagged error message
-    /// (`![keyleash:code] …`) for a key whose validate failed. `lib/client.js`
-    /// gathers the misses of one turn of the event loop into one such call.
-    #[napi(ts_return_type = "Promise<Array<string>>")]
+    /// the validation's JSON text, or, for a key whose validate failed, an `Error`
+    /// as a failed call throws it (`code` and message). `lib/client.js` gathers
+    /// the misses of one turn of the event loop into one such call.
+    #[napi(ts_return_type = "Promise<Array<string | Error>>")]
     pub fn validate_refs<'env>(
         &self,
         env: &'env Env,
         keys: Vec<ClassInstance<'env, MissedKey>>,
-    ) -> Result<PromiseRaw<'env, Vec<String>>> {
+    ) -> Result<PromiseRaw<'env, Answers>> {
         let keys: Vec<keyleash::KeyRef> = keys.iter().map(|k| k.key.clone()).collect();
         let kl = self.inner.clone();
-        env.spawn_future(async move {
-            let answers = run(async move { Ok(kl.validate_refs(keys).await) }).await?;
-            answers
+        spawn(env, async move {
+            let answers: Vec<keyleash::Result<String>> = kl
+                .validate_refs(keys)
+                .await
                 .into_iter()
-                .map(|answer| match answer {
-                    Ok(v) => to_text(&v),
-                    Err(e) => Ok(format!("!{}", err(e).reason)),
-                })
-                .collect()
+                .map(|answer| answer.and_then(|v| to_text(&v)))
+                .collect();
+            // The usual batch, without a failure, crosses as texts alone: napi
+            // converts that list a little faster than one of `Either`s.
+            if answers.iter().all(Result::is_ok) {
+                return Ok(Either::A(answers.into_iter().flatten().collect()));
+            }
+            Ok(Either::B(
+                answers
+                    .into_iter()
+                    .map(|answer| match answer {
+                        Ok(text) => Either::A(text),
+                        Err(e) => Either::B(err(e)),
+                    })
+                    .collect(),
+            ))
         })
     }
 
@@ -517,14 +589,22 @@ impl NativeKeyLeash {
     /// disconnects, channel}`), or null when the cache is off.
     #[napi]
     pub fn cache_stats(&self) -> Result<Option<Value>> {
-        self.inner.cache_stats().as_ref().map(to_json).transpose()
+        let stats = self.inner.cache_stats();
+        stats.as_ref().map(to_json).transpose().map_err(err)
     }
 
     /// Charges a raw key.
     #[napi]
-    pub async fn track_usage(&self, raw_key: String, charge: ChargeOptions) -> Result<String> {
+    pub fn track_usage<'env>(
+        &self,
+        env: &'env Env,
+        raw_key: String,
+        charge: ChargeOptions,
+    ) -> Result<PromiseRaw<'env, String>> {
         let kl = self.inner.clone();
-        to_text(&run(async move { kl.track_usage(&raw_key, charge.into()).await }).await?)
+        spawn(env, async move {
+            to_text(&kl.track_usage(&raw_key, charge.into()).await?)
+        })
     }
 
     /// `trackUsage`'s answer when it needs no store access (a bad idempotency key,
@@ -536,86 +616,120 @@ impl NativeKeyLeash {
         charge: ChargeOptions,
     ) -> Result<Option<String>> {
         match self.inner.track_usage_now(&raw_key, &charge.into()) {
-            Some(r) => to_text(&r.map_err(err)?).map(Some),
+            Some(r) => r.and_then(|r| to_text(&r)).map(Some).map_err(err),
             None => Ok(None),
         }
     }
 
     /// Holds an estimate of a key's budget; the result as JSON text.
     #[napi]
-    pub async fn reserve(&self, raw_key: String, reserve: ReserveOptions) -> Result<String> {
+    pub fn reserve<'env>(
+        &self,
+        env: &'env Env,
+        raw_key: String,
+        reserve: ReserveOptions,
+    ) -> Result<PromiseRaw<'env, String>> {
         let kl = self.inner.clone();
-        to_text(&run(async move { kl.reserve(&raw_key, reserve.into()).await }).await?)
+        spawn(env, async move {
+            to_text(&kl.reserve(&raw_key, reserve.into()).await?)
+        })
     }
 
     /// Charges a hold's actual cost and frees it; the result as JSON text.
     #[napi]
-    pub async fn settle(&self, hold_id: i64, cost_cents: f64) -> Result<String> {
+    pub fn settle<'env>(
+        &self,
+        env: &'env Env,
+        hold_id: i64,
+        cost_cents: f64,
+    ) -> Result<PromiseRaw<'env, String>> {
         let kl = self.inner.clone();
-        to_text(&run(async move { kl.settle(hold_id, cost_cents).await }).await?)
+        spawn(env, async move {
+            to_text(&kl.settle(hold_id, cost_cents).await?)
+        })
     }
 
     /// Frees a hold; whether it freed anything.
     #[napi]
-    pub async fn release(&self, hold_id: i64) -> Result<bool> {
+    pub fn release<'env>(&self, env: &'env Env, hold_id: i64) -> Result<PromiseRaw<'env, bool>> {
         let kl = self.inner.clone();
-        run(async move { kl.release(hold_id).await }).await
+        spawn(env, async move { kl.release(hold_id).await })
     }
 
     /// Sets an account's ceiling (`budgetCents` per `budgetPeriod`); no
     /// amount removes it.
-    #[napi]
-    pub async fn set_account_budget(
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn set_account_budget<'env>(
         &self,
+        env: &'env Env,
         account_id: String,
         budget_cents: Option<f64>,
         budget_period: Option<String>,
-    ) -> Result<()> {
+    ) -> Result<PromiseRaw<'env, ()>> {
         let kl = self.inner.clone();
-        run(async move {
+        spawn(env, async move {
             kl.set_account_budget(&account_id, budget_cents, budget_period.as_deref())
                 .await
         })
-        .await
     }
 
     /// Revokes a key (of `accountId` only, when given).
     #[napi]
-    pub async fn revoke(&self, key_id: i64, account_id: Option<String>) -> Result<bool> {
+    pub fn revoke<'env>(
+        &self,
+        env: &'env Env,
+        key_id: i64,
+        account_id: Option<String>,
+    ) -> Result<PromiseRaw<'env, bool>> {
         let kl = self.inner.clone();
-        run(async move { kl.revoke(key_id, account_id.as_deref()).await }).await
+        spawn(env, async move {
+            kl.revoke(key_id, account_id.as_deref()).await
+        })
     }
 
     /// Creates a subject row once.
-    #[napi]
-    pub async fn ensure_subject(&self, subject: String, options: CreateOptions) -> Result<()> {
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn ensure_subject<'env>(
+        &self,
+        env: &'env Env,
+        subject: String,
+        options: CreateOptions,
+    ) -> Result<PromiseRaw<'env, ()>> {
         let (kl, o) = (self.inner.clone(), options.into_core()?);
-        run(async move { kl.ensure_subject(&subject, o).await }).await
+        spawn(env, async move { kl.ensure_subject(&subject, o).await })
     }
 
     /// Validates a subject row.
     #[napi]
-    pub async fn validate_by_subject(&self, subject: String) -> Result<String> {
+    pub fn validate_by_subject<'env>(
+        &self,
+        env: &'env Env,
+        subject: String,
+    ) -> Result<PromiseRaw<'env, String>> {
         let kl = self.inner.clone();
-        to_text(&run(async move { kl.validate_by_subject(&subject).await }).await?)
+        spawn(env, async move {
+            to_text(&kl.validate_by_subject(&subject).await?)
+        })
     }
 
     /// Charges a subject row.
     #[napi]
-    pub async fn track_usage_by_subject(
+    pub fn track_usage_by_subject<'env>(
         &self,
+        env: &'env Env,
         subject: String,
         charge: ChargeOptions,
-    ) -> Result<String> {
+    ) -> Result<PromiseRaw<'env, String>> {
         let kl = self.inner.clone();
-        let r = run(async move { kl.track_usage_by_subject(&subject, charge.into()).await });
-        to_text(&r.await?)
+        spawn(env, async move {
+            to_text(&kl.track_usage_by_subject(&subject, charge.into()).await?)
+        })
     }
 
     /// One request to the admin page (`adminRouter` calls it): the core's answer
-    /// as is.
+    /// as is (never an error: a failed task is a 500 page).
     #[napi]
-    pub async fn admin(&self, req: AdminRequest) -> Result<AdminReply> {
+    pub async fn admin(&self, req: AdminRequest) -> napi::Result<AdminReply> {
         let kl = self.inner.clone();
         let req = keyleash::AdminRequest {
             method: req.method,
@@ -638,19 +752,24 @@ impl NativeKeyLeash {
 
     /// The keys of an account.
     #[napi]
-    pub async fn list(&self, account_id: String) -> Result<Value> {
+    pub fn list<'env>(
+        &self,
+        env: &'env Env,
+        account_id: String,
+    ) -> Result<PromiseRaw<'env, Value>> {
         let kl = self.inner.clone();
-        to_json(&run(async move { kl.list(&account_id).await }).await?)
+        spawn(env, async move { to_json(&kl.list(&account_id).await?) })
     }
 
     /// A key's ledger rows between two ISO instants (`from` inclusive, `to` exclusive).
     #[napi]
-    pub async fn usage(
+    pub fn usage<'env>(
         &self,
+        env: &'env Env,
         key_id: i64,
         from: Option<String>,
         to: Option<String>,
-    ) -> Result<Value> {
+    ) -> Result<PromiseRaw<'env, Value>> {
         let time = |f: &str, v: Option<String>| {
             v.map(|v| keyleash::parse_time(f, &v))
                 .transpose()
@@ -661,30 +780,30 @@ impl NativeKeyLeash {
             to: time("to", to)?,
         };
         let kl = self.inner.clone();
-        to_json(&run(async move { kl.usage(key_id, range).await }).await?)
+        spawn(env, async move { to_json(&kl.usage(key_id, range).await?) })
     }
 
     /// The middleware's decision: `{status, body, cause?}`; status 200 means
     /// granted and `body` is the validation result.
     #[napi]
-    pub async fn authenticate(
+    pub fn authenticate<'env>(
         &self,
+        env: &'env Env,
         authorization: Option<String>,
         scope: Option<String>,
-    ) -> Result<Value> {
+    ) -> Result<PromiseRaw<'env, Value>> {
         let kl = self.inner.clone();
-        let access = run(async move {
-            Ok(kl
+        spawn(env, async move {
+            let access = kl
                 .authenticate(authorization.as_deref(), scope.as_deref())
-                .await)
-        })
-        .await?;
-        Ok(match access {
-            Access::Granted(info) => reply(Reply::new(
-                200,
-                to_json(&keyleash::Validation::Valid(info))?,
-            )),
-            Access::Denied(r) => reply(r),
+                .await;
+            Ok(match access {
+                Access::Granted(info) => reply(Reply::new(
+                    200,
+                    to_json(&keyleash::Validation::Valid(info))?,
+                )),
+                Access::Denied(r) => reply(r),
+            })
         })
     }
 
@@ -692,34 +811,31 @@ impl NativeKeyLeash {
     /// it without the raw key (it holds the key's hash): `{status, body, cause?,
     /// key?}`, `key` set when status is 200.
     #[napi]
-    pub async fn authenticate_key(
+    pub fn authenticate_key<'env>(
         &self,
+        env: &'env Env,
         authorization: Option<String>,
         scope: Option<String>,
-    ) -> Result<Authenticated> {
+    ) -> Result<PromiseRaw<'env, Authenticated>> {
         let kl = self.inner.clone();
-        let granted = run(async move {
-            Ok(kl
+        spawn(env, async move {
+            let granted = kl
                 .authenticate_key(authorization.as_deref(), scope.as_deref())
-                .await)
-        })
-        .await?;
-        Ok(match granted {
-            Ok((info, key)) => Authenticated {
-                status: 200,
-                body: to_text(&keyleash::Validation::Valid(info))?,
-                cause: None,
-                key: Some(NativeKeyRef {
-                    inner: self.inner.clone(),
-                    key,
-                }),
-            },
-            Err(r) => Authenticated {
-                status: u32::from(r.status),
-                body: to_text(&r.body)?,
-                cause: r.cause,
-                key: None,
-            },
+                .await;
+            Ok(match granted {
+                Ok((info, key)) => Authenticated {
+                    status: 200,
+                    body: to_text(&keyleash::Validation::Valid(info))?,
+                    cause: None,
+                    key: Some(NativeKeyRef { inner: kl, key }),
+                },
+                Err(r) => Authenticated {
+                    status: u32::from(r.status),
+                    body: to_text(&r.body)?,
+                    cause: r.cause,
+                    key: None,
+                },
+            })
         })
     }
 
@@ -730,8 +846,9 @@ impl NativeKeyLeash {
     /// `{status, body, retryAfter?, cause?}`.
     #[napi]
     #[allow(clippy::too_many_arguments)]
-    pub async fn self_serve(
+    pub fn self_serve<'env>(
         &self,
+        env: &'env Env,
         route: String,
         id: Option<String>,
         authorization: Option<String>,
@@ -739,14 +856,14 @@ impl NativeKeyLeash {
         client_address: Option<String>,
         options: RouteOptions,
         content_type: Option<String>,
-    ) -> Result<Value> {
+    ) -> Result<PromiseRaw<'env, Value>> {
         if !matches!(route.as_str(), "signup" | "me" | "mint" | "revoke") {
             return Err(arg("route must be signup, me, mint or revoke"));
         }
         let o = options.into_core()?;
         let kl = self.inner.clone();
         let body = body.to_vec();
-        let r = run(async move {
+        spawn(env, async move {
             let id = id.unwrap_or_default();
             let route = match route.as_str() {
                 "signup" => Route::Signup,
@@ -755,7 +872,7 @@ impl NativeKeyLeash {
                 _ => Route::Revoke(&id),
             };
             let client = client_address.as_deref();
-            Ok(kl
+            let r = kl
                 .self_serve_bytes(
                     route,
                     authorization.as_deref(),
@@ -764,10 +881,9 @@ impl NativeKeyLeash {
                     client,
                     &o,
                 )
-                .await)
+                .await;
+            Ok(reply(r))
         })
-        .await?;
-        Ok(reply(r))
     }
 
     /// The clock's reading, ISO 8601.
@@ -799,16 +915,16 @@ impl NativeKeyLeash {
     }
 
     /// Closes the pool; later calls fail with `unavailable`.
-    #[napi]
-    pub async fn close(&self) -> Result<()> {
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
         let kl = self.inner.clone();
-        run(async move {
+        spawn(env, async move {
             kl.close().await;
             Ok(())
         })
-        .await
     }
 
+    /// The manual clock, or `invalid_argument` for the system clock.
     fn manual(&self) -> Result<&keyleash::ManualClock> {
         self.inner
             .clock()
@@ -915,15 +1031,14 @@ impl NativeHold {
 fn ending<'env, T, U>(
     env: &'env Env,
     ending: keyleash::Ending<T>,
-    convert: fn(T) -> Result<U>,
+    convert: fn(T) -> keyleash::Result<U>,
 ) -> Result<Option<PromiseRaw<'env, U>>>
 where
     T: Send + 'static,
-    U: napi::bindgen_prelude::ToNapiValue + Send + 'static,
+    U: ToNapiValue + Send + 'static,
 {
     if ending.repeats_first() {
         return Ok(None);
     }
-    env.spawn_future(async move { convert(ending.await.map_err(err)?) })
-        .map(Some)
+    spawn(env, async move { convert(ending.await?) }).map(Some)
 }

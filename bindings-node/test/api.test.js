@@ -186,6 +186,14 @@ for (const store of STORES) {
     await kl.close();
     await rejectsWith(kl.validate(live.key), "unavailable");
     await rejectsWith(kl.trackUsage(live.key, { costCents: 1 }), "unavailable");
+    // Validates of one turn cross as one batch: each caller gets the core's error,
+    // its code and its message.
+    for (const r of await Promise.allSettled([kl.validate(live.key), kl.validate(live.key)])) {
+      assert.equal(r.status, "rejected");
+      assert.ok(r.reason instanceof KeyLeashError, `not a KeyLeashError: ${r.reason}`);
+      assert.equal(r.reason.code, "unavailable");
+      assert.match(r.reason.message, /^key store unavailable: /);
+    }
     // A malformed key is answered without the database, even when it is gone.
     assert.deepEqual(await kl.validate(`${live.key.slice(0, -1)}!`), { valid: false, reason: "invalid" });
     // A message never repeats the database URL (it may hold a password).

@@ -101,6 +101,37 @@ test("values of the wrong type are refused before anything happens", async () =>
   });
 });
 
+test("arrays with holes and metadata JSON cannot hold are refused before the native half", async () => {
+  const { kl } = await open("sqlite");
+  const holed = [];
+  holed[1] = "a";
+  await refused(() => kl.create({ accountId: "a", scopes: holed }), /^scopes must be an array of strings$/);
+  await refused(() => createAgentKeyRoutes(kl, { signupScopes: holed }), /^signupScopes must be an array of strings$/);
+  await refused(() => hasScope(holed, "a"), /^scopes must be an array of strings$/);
+  const cyclic = {};
+  cyclic.self = cyclic;
+  for (const [metadata, what] of [
+    [{ f() {} }, /it holds a function/],
+    [[1, undefined], /it holds undefined/],
+    [{ n: Number.NaN }, /it holds NaN or an infinite number/],
+    [{ big: 1n }, /it holds a bigint/],
+    [Symbol("s"), /it holds a symbol/],
+    [cyclic, /nested at most 128 deep/],
+  ]) {
+    await refused(() => kl.create({ accountId: "a", metadata }), /^metadata must be JSON/, what);
+  }
+  assert.deepEqual(await kl.list("a"), []);
+  // What is checked is what is sent: an array read twice cannot change in between.
+  let reads = 0;
+  const shifty = new Proxy(["a"], {
+    get: (target, name) => (name === "0" && ++reads > 1 ? 7 : Reflect.get(target, name)),
+  });
+  assert.deepEqual((await kl.create({ accountId: "a", scopes: shifty })).scopes, ["a"]);
+  // Undefined properties are left out, as JSON.stringify leaves them out.
+  await kl.create({ accountId: "b", metadata: { kept: [1, "x", null, true], gone: undefined } });
+  assert.deepEqual((await kl.list("b"))[0].metadata, { kept: [1, "x", null, true] });
+});
+
 test("no error message and no console output repeats a raw key", async () => {
   const { kl } = await open("sqlite");
   const created = await kl.create({ accountId: "a", scopes: ["proxy.chat"] });

@@ -41,6 +41,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every code [`Error::code`] returns, for a binding to tell the core's errors
+    /// from its own (napi's argument conversions, say).
+    pub const CODES: [&'static str; 6] = [
+        "invalid_scope",
+        "invalid_duration",
+        "invalid_period",
+        "invalid_argument",
+        "unavailable",
+        "not_migrated",
+    ];
+
     /// The stable, language-independent code of this error:
     /// `invalid_scope`, `invalid_duration`, `invalid_period`, `invalid_argument`,
     /// `unavailable` or `not_migrated` (see `docs/errors.md`).
@@ -121,4 +132,22 @@ pub(crate) fn bare(value: &str) -> String {
 /// characters escaped, so a 1 MB argument cannot flood a log.
 pub(crate) fn shown(value: &str) -> String {
     format!("\"{}\"", bare(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn codes_lists_the_code_of_each_variant_once() {
+        let each = [
+            Error::InvalidScope(String::new()),
+            Error::InvalidDuration(String::new()),
+            Error::InvalidPeriod(String::new()),
+            Error::arg(""),
+            Error::Unavailable("".into()),
+            Error::NotMigrated(String::new()),
+        ];
+        assert_eq!(each.map(|e| e.code()), Error::CODES);
+    }
 }
