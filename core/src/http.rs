@@ -534,11 +534,8 @@ impl KeyLeash {
     /// in the message): `None` when it may go on (and is counted), else the 429
     /// reply.
     async fn rate_limited(&self, bucket: &str, per_hour: u32, what: &str) -> Result<Option<Reply>> {
-        let now_ms = self.clock().now().timestamp_millis();
         let interval_ms = (RATE_WINDOW_MS / i64::from(per_hour.max(1))).max(1);
-        let wait_ms = self
-            .rate_check(bucket, now_ms, interval_ms, RATE_WINDOW_MS)
-            .await?;
+        let wait_ms = self.rate_check(bucket, interval_ms, RATE_WINDOW_MS).await?;
         Ok(wait_ms.map(|ms| {
             let secs = u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1);
             Reply {

@@ -8,14 +8,16 @@
 //! the re-exports. Module map:
 //!
 //! - the connection: `client` ([`KeyLeash`] and its wiring: store, groups, cache,
-//!   clock), `options` (range checks of the connect options), `limits` (input
-//!   limits, [`MAX_TEXT_LEN`] and the others);
+//!   clock), [`options`] (options as a binding received them, converted and
+//!   checked once: connect, create, self-serve), `limits` (input limits,
+//!   [`MAX_TEXT_LEN`] and the others);
 //! - the operations, one file per concern, each an `impl KeyLeash`: `ops/keys.rs`
 //!   (create, subjects, revoke, list, show), `ops/validate.rs` (and [`KeyRef`]),
 //!   `ops/spend.rs` (charges, reserve, settle, release), `ops/hold.rs` ([`Hold`],
 //!   a hold as a handle: what was consumed under it, and its one ending, which
-//!   every repeat shares), `ops/accounts.rs`
-//!   (ceilings, top spenders, spend per day), `ops/ledger.rs` (usage, export);
+//!   every repeat shares), `ops/accounts.rs` (ceilings, top spenders, spend per
+//!   day), `ops/ledger.rs` (usage, export), `ops/rate.rs` (the store-kept rate
+//!   buckets the self-serve limits run on);
 //! - the rules without I/O: [`key`] (key format, checksum, hashing), [`period`]
 //!   (budget periods and duration strings), [`amount`] (exact micro-cent amounts),
 //!   [`scope`] (scope matching), [`clock`] (system or manual time), `engine` (the
@@ -23,11 +25,13 @@
 //!   order), `model` (the public option and result types);
 //! - running calls: `group` (concurrent calls grouped into one round trip per
 //!   batch), `cache` (the opt-in validation cache);
-//! - storage: `store` (one module per backend, `store/postgres.rs` and
-//!   `store/sqlite.rs`, behind one `Store`; `store/charge.rs` is the spend pipeline
-//!   both run), `ident` (table names);
-//! - adapters: [`http`] (the HTTP rules the Express and FastAPI integrations
-//!   share), [`admin`] (the admin page's handler);
+//! - storage: `store` (one `Store` whose every operation is written once over a
+//!   small per-backend surface; `store/postgres.rs` and `store/sqlite.rs` hold
+//!   each dialect's SQL, locks and transactions, `store/row.rs` the row decoders,
+//!   `store/arg.rs` the bind values, `store/codec.rs` the stored text formats,
+//!   `store/charge.rs` the spend pipeline both run), `ident` (table names);
+//! - adapters, which use only the operations above: [`http`] (the HTTP rules the
+//!   Express and FastAPI integrations share), [`admin`] (the admin page's handler);
 //! - [`error`]: the error type and its codes.
 //!
 //! ```

@@ -149,12 +149,9 @@ impl KeyLeash {
     }
 
     /// [`KeyLeash::spend_per_day`] in exact micro-cents (each day's sum saturated
-    /// to the `i64` range by the store), for totals that must not go through `f64`.
-    pub(crate) async fn micros_per_day(
-        &self,
-        of: SpendOf<'_>,
-        days: u32,
-    ) -> Result<Vec<(String, i64)>> {
+    /// to the `i64` range by the store), for totals that must not go through `f64`
+    /// (the admin page's). Errors as for [`KeyLeash::spend_per_day`].
+    pub async fn micros_per_day(&self, of: SpendOf<'_>, days: u32) -> Result<Vec<(String, i64)>> {
         if !(1..=MAX_DAYS).contains(&days) {
             return Err(Error::arg(format!(
                 "days must be from 1 to {MAX_DAYS}, got {days}"

@@ -209,7 +209,8 @@ impl KeyLeash {
 
     /// The ids of `key_id` and of its ancestors, nearest first (the root last);
     /// empty for an unknown key. What the self-serve routes' tree rules ask.
-    pub(crate) async fn lineage(&self, key_id: i64) -> Result<Vec<i64>> {
+    /// Errors: `unavailable`.
+    pub async fn lineage(&self, key_id: i64) -> Result<Vec<i64>> {
         let rows = self.inner.store.get(key_id, self.inner.clock.now()).await?;
         Ok(rows
             .iter()
