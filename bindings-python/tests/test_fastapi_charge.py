@@ -251,3 +251,16 @@ def test_answers_for_own_routes(caplog: pytest.LogCaptureFixture) -> None:
     assert [record.getMessage() for record in caplog.records] == [
         "the key store failed (answered 500 auth_unavailable): key store unavailable: gone"
     ]
+
+
+# Pins: an app reading a body itself gets the self-serve routes' limit and 413 from the
+# public module (as Node's MAX_BODY_BYTES and payloadTooLarge), not from _native.
+def test_body_limit_for_own_routes() -> None:
+    from keyleash.fastapi import MAX_BODY_BYTES, payload_too_large
+
+    assert MAX_BODY_BYTES == 65_536
+    r = payload_too_large()
+    assert (r.status_code, r.media_type) == (413, "application/json")
+    assert r.body == (
+        b'{"error":"payload_too_large","message":"request body is larger than 65536 bytes"}'
+    )

@@ -44,12 +44,14 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 import keyleash.sync
-from keyleash import KeyLeashError, _native
+from keyleash import KeyLeashError
 from keyleash.fastapi import (
+    MAX_BODY_BYTES,
     GrantedKey,
     Spend,
     admin_router,
     agentkey_router,
+    payload_too_large,
     require_key,
     spend_refused,
     store_failed,
@@ -117,7 +119,7 @@ async def read_body(request: Request) -> bytes | None:
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > _native.MAX_BODY_BYTES:
+        if size > MAX_BODY_BYTES:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
@@ -163,8 +165,7 @@ async def read_prompt(request: Request) -> str | Response:
     (413) or not JSON like {"prompt": "..."} (400)."""
     raw = await read_body(request)
     if raw is None:
-        status, body = _native.payload_too_large()
-        return Response(body, status_code=status, media_type="application/json")
+        return payload_too_large()
     prompt = prompt_of(raw)
     if prompt is None:
         message = 'the body must be JSON like {"prompt": "..."}'

@@ -47,6 +47,7 @@ from keyleash.results import (
 from keyleash.spend import Spend
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "CreatedKeyResponse",
     "ErrorResponse",
     "GrantedKey",
@@ -59,6 +60,7 @@ __all__ = [
     "admin_router",
     "agentkey_router",
     "bearer_scheme",
+    "payload_too_large",
     "require_key",
     "spend_refused",
     "store_failed",
@@ -170,6 +172,18 @@ def spend_refused(result: ChargeResult | ReserveResult) -> Response:
     if isinstance(result, Charged) and result.replayed is not None:
         return _reply(_native.spend_refused("idempotency_replayed", result.replayed))
     raise InvalidArgumentError("spend_refused needs a refused or replayed charge or reserve result")
+
+
+MAX_BODY_BYTES: int = _native.MAX_BODY_BYTES
+"""The longest request body the self-serve routes read (65,536 bytes), for an app's
+own routes to read no further (as Node's ``MAX_BODY_BYTES``)."""
+
+
+def payload_too_large() -> Response:
+    """413 ``{"error": "payload_too_large", ...}``, the core's answer to a body longer
+    than ``MAX_BODY_BYTES``, as the self-serve routes send it (Node's
+    ``payloadTooLarge``)."""
+    return _reply(_native.payload_too_large())
 
 
 def store_failed(error: KeyLeashError) -> Response:
@@ -505,7 +519,7 @@ def agentkey_router(
     async def answer(request: Request, route: str, key_id: str | None = None) -> Response:
         raw = await _read_body(request)
         if raw is None:
-            return _reply(_native.payload_too_large())
+            return payload_too_large()
         auth = request.headers.get("authorization")
         # None behind a Unix socket: the core counts those signups together.
         address = request.client.host if request.client is not None else None
