@@ -90,7 +90,11 @@ say "packing keyleash and installing agentkey's devDependencies (npm)"
 TARBALL=$(cd "$NODE_PKG" && npm pack --silent --pack-destination "$WORK" | tail -n 1)
 (cd "$WORK" && npm install --no-audit --no-fund --loglevel=error "./$TARBALL" >&2)
 
-# 5. Run vitest on a private Postgres; results also go to a JSON file.
+# 5. Run vitest on a private Postgres; results also go to a JSON file. The packed
+# package carries no addon (a release ships it in its platform package, which no
+# registry has here): the loader is pointed at the one just built.
+ADDON=$(compgen -G "$NODE_PKG/*.node" | head -n 1)
+export NAPI_RS_NATIVE_LIBRARY_PATH="${NAPI_RS_NATIVE_LIBRARY_PATH:-$ADDON}"
 rc=0
 (cd "$WORK" && env -u DATABASE_URL bash "$ROOT/scripts/with-postgres.sh" \
     npx --no-install vitest run --reporter=default \
