@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::key;
 use crate::model::{ChargeRefusal, CreateOptions, InvalidReason, KeyInfo, Validation};
 use crate::ops::validate::KeyRef;
+use crate::options::{RateLimit, SelfServeInput};
 use crate::period::{parse_duration, Period};
 
 /// The largest request body the self-serve routes read, in bytes (64 KiB). An
@@ -256,6 +257,47 @@ impl Default for SelfServeOptions {
             mint_rate_limit: Some(DEFAULT_MINT_RATE_LIMIT),
         }
     }
+}
+
+/// The self-serve options a binding received, converted here, beside the options
+/// they become (`options.rs` holds the other inputs and does not depend on this
+/// adapter).
+impl SelfServeInput {
+    /// The options of the self-serve routes, checked ([`SelfServeOptions::check`]):
+    /// a rate limit that is no whole number from 1 to
+    /// [`crate::http::MAX_SIGNUP_RATE_LIMIT`] (a fraction, a negative, NaN) is
+    /// refused with the check's message, which names it in words.
+    pub fn into_options(self) -> Result<SelfServeOptions> {
+        let d = SelfServeOptions::default();
+        let limit = |given: RateLimit, default: Option<u32>| match given {
+            RateLimit::Default => default,
+            RateLimit::Off => None,
+            RateLimit::PerHour(n) => Some(per_hour(n)),
+        };
+        let o = SelfServeOptions {
+            signup_scopes: self.signup_scopes,
+            require_email: self.require_email.unwrap_or(d.require_email),
+            signup_expires_in: self.signup_expires_in.unwrap_or(d.signup_expires_in),
+            signup_budget_cents: self.signup_budget_cents,
+            signup_budget_period: self.signup_budget_period,
+            signup_rate_limit: limit(self.signup_rate_limit, d.signup_rate_limit),
+            signup_rate_limit_per_domain: self.signup_rate_limit_per_domain.map(per_hour),
+            mint_rate_limit: limit(self.mint_rate_limit, d.mint_rate_limit),
+        };
+        o.check()?;
+        Ok(o)
+    }
+}
+
+/// A rate limit given as a number: a whole `u32` as it is, any other number as 0,
+/// which [`SelfServeOptions::check`] refuses (as it does a `u32` over the limit),
+/// naming the limit, after checking the options it checks first.
+fn per_hour(n: f64) -> u32 {
+    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
+        return n as u32;
+    }
+    0
 }
 
 /// The self-serve routes.
@@ -758,8 +800,46 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(
 
 #[cfg(test)]
 mod tests {
-    use super::{bearer, Reply};
+    use super::{bearer, per_hour, Reply, SelfServeOptions};
+    use crate::options::{RateLimit, SelfServeInput};
     use serde_json::json;
+
+    // Pins the conversion of the self-serve rate limits as the bindings give them:
+    // whole numbers from 1 up, anything else refused with the check's words;
+    // `Off` turns a limit off, `Default` keeps the default.
+    #[test]
+    fn self_serve_inputs() {
+        for (n, ok) in [
+            (1.0, true),
+            (1e6, true),
+            (0.0, false),
+            (1.5, false),
+            (-1.0, false),
+        ] {
+            let input = SelfServeInput {
+                mint_rate_limit: RateLimit::PerHour(n),
+                ..SelfServeInput::default()
+            };
+            match input.into_options() {
+                Ok(o) => assert!(ok && o.mint_rate_limit == Some(per_hour(n)), "{n}"),
+                Err(e) => assert!(
+                    !ok && e.to_string().contains("the mint rate limit must be"),
+                    "{n}: {e}"
+                ),
+            }
+        }
+        let defaults = SelfServeInput {
+            signup_rate_limit: RateLimit::Off,
+            ..SelfServeInput::default()
+        }
+        .into_options()
+        .unwrap();
+        assert_eq!(defaults.signup_rate_limit, None);
+        assert_eq!(
+            defaults.mint_rate_limit,
+            SelfServeOptions::default().mint_rate_limit
+        );
+    }
 
     // Pins what a refused spend answers over HTTP, for each reason and for a replay.
     #[test]

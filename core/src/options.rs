@@ -9,13 +9,14 @@
 //! types here, whose `into_options` applies the defaults, converts and checks; and
 //! [`crate::KeyLeash::connect`] checks the Rust options against the same limits.
 //! Every refusal is `invalid_argument` and names the option in the caller's
-//! spelling ([`Spelling`]).
+//! spelling ([`Spelling`]). [`SelfServeInput`]'s `into_options` lives in
+//! [`crate::http`], beside the self-serve options it makes, so that this module
+//! depends on no adapter.
 
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::http::SelfServeOptions;
 use crate::model::{parse_time, CacheOptions, CreateOptions, KeyOptions, Options};
 
 /// The largest connection pool accepted.
@@ -284,7 +285,7 @@ impl CreateInput {
 /// A rate limit of the self-serve routes as a binding received it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum RateLimit {
-    /// Not given: the default of [`SelfServeOptions`].
+    /// Not given: the default of [`crate::http::SelfServeOptions`].
     #[default]
     Default,
     /// Turned off (`false`).
@@ -313,44 +314,6 @@ pub struct SelfServeInput {
     pub signup_rate_limit_per_domain: Option<f64>,
     /// Children a key tree may mint per hour.
     pub mint_rate_limit: RateLimit,
-}
-
-impl SelfServeInput {
-    /// The options of the self-serve routes, checked ([`SelfServeOptions::check`]):
-    /// a rate limit that is no whole number from 1 to
-    /// [`crate::http::MAX_SIGNUP_RATE_LIMIT`] (a fraction, a negative, NaN) is
-    /// refused with the check's message, which names it in words.
-    pub fn into_options(self) -> Result<SelfServeOptions> {
-        let d = SelfServeOptions::default();
-        let limit = |given: RateLimit, default: Option<u32>| match given {
-            RateLimit::Default => default,
-            RateLimit::Off => None,
-            RateLimit::PerHour(n) => Some(per_hour(n)),
-        };
-        let o = SelfServeOptions {
-            signup_scopes: self.signup_scopes,
-            require_email: self.require_email.unwrap_or(d.require_email),
-            signup_expires_in: self.signup_expires_in.unwrap_or(d.signup_expires_in),
-            signup_budget_cents: self.signup_budget_cents,
-            signup_budget_period: self.signup_budget_period,
-            signup_rate_limit: limit(self.signup_rate_limit, d.signup_rate_limit),
-            signup_rate_limit_per_domain: self.signup_rate_limit_per_domain.map(per_hour),
-            mint_rate_limit: limit(self.mint_rate_limit, d.mint_rate_limit),
-        };
-        o.check()?;
-        Ok(o)
-    }
-}
-
-/// A rate limit given as a number: a whole `u32` as it is, any other number as 0,
-/// which [`SelfServeOptions::check`] refuses (as it does a `u32` over the limit),
-/// naming the limit, after checking the options it checks first.
-fn per_hour(n: f64) -> u32 {
-    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
-        return n as u32;
-    }
-    0
 }
 
 fn whole(field: &str, n: f64, min: u64, max: u64) -> Result<u64> {
@@ -413,37 +376,6 @@ mod tests {
             (d.pool_size, d.acquire_timeout, d.statement_timeout)
         );
         assert!(o.cache.is_none() && o.clock.as_manual().is_none());
-
-        for (n, ok) in [
-            (1.0, true),
-            (1e6, true),
-            (0.0, false),
-            (1.5, false),
-            (-1.0, false),
-        ] {
-            let input = SelfServeInput {
-                mint_rate_limit: RateLimit::PerHour(n),
-                ..SelfServeInput::default()
-            };
-            match input.into_options() {
-                Ok(o) => assert!(ok && o.mint_rate_limit == Some(per_hour(n)), "{n}"),
-                Err(e) => assert!(
-                    !ok && e.to_string().contains("the mint rate limit must be"),
-                    "{n}: {e}"
-                ),
-            }
-        }
-        let defaults = SelfServeInput {
-            signup_rate_limit: RateLimit::Off,
-            ..SelfServeInput::default()
-        }
-        .into_options()
-        .unwrap();
-        assert_eq!(defaults.signup_rate_limit, None);
-        assert_eq!(
-            defaults.mint_rate_limit,
-            SelfServeOptions::default().mint_rate_limit
-        );
 
         let metadata = |m| CreateInput {
             metadata: Some(m),
