@@ -11,6 +11,7 @@ use crate::engine::Lookup;
 use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::ident::TableNames;
+use crate::lanes::{Lanes, Routes};
 use crate::limits::check_prefix;
 use crate::limits::MAX_RAW_KEY_LEN;
 use crate::model::{InvalidReason, Options, Validation};
@@ -29,8 +30,10 @@ pub(crate) struct Inner {
     /// Concurrent validates, one store round trip per batch (`group.rs`).
     pub(crate) validates: Arc<Group<Lookup, Validation>>,
     /// Concurrent charges, reserves, settles and releases, one transaction per
-    /// batch, decided in arrival order.
-    pub(crate) charges: Arc<Group<SpendReq, SpendOutcome>>,
+    /// batch per lane, decided in arrival order per account (`lanes.rs`).
+    pub(crate) charges: Lanes,
+    /// Which lane each key and hold goes to.
+    pub(crate) routes: Arc<Routes>,
     pub(crate) prefix: String,
     pub(crate) valid_scopes: Option<Vec<String>>,
     pub(crate) clock: Clock,
@@ -92,16 +95,17 @@ impl KeyLeash {
         let store = Arc::new(store);
         let limits = store.group_limits(options.pool_size);
         let clock = options.clock.clone();
+        let routes = Routes::new(limits.lanes);
         Ok(Self {
             inner: Arc::new(Inner {
                 validates: Group::new(
                     limits.validates,
-                    validate_batches(&store, &clock, cache.clone()),
+                    validate_batches(&store, &clock, cache.clone(), &routes),
                 ),
-                charges: Group::new(
-                    limits.charges,
-                    charge_batches(&store, &clock, cache.clone()),
-                ),
+                charges: Lanes::new(limits.charges, &routes, || {
+                    charge_batches(&store, &clock, cache.clone(), &routes)
+                }),
+                routes,
                 store,
                 prefix: options.key_prefix,
                 valid_scopes: options.valid_scopes,
@@ -149,10 +153,12 @@ fn validate_batches(
     store: &Arc<Store>,
     clock: &Clock,
     cache: Option<Arc<Cache>>,
+    routes: &Arc<Routes>,
 ) -> group::Executor<Lookup, Validation> {
-    let (store, clock) = (Arc::clone(store), clock.clone());
+    let (store, clock, routes) = (Arc::clone(store), clock.clone(), Arc::clone(routes));
     Box::new(move |lookups: Vec<Lookup>| {
         let (store, clock, cache) = (Arc::clone(&store), clock.clone(), cache.clone());
+        let routes = Arc::clone(&routes);
         Box::pin(async move {
             let epoch = cache.as_ref().map(|c| c.epoch());
             let now = clock.now();
@@ -163,6 +169,7 @@ fn validate_batches(
                     out.push(Validation::Invalid(InvalidReason::Invalid));
                     continue;
                 };
+                routes.learn_key(lookup, row.account_id.as_deref().unwrap_or(""));
                 let (validation, rolls) = row.validate(&rows, now);
                 for (seen_reset, update) in rolls {
                     // Persist the rollover unless a concurrent call already changed
@@ -180,22 +187,26 @@ fn validate_batches(
     })
 }
 
-/// The executor of charge batches: one transaction, decided in arrival order.
-/// Keys the batch left without budget leave this process's cache at once (other
-/// processes' when the transaction's notification arrives).
+/// The executor of one lane's charge batches: one transaction, decided in arrival
+/// order. Keys the batch left without budget leave this process's cache at once
+/// (other processes' when the transaction's notification arrives); the lanes
+/// learn the accounts of the rows it read.
 fn charge_batches(
     store: &Arc<Store>,
     clock: &Clock,
     cache: Option<Arc<Cache>>,
+    routes: &Arc<Routes>,
 ) -> group::Executor<SpendReq, SpendOutcome> {
-    let (store, clock) = (Arc::clone(store), clock.clone());
+    let (store, clock, routes) = (Arc::clone(store), clock.clone(), Arc::clone(routes));
     Box::new(move |reqs: Vec<SpendReq>| {
         let (store, clock, cache) = (Arc::clone(&store), clock.clone(), cache.clone());
+        let routes = Arc::clone(&routes);
         Box::pin(async move {
             let charged = store.charge(&reqs, clock.now()).await?;
             if let Some(cache) = &cache {
                 cache.invalidate(&charged.exhausted);
             }
+            routes.learn_batch(&charged.rows, &reqs, &charged.outcomes);
             Ok(charged.outcomes)
         })
     })

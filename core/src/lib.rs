@@ -24,7 +24,8 @@
 //!   budget rules over loaded rows), `spend` (a batch of spends decided in arrival
 //!   order), `model` (the public option and result types);
 //! - running calls: `group` (concurrent calls grouped into one round trip per
-//!   batch), `cache` (the opt-in validation cache);
+//!   batch), `lanes` (several spend transactions in flight, one account's spends
+//!   always in one lane), `cache` (the opt-in validation cache);
 //! - storage: `store` (one `Store` whose every operation is written once over a
 //!   small per-backend surface; `store/postgres.rs` and `store/sqlite.rs` hold
 //!   each dialect's SQL, locks and transactions, `store/row.rs` the row decoders,
@@ -72,6 +73,7 @@ mod group;
 pub mod http;
 mod ident;
 pub mod key;
+mod lanes;
 mod limits;
 mod model;
 mod ops;

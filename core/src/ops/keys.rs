@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::client::KeyLeash;
+use crate::engine::Lookup;
 use crate::error::{Error, Result};
 use crate::limits::{check_metadata, check_text, MAX_ACCOUNT_LEN, MAX_SUBJECT_LEN, MAX_TEXT_LEN};
 use crate::model::{CreatedKey, InvalidReason, KeyDetails, KeyOptions, KeySummary};
@@ -27,6 +28,10 @@ impl KeyLeash {
         let minted = key::mint(&self.inner.prefix)?;
         let new = self.new_row(&opts, now, minted.hash, minted.display_prefix, None)?;
         let id = self.inner.store.insert_key(&new).await?;
+        let lookup = Lookup::Hash(new.key_hash.clone());
+        self.inner
+            .routes
+            .learn_key(&lookup, &opts.options.account_id);
         Ok(CreatedKey {
             key: minted.raw,
             id,

@@ -51,6 +51,9 @@ pub(crate) struct Charged {
     /// The keys the batch left without budget: cached valid answers naming them
     /// are stale.
     pub exhausted: Vec<i64>,
+    /// The rows the batch locked (keys, their ancestors, ceilings), as read: the
+    /// lanes learn each key's account from them (`lanes.rs`).
+    pub rows: Vec<KeyRow>,
 }
 
 /// Runs a batch of checked spends through `tx`, in order, atomically: every
@@ -114,5 +117,6 @@ where
     Ok(Charged {
         outcomes: plan.outcomes,
         exhausted: plan.exhausted,
+        rows,
     })
 }

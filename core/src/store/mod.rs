@@ -91,23 +91,28 @@ pub(crate) enum Store {
 /// How calls are grouped on one store (`group.rs`).
 pub(crate) struct GroupLimits {
     pub validates: Limits,
+    /// The limits of each charge lane (each runs one batch at a time).
     pub charges: Limits,
+    /// How many charge lanes (`lanes.rs`).
+    pub lanes: usize,
 }
 
 /// The most calls waiting for one store, per kind; one more is `unavailable`.
 const MAX_QUEUE: usize = 10_000;
 
 impl Store {
-    /// The grouping of this store. Charges: one batch in flight (one transaction),
-    /// on both stores. That is what keeps arrival order: two charge batches in
-    /// flight could take a shared row's lock in either order (a property test
-    /// caught exactly that with four), and one transaction of many charges is cheap:
-    /// calls arriving meanwhile gather into the next batch. On SQLite it also means
-    /// one writer per database file in this process, so charges never queue on
-    /// SQLite's lock through the busy timeout. Validates: up to 4 batches in flight
-    /// on Postgres (more would split the same callers into smaller batches; on a
-    /// small machine the cost per statement, not the database, is the limit) and
-    /// the remaining connections on SQLite.
+    /// The grouping of this store. Charges: one batch in flight per lane
+    /// (`lanes.rs`), one transaction of many charges, which is cheap: calls
+    /// arriving meanwhile gather into the lane's next batch. One batch per lane is
+    /// what keeps an account's arrival order: two batches of one account in flight
+    /// could take a shared row's lock in either order (a property test caught
+    /// exactly that with four in flight and no lanes). On Postgres as many lanes as
+    /// validate reads in flight; on SQLite one lane, so one writer per database
+    /// file in this process and charges never queue on SQLite's lock through the
+    /// busy timeout. Validates: up to 4 batches in flight on Postgres (more would
+    /// split the same callers into smaller batches; on a small machine the cost
+    /// per statement, not the database, is the limit) and the remaining
+    /// connections on SQLite.
     pub fn group_limits(&self, pool_size: Option<u32>) -> GroupLimits {
         let limits = |max_batch, in_flight| Limits {
             max_batch,
@@ -121,11 +126,13 @@ impl Store {
                 GroupLimits {
                     validates: limits(256, in_flight),
                     charges: limits(128, 1),
+                    lanes: in_flight,
                 }
             }
             Store::Sqlite(s) => GroupLimits {
                 validates: limits(256, s.connections().saturating_sub(1).max(1)),
                 charges: limits(128, 1),
+                lanes: 1,
             },
         }
     }
