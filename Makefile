@@ -110,16 +110,26 @@ BENCH_SECONDS ?= 5
 BENCH_CALLERS ?= 32
 BENCH_KEYS ?= 1000
 BENCH_NAME ?= latest
+# on: the private cluster is durable (fsync, synchronous_commit, full_page_writes on),
+# as users run Postgres; off: all three off, for CPU profiles of keyleash itself.
+BENCH_FSYNC ?= on
 
 .PHONY: bench
 # `node` and python-env.sh rebuild incrementally, so the table measures the tree as it
 # is (a stale addon or wheel would measure an older core from Node and Python).
-bench: node ## Measure keyleash (Rust, Node, Python, HTTP; Postgres and SQLite) against pgbench, agentkey's SQL and SQLite on a private Postgres: one table, also in bench/results/latest.{txt,json}
+# bench-fsync comes first: a wrong BENCH_FSYNC is refused before minutes of building.
+bench: bench-fsync node ## Measure keyleash (Rust, Node, Python, HTTP; Postgres and SQLite) against pgbench, agentkey's SQL, SQLite and bare Express/FastAPI on a private durable Postgres (BENCH_FSYNC=off: fsync off): one table, also in bench/results/latest.{txt,json}
 	bash scripts/python-env.sh >/dev/null
 	bash bench/prepare.sh
 	BENCH_SECONDS=$(BENCH_SECONDS) BENCH_CALLERS=$(BENCH_CALLERS) BENCH_KEYS=$(BENCH_KEYS) BENCH_NAME=$(BENCH_NAME) \
-		bash scripts/with-postgres.sh .venv/bin/python bench/run.py
+		KEYLEASH_PG_FSYNC=$(BENCH_FSYNC) bash scripts/with-postgres.sh .venv/bin/python bench/run.py
+
+.PHONY: bench-fsync
+bench-fsync:
+	@case "$(BENCH_FSYNC)" in on|off) ;; *) \
+		echo "BENCH_FSYNC must be 'on' (a durable Postgres: fsync, synchronous_commit, full_page_writes on) or 'off' (all three off), not '$(BENCH_FSYNC)'" >&2; \
+		exit 2;; esac
 
 .PHONY: bench-short
-bench-short: ## `make bench` at 1 s per case and 100 keys (under 2 minutes): proves the harness still runs; bench/results/short.*
+bench-short: ## `make bench` at 1 s per case and 100 keys (2-4 minutes; BENCH_FSYNC as for bench): proves the harness still runs; bench/results/short.*
 	BENCH_SOAK_CALLS=200000 $(MAKE) --no-print-directory bench BENCH_SECONDS=1 BENCH_KEYS=100 BENCH_NAME=short

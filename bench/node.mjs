@@ -23,6 +23,9 @@
 // Prints one JSON line (the same fields as bench/rust and bench/python.py): calls in
 // the timed window, ops/s, p50/p99 latency per call, unexpected results, and the
 // process's peak RSS (VmHWM) at the end. A short warm-up before the window is untimed.
+// For bench/run.py's Postgres counters and CPU samples also: calls_all (every call
+// made, warm-up included), began_epoch_s (when the first call started) and
+// window_epoch_s (the timed window's start and end), in seconds since the epoch.
 
 import { readFileSync } from "node:fs";
 import { KeyLeash } from "../bindings-node/index.mjs";
@@ -52,6 +55,11 @@ function peakRssMb() {
 function statusMb(field) {
   const m = readFileSync("/proc/self/status", "utf8").match(new RegExp(`${field}:\\s+(\\d+) kB`));
   return m ? Number(m[1]) / 1024 : 0;
+}
+
+/** Now, in seconds since the epoch (sub-millisecond). */
+function epochSeconds() {
+  return (performance.timeOrigin + performance.now()) / 1000;
 }
 
 /** One call of the case; resolves to null if the result is the expected one, else a description. */
@@ -97,7 +105,9 @@ const startAt = Number(process.env.BENCH_START_AT ?? 0);
 if (startAt > Date.now()) await new Promise((r) => setTimeout(r, startAt - Date.now()));
 
 const warmupNs = BigInt(Math.round(Math.min(seconds * 0.2, 1) * 1e9));
+const beganEpoch = epochSeconds();
 const start = process.hrtime.bigint() + (caseName === "soak" ? 0n : warmupNs);
+const startEpoch = beganEpoch + (caseName === "soak" ? 0 : Number(warmupNs) / 1e9);
 const end = start + BigInt(Math.round(seconds * 1e9));
 const latencies = [];
 let errors = 0;
@@ -139,6 +149,7 @@ async function caller() {
 
 await Promise.all(Array.from({ length: callers }, caller));
 const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+const endEpoch = epochSeconds();
 const stats = kl.cacheStats();
 await kl.close();
 
@@ -158,6 +169,9 @@ console.log(
     first_error: firstError,
     refused,
     succeeded,
+    calls_all: succeeded + refused + errors,
+    began_epoch_s: beganEpoch,
+    window_epoch_s: [startEpoch, endEpoch],
     rss_mb: peakRssMb(),
     rss_samples_mb: caseName === "soak" ? rssSamples : undefined,
     cache_hits: stats?.hits,

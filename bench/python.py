@@ -15,7 +15,10 @@ Usage: python bench/python.py CASE URL KEYS_FILE SECONDS CALLERS
 
 Prints one JSON line (the same fields as bench/rust and bench/node.mjs): calls in the
 timed window, ops/s, p50/p99 latency per call, unexpected results, and the process's
-peak RSS (VmHWM) at the end. A short warm-up before the window is untimed.
+peak RSS (VmHWM) at the end. A short warm-up before the window is untimed. For
+bench/run.py's Postgres counters and CPU samples also: calls_all (every call made,
+warm-up included), began_epoch_s (when the first call started) and window_epoch_s
+(the timed window's start and end), in seconds since the epoch.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.latencies_ns: list[int] = []
+        self.calls_all = 0  # warm-up included
         self.errors = 0
         self.first_error: str | None = None
 
@@ -93,6 +97,7 @@ async def caller(
             outcome = await call(kl, case, keys)
         except keyleash.KeyLeashError as e:
             outcome = f"{e.code}: {e}"
+        tally.calls_all += 1
         if outcome is not None:
             tally.error(outcome)
         if began >= start:
@@ -110,11 +115,14 @@ async def main(argv: list[str]) -> None:
 
     cache = keyleash.CacheOptions(ttl_ms=60_000, max_entries=10_000) if case == "cached" else None
     kl = await keyleash.KeyLeash.connect(url, cache=cache)
-    start = time.perf_counter_ns() + int(min(seconds * 0.2, 1.0) * 1e9)
+    warmup_ns = int(min(seconds * 0.2, 1.0) * 1e9)
+    began_epoch = time.time()
+    start = time.perf_counter_ns() + warmup_ns
     end = start + int(seconds * 1e9)
     tally = Tally()
     await asyncio.gather(*(caller(kl, case, keys, start, end, tally) for _ in range(callers)))
     elapsed = (time.perf_counter_ns() - start) / 1e9
+    end_epoch = time.time()
     await kl.close()
 
     lat = sorted(tally.latencies_ns)
@@ -130,6 +138,9 @@ async def main(argv: list[str]) -> None:
         "p99_ms": percentile(lat, 0.99) / 1e6,
         "errors": tally.errors,
         "first_error": tally.first_error,
+        "calls_all": tally.calls_all,
+        "began_epoch_s": began_epoch,
+        "window_epoch_s": [began_epoch + warmup_ns / 1e9, end_epoch],
         "rss_mb": peak_rss_mb(),
     }
     print(json.dumps(line))

@@ -24,9 +24,28 @@ next to the reference it should be read against:
   ledger holds exactly the charges the processes saw succeed (a few keys get a 2-cent
   cap so that some charges are refused);
 * HTTP: the Express and FastAPI examples' POST /v1/chat (validate + charge) under
-  wrk, random keys and one hot key; with BENCH_AGENTKEY (a checkout or bare git
-  directory of agentkey, which no registry has) also the same route built on
-  agentkey itself (bench/agentkey/server.mjs), Express's peer.
+  wrk, random keys and one hot key, each server started for its run; beside them the
+  same route with no key check (bench/bare/: the same body read, the same JSON
+  answered, no keyleash, no store), the "bare" row each keyleash row of its framework
+  is divided by (x bare); with BENCH_AGENTKEY (a checkout or bare git directory of
+  agentkey, which no registry has) also the same route built on agentkey itself
+  (bench/agentkey/server.mjs), Express's peer.
+
+The Postgres is durable unless told otherwise: `make bench` starts the private cluster
+with fsync, synchronous_commit and full_page_writes on (BENCH_FSYNC=on, passed to
+scripts/with-postgres.sh as KEYLEASH_PG_FSYNC; BENCH_FSYNC=off turns the three off, for
+CPU profiles). The header prints them as the server reports them (pg_settings), with
+wal_sync_method and the data directory's file system, never as the environment asked.
+
+Under the table, a block says where the limit is for the charge cases on Postgres
+(Rust/Node/Python charge random, hot key, reserve+settle), their pgbench references,
+the 1/2/4 Node processes and the keyleash HTTP rows (a Probe watches each): Postgres'
+own CPU (utime + stime of every server process, /proc), the client's (the driver,
+pgbench or HTTP server process) and the machine's, each as a share of one core over the
+timed window; commits per second and ops per commit (the bench database's
+pg_stat_database.xact_commit over the whole case: the mean batch); WAL flushes per
+second and per commit (pg_stat_wal.wal_sync; 0 with fsync off). The drivers report
+the epoch times of their window and every call they made (warm-up included) for it.
 
 Run inside scripts/with-postgres.sh (it sets DATABASE_URL), by the venv's python
 (this script creates keys through the Python package). `make bench` does all that
@@ -46,6 +65,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -55,12 +75,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import keyleash
 
@@ -85,9 +107,15 @@ CAPPED_KEYS = 8
 MP_PROCESSES = (1, 2, 4)
 # agentkey's own Express route beside keyleash's (needs a checkout: BENCH_AGENTKEY).
 AGENTKEY_HTTP = bool(os.environ.get("BENCH_AGENTKEY"))
+# The driver cases on Postgres whose Probe (CPU, commits, WAL flushes) is reported.
+PROBED_CASES = ("charge", "hot", "hold")
+# The pgbench references read against them, under a Probe too.
+PROBED_REFS = ("pg.update", "pg.hot")
 # The soak case's calls: ten million by default, fewer in bench-short.
 SOAK_CALLS = int(os.environ.get("BENCH_SOAK_CALLS") or 10_000_000)
 DEFAULT_PG_POOL = 10  # keyleash's default Postgres pool size (docs/api.md)
+CLK_TCK = os.sysconf("SC_CLK_TCK")  # the unit of /proc's CPU times
+PROBE_INTERVAL_S = 0.1  # how often a Probe samples the CPU times
 
 
 class Failure(Exception):
@@ -108,8 +136,11 @@ class Row:
     peer: str | None = None  # id of the agentkey row to compare with
     id: str | None = None  # this row's id, when it is a reference
     note: str = ""
+    bare: str | None = None  # id of the bare HTTP row (no key check) to compare with
     ratio_ref: float | None = None
     ratio_peer: float | None = None
+    ratio_bare: float | None = None
+    probe: dict[str, Any] | None = None  # Probe.result(): where the time went
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -126,6 +157,138 @@ class Row:
         )
 
 
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process used, its reaped children's included
+    (/proc/PID/stat utime, stime, cutime, cstime): Postgres' exited backends land in
+    the postmaster's cutime/cstime."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    f = text[text.rindex(")") + 2 :].split()  # f[0] is field 3, the state
+    return sum(int(x) for x in f[11:15]) / CLK_TCK
+
+
+def postgres_cpu_s(postmaster: int) -> float:
+    """CPU seconds used so far by every process of the Postgres server: the postmaster
+    with its reaped children, and its live children (backends, walwriter, ...)."""
+    total = proc_cpu_s(postmaster)
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        with contextlib.suppress(OSError, ValueError):  # exited since it was listed
+            total += proc_cpu_s(int(child))
+    return total
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all CPUs of the machine spent busy so far (/proc/stat: everything
+    but idle and iowait), whoever used them."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(f) - f[3] - f[4]) / CLK_TCK
+
+
+class Probe:
+    """Where the time went during one case: Postgres' own CPU, the client's, the
+    machine's, and Postgres' commits and WAL flushes.
+
+    A thread samples every PROBE_INTERVAL_S the CPU seconds used so far by the server's
+    processes (postgres_cpu_s), by the client processes given to watch() (the driver,
+    pgbench, the HTTP server) and by the whole machine; result() interpolates them at
+    the ends of the case's timed window, so the shares are over that window (1.0 = one
+    core busy). Postgres publishes its counters (pg_stat_database.xact_commit of the
+    bench database, pg_stat_wal.wal_sync) only when a backend idles (at most once a
+    second, else 10 s later) or exits: they are read before the case and after its
+    client has exited and every backend of the bench database is gone, so they count
+    the whole case, warm-up included, exactly; result() divides them by every call
+    made and by the seconds from the first call to the window's end.
+    """
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.postmaster = bench.postmaster_pid()
+        self.clients: dict[int, float] = {}  # pid: CPU seconds last seen
+        self.samples: list[tuple[float, float | None, float, float]] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.sample_until_stopped, daemon=True)
+        self.before: dict[str, int] = {}
+        self.after: dict[str, int] = {}
+        self.quiet = True
+
+    def __enter__(self) -> Probe:
+        self.quiet = self.bench.quiesce()
+        self.before = self.bench.pg_counters()
+        self.sample()
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.sample()
+        if exc_type is None:
+            self.quiet = self.bench.quiesce() and self.quiet
+            self.after = self.bench.pg_counters()
+
+    def watch(self, pid: int) -> None:
+        """Counts this process's CPU as the client's from now on."""
+        self.clients.setdefault(pid, 0.0)
+
+    def sample(self) -> None:
+        pg = None
+        if self.postmaster is not None:
+            with contextlib.suppress(OSError, ValueError):
+                pg = postgres_cpu_s(self.postmaster)
+        for pid, last in list(self.clients.items()):
+            with contextlib.suppress(OSError, ValueError):  # gone: keep what it used
+                self.clients[pid] = max(last, proc_cpu_s(pid))
+        self.samples.append((time.time(), pg, sum(self.clients.values()), machine_busy_s()))
+
+    def sample_until_stopped(self) -> None:
+        while not self.stopping.wait(PROBE_INTERVAL_S):
+            self.sample()
+
+    def at(self, t: float, k: int) -> float | None:
+        """Series k of the samples (1 Postgres, 2 client, 3 machine) at time t, linear
+        between the two samples around it."""
+        s = self.samples
+        for a, b in itertools.pairwise(s):
+            if a[0] <= t <= b[0]:
+                va, vb = a[k], b[k]
+                if va is None or vb is None:
+                    return None
+                return va + (vb - va) * (t - a[0]) / (b[0] - a[0] or 1)
+        edge = s[0] if t < s[0][0] else s[-1]
+        return edge[k]
+
+    def share(self, t0: float, t1: float, k: int) -> float | None:
+        a, b = self.at(t0, k), self.at(t1, k)
+        return None if a is None or b is None or t1 <= t0 else (b - a) / (t1 - t0)
+
+    def result(self, calls: int, began: float, window: Sequence[float]) -> dict[str, Any]:
+        """The case's figures: `calls` made in all (warm-up included) from `began` on,
+        `window` the timed window's [start, end] (epoch seconds)."""
+        t0, t1 = window
+        span = max(t1 - began, 1e-9)
+        delta = {k: self.after[k] - self.before[k] for k in self.before} if self.after else {}
+        commits, flushes = delta.get("commits"), delta.get("wal_sync")
+
+        def per(a: float | None, b: float | None) -> float | None:
+            return None if a is None or not b else a / b
+
+        return {
+            "window_s": t1 - t0,
+            "postgres_cpu": self.share(t0, t1, 1),
+            "client_cpu": self.share(t0, t1, 2) if self.clients else None,
+            "machine_cpu": self.share(t0, t1, 3),
+            "calls_all": calls,
+            "calls_span_s": span,
+            "commits": commits,
+            "commits_per_s": per(commits, span),
+            "ops_per_commit": per(calls, commits),
+            "wal_flushes": flushes,
+            "wal_flushes_per_s": per(flushes, span),
+            "wal_flushes_per_commit": per(flushes, commits),
+            "wal_bytes_per_op": per(delta.get("wal_bytes"), calls),
+            "counters_exact": self.quiet,
+        }
+
+
 class Bench:
     """Runs every case in order, collecting rows and failures."""
 
@@ -137,6 +300,8 @@ class Bench:
         self.rows: list[Row] = []
         self.failures: list[str] = []
         self.info: dict[str, Any] = {}
+        self.pg_db = urlsplit(self.pg_url).path.lstrip("/")  # the bench database's name
+        self.stats_url: str | None = None  # see stats_sql
 
     # ---------------------------------------------------------------- helpers
 
@@ -156,14 +321,61 @@ class Bench:
         return None
 
     def psql(self, sql: str) -> str:
+        return self.psql_at(self.pg_url, sql)
+
+    def psql_at(self, url: str, sql: str) -> str:
         p = subprocess.run(
-            [PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", self.pg_url, "-c", sql],
+            [PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
             capture_output=True,
             text=True,
         )
         if p.returncode != 0:
             raise Failure(f"psql failed: {p.stderr.strip()}")
         return p.stdout.strip()
+
+    def stats_sql(self, sql: str) -> str:
+        """A query of the statistics views, from the `postgres` database when it can
+        (so that its own commit does not count in the bench database's)."""
+        if self.stats_url is None:
+            url = urlsplit(self.pg_url)._replace(path="/postgres").geturl()
+            try:
+                self.psql_at(url, "SELECT 1")
+                self.stats_url = url
+            except Failure:
+                self.stats_url = self.pg_url
+        return self.psql_at(self.stats_url, sql)
+
+    def pg_counters(self) -> dict[str, int]:
+        """Postgres' cumulative counters: the bench database's commits, the cluster's
+        WAL flushes (wal_sync: 0 with fsync off) and WAL bytes."""
+        line = self.stats_sql(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = "
+            f"'{self.pg_db}'), wal_sync, wal_bytes FROM pg_stat_wal"
+        )
+        commits, wal_sync, wal_bytes = line.split("|")
+        return {"commits": int(commits), "wal_sync": int(wal_sync), "wal_bytes": int(wal_bytes)}
+
+    def quiesce(self, timeout_s: float = 15) -> bool:
+        """Waits until no client is connected to the bench database (a backend that
+        has left pg_stat_activity has published its counters); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            f"AND datname = '{self.pg_db}' AND pid <> pg_backend_pid()"
+        )
+        while self.stats_sql(sql) != "0":
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def postmaster_pid(self) -> int | None:
+        """The Postgres server's postmaster, when it runs on this machine (the first
+        line of postmaster.pid in its data directory); None otherwise."""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid_file = Path(self.info["pg_data_directory"]) / "postmaster.pid"
+            return int(pid_file.read_text().split("\n", 1)[0])
+        return None
 
     def vacuum(self) -> None:
         """Each Postgres case starts from a vacuumed keys table, whatever ran before."""
@@ -186,6 +398,23 @@ class Bench:
             capture_output=True,
             text=True,
         ).stdout.strip()
+        # The durability settings as the server runs them, whatever was asked for.
+        self.pg_db = self.psql("SELECT current_database()")
+        pg = dict(
+            line.split("|", 1)
+            for line in self.psql(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', "
+                "'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'data_directory')"
+            ).splitlines()
+        )
+        data_dir = pg.get("data_directory")  # shown to superusers only
+        data_fs = (
+            subprocess.run(
+                ["df", "--output=fstype", data_dir], capture_output=True, text=True
+            ).stdout.split()
+            if data_dir
+            else []
+        )
         self.info = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "nproc": os.cpu_count(),
@@ -198,8 +427,13 @@ class Bench:
             ).stdout.strip(),
             "python": sys.version.split()[0],
             "postgres": self.psql("SHOW server_version"),
-            "pg_fsync": self.psql("SHOW fsync"),
-            "pg_synchronous_commit": self.psql("SHOW synchronous_commit"),
+            "pg_fsync": pg["fsync"],
+            "pg_synchronous_commit": pg["synchronous_commit"],
+            "pg_full_page_writes": pg["full_page_writes"],
+            "pg_wal_sync_method": pg["wal_sync_method"],
+            "pg_data_directory": data_dir,
+            "pg_data_filesystem": data_fs[-1] if data_fs else "unknown",
+            "pg_fsync_asked": os.environ.get("KEYLEASH_PG_FSYNC"),
             "tmp_filesystem": subprocess.run(
                 ["df", "--output=fstype", str(self.tmp)], capture_output=True, text=True
             ).stdout.split()[-1],
@@ -271,7 +505,8 @@ class Bench:
     # ------------------------------------------------------------- references
 
     def pgbench(self, label: str, script: str, keys: int) -> dict[str, Any]:
-        """One pgbench run: tps from its report, p50/p99 from its per-transaction log."""
+        """One pgbench run: tps from its report, p50/p99 from its per-transaction log;
+        the charge references (PROBED_REFS) under a Probe."""
         self.vacuum()
         logdir = self.tmp / f"pgbench-{label}"
         logdir.mkdir()
@@ -301,22 +536,33 @@ class Bench:
             f"--log-prefix={logdir}/log",
             self.pg_url,
         ]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=WHOLE_SECONDS + 120)
-        tps = re.search(r"^tps = ([\d.]+)", p.stdout, re.M)
-        avg = re.search(r"^latency average = ([\d.]+) ms", p.stdout, re.M)
-        failed = re.search(r"^number of failed transactions: (\d+)", p.stdout, re.M)
+        with contextlib.ExitStack() as stack:
+            probe = stack.enter_context(Probe(self)) if label in PROBED_REFS else None
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if probe is not None:
+                probe.watch(p.pid)
+            try:
+                stdout, stderr = p.communicate(timeout=WHOLE_SECONDS + 120)
+            except subprocess.TimeoutExpired as e:
+                p.kill()
+                p.communicate()
+                raise Failure(f"pgbench {script} timed out") from e
+        tps = re.search(r"^tps = ([\d.]+)", stdout, re.M)
+        avg = re.search(r"^latency average = ([\d.]+) ms", stdout, re.M)
+        failed = re.search(r"^number of failed transactions: (\d+)", stdout, re.M)
         if p.returncode != 0 or tps is None or (failed and failed.group(1) != "0"):
             raise Failure(
-                f"pgbench {script} exited {p.returncode}: {(p.stderr or p.stdout).strip()[-400:]}"
+                f"pgbench {script} exited {p.returncode}: {(stderr or stdout).strip()[-400:]}"
             )
-        # Log line: client_id transaction_no time_us script_no time_epoch time_us_frac
-        lat_us = sorted(
-            int(line.split()[2])
-            for f in logdir.iterdir()
-            for line in f.read_text().splitlines()
-            if line
-        )
-        return {
+        # Log line: client_id transaction_no time_us script_no time_epoch time_us_frac,
+        # the time of the transaction's end.
+        log = [
+            line.split() for f in logdir.iterdir() for line in f.read_text().splitlines() if line
+        ]
+        lat_us = sorted(int(x[2]) for x in log)
+        ends = [int(x[4]) + int(x[5]) / 1e6 for x in log]
+        began = min(e - int(x[2]) / 1e6 for e, x in zip(ends, log, strict=True))
+        result = {
             "driver": "pgbench",
             "case": label,
             "ops_per_s": float(tps.group(1)),
@@ -325,6 +571,9 @@ class Bench:
             "p50_ms": percentile(lat_us, 0.5) / 1000,
             "p99_ms": percentile(lat_us, 0.99) / 1000,
         }
+        if probe is not None:
+            result["probe"] = probe.result(len(log), began, [began, max(ends)])
+        return result
 
     def references(self) -> None:
         cases = [
@@ -370,6 +619,7 @@ class Bench:
                         id=rid,
                         ref=ref,
                         note=note,
+                        probe=line.pop("probe", None),
                     ),
                     line,
                 )
@@ -427,10 +677,13 @@ class Bench:
         )
         if store == "postgres":
             self.vacuum()
-        line = run_json(
-            [*DRIVERS[lang], case, url, str(keys), str(SECONDS), str(CALLERS)],
-            timeout=SECONDS * 3 + 60,
-        )[0]
+        cmd = [*DRIVERS[lang], case, url, str(keys), str(SECONDS), str(CALLERS)]
+        probe = None
+        if store == "postgres" and case in PROBED_CASES:
+            with Probe(self) as probe:
+                line = run_json(cmd, timeout=SECONDS * 3 + 60, started=probe.watch)[0]
+        else:
+            line = run_json(cmd, timeout=SECONDS * 3 + 60)[0]
         titles = {
             "validate": "validate, random",
             "cached": "validate, random, cache on",
@@ -457,7 +710,7 @@ class Bench:
         ref, peer = refs[store][case]
         name = f"{lang} {titles[case]}"
         self.check_line(f"{name} on {store}", line)
-        self.add(
+        row = self.add(
             Row.of(
                 name,
                 store,
@@ -468,6 +721,10 @@ class Bench:
             ),
             line,
         )
+        if probe is not None:
+            row.probe = probe.result(
+                line["calls_all"], line["began_epoch_s"], line["window_epoch_s"]
+            )
 
     def drivers(self) -> None:
         for lang in ("rust", "node", "python"):
@@ -539,20 +796,28 @@ class Bench:
             f"keys-{account}.txt", self.create_keys(self.pg_url, account, budgets)
         )
         self.vacuum()
-        env = os.environ | {"BENCH_START_AT": str(int(time.time() * 1000) + 2500)}
         cmd = [*DRIVERS["node"], "mp", self.pg_url, str(keys), str(SECONDS), str(CALLERS)]
-        running = [
-            subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
-            )
-            for _ in range(procs)
-        ]
-        lines = []
-        for p in running:
-            out, err = p.communicate(timeout=SECONDS * 3 + 60)
-            if p.returncode != 0:
-                raise Failure(f"a node process exited {p.returncode}: {err.strip()[-400:]}")
-            lines.append(json.loads(out.strip().splitlines()[-1]))
+        with Probe(self) as probe:
+            env = os.environ | {"BENCH_START_AT": str(int(time.time() * 1000) + 2500)}
+            running = [
+                subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                    cwd=ROOT,
+                )
+                for _ in range(procs)
+            ]
+            for p in running:
+                probe.watch(p.pid)
+            lines = []
+            for p in running:
+                out, err = p.communicate(timeout=SECONDS * 3 + 60)
+                if p.returncode != 0:
+                    raise Failure(f"a node process exited {p.returncode}: {err.strip()[-400:]}")
+                lines.append(json.loads(out.strip().splitlines()[-1]))
         for line in lines:
             self.check_line(f"{procs} node processes", line)
         succeeded = sum(line["succeeded"] for line in lines)
@@ -600,6 +865,14 @@ class Bench:
                 "over_cap": over_cap,
             },
         )
+        row.probe = probe.result(
+            sum(line["calls_all"] for line in lines),
+            min(line["began_epoch_s"] for line in lines),
+            [
+                min(line["window_epoch_s"][0] for line in lines),
+                max(line["window_epoch_s"][1] for line in lines),
+            ],
+        )
         if problems:
             row.note += ": " + "; ".join(problems)
             raise Failure("; ".join(problems))
@@ -632,44 +905,70 @@ class Bench:
                 server.kill()
             log.close()
 
-    def http(self, app: str) -> None:
+    def http_bare(self, app: str) -> None:
+        """The example's POST /v1/chat with no key check (bench/bare/), under the same
+        wrk load: what the framework alone does, to read the keyleash rows against."""
+        cmd = {
+            "express": ["node", str(BENCH / "bare" / "express.mjs")],
+            "fastapi": [PYTHON, str(BENCH / "bare" / "fastapi_app.py")],
+        }[app]
+        with self.served(f"bare-{app}", cmd, ROOT) as (server, port):
+            line = wrk(port, self.pg_keys)
+            line["rss_mb"] = peak_rss_of(server.pid)
+        name = f"bare {app} POST /v1/chat, no key check"
+        problems = line["non_2xx"] + line["socket_errors"]
+        if problems:
+            self.fail(f"{name}: {problems} non-2xx responses or socket errors")
+        note = "the same body, JSON and answer, no keyleash, no store; RSS of the server"
+        self.add(Row.of(name, "-", line, id=f"bare.{app}", note=note), line)
+
+    def http(self, app: str, hot: bool) -> None:
+        """The example's POST /v1/chat under wrk, its server started for this run alone
+        (so that its backends are gone, their counters published, when the Probe ends)."""
         cmd = {
             "express": ["node", str(ROOT / "examples" / "express-app" / "server.js")],
             "fastapi": [PYTHON, str(ROOT / "examples" / "fastapi-app" / "app.py")],
         }[app]
-        with self.served(app, cmd, Path(cmd[1]).parent) as (server, port):
-            for hot in (False, True):
-                self.vacuum()
-                keys = self.pg_hot if hot else self.pg_keys
-                line = wrk(port, keys)
-                line["rss_mb"] = peak_rss_of(server.pid)
-                name = f"{app} POST /v1/chat, {'hot key' if hot else 'random'}"
-                problems = line["non_2xx"] + line["socket_errors"]
-                self.add(
-                    Row.of(
-                        name,
-                        "postgres",
-                        line,
-                        ref="pg.hot" if hot else "pg.update",
-                        peer=(
-                            ("ak.express_hot" if hot else "ak.express")
-                            if app == "express" and AGENTKEY_HTTP
-                            else ("ak.request_hot" if hot else "ak.request")
-                        ),
-                        note="validate+charge per request; RSS of the server"
-                        + (
-                            f"; {line['non_2xx']} non-2xx, {line['socket_errors']} socket errors"
-                            if problems
-                            else ""
-                        ),
-                    ),
-                    line,
-                )
-                if problems:
-                    self.fail(
-                        f"{name}: {line['non_2xx']} non-2xx responses, "
-                        f"{line['socket_errors']} socket errors"
-                    )
+        kind = "hot key" if hot else "random"
+        self.vacuum()
+        with (
+            Probe(self) as probe,
+            self.served(f"{app}-{kind}", cmd, Path(cmd[1]).parent) as (server, port),
+        ):
+            probe.watch(server.pid)
+            began = time.time()
+            line = wrk(port, self.pg_hot if hot else self.pg_keys)
+            ended = time.time()
+            line["rss_mb"] = peak_rss_of(server.pid)
+        name = f"{app} POST /v1/chat, {kind}"
+        problems = line["non_2xx"] + line["socket_errors"]
+        self.add(
+            Row.of(
+                name,
+                "postgres",
+                line,
+                ref="pg.hot" if hot else "pg.update",
+                peer=(
+                    ("ak.express_hot" if hot else "ak.express")
+                    if app == "express" and AGENTKEY_HTTP
+                    else ("ak.request_hot" if hot else "ak.request")
+                ),
+                bare=f"bare.{app}",
+                note="validate+charge per request; RSS of the server"
+                + (
+                    f"; {line['non_2xx']} non-2xx, {line['socket_errors']} socket errors"
+                    if problems
+                    else ""
+                ),
+                probe=probe.result(line["requests"], began, [began, ended]),
+            ),
+            line,
+        )
+        if problems:
+            self.fail(
+                f"{name}: {line['non_2xx']} non-2xx responses, "
+                f"{line['socket_errors']} socket errors"
+            )
 
     def agentkey_http(self) -> None:
         """agentkey's own Express route (bench/agentkey/server.mjs) under the same
@@ -692,15 +991,19 @@ class Bench:
                     line,
                     id="ak.express_hot" if hot else "ak.express",
                     ref="pg.hot" if hot else "pg.update",
+                    bare="bare.express",
                     note="agentkey's middleware + trackUsage (1 cent); RSS of the server",
                 )
                 self.add(row, line)
 
     def https(self) -> None:
-        if AGENTKEY_HTTP:
-            self.step("HTTP: agentkey's Express route under wrk", self.agentkey_http)
         for app in ("express", "fastapi"):
-            self.step(f"HTTP: {app} example under wrk", self.http, app)
+            self.step(f"HTTP: bare {app} route under wrk", self.http_bare, app)
+            if app == "express" and AGENTKEY_HTTP:
+                self.step("HTTP: agentkey's Express route under wrk", self.agentkey_http)
+            for hot in (False, True):
+                kind = "hot key" if hot else "random"
+                self.step(f"HTTP: {app} example under wrk, {kind}", self.http, app, hot)
 
     # ------------------------------------------------------------------ output
 
@@ -711,6 +1014,8 @@ class Bench:
                 r.ratio_ref = r.ops_per_s / by_id[r.ref].ops_per_s
             if r.peer in by_id and by_id[r.peer].ops_per_s:
                 r.ratio_peer = r.ops_per_s / by_id[r.peer].ops_per_s
+            if r.bare in by_id and by_id[r.bare].ops_per_s:
+                r.ratio_bare = r.ops_per_s / by_id[r.bare].ops_per_s
 
     def table(self) -> str:
         i = self.info
@@ -723,8 +1028,7 @@ class Bench:
             f"settings: {SECONDS:g} s per case, {CALLERS} callers, {KEYS} keys; "
             f"keyleash pools at their defaults (Postgres 10, SQLite 4); "
             f"pgbench -M prepared -c {CALLERS} -j 2",
-            f"postgres {i['postgres']} (private cluster: fsync={i['pg_fsync']}, "
-            f"synchronous_commit={i['pg_synchronous_commit']}); "
+            f"postgres {i['postgres']}: {durability(i)}",
             f"node {i['node']}; python {i['python']}",
             f"sqlite: keyleash's connections run journal_mode={sq.get('journal_mode', '?')}, "
             f"synchronous={sq.get('synchronous_name', '?')} "
@@ -739,6 +1043,8 @@ class Bench:
                 if AGENTKEY_HTTP
                 else "its validate+charge SQL (BENCH_AGENTKEY=checkout adds its Express route)"
             ),
+            "x bare: an HTTP row divided by the bare row of its framework (the same route "
+            "with no key check): what keyleash leaves of the framework's own speed",
             "",
         ]
         cols = [
@@ -749,6 +1055,7 @@ class Bench:
             "p99 ms",
             "x ref",
             "x agentkey",
+            "x bare",
             "RSS MB",
             "note",
         ]
@@ -763,26 +1070,69 @@ class Bench:
                     fmt_ms(r.p99_ms),
                     f"{r.ratio_ref:.2f}" if r.ratio_ref is not None else "",
                     f"{r.ratio_peer:.2f}" if r.ratio_peer is not None else "",
+                    f"{r.ratio_bare:.2f}" if r.ratio_bare is not None else "",
                     f"{r.rss_mb:.0f}" if r.rss_mb else "",
                     r.note,
                 ]
             )
-        widths = [
-            max(len(c), *(len(b[k]) for b in body)) if body else len(c) for k, c in enumerate(cols)
-        ]
-        right = {2, 3, 4, 5, 6, 7}
-
-        def fmt(cells: list[str]) -> str:
-            out = [
-                c.rjust(widths[k]) if k in right else c.ljust(widths[k])
-                for k, c in enumerate(cells)
-            ]
-            return "  ".join(out).rstrip()
-
-        lines = [*head, fmt(cols), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)]
+        lines = [*head, *columns(cols, body, right={2, 3, 4, 5, 6, 7, 8})]
+        lines += self.probe_block()
         if self.failures:
             lines += ["", f"FAILURES ({len(self.failures)}):", *(f"  - {f}" for f in self.failures)]
         return "\n".join(lines) + "\n"
+
+    def probe_block(self) -> list[str]:
+        """The block under the table: for the rows a Probe watched, where the time went."""
+        probed = [r for r in self.rows if r.probe]
+        if not probed:
+            return []
+        head = [
+            "",
+            "Where the limit is (charge cases on Postgres, their pgbench references, 1/2/4 Node "
+            "processes, the HTTP rows):",
+            f"  CPU: share of one core over the timed window ({self.info.get('nproc')} CPUs in "
+            "all): Postgres = every server process (/proc), client = the driver, pgbench or HTTP "
+            "server process (not wrk), machine = every CPU busy, whoever used it",
+            "  commits/s and ops/commit (the mean batch): the bench database's xact_commit, "
+            "counted over the whole case (warm-up included) and divided by every op made; "
+            "for HTTP one op is a request (validate + charge)",
+            "  WAL flushes/s: pg_stat_wal.wal_sync (0 with fsync off) over the same span; "
+            "flushes/commit below 1 = several commits shared a flush",
+        ]
+        if any(not (r.probe or {}).get("counters_exact", True) for r in probed):
+            head.append(
+                "  (counters late): clients of the bench database stayed connected 15 s past "
+                "the case, so its counters may lack their last second"
+            )
+        head.append("")
+        cols = [
+            "case",
+            "ops/s",
+            "postgres CPU",
+            "client CPU",
+            "machine CPU",
+            "commits/s",
+            "ops/commit",
+            "WAL flushes/s",
+            "flushes/commit",
+        ]
+        body = []
+        for r in probed:
+            pr = r.probe or {}
+            body.append(
+                [
+                    r.name + ("" if pr.get("counters_exact", True) else " (counters late)"),
+                    f"{r.ops_per_s:,.0f}",
+                    fmt_share(pr.get("postgres_cpu")),
+                    fmt_share(pr.get("client_cpu")),
+                    fmt_share(pr.get("machine_cpu")),
+                    fmt_num(pr.get("commits_per_s"), "{:,.0f}"),
+                    fmt_num(pr.get("ops_per_commit"), "{:.2f}"),
+                    fmt_num(pr.get("wal_flushes_per_s"), "{:,.0f}"),
+                    fmt_num(pr.get("wal_flushes_per_commit"), "{:.2f}"),
+                ]
+            )
+        return [*head, *columns(cols, body, right=set(range(1, len(cols))))]
 
     def run(self) -> int:
         started = time.monotonic()
@@ -834,6 +1184,51 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[i]
 
 
+def columns(cols: list[str], body: list[list[str]], right: set[int]) -> list[str]:
+    """A text table: the header, a rule, the body; columns in `right` right-aligned."""
+    widths = [
+        max(len(c), *(len(b[k]) for b in body)) if body else len(c) for k, c in enumerate(cols)
+    ]
+
+    def fmt(cells: list[str]) -> str:
+        out = [
+            c.rjust(widths[k]) if k in right else c.ljust(widths[k]) for k, c in enumerate(cells)
+        ]
+        return "  ".join(out).rstrip()
+
+    return [fmt(cols), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)]
+
+
+def durability(info: dict[str, Any]) -> str:
+    """The header's account of the server's durability settings, as the server reported
+    them (SHOW), and of what was asked for when it differs."""
+    keys = ("fsync", "synchronous_commit", "full_page_writes")
+    values = {k: info.get(f"pg_{k}", "?") for k in keys}
+    durable = all(v == "on" for v in values.values())
+    text = ", ".join(f"{k}={v}" for k, v in values.items()) + (
+        " (durable, as users run it)"
+        if durable
+        else " (not durable: a crash may lose committed data)"
+    )
+    text += (
+        f"; wal_sync_method={info.get('pg_wal_sync_method', '?')}; "
+        f"data directory on {info.get('pg_data_filesystem', '?')}"
+    )
+    asked = info.get("pg_fsync_asked")
+    if asked and asked != values["fsync"]:
+        text += f"; KEYLEASH_PG_FSYNC={asked} was asked, but this server was not started for it"
+    return text
+
+
+def fmt_share(share: float | None) -> str:
+    """A CPU share of one core as a percentage: 1.45 -> '145%'."""
+    return "" if share is None else f"{share * 100:.0f}%"
+
+
+def fmt_num(value: float | None, spec: str) -> str:
+    return "" if value is None else spec.format(value)
+
+
 def fmt_ms(ms: float | None) -> str:
     if ms is None:
         return ""
@@ -841,19 +1236,30 @@ def fmt_ms(ms: float | None) -> str:
 
 
 def run_json(
-    cmd: list[str], timeout: float, env: dict[str, str] | None = None
+    cmd: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs a driver; its JSON lines, or a Failure naming how it died."""
+    """Runs a driver; its JSON lines, or a Failure naming how it died. `started` is
+    given the driver's pid as soon as it runs (a Probe's watch)."""
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    if started is not None:
+        started(p.pid)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as e:
+        p.kill()
+        p.communicate()
         raise Failure(f"{Path(cmd[0]).name} timed out after {timeout:.0f} s") from e
     if p.returncode != 0:
         what = " ".join([Path(c).name for c in cmd if "://" not in c][:3])
-        raise Failure(f"{what} exited {p.returncode}: {p.stderr.strip()[-400:]}")
-    lines = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+        raise Failure(f"{what} exited {p.returncode}: {err.strip()[-400:]}")
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     if not lines:
-        raise Failure(f"{Path(cmd[0]).name} printed no result: {p.stdout.strip()[-200:]}")
+        raise Failure(f"{Path(cmd[0]).name} printed no result: {out.strip()[-200:]}")
     return lines
 
 
@@ -905,6 +1311,7 @@ def wrk(port: int, keys: Path) -> dict[str, Any]:
         env=os.environ | {"BENCH_WRK_KEYS": str(keys)},
     )
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", p.stdout, re.M)
+    total = re.search(r"^\s*(\d+) requests in ", p.stdout, re.M)
     if p.returncode != 0 or rps is None:
         raise Failure(f"wrk exited {p.returncode}: {(p.stderr or p.stdout).strip()[-400:]}")
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", p.stdout, re.M))
@@ -915,6 +1322,7 @@ def wrk(port: int, keys: Path) -> dict[str, Any]:
     return {
         "driver": "wrk",
         "ops_per_s": float(rps.group(1)),
+        "requests": int(total.group(1)) if total else 0,
         "p50_ms": wrk_ms(lat.get("50")),
         "p99_ms": wrk_ms(lat.get("99")),
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,

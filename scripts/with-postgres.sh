@@ -22,7 +22,13 @@
 #   KEYLEASH_PG_STOP      full stop command  (meant to be run with: sh -c "$KEYLEASH_PG_STOP")
 #   KEYLEASH_PG_START     full start command (meant to be run with: sh -c "$KEYLEASH_PG_START")
 #
-# All server settings (port, listen address, socket dir, fsync=off, ...) are
+# Environment read (throw-away cluster only):
+#   KEYLEASH_PG_FSYNC     off (default): fsync, synchronous_commit and full_page_writes
+#                         off, fast and fine for tests, whose data a crash may lose;
+#                         on: all three on, a durable server as users run it (what
+#                         `make bench` measures by default). Any other value is refused.
+#
+# All server settings (port, listen address, socket dir, fsync, ...) are
 # written into $KEYLEASH_PG_DATA/postgresql.conf, so a plain
 #   $KEYLEASH_PG_USER_CMD $KEYLEASH_PG_CTL -D $KEYLEASH_PG_DATA -w -m fast stop
 #   $KEYLEASH_PG_USER_CMD $KEYLEASH_PG_CTL -D $KEYLEASH_PG_DATA -w -l $KEYLEASH_PG_LOG start
@@ -43,11 +49,21 @@ if [ "$#" -eq 0 ]; then
     exit 2
 fi
 
+# Checked before anything else, so a typo never runs the command on settings it
+# did not ask for.
+PG_FSYNC="${KEYLEASH_PG_FSYNC:-off}"
+case "$PG_FSYNC" in
+    on | off) ;;
+    *) die "KEYLEASH_PG_FSYNC must be 'on' (fsync, synchronous_commit and full_page_writes on: durable) or 'off' (all three off: the tests' default), not '$PG_FSYNC'" ;;
+esac
+
 # --------------------------------------------------------------------------
 # 1. Externally provided database.
 # --------------------------------------------------------------------------
 if [ -n "${DATABASE_URL:-}" ]; then
     say "using the DATABASE_URL given in the environment (not starting a server)"
+    [ -z "${KEYLEASH_PG_FSYNC:-}" ] \
+        || say "note: KEYLEASH_PG_FSYNC=$KEYLEASH_PG_FSYNC has no effect on a server this script did not start"
     exec "$@"
 fi
 
@@ -211,9 +227,9 @@ write_conf() { # $1 = port
 listen_addresses = '127.0.0.1'
 port = $1
 unix_socket_directories = '$PG_TMP'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $PG_FSYNC
+synchronous_commit = $PG_FSYNC
+full_page_writes = $PG_FSYNC
 max_connections = 200
 shared_buffers = 128MB
 EOF
@@ -285,7 +301,7 @@ export KEYLEASH_PG_USER_CMD="$USER_CMD"
 export KEYLEASH_PG_STOP="${USER_CMD:+$USER_CMD }$PG_CTL -D $PG_DATA -w -t 60 -m fast stop"
 export KEYLEASH_PG_START="${USER_CMD:+$USER_CMD }$PG_CTL -D $PG_DATA -l $PG_LOG -w -t 60 start"
 
-say "PostgreSQL ready at $DATABASE_URL (data dir $PG_DATA)"
+say "PostgreSQL ready at $DATABASE_URL (data dir $PG_DATA; fsync, synchronous_commit, full_page_writes $PG_FSYNC)"
 
 # --------------------------------------------------------------------------
 # 8. Run the command (not exec: we must tear down afterwards).

@@ -20,6 +20,9 @@
 //! bench/python.py): calls made in the timed window, ops/s, p50 and p99 latency per
 //! call, unexpected results, and the process's peak RSS (VmHWM) at the end.
 //! Before the window every caller runs for a short warm-up (pools fill), untimed.
+//! For bench/run.py's Postgres counters and CPU samples also: `calls_all` (every
+//! call made, warm-up included), `began_epoch_s` (when the first call started) and
+//! `window_epoch_s` (the timed window's start and end), in seconds since the epoch.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use sqlx::{ConnectOptions, Row};
 #[derive(Default)]
 struct Tally {
     calls: u64,
+    calls_all: u64,
     latencies_ns: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
@@ -81,6 +85,7 @@ async fn main() {
         .unwrap_or_else(|e| panic!("connect failed: {e}"));
     let keys = Arc::new(keys);
     let warmup = Duration::from_secs_f64((seconds * 0.2).min(1.0));
+    let began_epoch = epoch_seconds();
     let start = Instant::now() + warmup;
     let end = start + Duration::from_secs_f64(seconds);
 
@@ -95,11 +100,13 @@ async fn main() {
     for t in tasks {
         let t = t.await.expect("a caller task panicked");
         all.calls += t.calls;
+        all.calls_all += t.calls_all;
         all.latencies_ns.extend(t.latencies_ns);
         all.errors += t.errors;
         all.first_error = all.first_error.or(t.first_error);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let end_epoch = epoch_seconds();
     kl.close().await;
 
     let mut lat = all.latencies_ns;
@@ -117,6 +124,9 @@ async fn main() {
         "p99_ms": ms(0.99),
         "errors": all.errors,
         "first_error": all.first_error,
+        "calls_all": all.calls_all,
+        "began_epoch_s": began_epoch,
+        "window_epoch_s": [began_epoch + warmup.as_secs_f64(), end_epoch],
         "rss_mb": peak_rss_mb(),
     });
     println!("{line}");
@@ -172,6 +182,7 @@ async fn caller(
             },
             other => panic!("unknown case {other}"),
         };
+        t.calls_all += 1;
         if let Err(e) = outcome {
             t.errors += 1;
             t.first_error.get_or_insert(e);
@@ -238,6 +249,13 @@ fn store_of(url: &str) -> &'static str {
     } else {
         "postgres"
     }
+}
+
+/// Now, in seconds since the Unix epoch.
+fn epoch_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// This process's peak resident set (VmHWM in /proc/self/status), in MB.
