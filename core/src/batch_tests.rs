@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::client::KeyLeash;
 use crate::clock::Clock;
 use crate::engine::{ChargeReq, Lookup};
+use crate::group::Locked;
 use crate::key;
 use crate::model::{Charge, CreateOptions, Options, UsageRange};
 use crate::spend::{SpendOutcome, SpendReq};
@@ -104,7 +105,7 @@ async fn batch_equals_sequential(url: &str, tag: &str) {
     let charged = batched
         .inner
         .store
-        .charge(&requests(&h1), now)
+        .charge(&requests(&h1), now, Locked::none())
         .await
         .unwrap();
     let (got, mut exhausted) = (charged.outcomes, charged.exhausted);
@@ -113,7 +114,7 @@ async fn batch_equals_sequential(url: &str, tag: &str) {
         let one = single
             .inner
             .store
-            .charge(std::slice::from_ref(&req), now)
+            .charge(std::slice::from_ref(&req), now, Locked::none())
             .await
             .unwrap();
         want.extend(one.outcomes);

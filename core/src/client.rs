@@ -156,7 +156,7 @@ fn validate_batches(
     routes: &Arc<Routes>,
 ) -> group::Executor<Lookup, Validation> {
     let (store, clock, routes) = (Arc::clone(store), clock.clone(), Arc::clone(routes));
-    Box::new(move |lookups: Vec<Lookup>| {
+    Box::new(move |lookups: Vec<Lookup>, _locked| {
         let (store, clock, cache) = (Arc::clone(&store), clock.clone(), cache.clone());
         let routes = Arc::clone(&routes);
         Box::pin(async move {
@@ -198,11 +198,11 @@ fn charge_batches(
     routes: &Arc<Routes>,
 ) -> group::Executor<SpendReq, SpendOutcome> {
     let (store, clock, routes) = (Arc::clone(store), clock.clone(), Arc::clone(routes));
-    Box::new(move |reqs: Vec<SpendReq>| {
+    Box::new(move |reqs: Vec<SpendReq>, locked| {
         let (store, clock, cache) = (Arc::clone(&store), clock.clone(), cache.clone());
         let routes = Arc::clone(&routes);
         Box::pin(async move {
-            let charged = store.charge(&reqs, clock.now()).await?;
+            let charged = store.charge(&reqs, clock.now(), locked).await?;
             if let Some(cache) = &cache {
                 cache.invalidate(&charged.exhausted);
             }

@@ -7,12 +7,22 @@
 //! `spend::plan` (through the pipeline of `store/charge.rs`) exactly as if they had
 //! run one at a time.
 //!
-//! How a call travels: it joins the queue and, if fewer than `in_flight` batches
+//! How a call travels: it joins the queue and, if fewer than `in_flight` runners
 //! are running, starts a runner task. A runner takes up to `max_batch` calls in
 //! arrival order, runs them as one batch, answers each caller, and loops until the
 //! queue is empty. An idle system therefore adds no wait: the first call runs at
 //! once as a batch of one; calls arriving while a batch is in flight gather into
 //! the next one ("group commit").
+//!
+//! Pipelining (`depth` > 1, the spend lanes on Postgres): a runner starts its next
+//! batch as soon as the one before holds every row lock it will take ([`Locked`]),
+//! not when it has committed, with at most `depth` of its batches in flight. A
+//! later batch that needs a row of an earlier one then waits for that row's lock,
+//! in the database, until the earlier one commits, so the order in which batches
+//! take shared rows is their arrival order; rows no earlier batch holds it takes
+//! at once, and the commits of batches in flight share the server's WAL flushes.
+//! The earlier batch never waits for a later one (it holds all its locks before
+//! the later one starts): no deadlock.
 //!
 //! Invariants and hazards:
 //! - Bounded: at most `max_queue` calls wait; one more is refused at once with
@@ -37,8 +47,30 @@ use crate::error::{Error, Result};
 /// The future a batch executor returns: one outcome per request, in order.
 pub(crate) type BatchFuture<Out> = Pin<Box<dyn Future<Output = Result<Vec<Out>>> + Send>>;
 
-/// Runs one batch of requests against the store.
-pub(crate) type Executor<Req, Out> = Box<dyn Fn(Vec<Req>) -> BatchFuture<Out> + Send + Sync>;
+/// Runs one batch of requests against the store; fires (or drops) the [`Locked`]
+/// once the batch holds every lock it will take.
+pub(crate) type Executor<Req, Out> =
+    Box<dyn Fn(Vec<Req>, Locked) -> BatchFuture<Out> + Send + Sync>;
+
+/// Tells a pipelined runner that its batch holds every lock it will take, so the
+/// next batch may start. Dropping it (the batch ended, or takes no lock) says the
+/// same.
+pub(crate) struct Locked(Option<oneshot::Sender<()>>);
+
+impl Locked {
+    /// A signal nobody waits for (a batch run outside a group, in tests).
+    #[cfg(test)]
+    pub fn none() -> Self {
+        Locked(None)
+    }
+
+    /// The batch holds its locks: let the next one start.
+    pub fn fire(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
 
 /// Sizes of one group.
 #[derive(Clone, Copy, Debug)]
@@ -47,8 +79,12 @@ pub(crate) struct Limits {
     pub max_batch: usize,
     /// The most calls waiting; one more is refused with `unavailable`.
     pub max_queue: usize,
-    /// The most batches running at once (each holds one connection).
+    /// The most runners at once, each with its own batches (validates: several
+    /// independent reads; spend lanes: one, which keeps arrival order).
     pub in_flight: usize,
+    /// The most batches of one runner in flight at once, each started once the one
+    /// before holds its locks (each holds one connection); 1: one after another.
+    pub depth: usize,
 }
 
 type Pending<Req, Out> = (Req, oneshot::Sender<Result<Out>>);
@@ -57,6 +93,8 @@ type Pending<Req, Out> = (Req, oneshot::Sender<Result<Out>>);
 pub(crate) struct Group<Req, Out> {
     queue: Mutex<VecDeque<Pending<Req, Out>>>,
     runners: Arc<Semaphore>,
+    /// The batches in flight, at most `depth` per runner.
+    batches: Arc<Semaphore>,
     limits: Limits,
     exec: Executor<Req, Out>,
 }
@@ -67,6 +105,9 @@ impl<Req: Send + 'static, Out: Send + 'static> Group<Req, Out> {
         Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
             runners: Arc::new(Semaphore::new(limits.in_flight.max(1))),
+            batches: Arc::new(Semaphore::new(
+                limits.in_flight.max(1) * limits.depth.max(1),
+            )),
             limits,
             exec,
         })
@@ -147,33 +188,53 @@ impl<Req: Send + 'static, Out: Send + 'static> Group<Req, Out> {
             if batch.is_empty() {
                 break;
             }
-            let (reqs, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let n = reqs.len();
-            match (self.exec)(reqs).await {
-                Ok(outs) if outs.len() == n => {
-                    for (tx, out) in answers.into_iter().zip(outs) {
-                        let _ = tx.send(Ok(out));
-                    }
-                }
-                Ok(_) => {
-                    for tx in answers {
-                        let _ = tx.send(Err(Error::Unavailable(
-                            "a batch returned the wrong number of outcomes".into(),
-                        )));
-                    }
-                }
-                Err(e) => {
-                    for tx in answers {
-                        let _ = tx.send(Err(e.for_each_caller()));
-                    }
-                }
+            if self.limits.depth <= 1 {
+                self.execute(batch, Locked(None)).await;
+                continue;
             }
+            // Pipelined: the batch runs as its own task; the next one starts once
+            // this one holds its locks (or ended), with at most `depth` in flight.
+            let Ok(slot) = Arc::clone(&self.batches).acquire_owned().await else {
+                break;
+            };
+            let (locked, held) = oneshot::channel();
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                me.execute(batch, Locked(Some(locked))).await;
+                drop(slot);
+            });
+            let _ = held.await;
         }
         drop(permit);
         // A call may have joined after the queue looked empty but before the permit
         // was back: make sure someone runs it.
         if !self.lock().is_empty() {
             self.start_runner();
+        }
+    }
+
+    /// Runs one batch and answers each of its callers.
+    async fn execute(&self, batch: Vec<Pending<Req, Out>>, locked: Locked) {
+        let (reqs, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let n = reqs.len();
+        match (self.exec)(reqs, locked).await {
+            Ok(outs) if outs.len() == n => {
+                for (tx, out) in answers.into_iter().zip(outs) {
+                    let _ = tx.send(Ok(out));
+                }
+            }
+            Ok(_) => {
+                for tx in answers {
+                    let _ = tx.send(Err(Error::Unavailable(
+                        "a batch returned the wrong number of outcomes".into(),
+                    )));
+                }
+            }
+            Err(e) => {
+                for tx in answers {
+                    let _ = tx.send(Err(e.for_each_caller()));
+                }
+            }
         }
     }
 }
@@ -185,7 +246,7 @@ mod tests {
     use std::time::Duration;
 
     fn doubling(sizes: Arc<Mutex<Vec<usize>>>, fail_on: Option<u32>) -> Executor<u32, u32> {
-        Box::new(move |reqs: Vec<u32>| {
+        Box::new(move |reqs: Vec<u32>, _locked| {
             let sizes = Arc::clone(&sizes);
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -207,6 +268,7 @@ mod tests {
             max_batch: 16,
             max_queue: 1000,
             in_flight: 1,
+            depth: 1,
         };
         let g = Group::new(limits, doubling(Arc::clone(&sizes), None));
         let calls: Vec<_> = (0..100u32)
@@ -233,6 +295,7 @@ mod tests {
             max_batch: 16,
             max_queue: 40,
             in_flight: 1,
+            depth: 1,
         };
         let g = Group::new(limits, doubling(Arc::clone(&sizes), None));
         let out = g.call_many((0..50u32).collect()).await;
@@ -260,6 +323,7 @@ mod tests {
             max_batch: 1,
             max_queue: 1000,
             in_flight: 1,
+            depth: 1,
         };
         let g = Group::new(limits, doubling(sizes, Some(3)));
         for i in 0..6u32 {
@@ -272,6 +336,69 @@ mod tests {
         }
     }
 
+    // Pins pipelining: with depth 2, a batch starts only after the one before fired
+    // its `Locked`, two batches do overlap (the earlier still committing), and
+    // never more than two are in flight.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_batches_start_after_the_locks() {
+        let log = Arc::new(Mutex::new(Vec::<(&'static str, usize)>::new()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let seq = Arc::new(AtomicUsize::new(0));
+        let (l2, r2, m2, s2) = (
+            Arc::clone(&log),
+            Arc::clone(&running),
+            Arc::clone(&most),
+            Arc::clone(&seq),
+        );
+        let exec: Executor<u32, u32> = Box::new(move |reqs: Vec<u32>, mut locked: Locked| {
+            let (log, running, most) = (Arc::clone(&l2), Arc::clone(&r2), Arc::clone(&m2));
+            let n = s2.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                log.lock().unwrap().push(("start", n));
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                log.lock().unwrap().push(("locked", n));
+                locked.fire();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(reqs)
+            })
+        });
+        let limits = Limits {
+            max_batch: 2,
+            max_queue: 1000,
+            in_flight: 1,
+            depth: 2,
+        };
+        let g = Group::new(limits, exec);
+        let calls: Vec<_> = (0..40u32)
+            .map(|i| {
+                let g = Arc::clone(&g);
+                tokio::spawn(async move { g.call(i).await.unwrap() == i })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.unwrap());
+        }
+        let log = log.lock().unwrap();
+        for k in 1..seq.load(Ordering::SeqCst) {
+            let started = log.iter().position(|e| *e == ("start", k)).unwrap();
+            let locked = log.iter().position(|e| *e == ("locked", k - 1)).unwrap();
+            assert!(
+                locked < started,
+                "batch {k} started before {} held its locks",
+                k - 1
+            );
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "two batches overlapped, never three"
+        );
+    }
+
     // Pins the bound: calls past `max_queue` are refused at once, with a message that says so.
     // The first batch is held on a gate until the queue is seen full, so the test does
     // not depend on how fast a loaded machine schedules the callers.
@@ -280,7 +407,7 @@ mod tests {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let started = Arc::new(AtomicUsize::new(0));
         let (g2, s2) = (Arc::clone(&gate), Arc::clone(&started));
-        let exec: Executor<u32, u32> = Box::new(move |reqs: Vec<u32>| {
+        let exec: Executor<u32, u32> = Box::new(move |reqs: Vec<u32>, _locked| {
             let gate = Arc::clone(&g2);
             s2.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
@@ -292,6 +419,7 @@ mod tests {
             max_batch: 1,
             max_queue: 4,
             in_flight: 1,
+            depth: 1,
         };
         let g = Group::new(limits, exec);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

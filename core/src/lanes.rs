@@ -1,11 +1,11 @@
 //! Lanes of spends: several spend transactions in flight at once, each lane one
 //! account's (or several accounts') arrival-ordered queue.
 //!
-//! On a durable Postgres a transaction waits for its WAL flush at COMMIT; with one
-//! spend batch in flight a process waits for every flush in turn, while Postgres
-//! could flush several transactions' commits at once ("group commit"). So a
-//! process runs several charge groups (`group.rs`), the lanes, each with one batch
-//! in flight, and sends every spend of one account to the same lane: a key, its
+//! A spend batch that waits for a row lock (another process's transaction holds
+//! the row) holds up every batch behind it in its group. So on Postgres a process
+//! runs several charge groups (`group.rs`), the lanes, each deciding its batches
+//! in arrival order (and pipelining them: the next starts once the one before
+//! holds its locks), and sends every spend of one account to the same lane: a key, its
 //! ancestors and its account's ceiling all belong to one account (a parent must be
 //! of the child's account), so two lanes' transactions never wait on each other's
 //! row locks, and the spends of one account keep their arrival order, as they did
@@ -49,8 +49,9 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    /// `routes.count()` lanes, each a group with one batch in flight, running its
-    /// batches with the executor `exec` makes for it.
+    /// `routes.count()` lanes, each a group with one runner (`limits.depth`
+    /// batches in flight, pipelined), running its batches with the executor
+    /// `exec` makes for it.
     pub fn new(
         limits: Limits,
         routes: &Arc<Routes>,

@@ -13,6 +13,10 @@
 //! ([`crate::store::Queries`]), so the order of the steps, and what is skipped
 //! when, lives here and nowhere else.
 //!
+//! Once the last lock is taken the batch tells its lane ([`Locked`]), whose next
+//! batch may then start while this one writes and commits: on Postgres a later
+//! batch needing one of these rows waits for its lock until this one commits.
+//!
 //! Why the locks come first: the row locks are what serialize spends of one key
 //! (or one family) across processes, and the idempotency reads must come after
 //! them, so that a repeat sees the rows a concurrent first request committed.
@@ -23,6 +27,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::{hinted, missing_ceilings, KeyRow, Lookup};
 use crate::error::Result;
+use crate::group::Locked;
 use crate::spend::{plan, HoldRow, Plan, SpendOutcome, SpendReq};
 use crate::store::arg::Arg;
 use crate::store::codec::fill_shares;
@@ -62,6 +67,7 @@ pub(crate) async fn run<'a, S: Backend>(
     mut tx: Tx<'a, S>,
     reqs: &[SpendReq],
     now: DateTime<Utc>,
+    mut locked: Locked,
 ) -> Result<Charged>
 where
     Tx<'a, S>: ChargeSql,
@@ -87,6 +93,8 @@ where
             rows.push(ceiling(r)?);
         }
     }
+    // Every lock is taken: the lane's next batch may start (`group.rs`).
+    locked.fire();
     // Shares are read after the lock, in their own statement, so that they include
     // what the transaction this one waited for committed; only for rows whose
     // shares may still count.

@@ -36,7 +36,7 @@ use tokio::sync::mpsc::Sender;
 
 use crate::engine::{hinted, missing_ceilings, KeyRow, KeyUpdate, Lookup};
 use crate::error::Result;
-use crate::group::Limits;
+use crate::group::{Limits, Locked};
 use crate::ident::TableNames;
 use crate::model::{LedgerEntry, LedgerRecord, SpendBy, SpendOf, Spender, UsageRange};
 use crate::spend::SpendReq;
@@ -100,38 +100,47 @@ pub(crate) struct GroupLimits {
 /// The most calls waiting for one store, per kind; one more is `unavailable`.
 const MAX_QUEUE: usize = 10_000;
 
+/// The most spend batches of one lane in flight on Postgres, each started once the
+/// one before holds its row locks (`group.rs`).
+const PIPELINE_DEPTH: usize = 2;
+
 impl Store {
-    /// The grouping of this store. Charges: one batch in flight per lane
-    /// (`lanes.rs`), one transaction of many charges, which is cheap: calls
-    /// arriving meanwhile gather into the lane's next batch. One batch per lane is
-    /// what keeps an account's arrival order: two batches of one account in flight
-    /// could take a shared row's lock in either order (a property test caught
-    /// exactly that with four in flight and no lanes). On Postgres as many lanes as
-    /// validate reads in flight; on SQLite one lane, so one writer per database
-    /// file in this process and charges never queue on SQLite's lock through the
-    /// busy timeout. Validates: up to 4 batches in flight on Postgres (more would
+    /// The grouping of this store. Charges: one runner per lane (`lanes.rs`),
+    /// each batch one transaction of many charges: calls arriving meanwhile
+    /// gather into the lane's next batch. One runner per lane is what keeps an
+    /// account's arrival order. On Postgres a quarter of the pool in lanes (2 with
+    /// the default pool of 10, at most 4), each with up to [`PIPELINE_DEPTH`]
+    /// batches in flight, the next started once the one before holds its row
+    /// locks (`group.rs`): a batch no longer waits for the one before to commit,
+    /// and the commits in flight share the server's WAL flushes. More lanes split
+    /// the same callers into smaller batches, which costs more per charge on a
+    /// small machine (measured with `make bench`: the note of the speed issue).
+    /// On SQLite one lane, one batch at a time: one writer per database file in
+    /// this process, so charges never queue on SQLite's lock through the busy
+    /// timeout. Validates: up to 4 batches in flight on Postgres (more would
     /// split the same callers into smaller batches; on a small machine the cost
     /// per statement, not the database, is the limit) and the remaining
-    /// connections on SQLite.
+    /// connections on SQLite. Spends and validates together use at most the pool.
     pub fn group_limits(&self, pool_size: Option<u32>) -> GroupLimits {
-        let limits = |max_batch, in_flight| Limits {
+        let limits = |max_batch, in_flight, depth| Limits {
             max_batch,
             max_queue: MAX_QUEUE,
             in_flight,
+            depth,
         };
         match self {
             Store::Postgres(_) => {
                 let pool = usize::try_from(pool_size.unwrap_or(10)).unwrap_or(1);
                 let in_flight = (pool / 2).clamp(1, 4);
                 GroupLimits {
-                    validates: limits(256, in_flight),
-                    charges: limits(128, 1),
-                    lanes: in_flight,
+                    validates: limits(256, in_flight, 1),
+                    charges: limits(128, 1, PIPELINE_DEPTH),
+                    lanes: (pool / 4).clamp(1, 4),
                 }
             }
             Store::Sqlite(s) => GroupLimits {
-                validates: limits(256, s.connections().saturating_sub(1).max(1)),
-                charges: limits(128, 1),
+                validates: limits(256, s.connections().saturating_sub(1).max(1), 1),
+                charges: limits(128, 1, 1),
                 lanes: 1,
             },
         }
@@ -368,8 +377,13 @@ impl Store {
     }
     /// Applies a batch of spends (charges, reserves, settles, releases)
     /// atomically, in order, through the one pipeline (`charge.rs`).
-    pub async fn charge(&self, reqs: &[SpendReq], now: DateTime<Utc>) -> Result<charge::Charged> {
-        dispatch!(self, s => charge::run(s.begin().await?, reqs, now).await)
+    pub async fn charge(
+        &self,
+        reqs: &[SpendReq],
+        now: DateTime<Utc>,
+        locked: Locked,
+    ) -> Result<charge::Charged> {
+        dispatch!(self, s => charge::run(s.begin().await?, reqs, now, locked).await)
     }
     /// Sets (`Some`) or removes (`None`) the ceiling of `account_id` and points
     /// the hints of the account's keys at it, in one transaction holding the
