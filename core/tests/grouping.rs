@@ -12,7 +12,7 @@ mod common;
 
 use common::{budget, opts, Db, Kind};
 use futures::future::join_all;
-use keyleash::{Charge, ChargeResult, CreateOptions, KeyLeash, Validation};
+use keyleash::{Charge, ChargeResult, CreateOptions, KeyLeash, Options, Validation};
 use serde_json::Value;
 
 /// A small deterministic generator (xorshift64*), so a failing seed can be replayed.
@@ -115,7 +115,7 @@ async fn state(db: &Db, keys: &[String]) -> Vec<(Value, Option<i64>)> {
 // arrival order, and leave the same counters and ledger, over many random workloads.
 async fn grouped_equals_sequential(kind: Kind) {
     for seed in 1..=12u64 {
-        grouped_against_sequential(kind, seed, 120, keys).await;
+        grouped_against_sequential(kind, seed, 120, Options::default(), keys).await;
     }
 }
 both!(grouped_equals_sequential);
@@ -125,19 +125,25 @@ both!(grouped_equals_sequential);
 // order, so every outcome and the final state are still the one-at-a-time ones.
 async fn grouped_equals_sequential_across_lanes(kind: Kind) {
     for seed in 101..=108u64 {
-        grouped_against_sequential(kind, seed, 240, keys_of_four).await;
+        // A pool of 40: four lanes on Postgres (one per 10 connections).
+        let options = Options {
+            pool_size: (kind == Kind::Postgres).then_some(40),
+            ..Options::default()
+        };
+        grouped_against_sequential(kind, seed, 240, options, keys_of_four).await;
     }
 }
 both!(grouped_equals_sequential_across_lanes);
 
 /// Runs `n` random charges of seed `seed` over the keys `make` creates, all at
-/// once on one table and one after another on another, and compares.
-async fn grouped_against_sequential<F>(kind: Kind, seed: u64, n: usize, make: F)
+/// once on one table (connected with `options`) and one after another on
+/// another, and compares.
+async fn grouped_against_sequential<F>(kind: Kind, seed: u64, n: usize, options: Options, make: F)
 where
     F: for<'a> AsyncFn(&'a KeyLeash) -> Vec<String>,
 {
     {
-        let grouped = Db::open(kind).await;
+        let grouped = Db::with(kind, options).await;
         let sequential = Db::open(kind).await;
         let keys_g = make(&grouped.kl).await;
         let keys_s = make(&sequential.kl).await;

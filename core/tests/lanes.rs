@@ -14,10 +14,19 @@ use std::time::Duration;
 use common::{opts, Db, Kind};
 use futures::future::join_all;
 use keyleash::{
-    Charge, ChargeRefusal, ChargeResult, CreateOptions, KeyLeash, Reserve, ReserveResult,
+    Charge, ChargeRefusal, ChargeResult, CreateOptions, KeyLeash, Options, Reserve, ReserveResult,
 };
 
 const ACCOUNTS: usize = 8;
+
+/// Options with a pool of 40 on Postgres: 4 lanes (one per 10 connections; the
+/// default pool of 10 has one).
+fn four_lanes(kind: Kind) -> Options {
+    Options {
+        pool_size: (kind == Kind::Postgres).then_some(40),
+        ..Options::default()
+    }
+}
 const CEILING_CENTS: f64 = 30.0;
 
 /// One account's keys: a parent, its two children, a lone key; all uncapped, so
@@ -88,9 +97,18 @@ fn did(r: &ChargeResult, cents: f64) -> Did {
 // process that has never seen the keys, fill each account's ceiling exactly,
 // charge each idempotency key once, and leave every counter equal to its ledger.
 async fn parallel_spends_across_lanes_stay_exact(kind: Kind) {
-    let db = Db::open(kind).await;
+    let db = Db::with(kind, four_lanes(kind)).await;
     let accts = accounts(&db.kl).await;
-    let fresh = db.another().await;
+    let fresh = KeyLeash::connect(
+        &db.url,
+        Options {
+            table_name: db.table.clone(),
+            clock: db.kl.clock().clone(),
+            ..four_lanes(kind)
+        },
+    )
+    .await
+    .unwrap();
     let clients = [db.kl.clone(), fresh];
     // Per account: 60 one-cent charges round the four keys, 8 repeats of one
     // idempotency key on a child, 10 one-cent holds settled at 1 cent.
@@ -221,11 +239,11 @@ async fn below_of(db: &Db, acct: &Account, id: i64) -> i64 {
 // writer, so it runs one lane by design (docs/semantics.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_locked_account_holds_up_no_other() {
-    let db = Db::open(Kind::Postgres).await;
+    let db = Db::with(Kind::Postgres, four_lanes(Kind::Postgres)).await;
     let blocked = db.kl.create(opts("blocked")).await.unwrap();
     let mut others = Vec::new();
-    // 32 accounts: with 2 lanes, all of them in the locked account's lane has a
-    // chance of 2^-32.
+    // 32 accounts: with 4 lanes, all of them in the locked account's lane has a
+    // chance of 2^-64.
     for i in 0..32 {
         others.push(db.kl.create(opts(&format!("other_{i}"))).await.unwrap().key);
     }

@@ -108,13 +108,16 @@ impl Store {
     /// The grouping of this store. Charges: one runner per lane (`lanes.rs`),
     /// each batch one transaction of many charges: calls arriving meanwhile
     /// gather into the lane's next batch. One runner per lane is what keeps an
-    /// account's arrival order. On Postgres a quarter of the pool in lanes (2 with
-    /// the default pool of 10, at most 4), each with up to [`PIPELINE_DEPTH`]
+    /// account's arrival order. On Postgres one lane per 10 connections of the pool
+    /// (1 with the default pool of 10, at most 4), each with up to [`PIPELINE_DEPTH`]
     /// batches in flight, the next started once the one before holds its row
     /// locks (`group.rs`): a batch no longer waits for the one before to commit,
     /// and the commits in flight share the server's WAL flushes. More lanes split
     /// the same callers into smaller batches, which costs more per charge on a
-    /// small machine (measured with `make bench`: the note of the speed issue).
+    /// small machine: on 2 cores, 32 callers, 2 lanes instead of 1 halved the
+    /// charges per second with `fsync` off (CPU-bound) and did not raise them with
+    /// it on; a lane's use is that a spend waiting on a row lock another process
+    /// holds holds up only its own lane, which a big pool can afford.
     /// On SQLite one lane, one batch at a time: one writer per database file in
     /// this process, so charges never queue on SQLite's lock through the busy
     /// timeout. Validates: up to 4 batches in flight on Postgres (more would
@@ -135,7 +138,7 @@ impl Store {
                 GroupLimits {
                     validates: limits(256, in_flight, 1),
                     charges: limits(128, 1, PIPELINE_DEPTH),
-                    lanes: (pool / 4).clamp(1, 4),
+                    lanes: (pool / 10).clamp(1, 4),
                 }
             }
             Store::Sqlite(s) => GroupLimits {
