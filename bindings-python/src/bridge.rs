@@ -56,7 +56,7 @@ where
     T: for<'py> IntoPyObject<'py> + Send + 'static,
 {
     let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
-    let py_fut = event_loop.call_method0("create_future")?;
+    let py_fut = event_loop.call_method0(intern!(py, "create_future"))?;
     let (event_loop, target) = (event_loop.unbind(), py_fut.clone().unbind());
     let courier = courier()?;
     runtime()?.spawn(async move {
@@ -180,17 +180,21 @@ fn deliver(py: Python<'_>, batch: Vec<Delivery>) {
         let _ = wrap_pyfunction!(resolve, py).and_then(|resolve| {
             event_loop
                 .bind(py)
-                .call_method1("call_soon_threadsafe", (resolve, items))
+                .call_method1(intern!(py, "call_soon_threadsafe"), (resolve, items))
         });
     }
 }
 
 /// Runs on the loop's thread: completes each future unless it was cancelled.
 #[pyfunction]
-fn resolve(items: Vec<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>) -> PyResult<()> {
+fn resolve(py: Python<'_>, items: Vec<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>) -> PyResult<()> {
     for (fut, ok, value) in items {
-        if !fut.call_method0("done")?.is_truthy()? {
-            let method = if ok { "set_result" } else { "set_exception" };
+        if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+            let method = if ok {
+                intern!(py, "set_result")
+            } else {
+                intern!(py, "set_exception")
+            };
             fut.call_method1(method, (value,))?;
         }
     }

@@ -301,16 +301,33 @@ fn fresh(value: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// A new result equal to `template` (built by [`Builder`]): the same class, a
-/// copy of its `__dict__`, with lists and dicts copied again; `_raw` is shared,
-/// which nothing can see (`to_dict()` returns a deep copy of it).
+/// copy of its `__dict__` (one `dict.copy()`), with lists and dicts copied again;
+/// `_raw` is shared, which nothing can see (`to_dict()` returns a deep copy of it).
 fn copy_of<'py>(template: &Template, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-    let (obj, attrs) = instance(py, template.class)?;
-    attrs.update(template.attrs.bind(py).as_mapping())?;
+    let class = template.class;
+    let args = PyTuple::empty(py);
+    // SAFETY: as in `instance`.
+    let obj = unsafe {
+        let ptr = (class.new)(
+            class.cls.as_ptr().cast(),
+            args.as_ptr(),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)?
+    };
+    let attrs = template.attrs.bind(py).copy()?;
     for name in &template.mutable {
         let name = name.bind(py);
-        if let Some(value) = template.attrs.bind(py).get_item(name)? {
+        if let Some(value) = attrs.get_item(name)? {
             attrs.set_item(name, fresh(value)?)?;
         }
+    }
+    // SAFETY: `obj` is a live instance whose class has a `__dict__`, `attrs` a
+    // dict; the call takes its own reference and returns 0 or -1 with an error.
+    if unsafe { ffi::PyObject_GenericSetDict(obj.as_ptr(), attrs.as_ptr(), std::ptr::null_mut()) }
+        != 0
+    {
+        return Err(PyErr::fetch(py));
     }
     Ok(obj)
 }

@@ -214,7 +214,9 @@ class KeyLeash:
         gathered and cross into the core together (one native call, one wake-up
         for all of them); each gets exactly the answer it would have had alone.
         The key is hashed and the cache looked at once either way."""
-        now = self._native.validate_now_or_ref(_check.text("raw_key", raw_key))
+        if not isinstance(raw_key, str):  # _check.text, inlined on this hot path
+            raw_key = _check.text("raw_key", raw_key)
+        now = self._native.validate_now_or_ref(raw_key)
         if isinstance(now, _native.MissedKey):
             return await self._gather(now)
         return now
