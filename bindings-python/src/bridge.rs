@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
 use pyo3::{intern, IntoPyObjectExt};
 use tokio::runtime::{Builder, Runtime};
 
@@ -38,12 +39,13 @@ const BATCH: usize = 1024;
 /// A finished call: turns its result into Python objects, with the GIL held.
 type Delivery = Box<dyn for<'py> FnOnce(Python<'py>) -> Resolved + Send>;
 
-/// Where a result goes (`fut` of `event_loop`) and what it is.
+/// A future, whether it succeeded, and its result or exception.
+type Outcome = (Py<PyAny>, bool, Py<PyAny>);
+
+/// Where results go (futures of `event_loop`) and what they are.
 struct Resolved {
     event_loop: Py<PyAny>,
-    fut: Py<PyAny>,
-    ok: bool,
-    value: Py<PyAny>,
+    outcomes: Vec<Outcome>,
 }
 
 /// Runs `fut` on tokio and returns an asyncio future of the running loop that
@@ -61,17 +63,9 @@ where
     let courier = courier()?;
     runtime()?.spawn(async move {
         let result = fut.await;
-        let delivery: Delivery = Box::new(move |py| {
-            let (ok, value) = match result.and_then(|v| v.into_py_any(py)) {
-                Ok(v) => (true, v),
-                Err(e) => (false, e.into_value(py).into_any()),
-            };
-            Resolved {
-                event_loop,
-                fut: target,
-                ok,
-                value,
-            }
+        let delivery: Delivery = Box::new(move |py| Resolved {
+            event_loop,
+            outcomes: vec![outcome(target, result.and_then(|v| v.into_py_any(py)), py)],
         });
         // Fails only if the delivery thread is gone, i.e. the process is exiting.
         if let Err(unsent) = courier.send(delivery) {
@@ -79,6 +73,59 @@ where
         }
     });
     Ok(py_fut)
+}
+
+/// Runs `fut` on tokio and settles `futures` (asyncio futures of the running loop)
+/// with its answers, the first future with the first answer and so on (a future
+/// without an answer gets a `RuntimeError`): one task, one delivery and one
+/// loop wake-up for them all, no future of the call's own. `answer` turns one
+/// answer into the future's result, or the exception it is to raise. A future
+/// already done (its caller was cancelled) is left as it is.
+pub fn settle_each<F, A>(
+    py: Python<'_>,
+    futures: Vec<Py<PyAny>>,
+    fut: F,
+    answer: for<'py> fn(Python<'py>, A) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<()>
+where
+    F: Future<Output = Vec<A>> + Send + 'static,
+    A: Send + 'static,
+{
+    let event_loop = pyo3_async_runtimes::get_running_loop(py)?.unbind();
+    let courier = courier()?;
+    runtime()?.spawn(async move {
+        let answers = fut.await;
+        let delivery: Delivery = Box::new(move |py| {
+            let mut answers = answers.into_iter();
+            let outcomes = futures
+                .into_iter()
+                .map(|target| {
+                    let result = answers.next().map_or_else(
+                        || Err(PyRuntimeError::new_err("keyleash lost an answer")),
+                        |a| answer(py, a).map(Bound::unbind),
+                    );
+                    outcome(target, result, py)
+                })
+                .collect();
+            Resolved {
+                event_loop,
+                outcomes,
+            }
+        });
+        // Fails only if the delivery thread is gone, i.e. the process is exiting.
+        if let Err(unsent) = courier.send(delivery) {
+            std::mem::forget(unsent);
+        }
+    });
+    Ok(())
+}
+
+/// `target`, whether `result` is a success, and its value or exception.
+fn outcome(target: Py<PyAny>, result: PyResult<Py<PyAny>>, py: Python<'_>) -> Outcome {
+    match result {
+        Ok(v) => (target, true, v),
+        Err(e) => (target, false, e.into_value(py).into_any()),
+    }
 }
 
 /// An asyncio future of the running loop, already resolved with `result`: for a
@@ -158,47 +205,61 @@ fn deliver_loop(rx: &Receiver<Delivery>) {
     }
 }
 
-/// A future, whether it succeeded, and its result or exception.
-type Outcome = (Py<PyAny>, bool, Py<PyAny>);
-
 /// Hands each event loop its results in one `call_soon_threadsafe`.
 fn deliver(py: Python<'_>, batch: Vec<Delivery>) {
     let mut per_loop: Vec<(Py<PyAny>, Vec<Outcome>)> = Vec::new();
     for delivery in batch {
         let r = delivery(py);
-        let item = (r.fut, r.ok, r.value);
         match per_loop
             .iter_mut()
             .find(|(l, _)| l.as_ptr() == r.event_loop.as_ptr())
         {
-            Some((_, items)) => items.push(item),
-            None => per_loop.push((r.event_loop, vec![item])),
+            Some((_, outcomes)) => outcomes.extend(r.outcomes),
+            None => per_loop.push((r.event_loop, r.outcomes)),
         }
     }
-    for (event_loop, items) in per_loop {
+    for (event_loop, outcomes) in per_loop {
+        let settle = Settle {
+            outcomes: Mutex::new(outcomes),
+        };
         // A closed loop raises here: nobody awaits those results any more.
-        let _ = wrap_pyfunction!(resolve, py).and_then(|resolve| {
+        let _ = Bound::new(py, settle).and_then(|settle| {
             event_loop
                 .bind(py)
-                .call_method1(intern!(py, "call_soon_threadsafe"), (resolve, items))
+                .call_method1(intern!(py, "call_soon_threadsafe"), (settle,))
         });
     }
 }
 
-/// Runs on the loop's thread: completes each future unless it was cancelled.
-#[pyfunction]
-fn resolve(py: Python<'_>, items: Vec<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>) -> PyResult<()> {
-    for (fut, ok, value) in items {
-        if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
-            let method = if ok {
-                intern!(py, "set_result")
-            } else {
-                intern!(py, "set_exception")
-            };
-            fut.call_method1(method, (value,))?;
+/// The results of one delivery to one loop: called there (`call_soon_threadsafe`),
+/// it completes each future unless it is done already (cancelled).
+#[pyclass(frozen)]
+struct Settle {
+    outcomes: Mutex<Vec<Outcome>>,
+}
+
+#[pymethods]
+impl Settle {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let outcomes = std::mem::take(
+            &mut *self
+                .outcomes
+                .lock_py_attached(py)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (fut, ok, value) in outcomes {
+            let fut = fut.bind(py);
+            if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+                let method = if ok {
+                    intern!(py, "set_result")
+                } else {
+                    intern!(py, "set_exception")
+                };
+                fut.call_method1(method, (value,))?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Called at interpreter exit (`atexit`): no new attachments, and waits (at most

@@ -52,26 +52,12 @@ fn py_err(e: keyleash::Error) -> PyErr {
     }
 }
 
-/// The answers of `validate_refs`: per key, its validation object, or the error
-/// as the exception instance `py_err` makes (the Python side raises it in its
-/// caller).
-struct Answers(Vec<keyleash::Result<keyleash::Validation>>);
-
-impl<'py> IntoPyObject<'py> for Answers {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let list = pyo3::types::PyList::empty(py);
-        for answer in self.0 {
-            match answer {
-                Ok(v) => list.append(v.to_result(py)?)?,
-                Err(e) => list.append(py_err(e).into_value(py))?,
-            }
-        }
-        Ok(list.into_any())
-    }
+/// One answer of `validate_refs`: the validation object, or the error `py_err` makes.
+fn validation<'py>(
+    py: Python<'py>,
+    answer: keyleash::Result<keyleash::Validation>,
+) -> PyResult<Bound<'py, PyAny>> {
+    answer.map_err(py_err)?.to_result(py)
 }
 
 fn bad_arg(msg: impl Into<String>) -> PyErr {
@@ -297,18 +283,24 @@ impl NativeKeyLeash {
     }
 
     /// The store's `validate` of each key the cache missed, in order, crossing
-    /// into the core once (no second hash, no second cache look): an awaitable
-    /// list with, for each key, the validation object or the exception its
-    /// validate raised. The Python client gathers the misses of one turn of the
-    /// event loop into one such call.
+    /// into the core once (no second hash, no second cache look): settles each
+    /// of `futures` (of the running loop, one per key) with its key's validation
+    /// object or the exception its validate raised. The Python client gathers
+    /// the misses of one turn of the event loop into one such call.
     fn validate_refs<'py>(
         &self,
         py: Python<'py>,
         keys: Vec<PyRef<'py, MissedKey>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+        futures: Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
         let kl = self.kl()?;
         let keys: Vec<keyleash::KeyRef> = keys.iter().map(|k| k.key.clone()).collect();
-        future_into_py(py, async move { Ok(Answers(kl.validate_refs(keys).await)) })
+        bridge::settle_each(
+            py,
+            futures,
+            async move { kl.validate_refs(keys).await },
+            validation,
+        )
     }
 
     fn validate_by_subject<'py>(

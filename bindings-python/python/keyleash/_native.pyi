@@ -6,6 +6,7 @@ replies as their JSON text. Timestamps given to the native module cross as ISO 8
 strings with a time zone.
 """
 
+import asyncio
 import builtins
 from collections.abc import Awaitable, Callable
 from typing import Literal
@@ -77,8 +78,11 @@ class NativeKeyLeash:
     def ensure_subject(self, subject: str, opts: CreateOptions) -> Awaitable[None]: ...
     def validate_now_or_ref(self, raw_key: str) -> Validation | MissedKey:
         """The answer when no store is needed, else the key hashed once."""
-    def validate_refs(self, keys: list[MissedKey]) -> Awaitable[list[Validation | BaseException]]:
-        """The store's validate of each missed key, in order, in one native call."""
+    def validate_refs(
+        self, keys: list[MissedKey], futures: list[asyncio.Future[Validation]]
+    ) -> None:
+        """The store's validate of each missed key, in order, in one native call:
+        each answer (or exception) settles the future of the same place."""
     def validate_by_subject(self, subject: str) -> Awaitable[Validation]: ...
     def track_usage(
         self, raw_key: str, cost_cents: float, idempotency_key: str | None = None

@@ -150,10 +150,11 @@ class KeyLeash:
     def __init__(self, native: _native.NativeKeyLeash) -> None:
         """Internal: use ``await KeyLeash.connect(url, **options)``."""
         self._native = native
-        # Validates waiting for the end of this turn of each event loop, sent to
-        # the core as one validate_refs (see ``validate``).
+        # Validates waiting for the end of this turn of each event loop (their keys
+        # and futures), sent to the core as one validate_refs (see ``validate``).
         self._gathered: dict[
-            asyncio.AbstractEventLoop, list[tuple[_native.MissedKey, asyncio.Future[Validation]]]
+            asyncio.AbstractEventLoop,
+            tuple[list[_native.MissedKey], list[asyncio.Future[Validation]]],
         ] = {}
 
     @classmethod
@@ -228,38 +229,22 @@ class KeyLeash:
         waiting = loop.create_future()
         gathered = self._gathered.get(loop)
         if gathered is None:
-            gathered = self._gathered[loop] = []
+            gathered = self._gathered[loop] = ([], [])
             loop.call_soon(self._send_gathered, loop)
-        gathered.append((key, waiting))
+        gathered[0].append(key)
+        gathered[1].append(waiting)
         return waiting
 
     def _send_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Sends this turn's misses as one ``validate_refs`` and settles each."""
-        batch = self._gathered.pop(loop, [])
+        """Sends this turn's misses as one ``validate_refs``, which settles each
+        caller's future itself (one that is done, its caller cancelled, is left)."""
+        keys, waiting = self._gathered.pop(loop, ([], []))
         try:
-            answers = self._native.validate_refs([key for key, _ in batch])
+            self._native.validate_refs(keys, waiting)
         except Exception as e:  # every caller of the turn gets the failure
-            for _, waiting in batch:
-                if not waiting.done():
-                    waiting.set_exception(e)
-            return
-
-        def settle(done: asyncio.Future[list[Validation | BaseException]]) -> None:
-            failure = asyncio.CancelledError() if done.cancelled() else done.exception()
-            if failure is not None:
-                for _, waiting in batch:
-                    if not waiting.done():
-                        waiting.set_exception(failure)
-                return
-            for (_, waiting), answer in zip(batch, done.result(), strict=True):
-                if waiting.done():  # its caller was cancelled
-                    continue
-                if isinstance(answer, BaseException):
-                    waiting.set_exception(answer)
-                else:
-                    waiting.set_result(answer)
-
-        asyncio.ensure_future(answers).add_done_callback(settle)
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(e)
 
     async def validate_by_subject(self, subject: str) -> Validation:
         """``validate`` for a row made by ``ensure_subject``."""
