@@ -1,9 +1,10 @@
 //! `keyleash._native`: the PyO3 half of the Python package.
 //!
 //! Every function converts its arguments, calls the core and maps the error; no rule
-//! of keyleash lives here. Results cross as the core's serde JSON text (exactly the
-//! camelCase shape of docs/api.md), which the pure-Python layer wraps in result objects,
-//! so Python sees the very bytes Node sees.
+//! of keyleash lives here. Results cross as the Python package's result objects,
+//! built here from the core's own serde shape (`results.rs`: exactly the camelCase
+//! dict of docs/api.md in `to_dict()`, the very fields Node sees); the HTTP replies
+//! cross as their JSON text, which goes to the client as it is.
 //!
 //! Async methods return asyncio awaitables (`bridge.rs`, on a process-wide tokio
 //! runtime): the core runs on tokio threads without the GIL, so any number of
@@ -12,6 +13,7 @@
 //! `InvalidArgumentError` and connects again.
 
 mod bridge;
+mod results;
 
 use chrono::{DateTime, Utc};
 use keyleash::options::{
@@ -23,6 +25,7 @@ use pyo3::prelude::*;
 use serde::Serialize;
 
 use crate::bridge::{future_into_py, ready_into_py};
+use crate::results::{Granted, Native, Templates, ToResult};
 
 pyo3::import_exception!(keyleash.exceptions, InvalidScopeError);
 pyo3::import_exception!(keyleash.exceptions, InvalidDurationError);
@@ -49,24 +52,12 @@ fn py_err(e: keyleash::Error) -> PyErr {
     }
 }
 
-/// One answer of `validate_refs`: JSON text, or the error, which becomes the
-/// exception instance `py_err` makes (the Python side raises it in its caller).
-enum Answer {
-    Text(String),
-    Error(keyleash::Error),
-}
-
-impl<'py> IntoPyObject<'py> for Answer {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match self {
-            Answer::Text(text) => pyo3::types::PyString::new(py, &text).into_any(),
-            Answer::Error(e) => py_err(e).into_value(py).into_bound(py).into_any(),
-        })
-    }
+/// One answer of `validate_refs`: the validation object, or the error `py_err` makes.
+fn validation<'py>(
+    py: Python<'py>,
+    answer: keyleash::Result<keyleash::Validation>,
+) -> PyResult<Bound<'py, PyAny>> {
+    answer.map_err(py_err)?.to_result(py)
 }
 
 fn bad_arg(msg: impl Into<String>) -> PyErr {
@@ -84,6 +75,20 @@ fn parse_time(field: &str, s: &str) -> PyResult<DateTime<Utc>> {
 
 fn opt_time(field: &str, s: Option<String>) -> PyResult<Option<DateTime<Utc>>> {
     s.map(|s| parse_time(field, &s)).transpose()
+}
+
+/// How many result objects of cached answers a connection keeps (`Templates`): as
+/// many as its cache keeps answers (`max_entries`, default 10,000), at most 16,384
+/// (about 2 KB each).
+fn templates_cap(max_entries: Option<f64>) -> usize {
+    const MOST: usize = 16_384;
+    match max_entries {
+        // A whole number (the Python layer checked it), in range: no truncation.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(n) if (1.0..=16_384.0).contains(&n) => n as usize,
+        Some(_) => MOST,
+        None => keyleash::CacheOptions::default().max_entries.min(MOST),
+    }
 }
 
 /// A signup or mint rate limit as the Python layer hands it: the int it checked
@@ -178,6 +183,8 @@ struct NativeKeyLeash {
     inner: KeyLeash,
     /// The process that connected.
     pid: u32,
+    /// The result objects of the validation cache's answers (`validate_now_or_ref`).
+    templates: Templates,
 }
 
 #[pymethods]
@@ -201,6 +208,7 @@ impl NativeKeyLeash {
     ) -> PyResult<Bound<'_, PyAny>> {
         // The values as Python gave them: the core converts and checks them, so
         // every language has the same limits and messages.
+        let templates = templates_cap(cache.and_then(|(_, max_entries)| max_entries));
         let options = ConnectInput {
             table_name,
             key_prefix,
@@ -219,13 +227,20 @@ impl NativeKeyLeash {
         future_into_py(py, async move {
             let inner = KeyLeash::connect(&url, options).await.map_err(py_err)?;
             let pid = std::process::id();
-            Ok(NativeKeyLeash { inner, pid })
+            Ok(NativeKeyLeash {
+                inner,
+                pid,
+                templates: Templates::new(templates),
+            })
         })
     }
 
-    /// The validation cache's counters as JSON, or None when the cache is off.
-    fn cache_stats(&self) -> PyResult<Option<String>> {
-        self.kl()?.cache_stats().as_ref().map(to_json).transpose()
+    /// The validation cache's counters (a `CacheStats`), or None when the cache is off.
+    fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.kl()?
+            .cache_stats()
+            .map(|stats| stats.to_result(py))
+            .transpose()
     }
 
     fn migrate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -236,7 +251,7 @@ impl NativeKeyLeash {
     fn create<'py>(&self, py: Python<'py>, opts: &PyCreateOptions) -> PyResult<Bound<'py, PyAny>> {
         let (kl, opts) = (self.kl()?, opts.0.clone());
         future_into_py(py, async move {
-            to_json(&kl.create(opts).await.map_err(py_err)?)
+            Ok(Native(kl.create(opts).await.map_err(py_err)?))
         })
     }
 
@@ -253,43 +268,39 @@ impl NativeKeyLeash {
     }
 
     /// `validate`'s answer when no store access is needed (a malformed key, a
-    /// validation-cache hit) as JSON text, else a `MissedKey`: the key hashed
-    /// once, the cache looked at once, for `validate_refs`. Synchronous, no future.
-    fn validate_now_or_ref(&self, raw_key: &str) -> PyResult<NowOrMissed> {
-        let kl = self.kl()?;
-        Ok(match kl.validate_now_or_ref(raw_key) {
-            Ok(text) => NowOrMissed::Now(text.to_string()),
-            Err(key) => NowOrMissed::Missed(MissedKey { key }),
-        })
+    /// validation-cache hit) as its validation object, else a `MissedKey`: the key
+    /// hashed once, the cache looked at once, for `validate_refs`. Synchronous, no
+    /// future; a hit copies the object kept for that cached answer.
+    fn validate_now_or_ref<'py>(
+        &self,
+        py: Python<'py>,
+        raw_key: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self.kl()?.validate_now_or_ref(raw_key) {
+            Ok(text) => self.templates.validation(py, text),
+            Err(key) => Ok(Bound::new(py, MissedKey { key })?.into_any()),
+        }
     }
 
     /// The store's `validate` of each key the cache missed, in order, crossing
-    /// into the core once (no second hash, no second cache look): an awaitable
-    /// list with, for each key, the validation's JSON text or the exception its
-    /// validate raised. The Python client gathers the misses of one turn of the
-    /// event loop into one such call.
+    /// into the core once (no second hash, no second cache look): settles each
+    /// of `futures` (of the running loop, one per key) with its key's validation
+    /// object or the exception its validate raised. The Python client gathers
+    /// the misses of one turn of the event loop into one such call.
     fn validate_refs<'py>(
         &self,
         py: Python<'py>,
         keys: Vec<PyRef<'py, MissedKey>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+        futures: Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
         let kl = self.kl()?;
         let keys: Vec<keyleash::KeyRef> = keys.iter().map(|k| k.key.clone()).collect();
-        future_into_py(py, async move {
-            let answers = kl.validate_refs(keys).await;
-            Ok(answers
-                .into_iter()
-                .map(|a| {
-                    match a.and_then(|v| {
-                        serde_json::to_string(&v)
-                            .map_err(|e| keyleash::Error::Unavailable(e.to_string().into()))
-                    }) {
-                        Ok(text) => Answer::Text(text),
-                        Err(e) => Answer::Error(e),
-                    }
-                })
-                .collect::<Vec<_>>())
-        })
+        bridge::settle_each(
+            py,
+            futures,
+            async move { kl.validate_refs(keys).await },
+            validation,
+        )
     }
 
     fn validate_by_subject<'py>(
@@ -299,10 +310,12 @@ impl NativeKeyLeash {
     ) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
         if let Some(answer) = kl.validate_by_subject_now_json(&subject) {
-            return ready_into_py(py, Ok(&*answer));
+            return ready_into_py(py, self.templates.validation(py, answer));
         }
         future_into_py(py, async move {
-            to_json(&kl.validate_by_subject(&subject).await.map_err(py_err)?)
+            Ok(Native(
+                kl.validate_by_subject(&subject).await.map_err(py_err)?,
+            ))
         })
     }
 
@@ -320,10 +333,12 @@ impl NativeKeyLeash {
             idempotency_key,
         };
         if let Some(outcome) = kl.track_usage_now(&raw_key, &charge) {
-            return ready_into_py(py, outcome.map_err(py_err).and_then(|c| to_json(&c)));
+            return ready_into_py(py, outcome.map(Native).map_err(py_err));
         }
         future_into_py(py, async move {
-            to_json(&kl.track_usage(&raw_key, charge).await.map_err(py_err)?)
+            Ok(Native(
+                kl.track_usage(&raw_key, charge).await.map_err(py_err)?,
+            ))
         })
     }
 
@@ -341,14 +356,14 @@ impl NativeKeyLeash {
             idempotency_key,
         };
         if let Some(outcome) = kl.track_usage_by_subject_now(&subject, &charge) {
-            return ready_into_py(py, outcome.map_err(py_err).and_then(|c| to_json(&c)));
+            return ready_into_py(py, outcome.map(Native).map_err(py_err));
         }
         future_into_py(py, async move {
-            to_json(
-                &kl.track_usage_by_subject(&subject, charge)
+            Ok(Native(
+                kl.track_usage_by_subject(&subject, charge)
                     .await
                     .map_err(py_err)?,
-            )
+            ))
         })
     }
 
@@ -368,7 +383,7 @@ impl NativeKeyLeash {
             idempotency_key,
         };
         future_into_py(py, async move {
-            to_json(&kl.reserve(&raw_key, reserve).await.map_err(py_err)?)
+            Ok(Native(kl.reserve(&raw_key, reserve).await.map_err(py_err)?))
         })
     }
 
@@ -380,7 +395,9 @@ impl NativeKeyLeash {
     ) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
         future_into_py(py, async move {
-            to_json(&kl.settle(hold_id, cost_cents).await.map_err(py_err)?)
+            Ok(Native(
+                kl.settle(hold_id, cost_cents).await.map_err(py_err)?,
+            ))
         })
     }
 
@@ -449,7 +466,7 @@ impl NativeKeyLeash {
     fn list<'py>(&self, py: Python<'py>, account_id: String) -> PyResult<Bound<'py, PyAny>> {
         let kl = self.kl()?;
         future_into_py(py, async move {
-            to_json(&kl.list(&account_id).await.map_err(py_err)?)
+            Ok(Native(kl.list(&account_id).await.map_err(py_err)?))
         })
     }
 
@@ -467,7 +484,7 @@ impl NativeKeyLeash {
             to: opt_time("to", to)?,
         };
         future_into_py(py, async move {
-            to_json(&kl.usage(key_id, range).await.map_err(py_err)?)
+            Ok(Native(kl.usage(key_id, range).await.map_err(py_err)?))
         })
     }
 
@@ -480,8 +497,9 @@ impl NativeKeyLeash {
     }
 
     /// The HTTP decision for one request (`KeyLeash::authenticate_key`):
-    /// `(200, validation JSON, None, NativeKeyRef)` when granted, else `(status,
-    /// body JSON, cause, None)`, where `cause` (on a 500) describes the store
+    /// `(200, GrantedKey, None, NativeKeyRef)` when granted (the `GrantedKey`
+    /// without its handles, which the Python layer sets), else `(status, body
+    /// JSON, cause, None)`, where `cause` (on a 500) describes the store
     /// failure for the server's log. The `NativeKeyRef` charges the key by its hash, so
     /// the request's handler need not parse the header and hash the key again.
     #[pyo3(signature = (authorization, scope=None))]
@@ -498,15 +516,20 @@ impl NativeKeyLeash {
                 .await
             {
                 Ok((info, key)) => {
-                    let body = to_json(&keyleash::Validation::Valid(info))?;
+                    let granted = Native(Granted(keyleash::Validation::Valid(info)));
                     let key = NativeKeyRef {
                         inner: kl,
                         pid,
                         key,
                     };
-                    Ok((200u16, body, None, Some(key)))
+                    Ok((200u16, OneOf::A(granted), None, Some(key)))
                 }
-                Err(reply) => Ok((reply.status, to_json(&reply.body)?, reply.cause, None)),
+                Err(reply) => Ok((
+                    reply.status,
+                    OneOf::B(to_json(&reply.body)?),
+                    reply.cause,
+                    None,
+                )),
             }
         })
     }
@@ -612,25 +635,6 @@ struct MissedKey {
     key: keyleash::KeyRef,
 }
 
-/// What `validate_now_or_ref` returns: the answer's JSON text, or the missed key.
-enum NowOrMissed {
-    Now(String),
-    Missed(MissedKey),
-}
-
-impl<'py> IntoPyObject<'py> for NowOrMissed {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match self {
-            NowOrMissed::Now(text) => pyo3::types::PyString::new(py, &text).into_any(),
-            NowOrMissed::Missed(key) => Bound::new(py, key)?.into_any(),
-        })
-    }
-}
-
 /// A key `authenticate_key` granted, to charge it without its raw key: it holds the
 /// key's hash (never the key) and the connection that validated it. The FastAPI
 /// dependency's `GrantedKey.charge` wraps it.
@@ -646,7 +650,7 @@ struct NativeKeyRef {
 #[pymethods]
 impl NativeKeyRef {
     /// Charges the key as `track_usage` with its raw key would: the charge result
-    /// JSON (refusals such as `budget_exceeded`, `revoked` or `invalid_cost` are
+    /// (refusals such as `budget_exceeded`, `revoked` or `invalid_cost` are
     /// results); raises for a bad idempotency key or a store failure.
     #[pyo3(signature = (cost_cents, idempotency_key=None))]
     fn charge<'py>(
@@ -661,13 +665,15 @@ impl NativeKeyRef {
             idempotency_key,
         };
         future_into_py(py, async move {
-            to_json(&kl.track_usage_ref(&key, charge).await.map_err(py_err)?)
+            Ok(Native(
+                kl.track_usage_ref(&key, charge).await.map_err(py_err)?,
+            ))
         })
     }
 
     /// Holds an estimate of the key's budget as `reserve` with its raw key would:
     /// the hold's handle (`NativeHold`) when it holds, else the reserve result
-    /// JSON (refusals and replays are results), in one call; raises for a bad ttl
+    /// (refusals and replays are results), in one call; raises for a bad ttl
     /// or idempotency key, or a store failure.
     #[pyo3(signature = (cost_cents, ttl=None, idempotency_key=None))]
     fn reserve<'py>(
@@ -690,7 +696,7 @@ impl NativeKeyRef {
         future_into_py(py, async move {
             match kl.reserve_ref_hold(&key, reserve).await.map_err(py_err)? {
                 Ok(hold) => Ok(OneOf::B(NativeHold { hold, pid })),
-                Err(result) => Ok(OneOf::A(to_json(&result)?)),
+                Err(result) => Ok(OneOf::A(Native(result))),
             }
         })
     }
@@ -815,12 +821,12 @@ impl NativeHold {
         self.hold.add(cents).map_err(|e| bad_arg(e.to_string()))
     }
 
-    /// Settles the hold (`None`: what was added): the settle result JSON.
+    /// Settles the hold (`None`: what was added): the settle result.
     #[pyo3(signature = (cost_cents=None))]
     fn settle<'py>(&self, py: Python<'py>, cost_cents: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         in_process(self.pid)?;
         let ending = self.hold.settle(cost_cents);
-        future_into_py(py, async move { to_json(&ending.await.map_err(py_err)?) })
+        future_into_py(py, async move { Ok(Native(ending.await.map_err(py_err)?)) })
     }
 
     /// Releases the hold: whether it freed anything.
@@ -831,21 +837,21 @@ impl NativeHold {
     }
 
     /// Settles what was consumed, or releases when nothing was: the settle
-    /// result JSON or the release's boolean.
+    /// result or the release's boolean.
     fn cut_short<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         in_process(self.pid)?;
         let ending = self.hold.cut_short();
         future_into_py(py, async move {
             match ending.await.map_err(py_err)? {
-                keyleash::CutShort::Settled(s) => Ok(OneOf::A(to_json(&s)?)),
+                keyleash::CutShort::Settled(s) => Ok(OneOf::A(Native(s))),
                 keyleash::CutShort::Released(freed) => Ok(OneOf::B(freed)),
             }
         })
     }
 }
 
-/// A result that crosses as one of two Python types (`str | NativeHold`,
-/// `str | bool`).
+/// A result that crosses as one of two Python types (`ReserveRefused |
+/// NativeHold`, `SettleResult | bool`, `GrantedKey | str`).
 enum OneOf<A, B> {
     A(A),
     B(B),
@@ -885,6 +891,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(admin_unauthorized, m)?)?;
     m.add_function(wrap_pyfunction!(admin_payload_too_large, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(results::result_class, m)?)?;
     m.add("MAX_BODY_BYTES", keyleash::http::MAX_BODY_BYTES)?;
     m.add(
         "ADMIN_MAX_BODY_BYTES",

@@ -66,6 +66,8 @@ def opt_texts(field: str, value: object) -> list[str] | None:
 def amount(field: str, value: object) -> float:
     """A real number (``int`` or ``float``; not ``bool``, not ``str``), as a float.
     NaN, infinities and negative amounts are the core's to judge."""
+    if type(value) is float:  # the common case, without the ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, Real):
         raise _refuse(field, "a number (int or float)", value)
     try:

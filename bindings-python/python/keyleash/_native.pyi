@@ -1,12 +1,28 @@
 """Type stubs of the native module (``bindings-python/src/lib.rs``).
 
-Async methods return awaitables of the core's serde JSON text; the pure-Python
-layer (``keyleash.KeyLeash``) wraps them in result objects. Timestamps cross as
-ISO 8601 strings with a time zone.
+Results cross as the result objects of ``keyleash.results``, built natively
+(``src/results.rs``) from the classes registered with ``result_class``; HTTP
+replies as their JSON text. Timestamps given to the native module cross as ISO 8601
+strings with a time zone.
 """
 
-from collections.abc import Awaitable
+import asyncio
+import builtins
+from collections.abc import Awaitable, Callable
 from typing import Literal
+
+from keyleash.granted import GrantedKey
+from keyleash.results import (
+    CacheStats,
+    ChargeResult,
+    CreatedKey,
+    KeySummary,
+    LedgerEntry,
+    ReserveRefused,
+    ReserveResult,
+    SettleResult,
+    Validation,
+)
 
 class CreateOptions:
     def __init__(
@@ -56,29 +72,32 @@ class NativeKeyLeash:
         manual_clock: str | None = None,
         cache: tuple[float | None, float | None] | None = None,
     ) -> Awaitable[NativeKeyLeash]: ...
-    def cache_stats(self) -> str | None: ...
+    def cache_stats(self) -> CacheStats | None: ...
     def migrate(self) -> Awaitable[None]: ...
-    def create(self, opts: CreateOptions) -> Awaitable[str]: ...
+    def create(self, opts: CreateOptions) -> Awaitable[CreatedKey]: ...
     def ensure_subject(self, subject: str, opts: CreateOptions) -> Awaitable[None]: ...
-    def validate_now_or_ref(self, raw_key: str) -> str | MissedKey:
-        """The answer's JSON when no store is needed, else the key hashed once."""
-    def validate_refs(self, keys: list[MissedKey]) -> Awaitable[list[str | BaseException]]:
-        """The store's validate of each missed key, in order, in one native call."""
-    def validate_by_subject(self, subject: str) -> Awaitable[str]: ...
+    def validate_now_or_ref(self, raw_key: str) -> Validation | MissedKey:
+        """The answer when no store is needed, else the key hashed once."""
+    def validate_refs(
+        self, keys: list[MissedKey], futures: list[asyncio.Future[Validation]]
+    ) -> None:
+        """The store's validate of each missed key, in order, in one native call:
+        each answer (or exception) settles the future of the same place."""
+    def validate_by_subject(self, subject: str) -> Awaitable[Validation]: ...
     def track_usage(
         self, raw_key: str, cost_cents: float, idempotency_key: str | None = None
-    ) -> Awaitable[str]: ...
+    ) -> Awaitable[ChargeResult]: ...
     def track_usage_by_subject(
         self, subject: str, cost_cents: float, idempotency_key: str | None = None
-    ) -> Awaitable[str]: ...
+    ) -> Awaitable[ChargeResult]: ...
     def reserve(
         self,
         raw_key: str,
         cost_cents: float,
         ttl: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Awaitable[str]: ...
-    def settle(self, hold_id: int, cost_cents: float) -> Awaitable[str]: ...
+    ) -> Awaitable[ReserveResult]: ...
+    def settle(self, hold_id: int, cost_cents: float) -> Awaitable[SettleResult]: ...
     def release(self, hold_id: int) -> Awaitable[bool]: ...
     def set_account_budget(
         self, account_id: str, budget_cents: float | None, budget_period: str | None = None
@@ -93,16 +112,17 @@ class NativeKeyLeash:
         headers: list[tuple[str, str]],
         body: bytes,
     ) -> Awaitable[tuple[int, list[tuple[str, str]], bytes]]: ...
-    def list(self, account_id: str) -> Awaitable[str]: ...
+    def list(self, account_id: str) -> Awaitable[builtins.list[KeySummary]]: ...
     def usage(
         self, key_id: int, from_: str | None = None, to: str | None = None
-    ) -> Awaitable[str]: ...
+    ) -> Awaitable[builtins.list[LedgerEntry]]: ...
     def close(self) -> Awaitable[None]: ...
     def authenticate_key(
         self, authorization: str | None, scope: str | None = None
-    ) -> Awaitable[tuple[int, str, str | None, NativeKeyRef | None]]:
-        """``(status, body JSON, cause, key)``: ``cause`` (on a 500) is for the log;
-        ``key``, when granted (200), a handle that charges the key."""
+    ) -> Awaitable[tuple[int, GrantedKey | str, str | None, NativeKeyRef | None]]:
+        """``(status, answer, cause, key)``: when granted (200), the ``GrantedKey``
+        (without its handles) and ``key``, a handle that charges the key; else the
+        body JSON and no key. ``cause`` (on a 500) is for the log."""
     def self_serve(
         self,
         route: str,
@@ -124,13 +144,15 @@ class MissedKey:
 class NativeKeyRef:
     """A key ``authenticate_key`` granted: its hash (never the key) and connection."""
 
-    def charge(self, cost_cents: float, idempotency_key: str | None = None) -> Awaitable[str]:
-        """``track_usage`` of that key: the charge result JSON."""
+    def charge(
+        self, cost_cents: float, idempotency_key: str | None = None
+    ) -> Awaitable[ChargeResult]:
+        """``track_usage`` of that key."""
     def reserve(
         self, cost_cents: float, ttl: str | None = None, idempotency_key: str | None = None
-    ) -> Awaitable[str | NativeHold]:
+    ) -> Awaitable[ReserveRefused | NativeHold]:
         """``reserve`` of that key: the hold's handle when it holds, else the reserve
-        result JSON (a refusal or a replay)."""
+        result (a refusal or a replay)."""
 
 class NativeHold:
     """A hold ``NativeKeyRef.reserve`` placed: the core's handle of it (its state,
@@ -152,11 +174,11 @@ class NativeHold:
     def state(self) -> Literal["held", "settled", "released"]: ...
     def add(self, cents: float) -> float:
         """The total so far; ``InvalidArgumentError`` for a non-amount or an ended hold."""
-    def settle(self, cost_cents: float | None = None) -> Awaitable[str]:
-        """The settle result JSON (``None``: what was added)."""
+    def settle(self, cost_cents: float | None = None) -> Awaitable[SettleResult]:
+        """The settle result (``None``: what was added)."""
     def release(self) -> Awaitable[bool]: ...
-    def cut_short(self) -> Awaitable[str | bool]:
-        """The settle result JSON when something was consumed, else the release's answer."""
+    def cut_short(self) -> Awaitable[SettleResult | bool]:
+        """The settle result when something was consumed, else the release's answer."""
 
 MAX_BODY_BYTES: int
 """The largest request body the self-serve routes read (65,536 bytes)."""
@@ -166,6 +188,16 @@ __version__: str
 """The package version (the workspace Cargo.toml's, compiled in)."""
 
 def has_scope(scopes: list[str] | None, scope: str) -> bool: ...
+def result_class(
+    name: str,
+    cls: type,
+    fields: list[tuple[str, str, bool]],
+    attribute: Callable[[type, str], tuple[str, bool] | None],
+) -> None:
+    """Registers a result class the native module builds results of: per field, its
+    JSON key, its name and whether it is a timestamp; ``attribute`` answers for any
+    other key (``keyleash.results._attribute``)."""
+
 def payload_too_large() -> tuple[int, str]:
     """The core's 413 reply for a body over ``MAX_BODY_BYTES``."""
 

@@ -1,8 +1,9 @@
 """The asyncio API: ``kl = await KeyLeash.connect(url, **options)``.
 
-Every method converts its arguments, awaits the native core (which runs on tokio
-threads without the GIL) and wraps the JSON it returns. No rule of keyleash lives
-here: validation, rounding, time and budget math are all the core's.
+Every method converts its arguments and awaits the native core (which runs on tokio
+threads without the GIL), which returns the result objects of ``keyleash.results``
+built natively. No rule of keyleash lives here: validation, rounding, time and
+budget math are all the core's.
 """
 
 from __future__ import annotations
@@ -26,10 +27,6 @@ from keyleash.results import (
     ReserveResult,
     SettleResult,
     Validation,
-    _charge_result,
-    _reserve_result,
-    _settle_result,
-    _validation,
 )
 
 __all__ = ["CacheOptions", "ConnectOptions", "CreateOptions", "KeyLeash", "has_scope"]
@@ -153,10 +150,11 @@ class KeyLeash:
     def __init__(self, native: _native.NativeKeyLeash) -> None:
         """Internal: use ``await KeyLeash.connect(url, **options)``."""
         self._native = native
-        # Validates waiting for the end of this turn of each event loop, sent to
-        # the core as one validate_refs (see ``validate``).
+        # Validates waiting for the end of this turn of each event loop (their keys
+        # and futures), sent to the core as one validate_refs (see ``validate``).
         self._gathered: dict[
-            asyncio.AbstractEventLoop, list[tuple[_native.MissedKey, asyncio.Future[str]]]
+            asyncio.AbstractEventLoop,
+            tuple[list[_native.MissedKey], list[asyncio.Future[Validation]]],
         ] = {}
 
     @classmethod
@@ -193,8 +191,7 @@ class KeyLeash:
 
     def cache_stats(self) -> CacheStats | None:
         """The validation cache's counters, or ``None`` when the cache is off."""
-        raw = self._native.cache_stats()
-        return None if raw is None else CacheStats._from_json(raw)
+        return self._native.cache_stats()
 
     async def migrate(self) -> None:
         """Creates the schema or adopts an existing (agentkey) table; idempotent."""
@@ -202,8 +199,7 @@ class KeyLeash:
 
     async def create(self, **options: Unpack[CreateOptions]) -> CreatedKey:
         """Mints a key; the raw key is in the result once and never again."""
-        raw = await self._native.create(_create_options(options))
-        return CreatedKey._from_json(raw)
+        return await self._native.create(_create_options(options))
 
     async def ensure_subject(self, subject: str, **options: Unpack[CreateOptions]) -> None:
         """Creates, once, a budget row bound to an external identity (idempotent)."""
@@ -219,56 +215,40 @@ class KeyLeash:
         gathered and cross into the core together (one native call, one wake-up
         for all of them); each gets exactly the answer it would have had alone.
         The key is hashed and the cache looked at once either way."""
-        raw_key = _check.text("raw_key", raw_key)
+        if not isinstance(raw_key, str):  # _check.text, inlined on this hot path
+            raw_key = _check.text("raw_key", raw_key)
         now = self._native.validate_now_or_ref(raw_key)
-        if not isinstance(now, str):
-            now = await self._gather(now)
-        return _validation(now)
+        if isinstance(now, _native.MissedKey):
+            return await self._gather(now)
+        return now
 
-    def _gather(self, key: _native.MissedKey) -> asyncio.Future[str]:
-        """A future of ``key``'s validation JSON, sent with the rest of this
-        turn's misses when the loop gets to the callback scheduled here."""
+    def _gather(self, key: _native.MissedKey) -> asyncio.Future[Validation]:
+        """A future of ``key``'s validation, sent with the rest of this turn's
+        misses when the loop gets to the callback scheduled here."""
         loop = asyncio.get_running_loop()
         waiting = loop.create_future()
         gathered = self._gathered.get(loop)
         if gathered is None:
-            gathered = self._gathered[loop] = []
+            gathered = self._gathered[loop] = ([], [])
             loop.call_soon(self._send_gathered, loop)
-        gathered.append((key, waiting))
+        gathered[0].append(key)
+        gathered[1].append(waiting)
         return waiting
 
     def _send_gathered(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Sends this turn's misses as one ``validate_refs`` and settles each."""
-        batch = self._gathered.pop(loop, [])
+        """Sends this turn's misses as one ``validate_refs``, which settles each
+        caller's future itself (one that is done, its caller cancelled, is left)."""
+        keys, waiting = self._gathered.pop(loop, ([], []))
         try:
-            answers = self._native.validate_refs([key for key, _ in batch])
+            self._native.validate_refs(keys, waiting)
         except Exception as e:  # every caller of the turn gets the failure
-            for _, waiting in batch:
-                if not waiting.done():
-                    waiting.set_exception(e)
-            return
-
-        def settle(done: asyncio.Future[list[str | BaseException]]) -> None:
-            failure = asyncio.CancelledError() if done.cancelled() else done.exception()
-            if failure is not None:
-                for _, waiting in batch:
-                    if not waiting.done():
-                        waiting.set_exception(failure)
-                return
-            for (_, waiting), answer in zip(batch, done.result(), strict=True):
-                if waiting.done():  # its caller was cancelled
-                    continue
-                if isinstance(answer, BaseException):
-                    waiting.set_exception(answer)
-                else:
-                    waiting.set_result(answer)
-
-        asyncio.ensure_future(answers).add_done_callback(settle)
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(e)
 
     async def validate_by_subject(self, subject: str) -> Validation:
         """``validate`` for a row made by ``ensure_subject``."""
-        raw = await self._native.validate_by_subject(_check.text("subject", subject))
-        return _validation(raw)
+        return await self._native.validate_by_subject(_check.text("subject", subject))
 
     async def track_usage(
         self, raw_key: str, cost_cents: float, *, idempotency_key: str | None = None
@@ -277,12 +257,11 @@ class KeyLeash:
         the key and every ancestor, else ``ChargeRefused`` with a reason (``if
         c.success:`` tells them apart). NaN, infinite or negative costs give
         ``invalid_cost``."""
-        raw = await self._native.track_usage(
+        return await self._native.track_usage(
             _check.text("raw_key", raw_key),
             _check.amount("cost_cents", cost_cents),
             _check.opt_text("idempotency_key", idempotency_key),
         )
-        return _charge_result(raw)
 
     async def reserve(
         self,
@@ -298,23 +277,21 @@ class KeyLeash:
         ``"1d"``, default ``"5m"``) is how long the hold counts unless settled or
         released; a bad one raises ``InvalidDurationError``. A zero estimate is
         ``invalid_cost``."""
-        raw = await self._native.reserve(
+        return await self._native.reserve(
             _check.text("raw_key", raw_key),
             _check.amount("cost_cents", cost_cents),
             _check.opt_text("ttl", ttl),
             _check.opt_text("idempotency_key", idempotency_key),
         )
-        return _reserve_result(raw)
 
     async def settle(self, hold_id: int, cost_cents: float) -> SettleResult:
         """Charges a hold's actual cost, in full even above the hold, and frees it,
         with a ledger row naming the hold. A repeat returns the first result;
         ``SettleRefused`` says ``unknown_hold``, ``hold_released`` or
         ``invalid_cost``."""
-        raw = await self._native.settle(
+        return await self._native.settle(
             _check.int64("hold_id", hold_id), _check.amount("cost_cents", cost_cents)
         )
-        return _settle_result(raw)
 
     async def release(self, hold_id: int) -> bool:
         """Frees a hold without charging it; whether it freed anything (False for
@@ -341,12 +318,11 @@ class KeyLeash:
         self, subject: str, cost_cents: float, *, idempotency_key: str | None = None
     ) -> ChargeResult:
         """``track_usage`` for a row made by ``ensure_subject``."""
-        raw = await self._native.track_usage_by_subject(
+        return await self._native.track_usage_by_subject(
             _check.text("subject", subject),
             _check.amount("cost_cents", cost_cents),
             _check.opt_text("idempotency_key", idempotency_key),
         )
-        return _charge_result(raw)
 
     async def revoke(self, key_id: int, account_id: str | None = None) -> bool:
         """Soft-revokes a key (only of ``account_id`` when given); whether one was."""
@@ -356,8 +332,7 @@ class KeyLeash:
 
     async def list(self, account_id: str) -> KeySummaries:
         """The keys of an account, oldest first, without secrets."""
-        raw = json.loads(await self._native.list(_check.text("account_id", account_id)))
-        return [KeySummary._own(row) for row in raw]
+        return await self._native.list(_check.text("account_id", account_id))
 
     async def usage(
         self,
@@ -367,8 +342,7 @@ class KeyLeash:
     ) -> LedgerEntries:
         """A key's ledger rows, ``from_`` inclusive to ``to`` exclusive, oldest first."""
         key = _check.int64("key_id", key_id)
-        raw = await self._native.usage(key, _iso("from_", from_), _iso("to", to))
-        return [LedgerEntry._own(row) for row in json.loads(raw)]
+        return await self._native.usage(key, _iso("from_", from_), _iso("to", to))
 
     async def close(self) -> None:
         """Closes the pool; later calls raise ``UnavailableError``."""

@@ -129,13 +129,13 @@ def require_key(kl: AnyKeyLeash, scope: str | None = None) -> Callable[..., Awai
 
     async def keyleash_key(request: Request, _credentials: Credentials) -> GrantedKey:
         authorization = request.headers.get("authorization")
-        status, body, cause, key_ref = await native.authenticate_key(authorization, scope)
+        status, answer, cause, key_ref = await native.authenticate_key(authorization, scope)
         _log_cause(cause)
-        if key_ref is None:  # denied: the core's status and body
-            _deny(request, status, body)
+        if key_ref is None or isinstance(answer, str):  # denied: the core's status and body
+            _deny(request, status, str(answer))
         # Reserves through the granted key's handle, which holds its hash, never the key.
         reserver = _Reserver(key_ref, request.is_disconnected)
-        return GrantedKey._grant(body, key_ref, reserver)
+        return GrantedKey._grant(answer, key_ref, reserver)
 
     return keyleash_key
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, Self
+from typing import ClassVar
 
 from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
-from keyleash.results import ChargeResult, ReserveRefused, ValidKey, _charge_result
+from keyleash.results import ChargeResult, ReserveRefused, ValidKey, _register
 from keyleash.spend import Spend
 
 __all__ = ["GrantedKey"]
@@ -49,8 +49,8 @@ class _Reserver:
         """``kl.reserve`` of the granted key, a ``Spend`` on the hold's native handle
         when it holds (one native call), else the refusal."""
         reserved = await self._key_ref.reserve(cost, ttl, idempotency_key)
-        if isinstance(reserved, str):
-            return ReserveRefused._from_json(reserved)
+        if isinstance(reserved, ReserveRefused):
+            return reserved
         return Spend(reserved)
 
 
@@ -66,13 +66,12 @@ class GrantedKey(ValidKey):
     _key_ref: ClassVar[_native.NativeKeyRef | None] = None
     _reserver: ClassVar[_Reserver | None] = None
 
-    @classmethod
+    @staticmethod
     def _grant(
-        cls, body_json: str, key_ref: _native.NativeKeyRef, reserver: _Reserver | None = None
-    ) -> Self:
-        """The validation JSON of a granted request, with the handle charging its key
-        and the box reserving on it."""
-        granted = cls._from_json(body_json)
+        granted: GrantedKey, key_ref: _native.NativeKeyRef, reserver: _Reserver | None = None
+    ) -> GrantedKey:
+        """The key a request was granted (as ``authenticate_key`` built it), given
+        the handle charging its key and the box reserving on it."""
         object.__setattr__(granted, "_key_ref", key_ref)
         object.__setattr__(granted, "_reserver", reserver)
         return granted
@@ -91,7 +90,7 @@ class GrantedKey(ValidKey):
             raise InvalidArgumentError(
                 "this GrantedKey holds no key to charge: only require_key makes one that does"
             )
-        return _charge_result(await self._key_ref.charge(cost, key))
+        return await self._key_ref.charge(cost, key)
 
     async def reserve(
         self,
@@ -114,3 +113,6 @@ class GrantedKey(ValidKey):
                 "this GrantedKey holds no key to reserve on: only require_key makes one that does"
             )
         return await self._reserver(cost, hold_ttl, key)
+
+
+_register(GrantedKey)

@@ -5,6 +5,10 @@ equals what the Node package returns, field for field (timestamps as ISO 8601 wi
 milliseconds and ``Z``). The attributes give the same values the Python way:
 timestamps as aware ``datetime`` objects.
 
+The native module builds the results of the core's calls itself (``src/results.rs``):
+each class registers its fields with it below, and gets exactly what ``_own`` gives
+for the core's JSON, without the JSON text.
+
 A validation is a ``ValidKey`` or an ``InvalidKey`` (the union ``Validation``), a
 charge a ``Charged`` or a ``ChargeRefused`` (``ChargeResult``), as Node's
 ``ValidateResult`` and ``TrackUsageResult``: their ``valid`` / ``success`` are
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Self, TypeAlias
@@ -122,11 +125,6 @@ class _Result:
         return cls._own(copy.deepcopy(raw))
 
     @classmethod
-    def _from_json(cls, text: str) -> Self:
-        """Wraps the core's JSON text of one result (what the native calls return)."""
-        return cls._own(json.loads(text))
-
-    @classmethod
     def _own(cls, raw: dict[str, Any]) -> Self:
         """Wraps ``raw``, which nobody else holds: it becomes ``_raw`` as is. The
         attributes get their own copies of lists and dicts (``scopes``,
@@ -134,10 +132,11 @@ class _Result:
 
         Fills the instance's ``__dict__`` directly instead of calling the frozen
         dataclass's ``__init__`` (which sets each field through
-        ``object.__setattr__``): on a cached validate that was 20 of the 25 us a
-        result cost. Fields absent from ``raw`` read the class's defaults, as the
-        generated ``__init__`` would have set them (no field has a default factory
-        but ``_raw``)."""
+        ``object.__setattr__``). Fields absent from ``raw`` read the class's
+        defaults, as the generated ``__init__`` would have set them (no field has a
+        default factory but ``_raw``). The native module's builder
+        (``src/results.rs``) does the same for the core's results; keep the two
+        alike."""
         self = object.__new__(cls)
         fields = self.__dict__
         fields["_raw"] = raw
@@ -234,12 +233,6 @@ def validation_from_dict(raw: dict[str, Any]) -> Validation:
     """Wraps a validation in the camelCase shape of docs/api.md: a ``ValidKey`` when
     ``raw["valid"]`` is true, else an ``InvalidKey``."""
     return (ValidKey if raw.get("valid") is True else InvalidKey).from_dict(raw)
-
-
-def _validation(text: str) -> Validation:
-    """The core's JSON text of a validation, wrapped: one lookup picks the class."""
-    raw = json.loads(text)
-    return ValidKey._own(raw) if raw["valid"] else InvalidKey._own(raw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,24 +345,6 @@ SettleResult: TypeAlias = Settled | SettleRefused
 """What ``settle`` returns; ``if s.success:`` narrows it."""
 
 
-def _reserve_result(text: str) -> ReserveResult:
-    """The core's JSON text of a reserve, wrapped: one lookup picks the class."""
-    raw = json.loads(text)
-    return Held._own(raw) if raw["success"] else ReserveRefused._own(raw)
-
-
-def _settle_result(text: str) -> SettleResult:
-    """The core's JSON text of a settle, wrapped: one lookup picks the class."""
-    raw = json.loads(text)
-    return Settled._own(raw) if raw["success"] else SettleRefused._own(raw)
-
-
-def _charge_result(text: str) -> ChargeResult:
-    """The core's JSON text of a charge, wrapped: one lookup picks the class."""
-    raw = json.loads(text)
-    return Charged._own(raw) if raw["success"] else ChargeRefused._own(raw)
-
-
 @dataclasses.dataclass(frozen=True)
 class KeySummary(_Result):
     """One key of an account as ``list`` returns it: everything but the secret."""
@@ -423,3 +398,39 @@ class CacheStats(_Result):
     channel: str | None = None
     """The Postgres channel listened on (``None`` on SQLite); ``pg_notify(channel, '*')``
     empties every process's cache."""
+
+
+def _camel(name: str) -> str:
+    """The core's JSON key of a field: ``budget_used_cents`` -> ``budgetUsedCents``."""
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def _register(cls: type[_Result]) -> None:
+    """Hands ``cls`` to the native module, which builds the core's results of it:
+    the JSON key of each field, the attribute it fills and whether it is a
+    timestamp, as ``_attribute`` decides (asked again for any other key)."""
+    fields: list[tuple[str, str, bool]] = []
+    for f in dataclasses.fields(cls):
+        attribute = _attribute(cls, _camel(f.name))
+        if attribute is not None:
+            fields.append((_camel(f.name), *attribute))
+    _native.result_class(cls.__name__, cls, fields, _attribute)
+
+
+for _cls in (
+    ValidKey,
+    InvalidKey,
+    Charged,
+    ChargeRefused,
+    Held,
+    ReserveRefused,
+    Settled,
+    SettleRefused,
+    CreatedKey,
+    KeySummary,
+    LedgerEntry,
+    CacheStats,
+):
+    _register(_cls)
+del _cls

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Literal, TypeVar, cast
 
 from keyleash import _check, _native
-from keyleash.results import SettleResult, _settle_result
+from keyleash.results import SettleResult
 
 __all__ = ["Spend", "SpendState"]
 
@@ -57,8 +57,8 @@ class Spend:
         self.estimate_cents: float = hold.estimate_cents
         """The estimate held, in cents."""
         # The first ending's future, under the name of what the core decided.
-        self._settled: asyncio.Future[str | bool] | None = None
-        self._released: asyncio.Future[str | bool] | None = None
+        self._settled: asyncio.Future[SettleResult | bool] | None = None
+        self._released: asyncio.Future[SettleResult | bool] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -86,7 +86,7 @@ class Spend:
         """Charges ``cost_cents`` (default: ``consumed_cents``) and frees the hold:
         ``kl.settle``'s result. Exactly once: a repeat returns the first result."""
         cost = None if cost_cents is None else _check.amount("cost_cents", cost_cents)
-        return _settle_result(await self._ending(self._hold.settle(cost)))
+        return await self._ending(self._hold.settle(cost))
 
     async def release(self) -> bool:
         """Frees the hold uncharged; whether it freed anything (``False`` after a settle)."""
@@ -95,8 +95,7 @@ class Spend:
     async def cut_short(self) -> SettleResult | bool:
         """How a stream that did not end normally ends: what was consumed is settled,
         and a hold with nothing consumed is released."""
-        answer = await self._ending(self._hold.cut_short())
-        return answer if isinstance(answer, bool) else _settle_result(answer)
+        return await self._ending(self._hold.cut_short())
 
     def _ending(self, pending: Awaitable[_T]) -> Awaitable[_T]:
         """``pending`` (a native ending, already decided), shielded from the
@@ -104,7 +103,7 @@ class Spend:
         ``_released``, by the state the core moved to."""
         future = asyncio.ensure_future(pending)
         if self._settled is None and self._released is None:
-            first = cast("asyncio.Future[str | bool]", future)
+            first = cast("asyncio.Future[SettleResult | bool]", future)
             if self.state == "settled":
                 self._settled = first
             else:
