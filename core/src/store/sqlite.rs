@@ -66,8 +66,12 @@ fn with_ancestors(t: &TableNames, cond: &str) -> String {
 /// SQLite's own statements: the lookups of a validate or a charge, and the
 /// row-at-a-time statements of a charge's lock and write.
 struct Sql {
-    by_hash: String,
-    by_subject: String,
+    /// The rows whose hash is in a JSON array, with their ancestors.
+    by_hashes: String,
+    /// The rows whose subject is in a JSON array, with their ancestors.
+    by_subjects: String,
+    /// The rows whose id is in a JSON array, with their ancestors.
+    by_ids: String,
     lock_hold: String,
     insert_hold: String,
     insert_share: String,
@@ -83,8 +87,9 @@ impl Sql {
         let (keys, ledger) = (&t.keys, &t.ledger);
         let (holds, hold_keys, accounts) = (&t.holds, &t.hold_keys, &t.accounts);
         Self {
-            by_hash: with_ancestors(t, "key_hash = ?1"),
-            by_subject: with_ancestors(t, "external_subject = ?1"),
+            by_hashes: with_ancestors(t, "key_hash IN (SELECT value FROM json_each(?1))"),
+            by_subjects: with_ancestors(t, "external_subject IN (SELECT value FROM json_each(?1))"),
+            by_ids: with_ancestors(t, "id IN (SELECT value FROM json_each(?1))"),
             lock_hold: format!(
                 "SELECT h.id, h.key_id, h.state, h.used_after_micros, h.remaining_after_micros, \
                  (SELECT group_concat(s.key_id || ':' || s.amount_micros || ':' || s.counts_until_us, ',') \
@@ -324,13 +329,41 @@ impl SqliteStore {
         self.connections
     }
 
-    /// The statement and the value of a lookup by hash or by subject.
-    fn lookup_sql<'a>(&'a self, l: &'a Lookup) -> (&'a str, &'a str) {
-        match l {
-            Lookup::Hash(h) => (&self.sql.by_hash, h),
-            Lookup::Subject(s) => (&self.sql.by_subject, s),
+    /// Reads the rows `lookups` and `ids` name, with their ancestors, on `conn`:
+    /// one statement per kind of name (hash, subject, id) for the whole batch, each
+    /// family row once. A statement is a round trip to the connection's worker
+    /// thread, which costs more than the lookup itself.
+    async fn family<'a>(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        lookups: impl Iterator<Item = &'a Lookup>,
+        ids: &[i64],
+    ) -> Result<Vec<KeyRow>> {
+        let (mut hashes, mut subjects) = (Vec::new(), Vec::new());
+        for l in lookups {
+            match l {
+                Lookup::Hash(h) => hashes.push(h.as_str()),
+                Lookup::Subject(s) => subjects.push(s.as_str()),
+            }
         }
+        let mut rows = Vec::with_capacity(hashes.len() + subjects.len() + ids.len());
+        for (sql, names) in [
+            (&self.sql.by_hashes, json_of(&hashes)),
+            (&self.sql.by_subjects, json_of(&subjects)),
+            (&self.sql.by_ids, json_of(ids)),
+        ] {
+            if let Some(names) = names {
+                let found = sqlx::query(sql).bind(names).fetch_all(&mut *conn).await?;
+                decode_into(&mut rows, &found)?;
+            }
+        }
+        Ok(rows)
     }
+}
+
+/// `values` as a JSON array for `json_each`, or `None` when there are none.
+fn json_of<T: serde::Serialize>(values: &[T]) -> Option<String> {
+    (!values.is_empty()).then(|| serde_json::to_string(values).unwrap_or_default())
 }
 
 impl Backend for SqliteStore {
@@ -340,16 +373,10 @@ impl Backend for SqliteStore {
         &self.base
     }
 
-    /// One statement per lookup, on one connection.
+    /// One statement per kind of lookup, on one connection.
     async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
         let mut conn = self.base.pool.acquire().await?;
-        let mut rows = Vec::with_capacity(lookups.len());
-        for l in lookups {
-            let (sql, value) = self.lookup_sql(l);
-            let found = sqlx::query(sql).bind(value).fetch_all(&mut *conn).await?;
-            decode_into(&mut rows, &found)?;
-        }
-        Ok(rows)
+        self.family(&mut conn, lookups.iter(), &[]).await
     }
 
     /// `BEGIN IMMEDIATE`: the database's write lock, up front.
@@ -415,30 +442,12 @@ impl ChargeSql for Tx<'_, SqliteStore> {
         Ok(holds)
     }
 
+    /// One statement per kind of name: the transaction already holds the
+    /// database's write lock (`BEGIN IMMEDIATE`).
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
-        let mut rows: Vec<KeyRow> = Vec::new();
-        for lookup in lookups {
-            if rows.iter().any(|r| lookup.matches(r)) {
-                continue;
-            }
-            let (sql, value) = self.store.lookup_sql(lookup);
-            let found = sqlx::query(sql)
-                .bind(value)
-                .fetch_all(&mut *self.tx)
-                .await?;
-            decode_into(&mut rows, &found)?;
-        }
-        for &id in ids {
-            if rows.iter().any(|r| r.id == id) {
-                continue;
-            }
-            let found = sqlx::query(&self.store.queries().by_id)
-                .bind(id)
-                .fetch_all(&mut *self.tx)
-                .await?;
-            decode_into(&mut rows, &found)?;
-        }
-        Ok(rows)
+        self.store
+            .family(&mut self.tx, lookups.iter().copied(), ids)
+            .await
     }
 
     /// SQLite has no notifications: `exhausted` reaches only this process's cache
