@@ -93,7 +93,7 @@ impl KeyLeash {
             (Some(o), Store::Sqlite(_)) => (Some(Arc::new(Cache::new(o, None))), None),
         };
         let store = Arc::new(store);
-        let limits = store.group_limits(options.pool_size);
+        let limits = store.group_limits(options.pool_size, options.pipeline_depth);
         let clock = options.clock.clone();
         let routes = Routes::new(limits.lanes);
         Ok(Self {
@@ -119,6 +119,13 @@ impl KeyLeash {
     /// The clock this instance reads; a manual one can be set and advanced.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// How many spend batches of one lane may be in flight: what
+    /// `Options::pipeline_depth` set or the server's settings decided at connect.
+    #[doc(hidden)]
+    pub fn pipeline_depth(&self) -> usize {
+        self.inner.charges.depth()
     }
 
     /// Creates the schema, or adopts an existing keys table (one made by agentkey

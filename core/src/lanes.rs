@@ -46,6 +46,7 @@ pub(crate) const MAX_ROUTES: usize = 65_536;
 pub(crate) struct Lanes {
     groups: Vec<Arc<Group<SpendReq, SpendOutcome>>>,
     routes: Arc<Routes>,
+    depth: usize,
 }
 
 impl Lanes {
@@ -66,7 +67,13 @@ impl Lanes {
                 .map(|_| Group::new(limits, exec()))
                 .collect(),
             routes: Arc::clone(routes),
+            depth: limits.depth.max(1),
         }
+    }
+
+    /// How many batches of one lane may be in flight.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     /// Runs `req` in its lane and returns its own outcome.

@@ -37,6 +37,15 @@ pub struct Options {
     /// The opt-in validation cache (`None`, the default, is off). See
     /// [`CacheOptions`] and docs/semantics.md "Validation cache".
     pub cache: Option<CacheOptions>,
+    /// How many spend batches of one lane may be in flight on Postgres, each
+    /// started once the one before holds its row locks: 1 to 8. `None`, the
+    /// default, asks the server at connect: 2 when a commit waits for its WAL
+    /// flush (`fsync` on and `synchronous_commit` not `off`), where the batches in
+    /// flight share flushes, and 1 when it does not, where a second batch in flight
+    /// only adds work. A tuning knob for measurements and tests, not part of the
+    /// API of the bindings; SQLite always runs one batch at a time.
+    #[doc(hidden)]
+    pub pipeline_depth: Option<usize>,
 }
 
 /// The validation cache of one `KeyLeash`: valid answers are kept in this process
@@ -93,6 +102,7 @@ impl Default for Options {
             statement_timeout: StdDuration::from_secs(10),
             clock: Clock::System,
             cache: None,
+            pipeline_depth: None,
         }
     }
 }

@@ -81,6 +81,13 @@ pub(crate) fn check(o: &Options) -> Result<()> {
         #[allow(clippy::cast_precision_loss)] // at most usize, compared to 1e6
         cache_entries("cache.max_entries", c.max_entries as f64)?;
     }
+    if let Some(n) = o.pipeline_depth {
+        if !(1..=8).contains(&n) {
+            return Err(Error::arg(format!(
+                "pipeline_depth must be from 1 to 8, got {n}"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -175,6 +182,7 @@ impl ConnectInput {
                 None => d.clock,
             },
             cache: self.cache.map(|c| c.into_options(spelling)).transpose()?,
+            pipeline_depth: None,
         })
     }
 }

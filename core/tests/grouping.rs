@@ -125,9 +125,12 @@ both!(grouped_equals_sequential);
 // order, so every outcome and the final state are still the one-at-a-time ones.
 async fn grouped_equals_sequential_across_lanes(kind: Kind) {
     for seed in 101..=108u64 {
-        // A pool of 40: four lanes on Postgres (one per 10 connections).
+        // A pool of 40: four lanes on Postgres (one per 10 connections), each with
+        // two batches in flight as on a durable server, and one batch on an odd
+        // seed, as where commits do not wait for a flush.
         let options = Options {
             pool_size: (kind == Kind::Postgres).then_some(40),
+            pipeline_depth: Some(if seed % 2 == 0 { 2 } else { 1 }),
             ..Options::default()
         };
         grouped_against_sequential(kind, seed, 240, options, keys_of_four).await;

@@ -20,10 +20,12 @@ use keyleash::{
 const ACCOUNTS: usize = 8;
 
 /// Options with a pool of 40 on Postgres: 4 lanes (one per 10 connections; the
-/// default pool of 10 has one).
+/// default pool of 10 has one), each with two batches in flight (pipelined), as
+/// on a durable server, whatever the test cluster's `fsync`.
 fn four_lanes(kind: Kind) -> Options {
     Options {
         pool_size: (kind == Kind::Postgres).then_some(40),
+        pipeline_depth: Some(2),
         ..Options::default()
     }
 }
@@ -302,3 +304,48 @@ async fn a_locked_account_holds_up_no_other() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// Pins the pipeline depth decided at connect: two batches of a lane in flight on
+// a Postgres whose commits wait for their WAL flush, one where they do not (the
+// server is asked here too, so the test holds on a durable cluster and on the
+// suites' `fsync=off` one), one on SQLite whatever is asked; an explicit depth
+// wins on Postgres, and one outside 1..=8 is refused.
+async fn pipeline_depth_follows_the_server(kind: Kind) {
+    let db = Db::with(kind, Options::default()).await;
+    let connect = |depth| {
+        KeyLeash::connect(
+            &db.url,
+            Options {
+                table_name: db.table.clone(),
+                pipeline_depth: depth,
+                ..Options::default()
+            },
+        )
+    };
+    let want = match kind {
+        Kind::Sqlite => 1,
+        Kind::Postgres => {
+            let waits = db
+                .scalar(
+                    "SELECT CASE WHEN current_setting('fsync') = 'on' \
+                     AND current_setting('synchronous_commit') <> 'off' THEN 2 ELSE 1 END::int8",
+                )
+                .await;
+            usize::try_from(waits.unwrap()).unwrap()
+        }
+    };
+    assert_eq!(db.kl.pipeline_depth(), want);
+    let asked = connect(Some(3)).await.unwrap();
+    assert_eq!(
+        asked.pipeline_depth(),
+        if kind == Kind::Sqlite { 1 } else { 3 }
+    );
+    for bad in [0, 9] {
+        let Err(e) = connect(Some(bad)).await else {
+            panic!("pipeline_depth {bad} accepted");
+        };
+        assert_eq!(e.code(), "invalid_argument");
+        assert!(e.to_string().contains("pipeline_depth"), "{e}");
+    }
+}
+both!(pipeline_depth_follows_the_server);

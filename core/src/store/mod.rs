@@ -100,8 +100,9 @@ pub(crate) struct GroupLimits {
 /// The most calls waiting for one store, per kind; one more is `unavailable`.
 const MAX_QUEUE: usize = 10_000;
 
-/// The most spend batches of one lane in flight on Postgres, each started once the
-/// one before holds its row locks (`group.rs`).
+/// The most spend batches of one lane in flight on a Postgres whose commits wait
+/// for their WAL flush, each started once the one before holds its row locks
+/// (`group.rs`); 1 where commits do not wait.
 const PIPELINE_DEPTH: usize = 2;
 
 impl Store {
@@ -109,10 +110,15 @@ impl Store {
     /// each batch one transaction of many charges: calls arriving meanwhile
     /// gather into the lane's next batch. One runner per lane is what keeps an
     /// account's arrival order. On Postgres one lane per 10 connections of the pool
-    /// (1 with the default pool of 10, at most 4), each with up to [`PIPELINE_DEPTH`]
-    /// batches in flight, the next started once the one before holds its row
-    /// locks (`group.rs`): a batch no longer waits for the one before to commit,
-    /// and the commits in flight share the server's WAL flushes. More lanes split
+    /// (1 with the default pool of 10, at most 4). Where the server's commits wait
+    /// for their WAL flush, each lane has up to [`PIPELINE_DEPTH`] batches in
+    /// flight, the next started once the one before holds its row locks
+    /// (`group.rs`): a batch no longer waits for the one before to commit, and the
+    /// commits in flight share the server's WAL flushes. Where they do not
+    /// (`fsync` or `synchronous_commit` off), nothing waits on the disk and a
+    /// second batch in flight only splits the callers into smaller batches (a
+    /// fifth fewer charges per second on 2 cores), so one at a time;
+    /// `pipeline_depth` overrides either. More lanes split
     /// the same callers into smaller batches, which costs more per charge on a
     /// small machine: on 2 cores, 32 callers, 2 lanes instead of 1 halved the
     /// charges per second with `fsync` off (CPU-bound) and did not raise them with
@@ -124,7 +130,7 @@ impl Store {
     /// split the same callers into smaller batches; on a small machine the cost
     /// per statement, not the database, is the limit) and the remaining
     /// connections on SQLite. Spends and validates together use at most the pool.
-    pub fn group_limits(&self, pool_size: Option<u32>) -> GroupLimits {
+    pub fn group_limits(&self, pool_size: Option<u32>, depth: Option<usize>) -> GroupLimits {
         let limits = |max_batch, in_flight, depth| Limits {
             max_batch,
             max_queue: MAX_QUEUE,
@@ -132,12 +138,13 @@ impl Store {
             depth,
         };
         match self {
-            Store::Postgres(_) => {
+            Store::Postgres(pg) => {
                 let pool = usize::try_from(pool_size.unwrap_or(10)).unwrap_or(1);
                 let in_flight = (pool / 2).clamp(1, 4);
+                let depth = depth.unwrap_or(if pg.commits_wait() { PIPELINE_DEPTH } else { 1 });
                 GroupLimits {
                     validates: limits(256, in_flight, 1),
-                    charges: limits(128, 1, PIPELINE_DEPTH),
+                    charges: limits(128, 1, depth),
                     lanes: (pool / 10).clamp(1, 4),
                 }
             }
