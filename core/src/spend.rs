@@ -270,6 +270,13 @@ struct State {
     touched: bool,
     used_now: bool,
     holds_until_us: Option<i64>,
+    /// Until when each hold share of the row that counts now counts, as the batch
+    /// changes them: complete, since the store reads a row's shares whenever its
+    /// `holds_until_us` is ahead and the row's lock keeps others from adding any.
+    /// Once the batch closes the share that made the hint, the hint comes down
+    /// to the latest of these (none: no hint), and the row's next spend reads no
+    /// shares.
+    open: Vec<i64>,
 }
 
 /// The budgets of the locked rows, as the batch changes them.
@@ -288,12 +295,23 @@ impl<'a> Budgets<'a> {
             self.states.entry(r.id).or_insert_with(|| {
                 self.order.push(r.id);
                 let (budget, rolled) = r.budget(self.now);
+                let now_us = self.now.timestamp_micros();
+                let open = if r.holds_until_us.is_some_and(|u| u > now_us) {
+                    r.holds
+                        .iter()
+                        .filter(|s| s.until_us > now_us)
+                        .map(|s| s.until_us)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 State {
                     budget,
                     dirty: rolled,
                     touched: false,
                     used_now: false,
                     holds_until_us: r.holds_until_us,
+                    open,
                 }
             });
         }
@@ -338,6 +356,9 @@ impl<'a> Budgets<'a> {
             if let Some(s) = self.states.get_mut(key_id) {
                 s.budget.held = s.budget.held.saturating_sub(share.amount).max(0);
                 s.touched = true;
+                if let Some(i) = s.open.iter().position(|u| *u == share.until_us) {
+                    s.open.swap_remove(i);
+                }
             }
         }
         own
@@ -377,8 +398,17 @@ impl<'a> Budgets<'a> {
         self.order.iter().filter(spent).copied().collect()
     }
 
-    fn updates(self) -> Vec<KeyUpdate> {
+    fn updates(mut self) -> Vec<KeyUpdate> {
         let now = self.now;
+        let now_us = now.timestamp_micros();
+        for state in self.states.values_mut() {
+            // A hint still ahead that no open share reaches any more comes down.
+            let latest = state.open.iter().max().copied();
+            if state.holds_until_us.is_some_and(|u| u > now_us) && latest < state.holds_until_us {
+                state.holds_until_us = latest;
+                state.dirty = true;
+            }
+        }
         self.order
             .iter()
             .filter_map(|id| {
@@ -596,6 +626,7 @@ fn reserve(
         // The key row must say its shares may count until then (see HoldShare).
         if let Some(s) = b.states.get_mut(key_id) {
             s.holds_until_us = Some(s.holds_until_us.unwrap_or(0).max(share.until_us));
+            s.open.push(share.until_us);
             s.dirty = true;
         }
     }

@@ -196,6 +196,66 @@ async fn holds_count_against_ancestors(kind: Kind) {
 }
 both!(holds_count_against_ancestors);
 
+/// A row's `holds_until_us` hint: while it is ahead, reads fetch the row's shares.
+async fn hint(db: &Db, id: i64) -> Option<i64> {
+    db.column(id, "holds_until_us").await
+}
+
+// Pins the share hint of a key and its parent: it comes down once the hold that
+// set it closes, to the latest share still open (which still counts), and goes
+// once the last one closes, so that the next spend reads no shares; a share that
+// expires meanwhile is no reason to keep it.
+async fn the_share_hint_follows_the_open_holds(kind: Kind) {
+    let db = Db::open(kind).await;
+    let parent = db.kl.create(budget("a", 100.0, None)).await.unwrap();
+    let child = db
+        .kl
+        .create(CreateOptions {
+            parent_id: Some(parent.id),
+            ..budget("a", 50.0, None)
+        })
+        .await
+        .unwrap();
+    let now_us = db.kl.clock().now().timestamp_micros();
+    let long = hold(&db.kl, &child.key, Reserve::cents(10.0).ttl("10m")).await;
+    let short = hold(&db.kl, &child.key, Reserve::cents(20.0).ttl("5m")).await;
+    let (ten, five) = (now_us + 600_000_000, now_us + 300_000_000);
+    for id in [child.id, parent.id] {
+        assert_eq!(hint(&db, id).await, Some(ten));
+    }
+    assert_eq!(
+        db.kl.settle(long, 5.0).await.unwrap(),
+        settled(5.0, Some(25.0))
+    );
+    for id in [child.id, parent.id] {
+        assert_eq!(hint(&db, id).await, Some(five), "the short hold is open");
+    }
+    // The short hold still counts: 5 used + 20 held of 50 leaves 25.
+    let refused = db
+        .kl
+        .track_usage(&child.key, Charge::cents(30.0))
+        .await
+        .unwrap();
+    assert_eq!(refused.reason(), Some(ChargeRefusal::BudgetExceeded));
+    assert_eq!(db.info(&parent.key).await.budget_held_cents, 20.0);
+    assert!(db.kl.release(short).await.unwrap());
+    for id in [child.id, parent.id] {
+        assert_eq!(hint(&db, id).await, None, "no hold is open");
+        assert_eq!(shares(&db, id).await, 0);
+    }
+    assert!(db.charge(&child.key, 30.0).await.success());
+    // A hold left to expire: the next spend after its expiry finds the hint
+    // passed, deletes the share, and a new hold sets the hint again.
+    hold(&db.kl, &child.key, Reserve::cents(1.0).ttl("1m")).await;
+    db.clock().advance(chrono::Duration::seconds(61));
+    let later = hold(&db.kl, &child.key, Reserve::cents(2.0).ttl("1m")).await;
+    assert_eq!(shares(&db, child.id).await, 2_000_000);
+    assert!(db.kl.release(later).await.unwrap());
+    assert_eq!(hint(&db, child.id).await, None);
+    assert_eq!(db.info(&child.key).await.budget_held_cents, 0.0);
+}
+both!(the_share_hint_follows_the_open_holds);
+
 // Pins replayed reserves: the same idempotency key holds once and every repeat is a
 // replay naming the first hold and where it stands (held, settled, released), never a
 // success, even from 20 callers on 4 pools at once; another estimate is a conflict.
