@@ -14,13 +14,15 @@
 //! once as a batch of one; calls arriving while a batch is in flight gather into
 //! the next one ("group commit").
 //!
-//! Pipelining (`depth` > 1, the spend lanes on Postgres): a runner starts its next
+//! Pipelining (`depth` > 1: the spend lanes on Postgres when
+//! `Options::pipeline_depth` asks; one batch at a time measured faster by
+//! default, `store/mod.rs`): a runner starts its next
 //! batch as soon as the one before holds every row lock it will take ([`Locked`]),
 //! not when it has committed, with at most `depth` of its batches in flight. A
 //! later batch that needs a row of an earlier one then waits for that row's lock,
 //! in the database, until the earlier one commits, so the order in which batches
 //! take shared rows is their arrival order; rows no earlier batch holds it takes
-//! at once, and the commits of batches in flight share the server's WAL flushes.
+//! at once.
 //! The earlier batch never waits for a later one (it holds all its locks before
 //! the later one starts): no deadlock.
 //!

@@ -39,11 +39,10 @@ pub struct Options {
     pub cache: Option<CacheOptions>,
     /// How many spend batches of one lane may be in flight on Postgres, each
     /// started once the one before holds its row locks: 1 to 8. `None`, the
-    /// default, asks the server at connect: 2 when a commit waits for its WAL
-    /// flush (`fsync` on and `synchronous_commit` not `off`), where the batches in
-    /// flight share flushes, and 1 when it does not, where a second batch in flight
-    /// only adds work. A tuning knob for measurements and tests, not part of the
-    /// API of the bindings; SQLite always runs one batch at a time.
+    /// default, is 1: two were measured slower on a durable server and with
+    /// `fsync` off (docs/semantics.md, "Concurrency"). A knob for measurements
+    /// and tests, not part of the bindings' API; SQLite always runs one batch at
+    /// a time.
     #[doc(hidden)]
     pub pipeline_depth: Option<usize>,
 }

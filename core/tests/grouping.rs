@@ -126,8 +126,8 @@ both!(grouped_equals_sequential);
 async fn grouped_equals_sequential_across_lanes(kind: Kind) {
     for seed in 101..=108u64 {
         // A pool of 40: four lanes on Postgres (one per 10 connections), each with
-        // two batches in flight as on a durable server, and one batch on an odd
-        // seed, as where commits do not wait for a flush.
+        // two batches in flight (pipelined, an option) on an even seed and one,
+        // the default, on an odd one.
         let options = Options {
             pool_size: (kind == Kind::Postgres).then_some(40),
             pipeline_depth: Some(if seed % 2 == 0 { 2 } else { 1 }),

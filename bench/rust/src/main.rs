@@ -16,6 +16,10 @@
 //!             pragma    print the `synchronous` and `journal_mode` of a SQLite URL opened
 //!                       as keyleash opens it (sqlx defaults + WAL)
 //!
+//! Environment, for measurements outside `make bench` (which sets neither):
+//! BENCH_POOL, the pool size (default keyleash's), and BENCH_DEPTH, the spend
+//! lanes' pipeline depth (`Options::pipeline_depth`, default 1).
+//!
 //! Each case prints one JSON line (the same fields as bench/node.mjs and
 //! bench/python.py): calls made in the timed window, ops/s, p50 and p99 latency per
 //! call, unexpected results, and the process's peak RSS (VmHWM) at the end.
@@ -41,6 +45,15 @@ struct Tally {
     latencies_ns: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
+}
+
+/// A whole number from the environment variable `name`, if set.
+fn knob<T: FromStr>(name: &str) -> Option<T> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, got {v:?}")),
+    )
 }
 
 /// At most this many latencies are kept per caller (reservoir sampling beyond it): the
@@ -78,6 +91,8 @@ async fn main() {
             ttl: Duration::from_secs(60),
             max_entries: 10_000,
         }),
+        pipeline_depth: knob("BENCH_DEPTH"),
+        pool_size: knob("BENCH_POOL"),
         ..Options::default()
     };
     let kl = KeyLeash::connect(&url, options)

@@ -100,25 +100,25 @@ pub(crate) struct GroupLimits {
 /// The most calls waiting for one store, per kind; one more is `unavailable`.
 const MAX_QUEUE: usize = 10_000;
 
-/// The most spend batches of one lane in flight on a Postgres whose commits wait
-/// for their WAL flush, each started once the one before holds its row locks
-/// (`group.rs`); 1 where commits do not wait.
-const PIPELINE_DEPTH: usize = 2;
+/// How many spend batches of one lane are in flight on Postgres unless
+/// `Options::pipeline_depth` says otherwise: one. Two (the next batch started
+/// once the one before holds its row locks, `group.rs`) were measured slower on
+/// both `fsync` settings: the second batch's commit arrives while the first's
+/// WAL flush runs and waits for a flush of its own, so the flushes per second do
+/// not rise, and the callers are split into smaller batches (`store::group_limits`).
+const PIPELINE_DEPTH: usize = 1;
 
 impl Store {
     /// The grouping of this store. Charges: one runner per lane (`lanes.rs`),
     /// each batch one transaction of many charges: calls arriving meanwhile
     /// gather into the lane's next batch. One runner per lane is what keeps an
     /// account's arrival order. On Postgres one lane per 10 connections of the pool
-    /// (1 with the default pool of 10, at most 4). Where the server's commits wait
-    /// for their WAL flush, each lane has up to [`PIPELINE_DEPTH`] batches in
-    /// flight, the next started once the one before holds its row locks
-    /// (`group.rs`): a batch no longer waits for the one before to commit, and the
-    /// commits in flight share the server's WAL flushes. Where they do not
-    /// (`fsync` or `synchronous_commit` off), nothing waits on the disk and a
-    /// second batch in flight only splits the callers into smaller batches (a
-    /// fifth fewer charges per second on 2 cores), so one at a time;
-    /// `pipeline_depth` overrides either. More lanes split
+    /// (1 with the default pool of 10, at most 4), one batch in flight each
+    /// ([`PIPELINE_DEPTH`]; on a durable server, 32 callers, 1,000 keys, Rust,
+    /// alternating: 7,496 / 8,880 / 8,730 / 9,166 charges a second with one batch
+    /// against 7,191 / 7,398 / 6,386 / 6,825 with two, at the same ~550 commits
+    /// and WAL flushes a second; 64 callers 13,583 / 15,450 against 10,662 /
+    /// 13,194; with `fsync` off two cost a fifth). More lanes split
     /// the same callers into smaller batches, which costs more per charge on a
     /// small machine: on 2 cores, 32 callers, 2 lanes instead of 1 halved the
     /// charges per second with `fsync` off (CPU-bound) and did not raise them with
@@ -138,10 +138,10 @@ impl Store {
             depth,
         };
         match self {
-            Store::Postgres(pg) => {
+            Store::Postgres(_) => {
                 let pool = usize::try_from(pool_size.unwrap_or(10)).unwrap_or(1);
                 let in_flight = (pool / 2).clamp(1, 4);
-                let depth = depth.unwrap_or(if pg.commits_wait() { PIPELINE_DEPTH } else { 1 });
+                let depth = depth.unwrap_or(PIPELINE_DEPTH);
                 GroupLimits {
                     validates: limits(256, in_flight, 1),
                     charges: limits(128, 1, depth),

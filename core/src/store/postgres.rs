@@ -346,16 +346,6 @@ pub(crate) struct PgStore {
     connect: Box<PgConnectOptions>,
     /// The `NOTIFY` channel of this keys table ([`TableNames::channel`]).
     channel: String,
-    /// Whether a commit waits for its WAL flush on this server, read at connect
-    /// ([`commits_wait`]).
-    commits_wait: bool,
-}
-
-/// Whether a commit waits for its WAL to reach the disk, from the server's
-/// `fsync` and this session's `synchronous_commit`: only then do spend batches in
-/// flight together share a flush ([`super::Store::group_limits`]).
-fn commits_wait(fsync: &str, synchronous_commit: &str) -> bool {
-    fsync == "on" && synchronous_commit != "off"
 }
 
 impl PgStore {
@@ -375,21 +365,13 @@ impl PgStore {
             options.acquire_timeout,
             PgConnection::connect_with(&connect),
         );
-        let commits_wait = match probe.await {
-            Ok(Ok(mut conn)) => {
-                let (fsync, sync): (String, String) = sqlx::query_as(
-                    "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
-                )
-                .fetch_one(&mut conn)
-                .await?;
-                conn.close().await?;
-                commits_wait(&fsync, &sync)
-            }
+        match probe.await {
+            Ok(Ok(conn)) => conn.close().await?,
             Ok(Err(sqlx::Error::Io(e))) => return Err(unreachable(&connect, &e.to_string())),
             Ok(Err(e @ sqlx::Error::Database(_))) => return Err(e.into()),
             Ok(Err(e)) => return Err(unreachable(&connect, &e.to_string())),
             Err(_) => return Err(unreachable(&connect, "timed out")),
-        };
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.unwrap_or(10))
             .acquire_timeout(options.acquire_timeout)
@@ -402,13 +384,7 @@ impl PgStore {
                 queries: queries(names),
             },
             connect: Box::new(connect),
-            commits_wait,
         })
-    }
-
-    /// Whether a commit waits for its WAL flush on this server (read at connect).
-    pub fn commits_wait(&self) -> bool {
-        self.commits_wait
     }
 
     /// Where the validation cache listens: the connect options and the channel.
@@ -665,20 +641,4 @@ fn split<'a>(lookups: impl Iterator<Item = &'a Lookup>) -> (Vec<&'a str>, Vec<&'
         }
     }
     (hashes, subjects)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::commits_wait;
-
-    // Pins which settings make a commit wait for its flush: fsync on and any
-    // synchronous_commit but off (local and the remote levels wait too).
-    #[test]
-    fn a_commit_waits_only_with_fsync_and_synchronous_commit() {
-        for sync in ["on", "local", "remote_write", "remote_apply"] {
-            assert!(commits_wait("on", sync), "{sync}");
-            assert!(!commits_wait("off", sync), "{sync}");
-        }
-        assert!(!commits_wait("on", "off"));
-    }
 }
