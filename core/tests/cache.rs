@@ -265,3 +265,26 @@ async fn a_lost_listener_empties_the_cache() {
     serving(&db.kl).await;
     assert_eq!(db.kl.cache_stats().unwrap().entries, 0);
 }
+
+// Pins that answers found with no I/O yield now and then: on a one-thread
+// runtime, a loop of cached (or malformed) validates lets another task run, as
+// it must for the pool's and the batches' tasks to run beside such a loop.
+#[tokio::test(flavor = "current_thread")]
+async fn answers_without_io_let_other_tasks_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = Db::with(Kind::Sqlite, cached(Duration::from_secs(60))).await;
+    let k = db.kl.create(opts("a")).await.unwrap();
+    assert!(db.kl.validate(&k.key).await.unwrap().is_valid());
+    for raw in [k.key.as_str(), "ak_x"] {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        let mut calls = 0;
+        while !ran.load(Ordering::SeqCst) {
+            db.kl.validate(raw).await.unwrap();
+            calls += 1;
+            assert!(calls < 100_000, "{raw}: no other task ran in {calls} calls");
+        }
+    }
+}
