@@ -59,12 +59,17 @@ const CEILING_COLUMNS: &str =
 /// rows for a recursive CTE and then seq-scans the keys table for the semi-join;
 /// the array form is a primary-key index scan. pgbench, 32 clients, 1,000 keys:
 /// 4,700 → 9,200 statements/s locked (a plain locked lookup by hash: 11,400).
+///
+/// The recursive step reads only rows that have a parent: on a small keys table
+/// the planner hash-joins the step with a seq scan of the whole table, and with
+/// the filter the join sees no outer row and never builds its hash (EXPLAIN
+/// ANALYZE of a 30-key lock on 1,000 keys, none with a parent: 0.49 → 0.30 ms).
 fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
     let (keys, columns) = (&t.keys, columns());
     format!(
         "WITH RECURSIVE chain(id, parent_id, depth) AS (SELECT id, parent_id, 1 FROM {keys} WHERE {cond} \
          UNION ALL SELECT k.id, k.parent_id, c.depth + 1 FROM chain c JOIN {keys} k ON k.id = c.parent_id \
-         WHERE c.depth < {MAX_DEPTH}) \
+         WHERE c.parent_id IS NOT NULL AND c.depth < {MAX_DEPTH}) \
          SELECT {columns} FROM {keys} WHERE id = ANY(ARRAY(SELECT id FROM chain)) ORDER BY id{lock}"
     )
 }
