@@ -7,7 +7,7 @@ mod common;
 use common::{budget, Db, Kind};
 use futures::future::join_all;
 use keyleash::{
-    Charge, ChargeRefusal, CreateOptions, HoldStatus, KeyLeash, Reserve, ReserveResult,
+    Charge, ChargeRefusal, CreateOptions, CreatedKey, HoldStatus, KeyLeash, Reserve, ReserveResult,
     SettleRefusal, SettleResult,
 };
 
@@ -161,18 +161,20 @@ async fn a_hold_belongs_to_its_period(kind: Kind) {
 }
 both!(a_hold_belongs_to_its_period);
 
+/// A parent key capped at 100 cents and its child capped at `child_cents`.
+async fn parent_and_child(db: &Db, child_cents: f64) -> (CreatedKey, CreatedKey) {
+    let parent = db.kl.create(budget("a", 100.0, None)).await.unwrap();
+    let child = CreateOptions {
+        parent_id: Some(parent.id),
+        ..budget("a", child_cents, None)
+    };
+    (parent, db.kl.create(child).await.unwrap())
+}
+
 // Pins holds against ancestors: a child's hold counts against its parent.
 async fn holds_count_against_ancestors(kind: Kind) {
     let db = Db::open(kind).await;
-    let parent = db.kl.create(budget("a", 100.0, None)).await.unwrap();
-    let child = db
-        .kl
-        .create(CreateOptions {
-            parent_id: Some(parent.id),
-            ..budget("a", 90.0, None)
-        })
-        .await
-        .unwrap();
+    let (parent, child) = parent_and_child(&db, 90.0).await;
     let h = hold(&db.kl, &child.key, Reserve::cents(80.0)).await;
     assert_eq!(db.info(&parent.key).await.budget_held_cents, 80.0);
     let refused = db
@@ -207,15 +209,7 @@ async fn hint(db: &Db, id: i64) -> Option<i64> {
 // expires meanwhile is no reason to keep it.
 async fn the_share_hint_follows_the_open_holds(kind: Kind) {
     let db = Db::open(kind).await;
-    let parent = db.kl.create(budget("a", 100.0, None)).await.unwrap();
-    let child = db
-        .kl
-        .create(CreateOptions {
-            parent_id: Some(parent.id),
-            ..budget("a", 50.0, None)
-        })
-        .await
-        .unwrap();
+    let (parent, child) = parent_and_child(&db, 50.0).await;
     let now_us = db.kl.clock().now().timestamp_micros();
     let long = hold(&db.kl, &child.key, Reserve::cents(10.0).ttl("10m")).await;
     let short = hold(&db.kl, &child.key, Reserve::cents(20.0).ttl("5m")).await;
