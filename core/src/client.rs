@@ -122,7 +122,7 @@ impl KeyLeash {
     }
 
     /// How many spend batches of one lane may be in flight: what
-    /// `Options::pipeline_depth` set or the server's settings decided at connect.
+    /// `Options::pipeline_depth` set, else 1 (always 1 on SQLite).
     #[doc(hidden)]
     pub fn pipeline_depth(&self) -> usize {
         self.inner.charges.depth()

@@ -160,6 +160,6 @@ impl<'q> BindArgs<'q> for Query<'q, Sqlite, SqliteArguments<'q>> {
 }
 
 /// `v` as JSON text (a list of ids or strings cannot fail to serialize).
-fn json<T: Serialize + ?Sized>(v: &T) -> String {
+pub(crate) fn json<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }

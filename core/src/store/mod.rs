@@ -157,6 +157,22 @@ impl Store {
     }
 }
 
+/// The hashes and the subjects among `lookups`, to bind as two lists (both
+/// stores read a batch's keys with one statement per kind of name).
+pub(crate) fn split_lookups<'a>(
+    lookups: impl Iterator<Item = &'a Lookup>,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut hashes = Vec::new();
+    let mut subjects = Vec::new();
+    for l in lookups {
+        match l {
+            Lookup::Hash(h) => hashes.push(h.as_str()),
+            Lookup::Subject(s) => subjects.push(s.as_str()),
+        }
+    }
+    (hashes, subjects)
+}
+
 /// Runs `$call` with `$s` bound to the store in use: one arm per backend, so
 /// `$call` is checked (and any generic function it names instantiated) once for
 /// each store's types, with static dispatch.

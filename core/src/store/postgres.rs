@@ -25,7 +25,9 @@ use crate::spend::{HoldRow, Plan};
 use crate::store::arg::Arg;
 use crate::store::charge::ChargeSql;
 use crate::store::row::{decode_all, hold, key_row};
-use crate::store::{migrations, rate_sql, schema, AccountLock, Backend, Base, Queries, Tx};
+use crate::store::{
+    migrations, rate_sql, schema, split_lookups, AccountLock, Backend, Base, Queries, Tx,
+};
 
 /// The columns of a key row, in [`crate::store::row::key_row`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
@@ -417,7 +419,7 @@ impl Backend for PgStore {
     /// recursive query. Two statements, so a family read here may mix two instants;
     /// charges, which must not, lock the whole family in one statement.
     async fn fetch(&self, lookups: &[Lookup]) -> Result<Vec<KeyRow>> {
-        let (hashes, subjects) = split(lookups.iter());
+        let (hashes, subjects) = split_lookups(lookups.iter());
         let mut rows = Vec::with_capacity(lookups.len());
         for (sql, values) in [
             (&self.sql.by_hash, hashes),
@@ -538,7 +540,7 @@ impl ChargeSql for Tx<'_, PgStore> {
 
     async fn lock(&mut self, lookups: &[&Lookup], ids: &[i64]) -> Result<Vec<KeyRow>> {
         let sql = &self.store.sql;
-        let (hashes, subjects) = split(lookups.iter().copied());
+        let (hashes, subjects) = split_lookups(lookups.iter().copied());
         let lock = match (hashes.is_empty(), subjects.is_empty(), ids.is_empty()) {
             (false, true, true) => &sql.lock_by_hash,
             (true, false, true) => &sql.lock_by_subject,
@@ -652,17 +654,4 @@ fn unreachable(connect: &PgConnectOptions, why: &str) -> Error {
         None => format!("{}:{}", connect.get_host(), connect.get_port()),
     };
     Error::Unavailable(format!("could not connect to Postgres at {place}: {why}").into())
-}
-
-/// The hashes and the subjects among `lookups`, to bind as two arrays.
-fn split<'a>(lookups: impl Iterator<Item = &'a Lookup>) -> (Vec<&'a str>, Vec<&'a str>) {
-    let mut hashes = Vec::new();
-    let mut subjects = Vec::new();
-    for l in lookups {
-        match l {
-            Lookup::Hash(h) => hashes.push(h.as_str()),
-            Lookup::Subject(s) => subjects.push(s.as_str()),
-        }
-    }
-    (hashes, subjects)
 }

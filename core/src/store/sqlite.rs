@@ -21,10 +21,13 @@ use crate::error::{Error, Result};
 use crate::ident::TableNames;
 use crate::model::Options;
 use crate::spend::{HoldRow, Plan};
+use crate::store::arg::json;
 use crate::store::charge::ChargeSql;
 use crate::store::codec::Stamp;
 use crate::store::row::{hold, key_row};
-use crate::store::{migrations, rate_sql, schema, AccountLock, Backend, Base, Queries, Tx};
+use crate::store::{
+    migrations, rate_sql, schema, split_lookups, AccountLock, Backend, Base, Queries, Tx,
+};
 
 /// The columns of a key row, in [`crate::store::row::key_row`]'s order. Hold shares are not among
 /// them: the store reads them in a second statement, only for rows whose
@@ -339,13 +342,7 @@ impl SqliteStore {
         lookups: impl Iterator<Item = &'a Lookup>,
         ids: &[i64],
     ) -> Result<Vec<KeyRow>> {
-        let (mut hashes, mut subjects) = (Vec::new(), Vec::new());
-        for l in lookups {
-            match l {
-                Lookup::Hash(h) => hashes.push(h.as_str()),
-                Lookup::Subject(s) => subjects.push(s.as_str()),
-            }
-        }
+        let (hashes, subjects) = split_lookups(lookups);
         let mut rows = Vec::with_capacity(hashes.len() + subjects.len() + ids.len());
         for (sql, names) in [
             (&self.sql.by_hashes, json_of(&hashes)),
@@ -363,7 +360,7 @@ impl SqliteStore {
 
 /// `values` as a JSON array for `json_each`, or `None` when there are none.
 fn json_of<T: serde::Serialize>(values: &[T]) -> Option<String> {
-    (!values.is_empty()).then(|| serde_json::to_string(values).unwrap_or_default())
+    (!values.is_empty()).then(|| json(values))
 }
 
 impl Backend for SqliteStore {
