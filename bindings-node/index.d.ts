@@ -102,6 +102,45 @@ export interface CreateOptions {
   parentId?: number | null;
   /** Free-form JSON kept with the key (at most 16 KiB). */
   metadata?: unknown;
+  /**
+   * Rate limits (at most 8, names unique): every charge and reserve of the key
+   * counts against them and against its ancestors'. A refused request counts
+   * against nothing.
+   */
+  limits?: LimitOptions[] | null;
+}
+
+/** What a rate limit counts: charges and reserves, the cents charges and settles record, or holds open at once. */
+export type LimitUnit = "requests" | "cents" | "concurrent";
+
+/**
+ * A rate limit of a key; an unknown name is refused (`invalid_argument`).
+ * `burst` may come at once from idle, then `limit` per `period`: any span of
+ * time `w` admits at most `burst + limit × w / period`.
+ */
+export interface LimitOptions {
+  /** Names it in refusals and headers: 1 to 32 of `a-z 0-9 _ -`. Default: the unit. */
+  name?: string;
+  unit: LimitUnit;
+  /** How many per period (whole cents for `cents`), or holds open at once: 1 to 1e12. */
+  limit: number;
+  /** The period of `requests` and `cents` (`1s` to `31d`); a `concurrent` limit has none. */
+  period?: string;
+  /** How many may come at once from idle: 1 to 1e12, default `limit`; not for `concurrent`. */
+  burst?: number;
+}
+
+/**
+ * A refusal by a rate limit: nothing was counted anywhere. `retryAfter` is the
+ * seconds until the same request would pass, null when it never can under this
+ * limit (a cost above its burst; a `concurrent` limit, which frees when a hold ends).
+ */
+export interface RateLimitedResult {
+  success: false;
+  reason: "rate_limited";
+  limit: string;
+  retryAfter: number | null;
+  replayed?: undefined;
 }
 
 /**
@@ -170,7 +209,8 @@ export type TrackUsageResult =
   | { success: true; budgetUsedCents: number; budgetRemainingCents: number | null; replayed?: undefined }
   | { success: true; budgetUsedCents: number; budgetRemainingCents: number | null; replayed: "charged" }
   | { success: true; budgetUsedCents?: undefined; budgetRemainingCents?: undefined; replayed?: undefined }
-  | { success: false; reason: ChargeRefusal; replayed?: undefined };
+  | { success: false; reason: ChargeRefusal; replayed?: undefined }
+  | RateLimitedResult;
 
 /** Where the hold a replayed reserve names stands. */
 export type HoldStatus = "held" | "settled" | "released";
@@ -208,7 +248,8 @@ export interface ReserveOptions {
 export type ReserveResult =
   | { success: true; holdId: number; expiresAt: string; budgetRemainingCents: number | null; replayed?: undefined }
   | ReserveReplayed
-  | { success: false; reason: ChargeRefusal; replayed?: undefined };
+  | { success: false; reason: ChargeRefusal; replayed?: undefined }
+  | RateLimitedResult;
 
 /** Why a settle was refused. */
 /** Options of `setAccountBudget`. */
@@ -424,7 +465,10 @@ export interface KeyReserveOptions {
 }
 
 /** A refused reserve: nothing is held (a replay names the first hold). */
-export type ReserveRefused = { success: false; reason: ChargeRefusal; replayed?: undefined } | ReserveReplayed;
+export type ReserveRefused =
+  | { success: false; reason: ChargeRefusal; replayed?: undefined }
+  | ReserveReplayed
+  | RateLimitedResult;
 
 /**
  * A hold placed by `req.agentKey.reserve`, and what has been consumed under it. The

@@ -305,6 +305,8 @@ export interface CreateOptions {
   parentId?: number
   /** Free-form JSON kept with the key (at most 16 KiB). */
   metadata?: any
+  /** Rate limits: requests or cents per period, holds open at once. */
+  limits?: Array<LimitOptions>
 }
 
 /**
@@ -324,6 +326,20 @@ export declare function hasScope(scopes: Array<string> | undefined | null, scope
  * `not_migrated`), answered `storeFailed`, rather than the caller's mistake.
  */
 export declare function isStoreFailure(code: string): boolean
+
+/** A rate limit of `create`. */
+export interface LimitOptions {
+  /** Names it in refusals and headers (default: the unit's name). */
+  name?: string
+  /** `requests`, `cents` or `concurrent`. */
+  unit: string
+  /** How many per period, or holds open at once. */
+  limit: number
+  /** The period of `requests` and `cents`: `1s`, `1m`, `1h`, `1d`. */
+  period?: string
+  /** How many may come at once from idle (default `limit`). */
+  burst?: number
+}
 
 /** The largest request body the self-serve routes read, in bytes. */
 export declare const MAX_BODY_BYTES: number

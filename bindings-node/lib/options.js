@@ -98,8 +98,22 @@ const KINDS = {
     to: (v) => strict(v, "cache"),
   },
   object: { ok: (v) => typeof v === "object", is: "an object" },
+  limits: { ok: (v) => Array.isArray(v), is: "an array of limits ({unit, limit, period, burst, name})", to: limits },
   json: { ok: () => true, to: json },
 };
+
+/** A checked copy of an array of rate limits, each element read once. */
+function limits(value, field) {
+  const copy = [];
+  for (let i = 0; i < value.length; i++) {
+    const item = value[i];
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      throw invalid(`${field}[${i}] must be an object ({unit, limit, period, burst, name})`);
+    }
+    copy.push(strict(item, "limit", ["unit", "limit"]));
+  }
+  return copy;
+}
 
 /** `value` as the native half takes a `kind`; null and undefined stay null (absent). */
 function checked(value, field, kind) {
@@ -154,7 +168,9 @@ const OPTIONS = {
     name: "string",
     parentId: "id",
     metadata: "json",
+    limits: "limits",
   },
+  limit: { name: "string", unit: "string", limit: "number", period: "string", burst: "number" },
   charge: { costCents: "number", idempotencyKey: "string" },
   reserve: { costCents: "number", ttl: "string", idempotencyKey: "string" },
   settle: { costCents: "number" },

@@ -13,7 +13,8 @@ use std::future::Future;
 
 use keyleash::http::{Access, Reply, Route, SelfServeOptions};
 use keyleash::options::{
-    CacheInput, ConnectInput, CreateInput, Metadata, RateLimit, SelfServeInput, Spelling,
+    CacheInput, ConnectInput, CreateInput, LimitInput, Metadata, RateLimit, SelfServeInput,
+    Spelling,
 };
 use keyleash::UsageRange;
 use napi::bindgen_prelude::{ClassInstance, PromiseRaw, ToNapiValue};
@@ -88,6 +89,23 @@ pub struct CreateOptions {
     pub parent_id: Option<i64>,
     /// Free-form JSON kept with the key (at most 16 KiB).
     pub metadata: Option<Value>,
+    /// Rate limits: requests or cents per period, holds open at once.
+    pub limits: Option<Vec<LimitOptions>>,
+}
+
+/// A rate limit of `create`.
+#[napi(object)]
+pub struct LimitOptions {
+    /// Names it in refusals and headers (default: the unit's name).
+    pub name: Option<String>,
+    /// `requests`, `cents` or `concurrent`.
+    pub unit: String,
+    /// How many per period, or holds open at once.
+    pub limit: f64,
+    /// The period of `requests` and `cents`: `1s`, `1m`, `1h`, `1d`.
+    pub period: Option<String>,
+    /// How many may come at once from idle (default `limit`).
+    pub burst: Option<f64>,
 }
 
 /// A charge.
@@ -458,6 +476,18 @@ impl CreateOptions {
             name: self.name,
             metadata: self.metadata.map(Metadata::Value),
             parent_id: self.parent_id,
+            limits: self
+                .limits
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| LimitInput {
+                    name: l.name,
+                    unit: l.unit,
+                    limit: l.limit,
+                    period: l.period,
+                    burst: l.burst,
+                })
+                .collect(),
         }
         .into_options(Spelling::Camel)
         .map_err(err)

@@ -32,6 +32,7 @@ const CREATE_FIELDS = [
   "name",
   "metadata",
   "parentId",
+  "limits",
 ];
 
 /** A vector that cannot be run as written (unknown op or field, bad reference). */

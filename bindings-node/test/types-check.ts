@@ -34,6 +34,21 @@ async function main(): Promise<void> {
   }
   // @ts-expect-error a misspelt option is a type error (and an invalid_argument at run time)
   await kl.create({ accountId: "a", budgetCent: 5 });
+  const limited = await kl.create({
+    accountId: "a",
+    limits: [
+      { unit: "requests", limit: 100, period: "1m", burst: 10 },
+      { unit: "concurrent", limit: 3, name: "streams" },
+    ],
+  });
+  const paced = await kl.trackUsage(limited.key, { costCents: 1 });
+  if (!paced.success && paced.reason === "rate_limited") {
+    const name: string = paced.limit;
+    const wait: number | null = paced.retryAfter;
+    void [name, wait];
+  }
+  // @ts-expect-error a unit is one of three words
+  await kl.create({ accountId: "a", limits: [{ unit: "request", limit: 1, period: "1m" }] });
   try {
     await kl.create({ accountId: "a", budgetPeriod: "month" });
   } catch (e) {
@@ -83,11 +98,14 @@ async function main(): Promise<void> {
         | "expired"
         | "revoked"
         | "idempotency_conflict"
-        | "idempotency_replayed" = held.reason;
+        | "idempotency_replayed"
+        | "rate_limited" = held.reason;
       // A replay names the first hold and where it stands; no other refusal does.
       const first: number | undefined = held.replayed ? held.holdId : undefined;
       const where: "held" | "settled" | "released" | undefined = held.replayed;
-      void [why, first, where];
+      // A rate limit's refusal names the limit and when to retry.
+      const wait: number | null | undefined = held.reason === "rate_limited" ? held.retryAfter : undefined;
+      void [why, first, where, wait];
     }
     const spend: Spend | null = await streamWithHold(
       req,

@@ -17,7 +17,8 @@ mod results;
 
 use chrono::{DateTime, Utc};
 use keyleash::options::{
-    CacheInput, ConnectInput, CreateInput, Metadata, RateLimit, SelfServeInput, Spelling,
+    CacheInput, ConnectInput, CreateInput, LimitInput, Metadata, RateLimit, SelfServeInput,
+    Spelling,
 };
 use keyleash::{Charge, KeyLeash, KeyOptions, Route, UsageRange};
 use pyo3::exceptions::PyRuntimeError;
@@ -97,6 +98,10 @@ fn rate_limit(n: Option<f64>) -> RateLimit {
     n.map_or(RateLimit::Off, RateLimit::PerHour)
 }
 
+/// A rate limit as `keyleash.client` hands it over, its names and types checked:
+/// `(name, unit, limit, period, burst)`.
+type LimitTuple = (Option<String>, String, f64, Option<String>, Option<f64>);
+
 /// Options of `create` and `ensure_subject`, built once from keyword arguments.
 #[pyclass(frozen, name = "CreateOptions", module = "keyleash._native")]
 struct PyCreateOptions(KeyOptions);
@@ -108,7 +113,7 @@ impl PyCreateOptions {
     #[new]
     #[pyo3(signature = (*, account_id=String::new(), user_id=None, scopes=None, budget_cents=None,
         budget_period=None, expires_in=None, expires_at=None, delegated_by=None, name=None,
-        metadata=None, parent_id=None))]
+        metadata=None, parent_id=None, limits=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         account_id: String,
@@ -122,7 +127,9 @@ impl PyCreateOptions {
         name: Option<String>,
         metadata: Option<String>,
         parent_id: Option<i64>,
+        limits: Option<Vec<LimitTuple>>,
     ) -> PyResult<Self> {
+        let limits = limits.unwrap_or_default().into_iter();
         let options = CreateInput {
             account_id: Some(account_id),
             user_id,
@@ -135,6 +142,15 @@ impl PyCreateOptions {
             name,
             metadata: metadata.map(Metadata::Json),
             parent_id,
+            limits: limits
+                .map(|(name, unit, limit, period, burst)| LimitInput {
+                    name,
+                    unit,
+                    limit,
+                    period,
+                    burst,
+                })
+                .collect(),
         };
         Ok(Self(options.into_options(Spelling::Snake).map_err(py_err)?))
     }

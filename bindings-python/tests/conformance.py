@@ -30,7 +30,7 @@ STEP_FIELDS = {"op", "args", "save", "expect", "expectError", "key", "rawKey", "
                "subject"}  # fmt: skip
 PARALLEL_FIELDS = {"count", "step", "expectCount"}
 CREATE_FIELDS = {"accountId", "userId", "scopes", "budgetCents", "budgetPeriod", "expiresIn",
-                 "expiresAt", "delegatedBy", "name", "metadata", "parentId"}  # fmt: skip
+                 "expiresAt", "delegatedBy", "name", "metadata", "parentId", "limits"}  # fmt: skip
 NUMBERS = {"Infinity": math.inf, "-Infinity": -math.inf}
 
 

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::amount::{cap_mirror, micros_to_cents, used_mirror, whole_cents_to_micros};
 use crate::model::{InvalidReason, KeyDetails, KeyInfo, KeyStatus, KeySummary, Validation};
 use crate::period::Period;
+use crate::ratelimit::KeyLimit;
 
 /// A keys-table row as both stores load it. Integer columns are widened to `i64`.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +53,8 @@ pub(crate) struct KeyRow {
     /// The id of its account's ceiling, if the account has one (a hint the store
     /// keeps on every key, so that reads fetch ceilings only when there is one).
     pub ceiling_id: Option<i64>,
+    /// Its rate limits, with their state (`rate_limits`).
+    pub limits: Vec<KeyLimit>,
 }
 
 /// One hold's claim on one key's budget: `amount` micro-cents, counted while
@@ -229,6 +232,9 @@ pub(crate) struct KeyUpdate {
     pub anchor_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub holds_until_us: Option<i64>,
+    /// The row's rate limits as they are to be written, when the batch counted
+    /// against them (`None`: the column stays as it is).
+    pub rate_limits: Option<String>,
 }
 
 impl KeyUpdate {
@@ -250,6 +256,7 @@ impl KeyUpdate {
             anchor_at: b.anchor,
             last_used_at,
             holds_until_us,
+            rate_limits: None,
         }
     }
 

@@ -128,6 +128,8 @@ impl Reply {
     /// - `replayed` set (a repeated idempotency key; where its first hold stands):
     ///   409 `{"error": "idempotency_replayed", "replayed": <replayed>}`;
     /// - `budget_exceeded`: 429 `{"error": "budget_exceeded"}`;
+    /// - `rate_limited` (a rate limit of the key or an ancestor): 429
+    ///   `{"error": "rate_limited"}`;
     /// - `idempotency_conflict` (the idempotency key was first used for another
     ///   operation): 422 `{"error": "idempotency_conflict"}`;
     /// - any other reason (the key was revoked, expired or unknown since it was
@@ -141,7 +143,9 @@ impl Reply {
                 json!({ "error": ChargeRefusal::IdempotencyReplayed.as_str(), "replayed": state });
             return Self::new(409, body);
         }
-        let status = if reason == ChargeRefusal::BudgetExceeded.as_str() {
+        let status = if reason == ChargeRefusal::BudgetExceeded.as_str()
+            || reason == ChargeRefusal::RateLimited.as_str()
+        {
             429
         } else if reason == ChargeRefusal::IdempotencyConflict.as_str() {
             422

@@ -79,6 +79,7 @@ mod model;
 mod ops;
 pub mod options;
 pub mod period;
+pub mod ratelimit;
 pub mod scope;
 mod spend;
 mod store;
@@ -95,11 +96,12 @@ pub use crate::model::{
     iso, parse_time, AccountView, AccountsPage, CacheOptions, CacheStats, CeilingView, Charge,
     ChargeRefusal, ChargeResult, CreateOptions, CreatedKey, DaySpend, HoldStatus, InvalidReason,
     KeyDetails, KeyInfo, KeyOptions, KeyStatus, KeySummary, LedgerEntry, LedgerRecord, Options,
-    Reserve, ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender, UsageRange,
-    Validation,
+    RateLimited, Reserve, ReserveResult, SettleRefusal, SettleResult, SpendBy, SpendOf, Spender,
+    UsageRange, Validation,
 };
 pub use crate::ops::hold::{AddRefused, CutShort, Ending, Hold};
 pub use crate::ops::validate::KeyRef;
+pub use crate::ratelimit::{Limit, LimitUnit};
 pub use crate::scope::has_scope;
 
 /// The crate README's example, compiled and run as a doctest.

@@ -135,6 +135,10 @@ pub struct CreateOptions {
     /// The parent must be live and of the same account (an empty `account_id`
     /// takes the parent's).
     pub parent_id: Option<i64>,
+    /// Rate limits (at most 8, names unique): every charge and reserve of the
+    /// key counts against them and against its ancestors' (see
+    /// [`crate::ratelimit`]). Empty: none.
+    pub limits: Vec<crate::ratelimit::Limit>,
 }
 
 /// What [`crate::KeyLeash::create`] and [`crate::KeyLeash::ensure_subject`] take:
@@ -364,6 +368,21 @@ pub enum ChargeRefusal {
     /// A reserve repeated an idempotency key: the first hold is named in the
     /// result, and nothing new is held (see [`ReserveResult::Replayed`]).
     IdempotencyReplayed,
+    /// A rate limit of the key or an ancestor refused it (see [`RateLimited`]).
+    RateLimited,
+}
+
+/// A refusal by a rate limit: which one, and when the same request could pass.
+/// Nothing was counted against any limit or budget.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimited {
+    /// The refusing limit's name (the one that frees last, when several refuse).
+    pub limit: String,
+    /// Seconds until the same request would pass (rounded up to the
+    /// millisecond), or `None` when it never can under this limit: a cost above
+    /// the limit's burst, or a `concurrent` limit, which frees when a hold ends.
+    pub retry_after: Option<f64>,
 }
 
 impl ChargeRefusal {
@@ -377,6 +396,7 @@ impl ChargeRefusal {
             ChargeRefusal::Revoked => "revoked",
             ChargeRefusal::IdempotencyConflict => "idempotency_conflict",
             ChargeRefusal::IdempotencyReplayed => "idempotency_replayed",
+            ChargeRefusal::RateLimited => "rate_limited",
         }
     }
 }
@@ -405,18 +425,22 @@ pub enum ChargeResult {
     Free,
     /// Refused; nothing changed.
     Refused(ChargeRefusal),
+    /// Refused by a rate limit (reason `rate_limited`); nothing changed.
+    /// Serialized with the limit's name and `retryAfter`.
+    Limited(RateLimited),
 }
 
 impl ChargeResult {
     /// Whether the charge succeeded (including a zero cost).
     pub fn success(&self) -> bool {
-        !matches!(self, ChargeResult::Refused(_))
+        !matches!(self, ChargeResult::Refused(_) | ChargeResult::Limited(_))
     }
 
     /// The refusal reason, if refused.
     pub fn reason(&self) -> Option<ChargeRefusal> {
         match self {
             ChargeResult::Refused(r) => Some(*r),
+            ChargeResult::Limited(_) => Some(ChargeRefusal::RateLimited),
             _ => None,
         }
     }
@@ -444,8 +468,28 @@ impl Serialize for ChargeResult {
             }
             ChargeResult::Free => {}
             ChargeResult::Refused(reason) => m.serialize_entry("reason", reason)?,
+            ChargeResult::Limited(limited) => limited.entries(&mut m)?,
         }
         m.end()
+    }
+}
+
+impl RateLimited {
+    /// The refusal `r`, its wait in seconds rounded up to the millisecond.
+    pub(crate) fn from(r: crate::ratelimit::Refused) -> Self {
+        Self {
+            limit: r.limit,
+            retry_after: r
+                .retry_after_us
+                .map(|us| (us.saturating_add(999) / 1000) as f64 / 1000.0),
+        }
+    }
+
+    /// Writes `reason`, `limit` and `retryAfter` into a result's map.
+    fn entries<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        m.serialize_entry("reason", &ChargeRefusal::RateLimited)?;
+        m.serialize_entry("limit", &self.limit)?;
+        m.serialize_entry("retryAfter", &self.retry_after)
     }
 }
 
@@ -517,6 +561,8 @@ pub enum ReserveResult {
     },
     /// Refused; nothing is held.
     Refused(ChargeRefusal),
+    /// Refused by a rate limit (reason `rate_limited`); nothing is held.
+    Limited(RateLimited),
 }
 
 /// Where a hold stands.
@@ -552,7 +598,9 @@ impl ReserveResult {
     pub fn hold_id(&self) -> Option<i64> {
         match self {
             ReserveResult::Held { hold_id, .. } => Some(*hold_id),
-            ReserveResult::Replayed { .. } | ReserveResult::Refused(_) => None,
+            ReserveResult::Replayed { .. }
+            | ReserveResult::Refused(_)
+            | ReserveResult::Limited(_) => None,
         }
     }
 }
@@ -584,6 +632,7 @@ impl Serialize for ReserveResult {
                 m.serialize_entry("budgetRemainingCents", budget_remaining_cents)?;
             }
             ReserveResult::Refused(reason) => m.serialize_entry("reason", reason)?,
+            ReserveResult::Limited(limited) => limited.entries(&mut m)?,
         }
         m.end()
     }

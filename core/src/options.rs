@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::model::{parse_time, CacheOptions, CreateOptions, KeyOptions, Options};
+use crate::ratelimit::{Limit, LimitUnit};
 
 /// The largest connection pool accepted.
 pub const MAX_POOL_SIZE: u32 = 1000;
@@ -247,6 +248,45 @@ pub struct CreateInput {
     pub metadata: Option<Metadata>,
     /// The parent key's id.
     pub parent_id: Option<i64>,
+    /// Rate limits (empty: none).
+    pub limits: Vec<LimitInput>,
+}
+
+/// A rate limit as a binding received it: the unit by name, the numbers as
+/// doubles.
+#[derive(Clone, Debug, Default)]
+pub struct LimitInput {
+    /// The limit's name (default: the unit's).
+    pub name: Option<String>,
+    /// `requests`, `cents` or `concurrent`.
+    pub unit: String,
+    /// How many per period, or holds at once: a whole number from 1 to
+    /// [`crate::ratelimit::MAX_LIMIT`].
+    pub limit: f64,
+    /// The period of `requests` and `cents` (`1m`, `1h`, …).
+    pub period: Option<String>,
+    /// How many at once from idle: a whole number from 1 to
+    /// [`crate::ratelimit::MAX_LIMIT`] (default `limit`).
+    pub burst: Option<f64>,
+}
+
+impl LimitInput {
+    /// The limit, its numbers converted (`invalid_argument` naming
+    /// `limits[index]` for a fraction or a number out of range); the other rules
+    /// are `create`'s.
+    pub fn into_limit(self, index: usize) -> Result<Limit> {
+        let max = crate::ratelimit::MAX_LIMIT;
+        Ok(Limit {
+            unit: LimitUnit::parse(&self.unit)?,
+            limit: whole(&format!("limits[{index}].limit"), self.limit, 1, max)?,
+            burst: self
+                .burst
+                .map(|b| whole(&format!("limits[{index}].burst"), b, 1, max))
+                .transpose()?,
+            name: self.name,
+            period: self.period,
+        })
+    }
 }
 
 impl CreateInput {
@@ -282,6 +322,12 @@ impl CreateInput {
             name: self.name,
             metadata: value,
             parent_id: self.parent_id,
+            limits: self
+                .limits
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| l.into_limit(i))
+                .collect::<Result<_>>()?,
         });
         if text.is_some() {
             options.metadata = text;

@@ -33,9 +33,10 @@ use crate::engine::{
     LedgerInsert, Lookup, PriorCharge,
 };
 use crate::model::{
-    ChargeRefusal, ChargeResult, HoldStatus, InvalidReason, ReserveResult, SettleRefusal,
-    SettleResult,
+    ChargeRefusal, ChargeResult, HoldStatus, InvalidReason, RateLimited, ReserveResult,
+    SettleRefusal, SettleResult,
 };
+use crate::ratelimit::{self, KeyLimit, LimitUnit, Refused};
 
 /// One request of a spend batch.
 #[derive(Clone, Debug)]
@@ -277,7 +278,14 @@ struct State {
     /// to the latest of these (none: no hint), and the row's next spend reads no
     /// shares.
     open: Vec<i64>,
+    /// The row's rate limits as the batch counts against them.
+    limits: Vec<KeyLimit>,
+    /// `limits` changed: the row's `rate_limits` must be written.
+    limits_dirty: bool,
 }
+
+/// A rate limit's new state: (row id, index among the row's limits, TAT).
+type Counted = Vec<(i64, usize, i128)>;
 
 /// The budgets of the locked rows, as the batch changes them.
 struct Budgets<'a> {
@@ -312,6 +320,8 @@ impl<'a> Budgets<'a> {
                     used_now: false,
                     holds_until_us: r.holds_until_us,
                     open,
+                    limits: r.limits.clone(),
+                    limits_dirty: false,
                 }
             });
         }
@@ -338,6 +348,76 @@ impl<'a> Budgets<'a> {
                     s.used_now |= i == 0;
                 } else {
                     s.budget.held = s.budget.held.saturating_add(micros);
+                }
+            }
+        }
+    }
+
+    /// What a request of `micros` against `chain` does to the chain's rate
+    /// limits: a charge (`hold` false) counts a request and its cents; a reserve
+    /// (`hold` true) counts a request and one more open hold, and its estimate
+    /// must fit the cents limits, which count only what its settle records. The
+    /// new states to record, or the refusal that frees last. Nothing changes
+    /// here: the caller records them only once everything else admitted the
+    /// request, so a refused request counts against nothing.
+    fn limits(&self, chain: &[&KeyRow], micros: i64, hold: bool) -> Result<Counted, RateLimited> {
+        let mut counted = Vec::new();
+        let mut refused: Option<Refused> = None;
+        let mut refuse = |r: Refused| {
+            let wait = |r: &Refused| r.retry_after_us.unwrap_or(i64::MAX);
+            if refused.as_ref().is_none_or(|f| wait(&r) > wait(f)) {
+                refused = Some(r);
+            }
+        };
+        for r in chain {
+            let s = &self.states[&r.id];
+            for (i, l) in s.limits.iter().enumerate() {
+                if hold {
+                    if let Err(r) = l.admits_hold(s.open.len()) {
+                        refuse(r);
+                        continue;
+                    }
+                }
+                match l.next(self.now, micros) {
+                    Ok(tat) if tat != l.tat && !(hold && l.unit == LimitUnit::Cents) => {
+                        counted.push((r.id, i, tat));
+                    }
+                    Ok(_) => {}
+                    Err(r) => refuse(r),
+                }
+            }
+        }
+        match refused {
+            Some(r) => Err(RateLimited::from(r)),
+            None => Ok(counted),
+        }
+    }
+
+    /// Records what [`Budgets::limits`] counted.
+    fn count(&mut self, counted: Counted) {
+        for (id, i, tat) in counted {
+            if let Some(s) = self.states.get_mut(&id) {
+                s.limits[i].tat = tat;
+                s.limits_dirty = true;
+                s.dirty = true;
+            }
+        }
+    }
+
+    /// Records a settle's `micros` against the cents limits of `chain`, whatever
+    /// they say: the money was spent, so a limit it overran refuses until it has
+    /// paid the excess off.
+    fn force(&mut self, chain: &[&KeyRow], micros: i64) {
+        let now = self.now;
+        for r in chain {
+            if let Some(s) = self.states.get_mut(&r.id) {
+                for l in s.limits.iter_mut().filter(|l| l.unit == LimitUnit::Cents) {
+                    let tat = l.force(now, micros);
+                    if tat != l.tat {
+                        l.tat = tat;
+                        s.limits_dirty = true;
+                        s.dirty = true;
+                    }
                 }
             }
         }
@@ -420,7 +500,12 @@ impl<'a> Budgets<'a> {
                     } else {
                         row.and_then(|r| r.last_used_at)
                     };
-                    KeyUpdate::new(*id, &state.budget, last_used, state.holds_until_us)
+                    let mut update =
+                        KeyUpdate::new(*id, &state.budget, last_used, state.holds_until_us);
+                    if state.limits_dirty {
+                        update.rate_limits = ratelimit::encode(&state.limits);
+                    }
+                    update
                 })
             })
             .collect()
@@ -543,6 +628,10 @@ fn charge(
     if !b.fits(&chain, req.micros) {
         return ChargeResult::Refused(ChargeRefusal::BudgetExceeded);
     }
+    match b.limits(&chain, req.micros, false) {
+        Ok(counted) => b.count(counted),
+        Err(limited) => return ChargeResult::Limited(limited),
+    }
     b.add(&chain, req.micros, true);
     let (used, remaining) = b.after(&chain);
     plan.ledger.push(LedgerInsert {
@@ -619,6 +708,10 @@ fn reserve(
     if !b.fits(&chain, req.micros) {
         return ReserveResult::Refused(ChargeRefusal::BudgetExceeded);
     }
+    match b.limits(&chain, req.micros, true) {
+        Ok(counted) => b.count(counted),
+        Err(limited) => return ReserveResult::Limited(limited),
+    }
     let expires_at = b.now + req.ttl;
     let mut shares = b.shares(&chain, expires_at);
     for (key_id, share) in &mut shares {
@@ -689,6 +782,7 @@ fn settle(
     b.free(hold);
     if micros > 0 {
         b.add(&chain, micros, true);
+        b.force(&chain, micros);
     }
     let (used, remaining) = b.after(&chain);
     if micros > 0 {
@@ -1118,5 +1212,137 @@ mod tests {
         assert_eq!(state(&p.outcomes[2]), Some(HoldStatus::Settled));
         assert!(!replay_success(&p.outcomes[0]) && !replay_success(&p.outcomes[2]));
         assert!(p.new_holds.is_empty());
+    }
+
+    fn limited(mut r: KeyRow, limits: &[crate::ratelimit::Limit]) -> KeyRow {
+        r.limits = ratelimit::checked(limits).unwrap().unwrap();
+        r
+    }
+
+    /// The limits the plan writes for `id`.
+    fn limits_of(p: &Plan, id: i64) -> Vec<KeyLimit> {
+        let u = p.updates.iter().find(|u| u.id == id).expect("an update");
+        ratelimit::decode(u.rate_limits.as_deref()).unwrap()
+    }
+
+    fn limited_by(o: &SpendOutcome) -> Option<(String, Option<f64>)> {
+        match o {
+            SpendOutcome::Charge(ChargeResult::Limited(l))
+            | SpendOutcome::Reserve(ReserveResult::Limited(l)) => {
+                Some((l.limit.clone(), l.retry_after))
+            }
+            _ => None,
+        }
+    }
+
+    // Pins that a limit refuses in arrival order, says when to retry, and counts only what it admitted.
+    #[test]
+    fn a_request_limit_refuses_past_its_burst() {
+        use crate::ratelimit::{Limit, LimitUnit};
+        let key = limited(row(Some(100)), &[Limit::per(LimitUnit::Requests, 3, "1m")]);
+        let reqs: Vec<_> = (0..5).map(|_| charge_of(10, None)).collect();
+        let p = run(&[key], &[], &reqs);
+        let charged = p
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, SpendOutcome::Charge(c) if c.success()));
+        assert_eq!(charged.count(), 3);
+        assert_eq!(
+            limited_by(&p.outcomes[3]),
+            Some(("requests".into(), Some(20.0)))
+        );
+        assert_eq!(p.ledger.len(), 3);
+        let now_us = t("2026-01-15T12:00:00Z").timestamp_micros();
+        let tat = limits_of(&p, 1)[0].tat;
+        assert_eq!(tat, i128::from(now_us) * 3 + 3 * 60_000_000);
+    }
+
+    // Pins all or nothing: a request any member refuses counts against no limit and no budget.
+    #[test]
+    fn a_refused_request_counts_nowhere() {
+        use crate::ratelimit::{Limit, LimitUnit};
+        let parent = KeyRow {
+            id: 2,
+            key_hash: "p".into(),
+            ..limited(row(Some(1000)), &[Limit::per(LimitUnit::Cents, 25, "1m")])
+        };
+        let child = KeyRow {
+            parent_id: Some(2),
+            ..limited(
+                row(Some(1000)),
+                &[Limit::per(LimitUnit::Requests, 10, "1m")],
+            )
+        };
+        let reqs: Vec<_> = (0..4).map(|_| charge_of(10, None)).collect();
+        let p = run(&[child, parent], &[], &reqs);
+        assert!(limited_by(&p.outcomes[1]).is_none());
+        assert_eq!(
+            limited_by(&p.outcomes[2]).map(|l| l.0),
+            Some("cents".into())
+        );
+        assert_eq!(p.ledger.len(), 2);
+        let now_us = i128::from(t("2026-01-15T12:00:00Z").timestamp_micros());
+        // The child's requests limit counted the two charges that passed, not four.
+        assert_eq!(limits_of(&p, 1)[0].tat, now_us * 10 + 2 * 60_000_000);
+        let used = p.updates.iter().find(|u| u.id == 2).unwrap().used_micros;
+        assert_eq!(used, 20_000_000);
+        // Over budget and over a limit: the budget's reason, and nothing counted.
+        let spent = KeyRow {
+            budget_used_micros: Some(100_000_000),
+            budget_used_cents: Some(100),
+            ..limited(row(Some(100)), &[Limit::per(LimitUnit::Requests, 1, "1m")])
+        };
+        let p = run(&[spent], &[], &[charge_of(1, None)]);
+        let refused = ChargeResult::Refused(ChargeRefusal::BudgetExceeded);
+        assert_eq!(p.outcomes[0], SpendOutcome::Charge(refused));
+        assert!(p.updates.iter().all(|u| u.rate_limits.is_none()));
+    }
+
+    // Pins that a replay is no new request, a settle's cents count whatever the limit says, and concurrent counts open holds.
+    #[test]
+    fn replays_settles_and_open_holds() {
+        use crate::ratelimit::{Limit, LimitUnit};
+        let key = limited(row(None), &[Limit::per(LimitUnit::Requests, 1, "1m")]);
+        let p = run(
+            &[key],
+            &[],
+            &[charge_of(1, Some("a")), charge_of(1, Some("a"))],
+        );
+        assert!(matches!(
+            p.outcomes[1],
+            SpendOutcome::Charge(ChargeResult::Replayed { .. })
+        ));
+
+        let key = limited(row(None), &[Limit::concurrent(2).named("streams")]);
+        let reqs = [reserve_of(1, 5), reserve_of(1, 5), reserve_of(1, 5)];
+        let p = run(std::slice::from_ref(&key), &[], &reqs);
+        assert_eq!(p.new_holds.len(), 2);
+        assert_eq!(limited_by(&p.outcomes[2]), Some(("streams".into(), None)));
+        // With the two holds stored, a release frees a slot for the next reserve.
+        let (a, b) = (stored(&p, 0, 7), stored(&p, 1, 8));
+        let mut held = with_holds(key, &[&a, &b]);
+        held.holds_until_us = Some(a.shares[0].1.until_us);
+        let reqs = [
+            reserve_of(1, 5),
+            SpendReq::Release { hold_id: 7 },
+            reserve_of(1, 5),
+        ];
+        let p = run(&[held], &[a, b], &reqs);
+        assert!(limited_by(&p.outcomes[0]).is_some());
+        assert_eq!(p.new_holds.len(), 1);
+
+        // A settle of 30 cents against 10 a minute: the next charge waits 2 minutes.
+        let key = limited(row(None), &[Limit::per(LimitUnit::Cents, 10, "1m")]);
+        let first = run(std::slice::from_ref(&key), &[], &[reserve_of(5, 5)]);
+        let hold = stored(&first, 0, 9);
+        let settle = SpendReq::Settle {
+            hold_id: 9,
+            micros: 30_000_000,
+        };
+        let p = run(&[key], &[hold], &[settle, charge_of(1, None)]);
+        assert_eq!(
+            limited_by(&p.outcomes[1]),
+            Some(("cents".into(), Some(126.0)))
+        );
     }
 }

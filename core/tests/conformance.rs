@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use futures::future::{join_all, BoxFuture};
+use keyleash::options::LimitInput;
 use keyleash::{
-    clock, parse_time, Charge, Clock, CreateOptions, KeyLeash, Options, Reserve, UsageRange,
+    clock, parse_time, Charge, Clock, CreateOptions, KeyLeash, Limit, Options, Reserve, UsageRange,
     Validation,
 };
 use serde_json::{Map, Value};
@@ -458,6 +459,7 @@ impl Runner {
                 "name",
                 "metadata",
                 "parentId",
+                "limits",
             ],
             "create args",
         )
@@ -496,6 +498,10 @@ impl Runner {
             name: text("name")?,
             metadata: args.get("metadata").filter(|v| !v.is_null()).cloned(),
             parent_id,
+            limits: match args.get("limits").filter(|v| !v.is_null()) {
+                Some(v) => limits(v).map_err(bad)??,
+                None => Vec::new(),
+            },
         })
     }
 }
@@ -516,6 +522,35 @@ fn charge(args: &Map<String, Value>) -> Result<Charge, Failure> {
         cost_cents: number(cost),
         idempotency_key: key.transpose()?.map(str::to_owned),
     })
+}
+
+/// `create`'s `limits`, converted as the bindings convert theirs
+/// (`keyleash::options::LimitInput`): the outer error is a broken vector, the
+/// inner one the core's refusal of a limit.
+fn limits(v: &Value) -> Result<Result<Vec<Limit>, keyleash::Error>, Failure> {
+    let items = v.as_array().ok_or("limits must be a list")?;
+    let mut inputs = Vec::with_capacity(items.len());
+    for item in items {
+        let l = object(item, "a limit")?;
+        known(l, &["name", "unit", "limit", "period", "burst"], "limit")?;
+        let text = |k: &str| {
+            l.get(k)
+                .map(|v| text_of(v, k).map(str::to_owned))
+                .transpose()
+        };
+        inputs.push(LimitInput {
+            name: text("name")?,
+            unit: text("unit")?.ok_or("a limit needs a unit")?,
+            limit: l.get("limit").map(number).ok_or("a limit needs a limit")?,
+            period: text("period")?,
+            burst: l.get("burst").map(number),
+        });
+    }
+    Ok(inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| l.into_limit(i))
+        .collect())
 }
 
 /// A number, or one of the strings `NaN`, `Infinity`, `-Infinity` (which JSON cannot

@@ -9,7 +9,14 @@ All the work is done by one Rust core, shared with the Node package.
 import atexit
 
 from keyleash import _native
-from keyleash.client import CacheOptions, ConnectOptions, CreateOptions, KeyLeash, has_scope
+from keyleash.client import (
+    CacheOptions,
+    ConnectOptions,
+    CreateOptions,
+    KeyLeash,
+    LimitOptions,
+    has_scope,
+)
 from keyleash.exceptions import (
     InvalidArgumentError,
     InvalidDurationError,
@@ -70,6 +77,7 @@ __all__ = [
     "KeyLeashError",
     "KeySummary",
     "LedgerEntry",
+    "LimitOptions",
     "NotMigratedError",
     "ReserveRefusal",
     "ReserveRefused",

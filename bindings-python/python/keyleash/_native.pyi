@@ -39,8 +39,10 @@ class CreateOptions:
         name: str | None = None,
         metadata: str | None = None,
         parent_id: int | None = None,
+        limits: list[tuple[str | None, str, float, str | None, float | None]] | None = None,
     ) -> None:
-        """``metadata`` is JSON text, checked by the core and stored as it is."""
+        """``metadata`` is JSON text, checked by the core and stored as it is;
+        ``limits`` are ``(name, unit, limit, period, burst)``."""
 
 class SelfServeOptions:
     def __init__(

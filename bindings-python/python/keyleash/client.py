@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypedDict, Unpack
+from typing import Any, Literal, Self, TypedDict, Unpack, cast
 
 from keyleash import _check, _native
 from keyleash.exceptions import InvalidArgumentError
@@ -95,6 +95,67 @@ class CreateOptions(TypedDict, total=False):
     metadata: Mapping[str, Any] | None
     """JSON-serializable, at most 16 KiB serialized."""
     parent_id: int | None
+    limits: Sequence[LimitOptions] | None
+    """Rate limits (at most 8, names unique): every charge and reserve of the key
+    counts against them and against its ancestors'; a refused request counts
+    against nothing."""
+
+
+class LimitOptions(TypedDict, total=False):
+    """A rate limit of a key (``unit`` and ``limit`` required). ``burst`` may come
+    at once from idle, then ``limit`` per ``period``: any span of time ``w`` admits
+    at most ``burst + limit * w / period``."""
+
+    name: str
+    """Names it in refusals and headers: 1 to 32 of ``a-z 0-9 _ -``; default the unit."""
+    unit: Literal["requests", "cents", "concurrent"]
+    """Charges and reserves, the cents charges and settles record, or holds open at once."""
+    limit: int
+    """How many per period (whole cents for ``cents``), or holds open at once: 1 to 1e12."""
+    period: str
+    """The period of ``requests`` and ``cents`` (``1s`` to ``31d``); none for ``concurrent``."""
+    burst: int
+    """How many at once from idle: 1 to 1e12, default ``limit``; none for ``concurrent``."""
+
+
+_LIMIT_KEYS = ("name", "unit", "limit", "period", "burst")
+
+_Limit = tuple[str | None, str, float, str | None, float | None]
+
+
+def _limits(value: object) -> list[_Limit] | None:
+    """The limits of ``create``, each checked for its names and types, as tuples."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        raise InvalidArgumentError(f"limits must be a list of limits, got {type(value).__name__}")
+    out: list[_Limit] = []
+    for i, item in enumerate(cast(Iterable[object], value)):
+        field = f"limits[{i}]"
+        if not isinstance(item, Mapping):
+            raise InvalidArgumentError(
+                f"{field} must be a mapping (unit, limit, period, burst, name), "
+                f"got {type(item).__name__}"
+            )
+        for key in item:
+            if key not in _LIMIT_KEYS:
+                raise InvalidArgumentError(
+                    f"{field}: unknown option {str(key)[:40]!r} (known: {', '.join(_LIMIT_KEYS)})"
+                )
+        for key in ("unit", "limit"):
+            if item.get(key) is None:
+                raise InvalidArgumentError(f"{field}: {key} is required")
+        burst = item.get("burst")
+        out.append(
+            (
+                _check.opt_text(f"{field}.name", item.get("name")),
+                _check.text(f"{field}.unit", item["unit"]),
+                _check.whole_number(f"{field}.limit", item["limit"]),
+                _check.opt_text(f"{field}.period", item.get("period")),
+                None if burst is None else _check.whole_number(f"{field}.burst", burst),
+            )
+        )
+    return out
 
 
 def _iso(field: str, value: datetime | str | None) -> str | None:
@@ -122,6 +183,8 @@ def _create_options(options: CreateOptions) -> _native.CreateOptions:
         kwargs["budget_cents"] = _check.opt_amount("budget_cents", kwargs["budget_cents"])
     if "parent_id" in kwargs:
         kwargs["parent_id"] = _check.opt_int64("parent_id", kwargs["parent_id"])
+    if "limits" in kwargs:
+        kwargs["limits"] = _limits(kwargs["limits"])
     if kwargs.get("metadata") is not None:  # free-form JSON, as in Node
         # The one conversion: the core checks this text and stores it as it is.
         # Compact UTF-8, as the core writes Node's, so the 16 KiB limit counts the

@@ -61,6 +61,7 @@ ChargeRefusal: TypeAlias = Literal[
     "expired",
     "revoked",
     "idempotency_conflict",
+    "rate_limited",
 ]
 """Why a charge was refused (``ChargeRefused.reason``). ``idempotency_conflict``:
 the idempotency key was first used for another cost, or for a reserve."""
@@ -256,12 +257,17 @@ class Charged(_Result):
 @dataclasses.dataclass(frozen=True)
 class ChargeRefused(_Result):
     """A charge refused, nothing changed: ``budget_exceeded``, ``invalid_key``,
-    ``invalid_cost``, ``expired``, ``revoked`` or ``idempotency_conflict``."""
+    ``invalid_cost``, ``expired``, ``revoked``, ``idempotency_conflict`` or
+    ``rate_limited``: a rate limit of the key or an ancestor, named by ``limit``,
+    with ``retry_after`` the seconds until the same charge would pass (``None``
+    when it never can under that limit: a cost above its burst)."""
 
     _tag = ("success", False)
 
     success: Literal[False] = False
     reason: ChargeRefusal = "invalid_key"
+    limit: str | None = None
+    retry_after: float | None = None
 
 
 ChargeResult: TypeAlias = Charged | ChargeRefused
@@ -299,7 +305,10 @@ class ReserveRefused(_Result):
     new and names the first hold (``hold_id``, ``expires_at``,
     ``budget_remaining_cents``) and where it stands (``replayed``: ``"held"``,
     ``"settled"`` or ``"released"``). A replay is never a success, even while the
-    first hold is held: there is no new budget to spend under it."""
+    first hold is held: there is no new budget to spend under it. ``rate_limited``:
+    a rate limit refused it (``limit``, ``retry_after`` as for ``ChargeRefused``;
+    a ``concurrent`` limit's ``retry_after`` is ``None``: it frees when a hold
+    ends)."""
 
     _tag = ("success", False)
 
@@ -309,6 +318,8 @@ class ReserveRefused(_Result):
     hold_id: int | None = None
     expires_at: datetime | None = None
     budget_remaining_cents: float | None = None
+    limit: str | None = None
+    retry_after: float | None = None
 
 
 ReserveResult: TypeAlias = Held | ReserveRefused

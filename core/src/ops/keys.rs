@@ -10,7 +10,7 @@ use crate::limits::{check_metadata, check_text, MAX_ACCOUNT_LEN, MAX_SUBJECT_LEN
 use crate::model::{CreatedKey, InvalidReason, KeyDetails, KeyOptions, KeySummary};
 use crate::period::{parse_duration, Period};
 use crate::store::NewKey;
-use crate::{amount, engine, key, scope};
+use crate::{amount, engine, key, ratelimit, scope};
 
 impl KeyLeash {
     /// Mints a key. The raw key is in the result and nowhere else, ever.
@@ -142,6 +142,9 @@ impl KeyLeash {
         if let Some(m) = &key.metadata {
             check_metadata(m)?;
         }
+        let rate_limits = ratelimit::checked(&o.limits)?
+            .as_deref()
+            .and_then(ratelimit::encode);
         Ok(NewKey {
             account_id: o.account_id.clone(),
             user_id: o.user_id.clone(),
@@ -159,6 +162,7 @@ impl KeyLeash {
             metadata: key.metadata.clone(),
             created_at: now,
             parent_id: o.parent_id,
+            rate_limits,
         })
     }
 

@@ -34,7 +34,7 @@ pub(crate) enum Arg<'a> {
 }
 
 /// The values of the key insert, in its parameter order.
-pub(crate) fn key_args(k: &NewKey) -> [Arg<'_>; 16] {
+pub(crate) fn key_args(k: &NewKey) -> [Arg<'_>; 17] {
     [
         Arg::Text(&k.account_id),
         Arg::OptText(k.user_id.as_deref()),
@@ -52,6 +52,7 @@ pub(crate) fn key_args(k: &NewKey) -> [Arg<'_>; 16] {
         Arg::OptText(k.external_subject.as_deref()),
         Arg::OptText(k.metadata.as_deref()),
         Arg::OptInt(k.parent_id),
+        Arg::OptText(k.rate_limits.as_deref()),
     ]
 }
 

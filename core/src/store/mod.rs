@@ -70,6 +70,8 @@ pub(crate) struct NewKey {
     pub metadata: Option<String>,
     pub created_at: DateTime<Utc>,
     pub parent_id: Option<i64>,
+    /// Its rate limits, idle ([`crate::ratelimit::encode`]); `None` for none.
+    pub rate_limits: Option<String>,
 }
 
 /// An account ceiling to set (`set_account_budget`).
@@ -195,6 +197,7 @@ macro_rules! migrations {
             include_str!(concat!("../../migrations/", $dir, "/0003_rate.sql")),
             include_str!(concat!("../../migrations/", $dir, "/0004_holds.sql")),
             include_str!(concat!("../../migrations/", $dir, "/0005_accounts.sql")),
+            include_str!(concat!("../../migrations/", $dir, "/0006_rate_limits.sql")),
         ]
     };
 }

@@ -38,7 +38,7 @@ fn columns() -> &'static str {
      budget_cents::int8, budget_used_cents::int8, budget_micros, budget_used_micros, \
      budget_held_micros, budget_period, budget_reset_at, budget_anchor_at, expires_at, \
      revoked_at, created_at, last_used_at, delegated_by, external_subject, metadata::text, parent_id::int8, \
-     holds_until_us, ceiling_id::int8"
+     holds_until_us, ceiling_id::int8, rate_limits"
 }
 
 /// The sum of the group's `amount_micros`, saturated to the BIGINT range as the
@@ -97,8 +97,13 @@ fn with_ancestors(t: &TableNames, cond: &str, lock: &str) -> String {
 fn write_sql(t: &TableNames, ceilings: bool, holds: bool) -> String {
     let (keys, ledger, accounts) = (&t.keys, &t.ledger, &t.accounts);
     let (holds_table, hold_keys) = (&t.holds, &t.hold_keys);
-    let updates = "UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], \
-         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int8[]) AS u(id, bm, bc, um, uc, ra, aa, lu, hu)";
+    // The rate limits come last (after the holds half's parameters when there is one).
+    let rl = if holds { 41 } else { 20 };
+    let updates = format!(
+        "UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int4[], \
+         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::int8[], ${rl}::text[]) \
+         AS u(id, bm, bc, um, uc, ra, aa, lu, hu, rl)"
+    );
     let ceilings = if ceilings {
         format!(
             "a AS (UPDATE {accounts} AS a SET budget_used_micros = u.um, budget_reset_at = u.ra, \
@@ -141,8 +146,8 @@ fn write_sql(t: &TableNames, ceilings: bool, holds: bool) -> String {
     format!(
         "WITH u AS (UPDATE {keys} AS k SET budget_micros = u.bm, budget_cents = u.bc, \
          budget_used_micros = u.um, budget_used_cents = u.uc, \
-         budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu, holds_until_us = u.hu \
-         FROM {updates} WHERE k.id = u.id AND k.id = ANY($1::int8[])), {ceilings}\
+         budget_reset_at = u.ra, budget_anchor_at = u.aa, last_used_at = u.lu, holds_until_us = u.hu, \
+         rate_limits = COALESCE(u.rl, k.rate_limits) FROM {updates} WHERE k.id = u.id AND k.id = ANY($1::int8[])), {ceilings}\
          l AS (INSERT INTO {ledger} (key_id, account_id, amount_micros, created_at, idempotency_key, \
          used_after_micros, remaining_after_micros, hold_id) \
          SELECT * FROM UNNEST($10::int8[], $11::text[], $12::int8[], $13::timestamptz[], $14::text[], \
@@ -232,8 +237,8 @@ fn queries(t: TableNames) -> Queries {
         "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
          budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
          budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-         parent_id, ceiling_id) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, \
-         $15::jsonb, $11, $16, (SELECT id FROM {accounts} WHERE account_id = $1))"
+         parent_id, ceiling_id, rate_limits) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 0, 0, $9, $10, $11, $12, $13, $14, \
+         $15::jsonb, $11, $16, (SELECT id FROM {accounts} WHERE account_id = $1), $17)"
     );
     Queries {
         insert_subject: format!(
@@ -592,8 +597,12 @@ impl ChargeSql for Tx<'_, PgStore> {
             .bind(l.iter().map(|l| l.hold_id).collect::<Vec<_>>())
             .bind(&self.store.channel)
             .bind(cache::payload(&plan.exhausted));
+        let limits = u
+            .iter()
+            .map(|u| u.rate_limits.as_deref())
+            .collect::<Vec<_>>();
         if !holds {
-            q.fetch_all(&mut *self.tx).await?;
+            q.bind(limits).fetch_all(&mut *self.tx).await?;
             return Ok(Vec::new());
         }
         let (n, c) = (&plan.new_holds, &plan.closed_holds);
@@ -640,6 +649,7 @@ impl ChargeSql for Tx<'_, PgStore> {
             )
             .bind(&plan.stale_shares)
             .bind(now.timestamp_micros())
+            .bind(limits)
             .fetch_one(&mut *self.tx)
             .await?;
         Ok(row.try_get::<Vec<i64>, _>(0)?)

@@ -13,6 +13,7 @@ use sqlx::{Decode, Postgres, Row, Sqlite, Type};
 
 use crate::engine::{CeilingCols, KeyRow, PriorCharge};
 use crate::model::{LedgerEntry, LedgerRecord, Spender};
+use crate::ratelimit;
 use crate::spend::{HoldRow, HoldState, PriorHold};
 use crate::store::codec::{parse_hold_shares, Stamp};
 
@@ -113,6 +114,7 @@ pub(crate) fn key_row<R: Columns>(r: &R) -> Result<KeyRow, sqlx::Error> {
         holds_until_us: r.get(23)?,
         holds: Vec::new(),
         ceiling_id: r.get(24)?,
+        limits: ratelimit::decode(r.text(25)?)?,
     })
 }
 

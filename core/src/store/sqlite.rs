@@ -35,7 +35,7 @@ use crate::store::{
 const COLUMNS: &str = "id, key_hash, account_id, user_id, name, key_prefix, scopes, budget_cents, \
     budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
     budget_reset_at, budget_anchor_at, expires_at, revoked_at, created_at, last_used_at, delegated_by, \
-    external_subject, metadata, parent_id, holds_until_us, ceiling_id";
+    external_subject, metadata, parent_id, holds_until_us, ceiling_id, rate_limits";
 
 /// The columns of a ceiling row, in [`crate::store::row::ceiling`]'s order.
 const CEILING_COLUMNS: &str = "account_id, id, budget_micros, budget_used_micros, budget_period, \
@@ -118,7 +118,8 @@ impl Sql {
             update: format!(
                 "UPDATE {keys} SET budget_micros = ?2, budget_cents = ?3, budget_used_micros = ?4, \
                  budget_used_cents = ?5, budget_reset_at = ?6, budget_anchor_at = ?7, \
-                 last_used_at = ?8, holds_until_us = ?9 WHERE id = ?1"
+                 last_used_at = ?8, holds_until_us = ?9, rate_limits = COALESCE(?10, rate_limits) \
+                 WHERE id = ?1"
             ),
             update_ceiling: format!(
                 "UPDATE {accounts} SET budget_used_micros = ?2, budget_reset_at = ?3, budget_anchor_at = ?4, \
@@ -140,8 +141,8 @@ fn queries(t: TableNames) -> Queries {
         "INSERT INTO {keys} (account_id, user_id, key_hash, key_prefix, name, scopes, budget_cents, \
          budget_used_cents, budget_micros, budget_used_micros, budget_held_micros, budget_period, \
          budget_reset_at, budget_anchor_at, expires_at, delegated_by, external_subject, metadata, created_at, \
-         parent_id, ceiling_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, \
-         ?15, ?11, ?16, (SELECT id FROM {accounts} WHERE account_id = ?1))"
+         parent_id, ceiling_id, rate_limits) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, 0, 0, ?9, ?10, ?11, ?12, ?13, ?14, \
+         ?15, ?11, ?16, (SELECT id FROM {accounts} WHERE account_id = ?1), ?17)"
     );
     Queries {
         insert_subject: format!(
@@ -471,6 +472,7 @@ impl ChargeSql for Tx<'_, SqliteStore> {
                 .bind(u.anchor_at.map(Stamp))
                 .bind(u.last_used_at.map(Stamp))
                 .bind(u.holds_until_us)
+                .bind(u.rate_limits.as_deref())
                 .execute(&mut *self.tx)
                 .await?;
         }
