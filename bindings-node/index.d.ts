@@ -355,6 +355,13 @@ export declare class KeyLeash {
   hasScope(result: ValidateResult, scope: string): boolean;
   /** Soft-revokes a key (`keyId`: a safe integer ≥ 1; only a key of `accountId`, when given); whether one was revoked. */
   revoke(keyId: number, accountId?: string | number | null): Promise<boolean>;
+  /**
+   * Replaces a key's rate limits (`[]`: none; only a key of `accountId`, when
+   * given), checked as `create` checks them. A limit kept under the same name and
+   * unit keeps what it has counted, restated at its new rate (no fresh burst).
+   * Resolves to whether a key was found.
+   */
+  setLimits(keyId: number, limits: LimitOptions[], accountId?: string | number | null): Promise<boolean>;
   /** Creates, once, a budget row bound to an external subject (idempotent). */
   ensureSubject(subject: string, options?: CreateOptions): Promise<void>;
   /** Validates a subject row. */

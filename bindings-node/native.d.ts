@@ -106,6 +106,11 @@ export declare class NativeKeyLeash {
   setAccountBudget(accountId: string, budgetCents?: number | undefined | null, budgetPeriod?: string | undefined | null): Promise<void>
   /** Revokes a key (of `accountId` only, when given). */
   revoke(keyId: number, accountId?: string | undefined | null): Promise<boolean>
+  /**
+   * Replaces a key's rate limits (of `accountId` only, when given); resolves
+   * to whether a key was found.
+   */
+  setLimits(keyId: number, limits: Array<LimitOptions>, accountId?: string | undefined | null): Promise<boolean>
   /** Creates a subject row once. */
   ensureSubject(subject: string, options: CreateOptions): Promise<void>
   /** Validates a subject row. */

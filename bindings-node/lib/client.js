@@ -206,6 +206,21 @@ class KeyLeash {
     return this.#run((n) => n.revoke(required(keyId, "keyId", "id"), checked(accountId, "accountId", "account")));
   }
 
+  /**
+   * Replaces a key's rate limits (`[]`: none; only of `accountId`, when given),
+   * checked as `create` checks them; a limit kept under its name and unit keeps
+   * what it counted. Resolves to whether a key was found.
+   */
+  setLimits(keyId, limits, accountId) {
+    return this.#run((n) =>
+      n.setLimits(
+        required(keyId, "keyId", "id"),
+        required(limits, "limits", "limits"),
+        checked(accountId, "accountId", "account"),
+      ),
+    );
+  }
+
   /** Creates, once, a budget row bound to an external subject. */
   ensureSubject(subject, opts) {
     return this.#run((n) => n.ensureSubject(required(subject, "subject", "string"), strict(opts, "create")));

@@ -480,17 +480,23 @@ impl CreateOptions {
                 .limits
                 .unwrap_or_default()
                 .into_iter()
-                .map(|l| LimitInput {
-                    name: l.name,
-                    unit: l.unit,
-                    limit: l.limit,
-                    period: l.period,
-                    burst: l.burst,
-                })
+                .map(LimitInput::from)
                 .collect(),
         }
         .into_options(Spelling::Camel)
         .map_err(err)
+    }
+}
+
+impl From<LimitOptions> for LimitInput {
+    fn from(l: LimitOptions) -> Self {
+        LimitInput {
+            name: l.name,
+            unit: l.unit,
+            limit: l.limit,
+            period: l.period,
+            burst: l.burst,
+        }
     }
 }
 
@@ -714,6 +720,24 @@ impl NativeKeyLeash {
         let kl = self.inner.clone();
         spawn(env, async move {
             kl.revoke(key_id, account_id.as_deref()).await
+        })
+    }
+
+    /// Replaces a key's rate limits (of `accountId` only, when given); resolves
+    /// to whether a key was found.
+    #[napi]
+    pub fn set_limits<'env>(
+        &self,
+        env: &'env Env,
+        key_id: i64,
+        limits: Vec<LimitOptions>,
+        account_id: Option<String>,
+    ) -> Result<PromiseRaw<'env, bool>> {
+        let limits = keyleash::options::limits(limits.into_iter().map(LimitInput::from).collect())
+            .map_err(err)?;
+        let kl = self.inner.clone();
+        spawn(env, async move {
+            kl.set_limits(key_id, &limits, account_id.as_deref()).await
         })
     }
 

@@ -180,6 +180,9 @@ class Runner {
       case "revoke":
         known(args, ["accountId"], "revoke args");
         return kl.revoke(this.keyId(step), args.accountId);
+      case "setLimits":
+        known(args, ["limits", "accountId"], "setLimits args");
+        return kl.setLimits(this.keyId(step), args.limits, args.accountId);
       case "hasScope":
         known(args, ["scope"], "hasScope args");
         return hasScope(await kl.validate(this.rawKey(step)), args.scope);

@@ -79,6 +79,27 @@ for (const store of STORES) {
   });
 }
 
+for (const store of STORES) {
+  test(`${store}: setLimits keeps what a kept limit counted, and [] removes them`, async () => {
+    const db = await open(store);
+    const { kl } = db;
+    const k = await kl.create({ accountId: "a", limits: [{ unit: "requests", limit: 4, period: "1m" }] });
+    for (let i = 0; i < 3; i++) assert.equal((await kl.trackUsage(k.key, { costCents: 1 })).success, true);
+    assert.equal(await kl.setLimits(k.id, [{ unit: "requests", limit: 6, period: "1m" }], "a"), true);
+    const after = await Promise.all(Array.from({ length: 6 }, () => kl.trackUsage(k.key, { costCents: 1 })));
+    assert.equal(after.filter((r) => r.success).length, 3);
+    assert.equal(await kl.setLimits(k.id, [], "b"), false);
+    assert.equal(await kl.setLimits(k.id + 100, []), false);
+    const e = await rejection(kl.setLimits(k.id, [{ unit: "requests", limit: 5, period: "1m", brust: 2 }]));
+    assert.match(e.message, /unknown option "brust"; did you mean "burst"/);
+    assert.equal((await rejection(kl.setLimits(k.id)))?.code, "invalid_argument");
+    assert.equal(await kl.setLimits(k.id, []), true);
+    assert.equal((await kl.trackUsage(k.key, { costCents: 1 })).success, true);
+    assert.deepEqual(await counters(db, k.id), { used: 7_000_000, ledgerSum: 7_000_000, ledgerRows: 7 });
+    await kl.close();
+  });
+}
+
 test("limit options are refused by name, type and range, and nothing is minted", async () => {
   const { kl } = await open("sqlite");
   const bad = [

@@ -47,6 +47,8 @@ async function main(): Promise<void> {
     const wait: number | null = paced.retryAfter;
     void [name, wait];
   }
+  const changed: boolean = await kl.setLimits(limited.id, [{ unit: "cents", limit: 5, period: "1h" }], "a");
+  void changed;
   // @ts-expect-error a unit is one of three words
   await kl.create({ accountId: "a", limits: [{ unit: "request", limit: 1, period: "1m" }] });
   try {

@@ -102,6 +102,17 @@ fn rate_limit(n: Option<f64>) -> RateLimit {
 /// `(name, unit, limit, period, burst)`.
 type LimitTuple = (Option<String>, String, f64, Option<String>, Option<f64>);
 
+/// A [`LimitTuple`] as the core takes it.
+fn limit_input((name, unit, limit, period, burst): LimitTuple) -> LimitInput {
+    LimitInput {
+        name,
+        unit,
+        limit,
+        period,
+        burst,
+    }
+}
+
 /// Options of `create` and `ensure_subject`, built once from keyword arguments.
 #[pyclass(frozen, name = "CreateOptions", module = "keyleash._native")]
 struct PyCreateOptions(KeyOptions);
@@ -142,15 +153,7 @@ impl PyCreateOptions {
             name,
             metadata: metadata.map(Metadata::Json),
             parent_id,
-            limits: limits
-                .map(|(name, unit, limit, period, burst)| LimitInput {
-                    name,
-                    unit,
-                    limit,
-                    period,
-                    burst,
-                })
-                .collect(),
+            limits: limits.map(limit_input).collect(),
         };
         Ok(Self(options.into_options(Spelling::Snake).map_err(py_err)?))
     }
@@ -448,6 +451,25 @@ impl NativeKeyLeash {
         let kl = self.kl()?;
         future_into_py(py, async move {
             kl.revoke(key_id, account_id.as_deref())
+                .await
+                .map_err(py_err)
+        })
+    }
+
+    /// Replaces a key's rate limits; resolves to whether a key was found.
+    #[pyo3(signature = (key_id, limits, account_id=None))]
+    fn set_limits<'py>(
+        &self,
+        py: Python<'py>,
+        key_id: i64,
+        limits: Vec<LimitTuple>,
+        account_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let limits = keyleash::options::limits(limits.into_iter().map(limit_input).collect())
+            .map_err(py_err)?;
+        let kl = self.kl()?;
+        future_into_py(py, async move {
+            kl.set_limits(key_id, &limits, account_id.as_deref())
                 .await
                 .map_err(py_err)
         })

@@ -201,6 +201,11 @@ class Runner:
         if op == "revoke":
             known(args, {"accountId"}, "revoke args")
             return await kl.revoke(self.key_id(step), args.get("accountId"))
+        if op == "setLimits":
+            known(args, {"limits", "accountId"}, "setLimits args")
+            if "limits" not in args:
+                raise BrokenVector("a setLimits needs limits")
+            return await kl.set_limits(self.key_id(step), args["limits"], args.get("accountId"))
         if op == "hasScope":
             known(args, {"scope"}, "hasScope args")
             return kl.has_scope(await kl.validate(self.raw_key(step)), args["scope"])

@@ -71,6 +71,25 @@ async def test_a_concurrent_limit_counts_open_holds(db: Db) -> None:
     assert (await kl.reserve(k.key, 1)).success
 
 
+async def test_set_limits_keeps_what_a_kept_limit_counted(db: Db) -> None:
+    kl = db.kl
+    k = await kl.create(account_id="a", limits=[{"unit": "requests", "limit": 4, "period": "1m"}])
+    for _ in range(3):
+        assert (await kl.track_usage(k.key, 1)).success
+    assert await kl.set_limits(k.id, [{"unit": "requests", "limit": 6, "period": "1m"}], "a")
+    after = await asyncio.gather(*(kl.track_usage(k.key, 1) for _ in range(6)))
+    assert sum(r.success for r in after) == 3
+    assert not await kl.set_limits(k.id, [], "b")
+    assert not await kl.set_limits(k.id + 100, [])
+    with pytest.raises(keyleash.InvalidArgumentError, match="unknown option 'brust'"):
+        await kl.set_limits(k.id, [{"unit": "requests", "limit": 5, "period": "1m", "brust": 2}])  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(keyleash.InvalidArgumentError):
+        await kl.set_limits(k.id, None)  # type: ignore[arg-type]
+    assert await kl.set_limits(k.id, [])
+    assert (await kl.track_usage(k.key, 1)).success
+    assert db.ledger(k.id) == (7_000_000, 7)
+
+
 BAD: list[tuple[Any, str]] = [
     ({"unit": "requests", "limit": 5, "perod": "1m"}, "unknown option 'perod'"),
     ({"limit": 5, "period": "1m"}, "unit is required"),

@@ -270,6 +270,16 @@ pub struct LimitInput {
     pub burst: Option<f64>,
 }
 
+/// The limits of `create` or `set_limits`, each converted by
+/// [`LimitInput::into_limit`] (named by its position).
+pub fn limits(inputs: Vec<LimitInput>) -> Result<Vec<Limit>> {
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| l.into_limit(i))
+        .collect()
+}
+
 impl LimitInput {
     /// The limit, its numbers converted (`invalid_argument` naming
     /// `limits[index]` for a fraction or a number out of range); the other rules
@@ -322,12 +332,7 @@ impl CreateInput {
             name: self.name,
             metadata: value,
             parent_id: self.parent_id,
-            limits: self
-                .limits
-                .into_iter()
-                .enumerate()
-                .map(|(i, l)| l.into_limit(i))
-                .collect::<Result<_>>()?,
+            limits: limits(self.limits)?,
         });
         if text.is_some() {
             options.metadata = text;

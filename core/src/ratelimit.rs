@@ -231,6 +231,30 @@ pub(crate) fn checked(limits: &[Limit]) -> Result<Option<Vec<KeyLimit>>> {
     Ok((!out.is_empty()).then_some(out))
 }
 
+/// `new` (checked, idle) with what `old` had counted carried over: a limit of
+/// the same name and unit keeps the cost it has counted and not yet paid off at
+/// `now`, restated at its new rate (a bucket half full stays half used in cost
+/// units, whatever its new limit or period), so changing a limit opens no fresh
+/// burst. Any other limit starts idle.
+pub(crate) fn carry(old: &[KeyLimit], new: Vec<KeyLimit>, now: DateTime<Utc>) -> Vec<KeyLimit> {
+    new.into_iter()
+        .map(|mut n| {
+            let before = old.iter().find(|o| o.name == n.name && o.unit == n.unit);
+            if let Some(o) = before.filter(|o| o.unit != LimitUnit::Concurrent) {
+                let now_us = i128::from(now.timestamp_micros());
+                let owed = o.tat - now_us * o.units();
+                let period = i128::from(o.period_us.max(1));
+                if owed > 0 {
+                    // The cost still counted, rounded up, then at the new rate.
+                    let cost = (owed + period - 1) / period;
+                    n.tat = now_us * n.units() + cost * i128::from(n.period_us);
+                }
+            }
+            n
+        })
+        .collect()
+}
+
 /// The stored form of `limits` (JSON text), `None` for none.
 pub(crate) fn encode(limits: &[KeyLimit]) -> Option<String> {
     (!limits.is_empty()).then(|| serde_json::to_string(limits).unwrap_or_default())
@@ -434,6 +458,33 @@ mod tests {
         let many = vec![Limit::concurrent(1); MAX_LIMITS + 1];
         assert!(checked(&many).is_err());
         assert_eq!(checked(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_changed_limit_keeps_what_it_counted() {
+        // 10 a minute, 6 used: raised to 20 a minute, 14 more pass at once; a
+        // period of an hour for the same 10 leaves 4.
+        let mut l = one(Limit::per(LimitUnit::Requests, 10, "1m"));
+        assert_eq!(admit(&mut l, t(0), 0, 6), 6);
+        let old = vec![l];
+        let raised = checked(&[Limit::per(LimitUnit::Requests, 20, "1m")])
+            .unwrap()
+            .unwrap();
+        let mut raised = carry(&old, raised, t(0)).remove(0);
+        assert_eq!(admit(&mut raised, t(0), 0, 30), 14);
+        let slower = checked(&[Limit::per(LimitUnit::Requests, 10, "1h")])
+            .unwrap()
+            .unwrap();
+        let mut slower = carry(&old, slower, t(0)).remove(0);
+        assert_eq!(admit(&mut slower, t(0), 0, 30), 4);
+        // Renamed, or of another unit: a new limit, idle.
+        let renamed = checked(&[Limit::per(LimitUnit::Requests, 10, "1m").named("rpm")]);
+        assert_eq!(carry(&old, renamed.unwrap().unwrap(), t(0))[0].tat, 0);
+        // Paid off by now: idle too.
+        let later = checked(&[Limit::per(LimitUnit::Requests, 10, "1m")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(carry(&old, later, t(60_000_000))[0].tat, 0);
     }
 
     #[test]

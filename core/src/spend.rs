@@ -49,6 +49,13 @@ pub(crate) enum SpendReq {
     Settle { hold_id: i64, micros: i64 },
     /// Frees a hold.
     Release { hold_id: i64 },
+    /// Replaces the rate limits of key `key_id` (of `account_id` when given),
+    /// carrying over what kept limits counted ([`ratelimit::carry`]).
+    SetLimits {
+        key_id: i64,
+        account_id: Option<String>,
+        limits: Vec<KeyLimit>,
+    },
 }
 
 /// A reserve, checked: `micros` > 0, `ttl` within its bounds.
@@ -66,7 +73,7 @@ impl SpendReq {
         match self {
             SpendReq::Charge(c) => Some(&c.lookup),
             SpendReq::Reserve(r) => Some(&r.lookup),
-            SpendReq::Settle { .. } | SpendReq::Release { .. } => None,
+            SpendReq::Settle { .. } | SpendReq::Release { .. } | SpendReq::SetLimits { .. } => None,
         }
     }
 
@@ -74,7 +81,15 @@ impl SpendReq {
     pub fn hold_id(&self) -> Option<i64> {
         match self {
             SpendReq::Settle { hold_id, .. } | SpendReq::Release { hold_id } => Some(*hold_id),
-            SpendReq::Charge(_) | SpendReq::Reserve(_) => None,
+            SpendReq::Charge(_) | SpendReq::Reserve(_) | SpendReq::SetLimits { .. } => None,
+        }
+    }
+
+    /// The key this request names by id (a change of its limits).
+    pub fn key_id(&self) -> Option<i64> {
+        match self {
+            SpendReq::SetLimits { key_id, .. } => Some(*key_id),
+            _ => None,
         }
     }
 
@@ -83,7 +98,7 @@ impl SpendReq {
         match self {
             SpendReq::Charge(c) => c.idempotency_key.as_deref(),
             SpendReq::Reserve(r) => r.idempotency_key.as_deref(),
-            SpendReq::Settle { .. } | SpendReq::Release { .. } => None,
+            SpendReq::Settle { .. } | SpendReq::Release { .. } | SpendReq::SetLimits { .. } => None,
         }
     }
 }
@@ -95,6 +110,8 @@ pub(crate) enum SpendOutcome {
     Reserve(ReserveResult),
     Settle(SettleResult),
     Release(bool),
+    /// Whether the key was found (of the account, when one was named).
+    SetLimits(bool),
 }
 
 /// Where a hold stands.
@@ -393,6 +410,26 @@ impl<'a> Budgets<'a> {
         }
     }
 
+    /// Replaces the limits of key `id` (of `account`, when given), carrying over
+    /// what kept limits counted; whether the key was found.
+    fn set_limits(&mut self, id: i64, account: Option<&str>, limits: &[KeyLimit]) -> bool {
+        let rows = self.rows;
+        let Some(row) = rows.iter().find(|r| r.id == id && !r.is_ceiling()) else {
+            return false;
+        };
+        if account.is_some_and(|a| row.account_id.as_deref() != Some(a)) {
+            return false;
+        }
+        self.enter(row);
+        let now = self.now;
+        if let Some(s) = self.states.get_mut(&id) {
+            s.limits = ratelimit::carry(&s.limits, limits.to_vec(), now);
+            s.limits_dirty = true;
+            s.dirty = true;
+        }
+        true
+    }
+
     /// Records what [`Budgets::limits`] counted.
     fn count(&mut self, counted: Counted) {
         for (id, i, tat) in counted {
@@ -503,7 +540,9 @@ impl<'a> Budgets<'a> {
                     let mut update =
                         KeyUpdate::new(*id, &state.budget, last_used, state.holds_until_us);
                     if state.limits_dirty {
-                        update.rate_limits = ratelimit::encode(&state.limits);
+                        // Empty text, not NULL, when none are left: NULL keeps the column.
+                        update.rate_limits =
+                            Some(ratelimit::encode(&state.limits).unwrap_or_default());
                     }
                     update
                 })
@@ -587,6 +626,11 @@ pub(crate) fn plan(
             SpendReq::Release { hold_id } => {
                 SpendOutcome::Release(release(&mut b, &mut plan, &mut holds, *hold_id))
             }
+            SpendReq::SetLimits {
+                key_id,
+                account_id,
+                limits,
+            } => SpendOutcome::SetLimits(b.set_limits(*key_id, account_id.as_deref(), limits)),
         };
         plan.outcomes.push(outcome);
     }

@@ -327,6 +327,17 @@ impl Runner {
                         .await
                         .map(Value::Bool)
                 }
+                "setLimits" => {
+                    known(args, &["limits", "accountId"], "setLimits args")?;
+                    let account = args.get("accountId").map(|v| text_of(v, "accountId"));
+                    let account = account.transpose()?;
+                    let given = args.get("limits").ok_or("a setLimits needs limits")?;
+                    match limits(given)? {
+                        Ok(l) => kl.set_limits(self.key_id(&step)?, &l, account).await,
+                        Err(e) => Err(e),
+                    }
+                    .map(Value::Bool)
+                }
                 "hasScope" => {
                     known(args, &["scope"], "hasScope args")?;
                     let scope = text_of(args.get("scope").ok_or("hasScope needs scope")?, "scope")?;
@@ -546,11 +557,7 @@ fn limits(v: &Value) -> Result<Result<Vec<Limit>, keyleash::Error>, Failure> {
             burst: l.get("burst").map(number),
         });
     }
-    Ok(inputs
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| l.into_limit(i))
-        .collect())
+    Ok(keyleash::options::limits(inputs))
 }
 
 /// A number, or one of the strings `NaN`, `Infinity`, `-Infinity` (which JSON cannot

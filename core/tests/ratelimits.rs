@@ -233,3 +233,76 @@ async fn bad_limits_mint_nothing(kind: Kind) {
     assert_eq!(keys, Some(0));
 }
 both!(bad_limits_mint_nothing);
+
+// Pins set_limits: a kept limit keeps what it counted at its new rate, a removed
+// one stops counting, another account's key or an unknown id is not changed.
+async fn limits_change_without_a_fresh_burst(kind: Kind) {
+    let db = Db::open(kind).await;
+    let k = db
+        .kl
+        .create(CreateOptions {
+            limits: vec![Limit::per(LimitUnit::Requests, 4, "1m")],
+            ..opts("a")
+        })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(db.charge(&k.key, 1.0).await.success());
+    }
+    // Raised to 6 a minute: 3 more pass at once, not 6.
+    let raised = [Limit::per(LimitUnit::Requests, 6, "1m")];
+    assert!(db.kl.set_limits(k.id, &raised, Some("a")).await.unwrap());
+    let passed = join_all((0..6).map(|_| db.charge(&k.key, 1.0))).await;
+    assert_eq!(passed.iter().filter(|r| r.success()).count(), 3);
+    // Not another account's key, not an unknown one, not a bad limit.
+    assert!(!db.kl.set_limits(k.id, &[], Some("b")).await.unwrap());
+    assert!(!db.kl.set_limits(k.id + 100, &[], None).await.unwrap());
+    let bad = [Limit::per(LimitUnit::Requests, 0, "1m")];
+    let e = db.kl.set_limits(k.id, &bad, None).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_argument");
+    assert!(
+        db.charge(&k.key, 1.0).await.reason().is_some(),
+        "still limited"
+    );
+    // Removed: every charge passes, and the column says none.
+    assert!(db.kl.set_limits(k.id, &[], None).await.unwrap());
+    for _ in 0..10 {
+        assert!(db.charge(&k.key, 1.0).await.success());
+    }
+    let stored = db
+        .text(&format!(
+            "SELECT rate_limits FROM {{keys}} WHERE id = {}",
+            k.id
+        ))
+        .await;
+    assert_eq!(stored.as_deref(), Some(""));
+    assert_eq!(ledger_rows(&db, k.id).await, 16);
+}
+both!(limits_change_without_a_fresh_burst);
+
+// Pins that a change of limits loses no count under parallel charges on two pools:
+// the limit set again and again meanwhile still admits exactly its burst.
+async fn changes_amid_parallel_charges_lose_no_count(kind: Kind) {
+    let limits = vec![Limit::per(LimitUnit::Requests, 60, "1h")];
+    let (db, other, k) = two_pools(kind, limits.clone()).await;
+    let charges = (0..150).map(|i| {
+        let kl = if i % 2 == 0 { &db.kl } else { &other };
+        let key = k.key.clone();
+        async move {
+            kl.track_usage(&key, Charge::cents(1.0))
+                .await
+                .unwrap()
+                .success()
+        }
+    });
+    let changes = (0..10).map(|i| {
+        let kl = if i % 2 == 0 { &db.kl } else { &other };
+        let limits = limits.clone();
+        async move { kl.set_limits(k.id, &limits, None).await.unwrap() }
+    });
+    let (charged, changed) = futures::join!(join_all(charges), join_all(changes));
+    assert!(changed.iter().all(|found| *found));
+    assert_eq!(charged.iter().filter(|ok| **ok).count(), 60);
+    assert_eq!(ledger_rows(&db, k.id).await, 60);
+}
+both!(changes_amid_parallel_charges_lose_no_count);

@@ -105,6 +105,12 @@ class NativeKeyLeash:
         self, account_id: str, budget_cents: float | None, budget_period: str | None = None
     ) -> Awaitable[None]: ...
     def revoke(self, key_id: int, account_id: str | None = None) -> Awaitable[bool]: ...
+    def set_limits(
+        self,
+        key_id: int,
+        limits: list[tuple[str | None, str, float, str | None, float | None]],
+        account_id: str | None = None,
+    ) -> Awaitable[bool]: ...
     def admin(
         self,
         method: str,

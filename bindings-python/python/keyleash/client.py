@@ -393,6 +393,20 @@ class KeyLeash:
             _check.int64("key_id", key_id), _check.opt_text("account_id", account_id)
         )
 
+    async def set_limits(
+        self, key_id: int, limits: Sequence[LimitOptions], account_id: str | None = None
+    ) -> bool:
+        """Replaces a key's rate limits (``[]``: none; only of ``account_id`` when
+        given), checked as ``create`` checks them. A limit kept under the same name
+        and unit keeps what it has counted, restated at its new rate (no fresh
+        burst). Whether a key was found."""
+        checked = _limits(limits)
+        if checked is None:
+            raise InvalidArgumentError("limits must be a list of limits, got NoneType")
+        return await self._native.set_limits(
+            _check.int64("key_id", key_id), checked, _check.opt_text("account_id", account_id)
+        )
+
     async def list(self, account_id: str) -> KeySummaries:
         """The keys of an account, oldest first, without secrets."""
         return await self._native.list(_check.text("account_id", account_id))

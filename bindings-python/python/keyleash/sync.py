@@ -12,13 +12,19 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 from keyleash import client
-from keyleash.client import ConnectOptions, CreateOptions, KeySummaries, LedgerEntries
+from keyleash.client import (
+    ConnectOptions,
+    CreateOptions,
+    KeySummaries,
+    LedgerEntries,
+    LimitOptions,
+)
 from keyleash.results import (
     CacheStats,
     ChargeResult,
@@ -144,6 +150,11 @@ class KeyLeash:
 
     def revoke(self, key_id: int, account_id: str | None = None) -> bool:
         return _run(self.aio.revoke(key_id, account_id))
+
+    def set_limits(
+        self, key_id: int, limits: Sequence[LimitOptions], account_id: str | None = None
+    ) -> bool:
+        return _run(self.aio.set_limits(key_id, limits, account_id))
 
     def list(self, account_id: str) -> KeySummaries:
         return _run(self.aio.list(account_id))

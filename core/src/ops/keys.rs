@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::limits::{check_metadata, check_text, MAX_ACCOUNT_LEN, MAX_SUBJECT_LEN, MAX_TEXT_LEN};
 use crate::model::{CreatedKey, InvalidReason, KeyDetails, KeyOptions, KeySummary};
 use crate::period::{parse_duration, Period};
+use crate::spend::{SpendOutcome, SpendReq};
 use crate::store::NewKey;
 use crate::{amount, engine, key, ratelimit, scope};
 
@@ -183,6 +184,37 @@ impl KeyLeash {
             cache.invalidate(&[key_id]);
         }
         Ok(revoked)
+    }
+
+    /// Replaces the rate limits of key `key_id` with `limits` (empty: none), as
+    /// `create` checks them. A limit kept under the same name and unit keeps what
+    /// it has counted and not yet paid off, restated at its new rate, so raising
+    /// or lowering a limit opens no fresh burst; any other starts idle. Decided in
+    /// the key's spend lane under its row lock, so no charge's count is lost. With
+    /// `account_id`, only a key of that account is changed. Returns whether a key
+    /// was found. Errors: `invalid_argument`, `unavailable`.
+    pub async fn set_limits(
+        &self,
+        key_id: i64,
+        limits: &[ratelimit::Limit],
+        account_id: Option<&str>,
+    ) -> Result<bool> {
+        if let Some(a) = account_id {
+            check_text("accountId", a, MAX_ACCOUNT_LEN, true)?;
+        }
+        let limits = ratelimit::checked(limits)?.unwrap_or_default();
+        if key_id <= 0 {
+            return Ok(false);
+        }
+        let req = SpendReq::SetLimits {
+            key_id,
+            account_id: account_id.map(str::to_owned),
+            limits,
+        };
+        match self.inner.charges.call(req).await? {
+            SpendOutcome::SetLimits(found) => Ok(found),
+            other => Err(super::spend::mismatch(&other)),
+        }
     }
 
     /// The keys of an account (revoked ones included), oldest first, without secrets.

@@ -186,7 +186,7 @@ impl KeyLeash {
 }
 
 /// The error of a batch outcome of the wrong kind (a bug, never a caller's doing).
-fn mismatch(outcome: &SpendOutcome) -> Error {
+pub(crate) fn mismatch(outcome: &SpendOutcome) -> Error {
     Error::Unavailable(format!("internal error: a spend batch answered {outcome:?}").into())
 }
 

@@ -80,7 +80,11 @@ where
         tx.lock_holds(&hold_ids).await?
     };
     let lookups: Vec<&Lookup> = reqs.iter().filter_map(SpendReq::lookup).collect();
-    let key_ids: Vec<i64> = holds.iter().map(|h| h.key_id).collect();
+    let key_ids: Vec<i64> = holds
+        .iter()
+        .map(|h| h.key_id)
+        .chain(reqs.iter().filter_map(SpendReq::key_id))
+        .collect();
     let mut rows = if lookups.is_empty() && key_ids.is_empty() {
         Vec::new()
     } else {
