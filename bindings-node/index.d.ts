@@ -537,6 +537,7 @@ export interface StreamResponse {
   status(code: number): this;
   json(body: unknown): this;
   type(contentType: string): this;
+  setHeader(name: string, value: string): unknown;
   write(chunk: string | Uint8Array): boolean;
   end(): unknown;
   destroy(error?: Error): unknown;
@@ -578,18 +579,22 @@ export declare function payloadTooLarge(): { status: 413; body: PayloadTooLargeB
 /** The body of a charge or reserve refused where work was to be served. */
 export type SpendRefusedBody =
   | { error: "idempotency_replayed"; replayed: "charged" | HoldStatus }
-  | { error: ChargeRefusal };
+  | { error: ChargeRefusal }
+  | { error: "rate_limited"; limit: string; message: string; retryAfter: number | null };
 
 /**
  * The core's answer to a charge or reserve result that serves no work (`success`
  * false, or `replayed` set), as `streamWithHold` answers a refused reserve: 409
  * `idempotency_replayed` for a repeated idempotency key, 429 `budget_exceeded`,
- * 422 `idempotency_conflict`, else 401. A result that serves work throws
+ * 429 `rate_limited` (with `Retry-After` in `headers` when waiting ends it), 422
+ * `idempotency_conflict`, else 401. Send `headers` too. A result that serves work throws
  * `invalid_argument`.
  */
 export declare function spendRefused(result: TrackUsageResult | ReserveResult): {
   status: 401 | 409 | 422 | 429;
   body: SpendRefusedBody;
+  /** `Retry-After` (whole seconds) for a rate limit's refusal that waiting ends; else empty. */
+  headers: { "Retry-After"?: string };
 };
 
 /** Options of `storeFailed`. */

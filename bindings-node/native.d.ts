@@ -352,6 +352,13 @@ export declare const MAX_BODY_BYTES: number
 /** The core's answer to a body over `MAX_BODY_BYTES`: `{status: 413, body}`. */
 export declare function payloadTooLarge(): any
 
+/**
+ * The core's answer to a charge or reserve a key's rate limit refused, from the
+ * result's `limit` and `retryAfter`: `{status: 429, body, retryAfter}` (whole
+ * seconds for a `Retry-After` header, absent when waiting will not help).
+ */
+export declare function rateLimited(limit: string, retryAfter?: number | undefined | null): any
+
 /** A hold to place before a spend (`reserve`). */
 export interface ReserveOptions {
   /** The estimate in cents: finite and > 0. */

@@ -848,6 +848,7 @@ module.exports.hasScope = nativeBinding.hasScope
 module.exports.isStoreFailure = nativeBinding.isStoreFailure
 module.exports.MAX_BODY_BYTES = nativeBinding.MAX_BODY_BYTES
 module.exports.payloadTooLarge = nativeBinding.payloadTooLarge
+module.exports.rateLimited = nativeBinding.rateLimited
 module.exports.runCli = nativeBinding.runCli
 module.exports.spendRefused = nativeBinding.spendRefused
 module.exports.storeFailed = nativeBinding.storeFailed

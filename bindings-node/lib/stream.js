@@ -86,8 +86,11 @@ async function streamWithHold(req, res, opts, chunks) {
   if (!spend.success) {
     if (spend.reason === "invalid_cost") throw invalid("estimateCents must be a finite number > 0");
     // The core's answer (Reply::spend_refused): 409 for a replay, 429, 422 or 401.
-    const r = native.spendRefused(spend.reason, spend.replayed);
-    if (!left && !clientGone(req, res)) res.status(r.status).json(r.body);
+    const r = refusal(spend);
+    if (!left && !clientGone(req, res)) {
+      for (const [name, value] of Object.entries(r.headers)) res.setHeader(name, value);
+      res.status(r.status).json(r.body);
+    }
     return null;
   }
   const finish = (pending) =>
@@ -151,8 +154,20 @@ function spendRefused(result) {
   if (typeof result !== "object" || result === null || (result.success === true && !result.replayed)) {
     throw invalid("spendRefused needs a refused or replayed charge or reserve result");
   }
-  const r = native.spendRefused(String(result.reason ?? ""), result.replayed ?? null);
-  return { status: r.status, body: r.body };
+  return refusal(result);
+}
+
+/**
+ * The core's answer to a refused or replayed result: `{status, body, headers}`,
+ * `headers` holding `Retry-After` for a rate limit's refusal that waiting ends.
+ */
+function refusal(result) {
+  const r =
+    result.reason === "rate_limited"
+      ? native.rateLimited(String(result.limit ?? ""), typeof result.retryAfter === "number" ? result.retryAfter : null)
+      : native.spendRefused(String(result.reason ?? ""), result.replayed ?? null);
+  const headers = r.retryAfter === undefined ? {} : { "Retry-After": String(r.retryAfter) };
+  return { status: r.status, body: r.body, headers };
 }
 
 module.exports = { streamWithHold, spendRefused };

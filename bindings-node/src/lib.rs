@@ -267,6 +267,14 @@ pub fn spend_refused(reason: String, replayed: Option<String>) -> Value {
     reply(Reply::spend_refused(&reason, replayed.as_deref()))
 }
 
+/// The core's answer to a charge or reserve a key's rate limit refused, from the
+/// result's `limit` and `retryAfter`: `{status: 429, body, retryAfter}` (whole
+/// seconds for a `Retry-After` header, absent when waiting will not help).
+#[napi]
+pub fn rate_limited(limit: String, retry_after: Option<f64>) -> Value {
+    reply(Reply::limited(&limit, retry_after))
+}
+
 /// The core's answer to a key store failure where a request was to be served:
 /// `{status: 500, body: {error: "auth_unavailable"}, cause}`, `cause` being the
 /// error's `message`, to report (never sent).

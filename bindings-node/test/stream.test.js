@@ -331,7 +331,21 @@ test("spendRefused and storeFailed: the core's answers, for an app's own routes"
   ]) {
     cases.push([{ success: false, reason }, status, { error: reason }]);
   }
-  for (const [result, status, body] of cases) assert.deepEqual(spendRefused(result), { status, body });
+  for (const [result, status, body] of cases) {
+    assert.deepEqual(spendRefused(result), { status, body, headers: {} });
+  }
+  // A rate limit's refusal: whole seconds in the body and in Retry-After; none for a
+  // limit that waiting does not end.
+  assert.deepEqual(spendRefused({ success: false, reason: "rate_limited", limit: "rpm", retryAfter: 0.6 }), {
+    status: 429,
+    body: { error: "rate_limited", limit: "rpm", message: "rate limit rpm reached; retry in 1 s", retryAfter: 1 },
+    headers: { "Retry-After": "1" },
+  });
+  assert.deepEqual(spendRefused({ success: false, reason: "rate_limited", limit: "streams", retryAfter: null }), {
+    status: 429,
+    body: { error: "rate_limited", limit: "streams", message: "rate limit streams reached", retryAfter: null },
+    headers: {},
+  });
   for (const served of [replay, { success: true, holdId: 1 }, null, "budget_exceeded"]) {
     assert.throws(
       () => spendRefused(served),

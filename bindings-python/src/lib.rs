@@ -765,6 +765,16 @@ fn spend_refused(reason: &str, replayed: Option<&str>) -> PyResult<(u16, String)
     Ok((reply.status, to_json(&reply.body)?))
 }
 
+/// The core's reply to a charge or reserve a key's rate limit refused, from the
+/// result's `limit` and `retry_after`: `(429, body JSON, Retry-After seconds or
+/// None)`.
+#[pyfunction]
+#[pyo3(signature = (limit, retry_after=None))]
+fn rate_limited(limit: &str, retry_after: Option<f64>) -> PyResult<(u16, String, Option<u64>)> {
+    let reply = keyleash::Reply::limited(limit, retry_after);
+    Ok((reply.status, to_json(&reply.body)?, reply.retry_after))
+}
+
 /// The core's reply to a key store failure (an `UnavailableError`, `NotMigratedError`
 /// included) where a request was to be served: `(500, body JSON)`; `cause`, the
 /// error's message, is for the log, never sent.
@@ -925,6 +935,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(has_scope, m)?)?;
     m.add_function(wrap_pyfunction!(payload_too_large, m)?)?;
     m.add_function(wrap_pyfunction!(spend_refused, m)?)?;
+    m.add_function(wrap_pyfunction!(rate_limited, m)?)?;
     m.add_function(wrap_pyfunction!(store_failed, m)?)?;
     m.add_function(wrap_pyfunction!(admin_unauthorized, m)?)?;
     m.add_function(wrap_pyfunction!(admin_payload_too_large, m)?)?;

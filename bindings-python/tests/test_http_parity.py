@@ -444,3 +444,56 @@ def test_body_encodings_alike(tmp_path: Path) -> None:
     )
     assert latin[0] == 400 and latin[1]["error"] == "invalid_argument", latin
     assert "not UTF-8" in latin[1]["message"], latin
+
+
+def rate_limited_answers(app: App) -> list[tuple[str, int, Any, str | None]]:
+    """A key limited to 2 requests a minute, minted straight into the example's
+    store, over the charged and the streamed route: (label, status, body,
+    Retry-After)."""
+    import keyleash.sync
+
+    kl = keyleash.sync.KeyLeash.connect(f"sqlite://{app.db}")
+    try:
+        key = kl.create(
+            account_id="limited",
+            budget_cents=100,
+            limits=[{"unit": "requests", "limit": 2, "period": "1m", "name": "rpm"}],
+        ).key
+    finally:
+        kl.close()
+    out: list[tuple[str, int, Any, str | None]] = []
+    for label, path in [
+        ("chat 1", "/v1/chat"),
+        ("chat 2", "/v1/chat"),
+        ("chat 3", "/v1/chat"),
+        ("stream 4", "/v1/chat/stream"),
+    ]:
+        res = app.request("POST", path, key=key, body={"prompt": "hi"})
+        body = res.json() if res.headers["content-type"].startswith("application/json") else None
+        out.append((label, res.status_code, body, res.headers.get("retry-after")))
+    return out
+
+
+# Pins a key's rate limit over real HTTP in both examples: the same 429, body and
+# Retry-After header, for a charge and for a stream's reserve, nothing charged.
+def test_a_rate_limited_key_is_answered_alike(tmp_path: Path) -> None:
+    answers = {}
+    for kind in ("express", "fastapi"):
+        app = App(kind, tmp_path / f"{unique(kind)}.db")
+        try:
+            answers[kind] = rate_limited_answers(app)
+        finally:
+            app.stop()
+    for kind, got in answers.items():
+        assert [status for _, status, _, _ in got] == [200, 200, 429, 429], (kind, got)
+        for label, _, body, header in got[2:]:
+            # 2 a minute: the next one is due in at most 30 s.
+            assert header is not None and 1 <= int(header) <= 30, (kind, label, header)
+            assert body == {
+                "error": "rate_limited",
+                "limit": "rpm",
+                "message": f"rate limit rpm reached; retry in {header} s",
+                "retryAfter": int(header),
+            }, (kind, label)
+    strip = [(label, status) for label, status, _, _ in answers["express"]]
+    assert strip == [(label, status) for label, status, _, _ in answers["fastapi"]]

@@ -155,6 +155,35 @@ impl Reply {
         Self::new(status, json!({ "error": reason }))
     }
 
+    /// The answer to a charge or reserve a key's rate limit refused (the result's
+    /// `limit` and `retryAfter` seconds): 429 `{"error": "rate_limited", "limit",
+    /// "message", "retryAfter"}` with `retryAfter` the whole seconds to wait
+    /// (rounded up, at least 1) and a `Retry-After` header of the same, or null and
+    /// no header when waiting alone will not do (a `concurrent` limit, a cost above
+    /// the burst). Express and FastAPI send it alike.
+    pub fn limited(limit: &str, retry_after: Option<f64>) -> Self {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped first
+        let secs = retry_after
+            .filter(|s| s.is_finite())
+            .map(|s| s.ceil().clamp(1.0, 86_400.0 * 366.0) as u64);
+        let message = match secs {
+            Some(s) => format!("rate limit {limit} reached; retry in {s} s"),
+            None => format!("rate limit {limit} reached"),
+        };
+        Self {
+            retry_after: secs,
+            ..Self::new(
+                429,
+                json!({
+                    "error": ChargeRefusal::RateLimited.as_str(),
+                    "limit": limit,
+                    "message": message,
+                    "retryAfter": secs,
+                }),
+            )
+        }
+    }
+
     fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
         Self::new(status, json!({ "error": error, "message": message.into() }))
     }
@@ -896,6 +925,22 @@ mod tests {
             serde_json::to_string(&replay.body).unwrap(),
             r#"{"error":"idempotency_replayed","replayed":"held"}"#
         );
+    }
+
+    // Pins the 429 of a key's rate limit: whole seconds rounded up, at least 1,
+    // in the body and the Retry-After header; none when waiting will not help.
+    #[test]
+    fn a_rate_limited_spend() {
+        let r = Reply::limited("requests", Some(0.6));
+        assert_eq!((r.status, r.retry_after), (429, Some(1)));
+        assert_eq!(
+            serde_json::to_string(&r.body).unwrap(),
+            r#"{"error":"rate_limited","limit":"requests","message":"rate limit requests reached; retry in 1 s","retryAfter":1}"#
+        );
+        assert_eq!(Reply::limited("spend", Some(18.001)).retry_after, Some(19));
+        let never = Reply::limited("streams", None);
+        assert_eq!((never.status, never.retry_after), (429, None));
+        assert_eq!(never.body["retryAfter"], serde_json::Value::Null);
     }
 
     // Pins the header parsing: the scheme is case-insensitive and the key trimmed.

@@ -134,10 +134,10 @@ async function main() {
       // The library's answer when the charge serves no completion: the
       // Idempotency-Key was already charged for one (409: the first answer is not
       // stored to repeat) or used for another request (422: another cost, or a
-      // stream); or budget_exceeded (429), or the key was revoked or expired since
-      // the middleware checked it (401).
+      // stream); or budget_exceeded or rate_limited (429, with Retry-After), or the
+      // key was revoked or expired since the middleware checked it (401).
       const r = spendRefused(charge);
-      return res.status(r.status).json(r.body);
+      return res.status(r.status).set(r.headers).json(r.body);
     }
     res.json({
       completion: answer.text,

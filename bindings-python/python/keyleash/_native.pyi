@@ -209,6 +209,10 @@ def result_class(
 def payload_too_large() -> tuple[int, str]:
     """The core's 413 reply for a body over ``MAX_BODY_BYTES``."""
 
+def rate_limited(limit: str, retry_after: float | None = None) -> tuple[int, str, int | None]:
+    """The core's 429 for a key's rate limit: ``(429, body JSON, Retry-After seconds
+    or None)``."""
+
 def spend_refused(reason: str, replayed: str | None = None) -> tuple[int, str]:
     """The core's reply to a refused reserve, ``(status, body JSON)``: 409 when
     ``replayed`` is set, 429 ``budget_exceeded``, 422 ``idempotency_conflict``,

@@ -153,7 +153,16 @@ def _refusal(refused: ReserveRefused) -> Response:
     key's first hold stands) for a repeat; 422 ``idempotency_conflict`` for an
     idempotency key first used for another operation; 401 for a key revoked,
     expired or unknown since ``require_key``."""
+    if refused.reason == "rate_limited":
+        return _limited(refused.limit, refused.retry_after)
     return _reply(_native.spend_refused(refused.reason, refused.replayed))
+
+
+def _limited(limit: str | None, retry_after: float | None) -> Response:
+    """The core's 429 for a key's rate limit, with ``Retry-After`` when waiting ends it."""
+    status, body, seconds = _native.rate_limited(limit or "", retry_after)
+    headers = None if seconds is None else {"Retry-After": str(seconds)}
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def spend_refused(result: ChargeResult | ReserveResult) -> Response:
@@ -161,13 +170,17 @@ def spend_refused(result: ChargeResult | ReserveResult) -> Response:
     success, or ``replayed``), as ``stream_with_hold`` answers a refused reserve
     (docs/http.md#streaming): 409 ``{"error": "idempotency_replayed", "replayed":
     ...}`` for a repeated idempotency key (``"charged"``, or where the first hold
-    stands), 429 ``budget_exceeded``, 422 ``idempotency_conflict`` for an
-    idempotency key first used for another operation, else 401 ``{"error":
-    reason}`` (the key was revoked, expired or unknown since ``require_key``). A
-    result that serves work raises ``InvalidArgumentError``."""
+    stands), 429 ``budget_exceeded``, 429 ``rate_limited`` (with the limit's name
+    and ``retryAfter``, and a ``Retry-After`` header when waiting ends it), 422
+    ``idempotency_conflict`` for an idempotency key first used for another
+    operation, else 401 ``{"error": reason}`` (the key was revoked, expired or
+    unknown since ``require_key``). A result that serves work raises
+    ``InvalidArgumentError``."""
     if isinstance(result, ReserveRefused):
         return _refusal(result)
     if isinstance(result, ChargeRefused):
+        if result.reason == "rate_limited":
+            return _limited(result.limit, result.retry_after)
         return _reply(_native.spend_refused(result.reason))
     if isinstance(result, Charged) and result.replayed is not None:
         return _reply(_native.spend_refused("idempotency_replayed", result.replayed))
