@@ -174,6 +174,19 @@ export interface ValidKey {
   expiresAt: string | null;
   delegatedBy: string | null;
   name: string;
+  /** The key's own rate limits; absent when it has none. */
+  limits?: LimitView[];
+}
+
+/** A rate limit as `validate` and `list` show it: what it allows, not what is used. */
+export interface LimitView {
+  name: string;
+  unit: LimitUnit;
+  limit: number;
+  /** Whole seconds; null for `concurrent`. */
+  periodSeconds: number | null;
+  /** Null for `concurrent`. */
+  burst: number | null;
 }
 
 /** Why a key is not valid. */
@@ -295,6 +308,8 @@ export interface KeySummary {
   delegatedBy: string | null;
   externalSubject: string | null;
   metadata: unknown;
+  /** The key's own rate limits; absent when it has none. */
+  limits?: LimitView[];
 }
 
 /** One ledger row: a successful charge. */

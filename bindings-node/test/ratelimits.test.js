@@ -75,6 +75,9 @@ for (const store of STORES) {
     );
     await kl.release(held[0].holdId);
     assert.equal((await kl.reserve(k.key, { costCents: 1 })).success, true);
+    const view = [{ name: "streams", unit: "concurrent", limit: 2, periodSeconds: null, burst: null }];
+    assert.deepEqual((await kl.validate(k.key)).limits, view);
+    assert.deepEqual((await kl.list("a"))[0].limits, view);
     await kl.close();
   });
 }

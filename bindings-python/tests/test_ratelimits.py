@@ -69,6 +69,15 @@ async def test_a_concurrent_limit_counts_open_holds(db: Db) -> None:
     assert (refused.reason, refused.limit, refused.retry_after) == ("rate_limited", "streams", None)
     assert await kl.release(held[0].hold_id)
     assert (await kl.reserve(k.key, 1)).success
+    view = [{"name": "streams", "unit": "concurrent", "limit": 2, "periodSeconds": None,
+             "burst": None}]  # fmt: skip
+    v = await kl.validate(k.key)
+    assert isinstance(v, keyleash.ValidKey) and v.limits == view
+    [summary] = await kl.list("a")
+    assert summary.limits == view
+    plain = await kl.create(account_id="a")
+    plain_v = await kl.validate(plain.key)
+    assert isinstance(plain_v, keyleash.ValidKey) and plain_v.limits is None
 
 
 async def test_set_limits_keeps_what_a_kept_limit_counted(db: Db) -> None:

@@ -337,6 +337,7 @@ mod tests {
             expires_at: None,
             delegated_by: None,
             name: "k".into(),
+            limits: Vec::new(),
         }))
     }
 

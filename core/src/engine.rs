@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::amount::{cap_mirror, micros_to_cents, used_mirror, whole_cents_to_micros};
 use crate::model::{InvalidReason, KeyDetails, KeyInfo, KeyStatus, KeySummary, Validation};
 use crate::period::Period;
-use crate::ratelimit::KeyLimit;
+use crate::ratelimit::{self, KeyLimit};
 
 /// A keys-table row as both stores load it. Integer columns are widened to `i64`.
 #[derive(Clone, Debug, Default)]
@@ -455,6 +455,7 @@ impl KeyRow {
             expires_at: self.expires_at,
             delegated_by: self.delegated_by.clone(),
             name: self.name.clone().unwrap_or_else(|| "default".into()),
+            limits: ratelimit::views(&self.limits),
         };
         (Validation::Valid(Box::new(info)), rolls)
     }
@@ -517,6 +518,7 @@ impl KeyRow {
                 .metadata
                 .as_deref()
                 .and_then(|m| serde_json::from_str(m).ok()),
+            limits: ratelimit::views(&self.limits),
         }
     }
 }

@@ -101,7 +101,7 @@ pub use crate::model::{
 };
 pub use crate::ops::hold::{AddRefused, CutShort, Ending, Hold};
 pub use crate::ops::validate::KeyRef;
-pub use crate::ratelimit::{Limit, LimitUnit};
+pub use crate::ratelimit::{Limit, LimitUnit, LimitView};
 pub use crate::scope::has_scope;
 
 /// The crate README's example, compiled and run as a doctest.

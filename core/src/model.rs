@@ -281,6 +281,10 @@ pub struct KeyInfo {
     pub delegated_by: Option<String>,
     /// The label.
     pub name: String,
+    /// The key's own rate limits (its ancestors' bind it too); absent from the
+    /// JSON when it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<crate::ratelimit::LimitView>,
 }
 
 impl KeyInfo {
@@ -735,6 +739,9 @@ pub struct KeySummary {
     pub external_subject: Option<String>,
     /// The metadata given at creation.
     pub metadata: Option<serde_json::Value>,
+    /// The key's own rate limits; absent from the JSON when it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<crate::ratelimit::LimitView>,
 }
 
 /// One row of the ledger: a successful charge.

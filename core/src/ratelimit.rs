@@ -121,6 +121,40 @@ impl Limit {
     }
 }
 
+/// A key's rate limit as its views show it (`validate`, `list`, `get`): what it
+/// allows, not how much of it is used (a cached answer would show that stale).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitView {
+    /// Its name.
+    pub name: String,
+    /// What it counts.
+    pub unit: LimitUnit,
+    /// How many per period, or holds open at once.
+    pub limit: u64,
+    /// The period in whole seconds (`None` for `concurrent`).
+    pub period_seconds: Option<u64>,
+    /// How many may come at once from idle (`None` for `concurrent`).
+    pub burst: Option<u64>,
+}
+
+/// The views of `limits`.
+pub(crate) fn views(limits: &[KeyLimit]) -> Vec<LimitView> {
+    limits
+        .iter()
+        .map(|l| {
+            let timed = l.unit != LimitUnit::Concurrent;
+            LimitView {
+                name: l.name.clone(),
+                unit: l.unit,
+                limit: l.limit,
+                period_seconds: timed.then(|| u64::try_from(l.period_us / 1_000_000).unwrap_or(0)),
+                burst: timed.then_some(l.burst),
+            }
+        })
+        .collect()
+}
+
 /// The largest `limit` and `burst` accepted.
 pub const MAX_LIMIT: u64 = 1_000_000_000_000;
 /// The most limits a key may have.

@@ -241,9 +241,11 @@ pub(crate) struct Plan {
     pub stale_shares: Vec<i64>,
     /// Reserves replayed inside the batch: (outcome, outcome of the first reserve).
     pub repeats: Vec<(usize, usize)>,
-    /// The keys the batch left without budget: cached valid answers naming them
-    /// are stale.
+    /// The keys whose cached valid answers are stale: those the batch left
+    /// without budget, then those whose limits it changed.
     pub exhausted: Vec<i64>,
+    /// The keys whose limits the batch changed (moved into `exhausted` at the end).
+    changed: Vec<i64>,
 }
 
 impl Plan {
@@ -630,11 +632,19 @@ pub(crate) fn plan(
                 key_id,
                 account_id,
                 limits,
-            } => SpendOutcome::SetLimits(b.set_limits(*key_id, account_id.as_deref(), limits)),
+            } => {
+                let found = b.set_limits(*key_id, account_id.as_deref(), limits);
+                if found {
+                    // Cached valid answers show the limits: every cache drops the key.
+                    plan.changed.push(*key_id);
+                }
+                SpendOutcome::SetLimits(found)
+            }
         };
         plan.outcomes.push(outcome);
     }
     plan.exhausted = b.exhausted();
+    plan.exhausted.append(&mut plan.changed);
     plan.updates = b.updates();
     plan
 }

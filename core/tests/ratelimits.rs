@@ -9,8 +9,8 @@ use chrono::Duration;
 use common::{budget, opts, Db, Kind};
 use futures::future::join_all;
 use keyleash::{
-    Charge, ChargeResult, CreateOptions, CreatedKey, KeyLeash, Limit, LimitUnit, RateLimited,
-    Reserve, ReserveResult,
+    Charge, ChargeResult, CreateOptions, CreatedKey, KeyLeash, Limit, LimitUnit, LimitView,
+    RateLimited, Reserve, ReserveResult,
 };
 
 fn limited(o: &ChargeResult) -> Option<&RateLimited> {
@@ -25,15 +25,17 @@ fn limited(o: &ChargeResult) -> Option<&RateLimited> {
 async fn two_pools(kind: Kind, limits: Vec<Limit>) -> (Db, KeyLeash, CreatedKey) {
     let db = Db::open(kind).await;
     let other = db.another().await;
-    let k = db
-        .kl
-        .create(CreateOptions {
-            limits,
-            ..opts("a")
-        })
-        .await
-        .unwrap();
+    let k = key_with(&db, limits).await;
     (db, other, k)
+}
+
+/// A key of account `a` with `limits`.
+async fn key_with(db: &Db, limits: Vec<Limit>) -> CreatedKey {
+    let options = CreateOptions {
+        limits,
+        ..opts("a")
+    };
+    db.kl.create(options).await.unwrap()
 }
 
 async fn ledger_rows(db: &Db, key: i64) -> i64 {
@@ -238,14 +240,7 @@ both!(bad_limits_mint_nothing);
 // one stops counting, another account's key or an unknown id is not changed.
 async fn limits_change_without_a_fresh_burst(kind: Kind) {
     let db = Db::open(kind).await;
-    let k = db
-        .kl
-        .create(CreateOptions {
-            limits: vec![Limit::per(LimitUnit::Requests, 4, "1m")],
-            ..opts("a")
-        })
-        .await
-        .unwrap();
+    let k = key_with(&db, vec![Limit::per(LimitUnit::Requests, 4, "1m")]).await;
     for _ in 0..3 {
         assert!(db.charge(&k.key, 1.0).await.success());
     }
@@ -306,3 +301,47 @@ async fn changes_amid_parallel_charges_lose_no_count(kind: Kind) {
     assert_eq!(ledger_rows(&db, k.id).await, 60);
 }
 both!(changes_amid_parallel_charges_lose_no_count);
+
+// Pins the views: validate and list show a key's limits (and nothing for a key
+// without), and a cached validate shows a change of limits at once.
+async fn views_show_the_limits(kind: Kind) {
+    let options = keyleash::Options {
+        cache: Some(keyleash::CacheOptions::default()),
+        ..keyleash::Options::default()
+    };
+    let db = Db::with(kind, options).await;
+    let limits = vec![
+        Limit::per(LimitUnit::Cents, 50, "1h").with_burst(10),
+        Limit::concurrent(2).named("streams"),
+    ];
+    let k = key_with(&db, limits).await;
+    let plain = db.kl.create(opts("a")).await.unwrap();
+    let shown = |v: &[LimitView]| {
+        v.iter()
+            .map(|l| (l.name.clone(), l.unit, l.limit, l.period_seconds, l.burst))
+            .collect::<Vec<_>>()
+    };
+    let expected = vec![
+        (
+            "cents".to_string(),
+            LimitUnit::Cents,
+            50,
+            Some(3600),
+            Some(10),
+        ),
+        ("streams".to_string(), LimitUnit::Concurrent, 2, None, None),
+    ];
+    assert_eq!(shown(&db.info(&k.key).await.limits), expected);
+    let listed = db.kl.list("a").await.unwrap();
+    assert_eq!(shown(&listed[0].limits), expected);
+    assert!(listed[1].limits.is_empty());
+    let json = serde_json::to_value(db.info(&plain.key).await).unwrap();
+    assert!(json.get("limits").is_none(), "no limits, no field: {json}");
+    // Cached now; the change reaches the cached answer at once.
+    assert_eq!(db.info(&k.key).await.limits.len(), 2);
+    let one = [Limit::per(LimitUnit::Requests, 9, "1m")];
+    assert!(db.kl.set_limits(k.id, &one, None).await.unwrap());
+    let after = db.info(&k.key).await.limits;
+    assert_eq!((after.len(), after[0].limit), (1, 9));
+}
+both!(views_show_the_limits);

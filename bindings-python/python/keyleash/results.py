@@ -204,6 +204,9 @@ class ValidKey(_Result):
     expires_at: datetime | None = None
     delegated_by: str | None = None
     name: str = ""
+    limits: list[dict[str, Any]] | None = None
+    """The key's own rate limits (``name``, ``unit``, ``limit``, ``periodSeconds``,
+    ``burst``, as the core writes them); ``None`` when it has none."""
 
     def has_scope(self, scope: str) -> bool:
         """Whether the key grants ``scope`` (see ``keyleash.has_scope``)."""
@@ -378,6 +381,8 @@ class KeySummary(_Result):
     delegated_by: str | None = None
     external_subject: str | None = None
     metadata: Any = None
+    limits: list[dict[str, Any]] | None = None
+    """The key's own rate limits, as ``ValidKey.limits``; ``None`` when it has none."""
 
 
 @dataclasses.dataclass(frozen=True)
