@@ -182,32 +182,19 @@ async fn concurrent_holds(kind: Kind) {
         })
     );
     assert!(db.kl.release(held[0]).await.unwrap());
-    assert!(db
-        .kl
-        .reserve(&k.key, Reserve::cents(1.0))
-        .await
-        .unwrap()
-        .success());
-    assert!(!db
-        .kl
-        .reserve(&k.key, Reserve::cents(1.0))
-        .await
-        .unwrap()
-        .success());
+    let one_more = || async {
+        db.kl
+            .reserve(&k.key, Reserve::cents(1.0))
+            .await
+            .unwrap()
+            .success()
+    };
+    assert!(one_more().await);
+    assert!(!one_more().await);
     // The two left from the burst expire after their minute: their slots free.
     db.clock().advance(Duration::seconds(61));
-    assert!(db
-        .kl
-        .reserve(&k.key, Reserve::cents(1.0))
-        .await
-        .unwrap()
-        .success());
-    assert!(db
-        .kl
-        .reserve(&k.key, Reserve::cents(1.0))
-        .await
-        .unwrap()
-        .success());
+    assert!(one_more().await);
+    assert!(one_more().await);
 }
 both!(concurrent_holds);
 
